@@ -1,0 +1,378 @@
+/*
+ * catalog.c
+ *		The mirror tables (sandbox.sessions, sandbox.executions), read and
+ *		written through SPI as the extension owner.
+ *
+ * SQL users only have SELECT on these tables, filtered by row-level security.
+ * The functions check ownership themselves, then write as the owner of the
+ * tables with search_path pinned to pg_catalog, so no object of the caller's
+ * can be substituted into a query that runs with the owner's rights.
+ */
+#include "cloudrun_sandbox.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+/* How often one backend prunes old history, and how much at once. */
+#define PRUNE_INTERVAL_MS 10000
+#define PRUNE_BATCH 500
+
+/* Saved identity while running SPI as the extension owner. */
+typedef struct SbSpi
+{
+	MemoryContext outer;
+	Oid			save_uid;
+	int			save_sec;
+	int			nest;
+} SbSpi;
+
+/* Prepared plans, kept for the life of the backend. */
+static SPIPlanPtr plan_insert_session;
+static SPIPlanPtr plan_lock_session;
+static SPIPlanPtr plan_update_session;
+static SPIPlanPtr plan_delete_session;
+static SPIPlanPtr plan_insert_execution;
+static SPIPlanPtr plan_prune;
+static SPIPlanPtr plan_session_row;
+static SPIPlanPtr plan_visible_sessions;
+
+/* tables_owner returns the role that owns the extension's tables. */
+static Oid
+tables_owner(void)
+{
+	Oid			nsp = get_namespace_oid("sandbox", true);
+	Oid			rel = OidIsValid(nsp) ? get_relname_relid("sessions", nsp) : InvalidOid;
+	HeapTuple	tp;
+	Oid			owner;
+
+	if (!OidIsValid(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table sandbox.sessions does not exist"),
+				 errhint("Run CREATE EXTENSION cloudrun_sandbox in this database.")));
+	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(rel));
+	if (!HeapTupleIsValid(tp))
+		elog(ERROR, "cache lookup failed for relation %u", rel);
+	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
+	ReleaseSysCache(tp);
+	return owner;
+}
+
+/* spi_begin connects to SPI and becomes the tables' owner with a safe search_path. */
+static void
+spi_begin(SbSpi *s)
+{
+	Oid			owner = tables_owner();
+
+	s->outer = CurrentMemoryContext;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	GetUserIdAndSecContext(&s->save_uid, &s->save_sec);
+	SetUserIdAndSecContext(owner, s->save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	s->nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+}
+
+/* spi_end restores the caller's identity and settings. */
+static void
+spi_end(SbSpi *s)
+{
+	AtEOXact_GUC(true, s->nest);
+	SetUserIdAndSecContext(s->save_uid, s->save_sec);
+	SPI_finish();
+}
+
+/* prepare returns a kept plan for sql, preparing it on first use. */
+static SPIPlanPtr
+prepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*cache = plan;
+	}
+	return *cache;
+}
+
+/* run executes a plan and checks for the expected result code. */
+static void
+run(SPIPlanPtr plan, Datum *values, const char *nulls, int expect)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
+
+	if (rc != expect)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+}
+
+void
+sb_check_session_name(const char *name)
+{
+	if (!sb_session_name_valid(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid session name \"%s\"", name),
+				 errdetail("A session name is 1 to 63 letters, digits, \"_\", \".\" or \"-\", "
+						   "starting with a letter or digit.")));
+}
+
+/* check_owner raises insufficient_privilege unless the caller may use the session. */
+static void
+check_owner(const char *name, Oid owner)
+{
+	if (owner == GetUserId() || superuser())
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied for session \"%s\"", name),
+			 errdetail("The session belongs to another role."),
+			 errhint("Session names are shared by all roles; use a name of your own.")));
+}
+
+bool
+sb_session_insert(const char *name, SbBackend backend)
+{
+	SbSpi		s;
+	Oid			types[3] = {TEXTOID, REGROLEOID, TEXTOID};
+	Datum		values[3];
+	bool		inserted;
+
+	spi_begin(&s);
+	values[0] = CStringGetTextDatum(name);
+	values[1] = ObjectIdGetDatum(GetUserId());
+	values[2] = CStringGetTextDatum(sb_backend_name(backend));
+	run(prepare(&plan_insert_session,
+				"INSERT INTO sandbox.sessions (name, owner, backend) VALUES ($1, $2, $3) "
+				"ON CONFLICT (name) DO NOTHING",
+				3, types),
+		values, NULL, SPI_OK_INSERT);
+	inserted = SPI_processed == 1;
+	spi_end(&s);
+	return inserted;
+}
+
+SbSession *
+sb_session_lock(const char *name, bool create, SbBackend backend, bool missing_ok)
+{
+	SbSpi		s;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	SbSession  *session = NULL;
+
+	sb_check_session_name(name);
+	if (create)
+		(void) sb_session_insert(name, backend);
+	spi_begin(&s);
+	values[0] = CStringGetTextDatum(name);
+	run(prepare(&plan_lock_session,
+				"SELECT owner, backend, generation FROM sandbox.sessions "
+				"WHERE name = $1 FOR UPDATE",
+				1, types),
+		values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		char	   *backend_name;
+
+		session = MemoryContextAllocZero(s.outer, sizeof(SbSession));
+		session->name = MemoryContextStrdup(s.outer, name);
+		session->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+		backend_name = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+		session->backend = sb_backend_parse(backend_name);
+		session->generation = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+	spi_end(&s);
+	if (session == NULL)
+	{
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("session \"%s\" does not exist", name),
+				 errhint("Create it with sandbox.create_session(), or run a command in it.")));
+	}
+	check_owner(name, session->owner);
+	return session;
+}
+
+void
+sb_session_delete(const char *name)
+{
+	SbSpi		s;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	spi_begin(&s);
+	values[0] = CStringGetTextDatum(name);
+	run(prepare(&plan_delete_session, "DELETE FROM sandbox.sessions WHERE name = $1", 1,
+				types),
+		values, NULL, SPI_OK_DELETE);
+	spi_end(&s);
+}
+
+void
+sb_session_update(const SbSession *session, const SbState *state)
+{
+	SbSpi		s;
+	Oid			types[5] = {TEXTOID, TEXTOID, JSONBOID, INT8OID, INT8OID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Jsonb	   *env = sb_env_to_jsonb(state->env);
+
+	spi_begin(&s);
+	values[0] = CStringGetTextDatum(session->name);
+	values[1] = CStringGetTextDatum(state->cwd);
+	values[2] = JsonbPGetDatum(env);
+	values[3] = Int64GetDatum(state->generation);
+	values[4] = Int64GetDatum(state->last_execution);
+	if (state->last_execution == 0)
+		nulls[4] = 'n';
+	run(prepare(&plan_update_session,
+				"UPDATE sandbox.sessions SET cwd = $2, env = $3, generation = $4, "
+				"last_execution = COALESCE($5, last_execution), updated_at = now() "
+				"WHERE name = $1",
+				5, types),
+		values, nulls, SPI_OK_UPDATE);
+	spi_end(&s);
+}
+
+List *
+sb_session_names_visible(void)
+{
+	SbSpi		s;
+	Oid			types[2] = {REGROLEOID, BOOLOID};
+	Datum		values[2];
+	List	   *names = NIL;
+
+	spi_begin(&s);
+	values[0] = ObjectIdGetDatum(s.save_uid);
+	values[1] = BoolGetDatum(superuser_arg(s.save_uid));
+	run(prepare(&plan_visible_sessions,
+				"SELECT name FROM sandbox.sessions WHERE owner = $1 OR $2 ORDER BY name", 2,
+				types),
+		values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		MemoryContext old = MemoryContextSwitchTo(s.outer);
+
+		names = lappend(names, pstrdup(name));
+		MemoryContextSwitchTo(old);
+	}
+	spi_end(&s);
+	return names;
+}
+
+HeapTuple
+sb_session_tuple(const char *name, TupleDesc *desc)
+{
+	SbSpi		s;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	HeapTuple	tuple = NULL;
+
+	spi_begin(&s);
+	values[0] = CStringGetTextDatum(name);
+	run(prepare(&plan_session_row, "SELECT * FROM sandbox.sessions WHERE name = $1", 1,
+				types),
+		values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 1)
+	{
+		MemoryContext old = MemoryContextSwitchTo(s.outer);
+
+		tuple = heap_copytuple(SPI_tuptable->vals[0]);
+		*desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
+		MemoryContextSwitchTo(old);
+	}
+	spi_end(&s);
+	return tuple;
+}
+
+int64
+sb_execution_insert(const SbSession *session, const SbOutcome *o)
+{
+	SbSpi		s;
+	Oid			types[13] = {TEXTOID, REGROLEOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
+	BOOLOID, BOOLOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[13];
+	char		nulls[13];
+	const SbExecResult *r = &o->result;
+	int64		id;
+	bool		isnull;
+
+	memset(nulls, ' ', sizeof(nulls));
+	spi_begin(&s);
+	values[0] = CStringGetTextDatum(session->name);
+	values[1] = ObjectIdGetDatum(s.save_uid);
+	values[2] = CStringGetTextDatum(o->command);
+	values[3] = CStringGetTextDatum(sb_status_name(r->status));
+	values[4] = Int32GetDatum(r->exit_code);
+	if (!r->has_exit_code)
+		nulls[4] = 'n';
+	values[5] = PointerGetDatum(cstring_to_text_with_len(r->stdout_data, r->stdout_len));
+	values[6] = PointerGetDatum(cstring_to_text_with_len(r->stderr_data, r->stderr_len));
+	values[7] = BoolGetDatum(r->stdout_truncated);
+	values[8] = BoolGetDatum(r->stderr_truncated);
+	values[9] = r->has_state ? CStringGetTextDatum(r->cwd) : (Datum) 0;
+	if (!r->has_state)
+		nulls[9] = 'n';
+	values[10] = r->error ? CStringGetTextDatum(r->error) : (Datum) 0;
+	if (!r->error)
+		nulls[10] = 'n';
+	values[11] = TimestampTzGetDatum(o->started_at);
+	values[12] = TimestampTzGetDatum(o->finished_at);
+	run(prepare(&plan_insert_execution,
+				"INSERT INTO sandbox.executions (session, owner, command, status, exit_code, "
+				"stdout, stderr, stdout_truncated, stderr_truncated, cwd, error, "
+				"submitted_at, started_at, finished_at, duration) "
+				"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $13 - $12) "
+				"RETURNING id",
+				13, types),
+		values, nulls, SPI_OK_INSERT_RETURNING);
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	spi_end(&s);
+	return id;
+}
+
+void
+sb_execution_prune(void)
+{
+	static TimestampTz last_prune = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	SbSpi		s;
+	Oid			types[1] = {TIMESTAMPTZOID};
+	Datum		values[1];
+
+	if (sb_history_retention_s <= 0 ||
+		!TimestampDifferenceExceeds(last_prune, now, PRUNE_INTERVAL_MS))
+		return;
+	last_prune = now;
+	spi_begin(&s);
+	values[0] = TimestampTzGetDatum(now - (int64) sb_history_retention_s * USECS_PER_SEC);
+	run(prepare(&plan_prune,
+				"DELETE FROM sandbox.executions WHERE id IN ("
+				"SELECT id FROM sandbox.executions WHERE finished_at < $1 "
+				"ORDER BY finished_at LIMIT " CppAsString2(PRUNE_BATCH)
+				" FOR UPDATE SKIP LOCKED)",
+				1, types),
+		values, NULL, SPI_OK_DELETE);
+	spi_end(&s);
+}

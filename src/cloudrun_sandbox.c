@@ -1,0 +1,159 @@
+/*
+ * cloudrun_sandbox.c
+ *		Module entry point: settings (GUCs), the allocator that shared code
+ *		uses inside PostgreSQL, and small conversion helpers.
+ */
+#include "cloudrun_sandbox.h"
+
+#include <limits.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "common/sbutil.h"
+
+PG_MODULE_MAGIC;
+
+char	   *sb_local_root = NULL;
+char	   *sb_bwrap_path = NULL;
+char	   *sb_executor_path = NULL;
+bool		sb_local_network = false;
+int			sb_max_processes = 256;
+int			sb_memory_limit_mb = 2048;
+int			sb_file_size_limit_mb = 1024;
+int			sb_cpu_time_limit_s = 600;
+int			sb_max_output_bytes = 1024 * 1024;
+int			sb_default_timeout_s = 300;
+int			sb_max_timeout_s = 3600;
+int			sb_history_retention_s = 7 * 24 * 3600;
+
+void		_PG_init(void);
+
+/* pg_alloc is the allocator for shared code and jansson: palloc, NULL on failure. */
+static void *
+pg_alloc(size_t size)
+{
+	return MemoryContextAllocExtended(CurrentMemoryContext, size,
+									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+}
+
+/* pg_free releases memory from pg_alloc. */
+static void
+pg_free(void *ptr)
+{
+	if (ptr != NULL)
+		pfree(ptr);
+}
+
+/* _PG_init defines the settings and installs the allocator. */
+void
+_PG_init(void)
+{
+	sb_set_allocator(pg_alloc, pg_free);
+
+	DefineCustomStringVariable("cloudrun_sandbox.local_root",
+							   "Directory that holds the local backend's sessions.",
+							   "Empty means the cloudrun_sandbox directory inside the data directory.",
+							   &sb_local_root, "", PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("cloudrun_sandbox.bwrap_path",
+							   "Path of the bubblewrap program used by the local backend.",
+							   NULL, &sb_bwrap_path, "/usr/bin/bwrap", PGC_SUSET, 0, NULL, NULL,
+							   NULL);
+	DefineCustomStringVariable("cloudrun_sandbox.executor_path",
+							   "Path of the cloudrun-sandbox-executor program.",
+							   "Empty means the one installed next to the postgres program.",
+							   &sb_executor_path, "", PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("cloudrun_sandbox.local_network",
+							 "Whether local sandboxes share the host's network.",
+							 "Off gives each sandbox an empty network namespace.",
+							 &sb_local_network, false, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.max_processes",
+							"Process limit (RLIMIT_NPROC) for sandboxed commands; 0 = none.",
+							NULL, &sb_max_processes, 256, 0, 1000000, PGC_SUSET, 0, NULL, NULL,
+							NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.memory_limit",
+							"Address-space limit (RLIMIT_AS) for sandboxed commands; 0 = none.",
+							NULL, &sb_memory_limit_mb, 2048, 0, INT_MAX / 2, PGC_SUSET,
+							GUC_UNIT_MB, NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.file_size_limit",
+							"Largest file a sandboxed command may write (RLIMIT_FSIZE); 0 = none.",
+							NULL, &sb_file_size_limit_mb, 1024, 0, INT_MAX / 2, PGC_SUSET,
+							GUC_UNIT_MB, NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.cpu_time_limit",
+							"CPU time limit (RLIMIT_CPU) for sandboxed commands; 0 = none.",
+							NULL, &sb_cpu_time_limit_s, 600, 0, INT_MAX, PGC_SUSET,
+							GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.max_output_bytes",
+							"Bytes of stdout and of stderr kept per command; the rest is dropped.",
+							NULL, &sb_max_output_bytes, 1024 * 1024, 1024, 256 * 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.default_timeout",
+							"Timeout of a command when the call gives none.",
+							NULL, &sb_default_timeout_s, 300, 1, INT_MAX, PGC_USERSET,
+							GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.max_timeout",
+							"Largest timeout a command may ask for.",
+							NULL, &sb_max_timeout_s, 3600, 1, INT_MAX, PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.history_retention",
+							"How long finished executions are kept in sandbox.executions; 0 = forever.",
+							NULL, &sb_history_retention_s, 7 * 24 * 3600, 0, INT_MAX, PGC_SUSET,
+							GUC_UNIT_S, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("cloudrun_sandbox");
+}
+
+/* sb_backend_name returns the name stored in sandbox.sessions.backend. */
+const char *
+sb_backend_name(SbBackend backend)
+{
+	return backend == SB_BACKEND_CLOUDRUN ? "cloudrun" : "local";
+}
+
+/* sb_backend_parse maps a backend name to the enum, with a clear error. */
+SbBackend
+sb_backend_parse(const char *name)
+{
+	if (strcmp(name, "local") == 0)
+		return SB_BACKEND_LOCAL;
+	if (strcmp(name, "cloudrun") == 0)
+		return SB_BACKEND_CLOUDRUN;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown sandbox backend \"%s\"", name),
+			 errhint("Use \"local\" or \"cloudrun\".")));
+	return SB_BACKEND_LOCAL;	/* keep compiler quiet */
+}
+
+/* sb_jsonb_to_env converts a jsonb object of strings into a validated jansson object. */
+json_t *
+sb_jsonb_to_env(Jsonb *jb, const char *what)
+{
+	char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	json_error_t jerr;
+	json_t	   *env = json_loads(text, 0, &jerr);
+	char		errbuf[256];
+
+	if (env == NULL || !sb_env_valid(env, errbuf, sizeof(errbuf)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s", what),
+				 errdetail("%s", env == NULL ? jerr.text : errbuf),
+				 errhint("Pass a JSON object of variable names to string values, "
+						 "for example '{\"FOO\": \"bar\"}'.")));
+	return env;
+}
+
+/* sb_env_to_jsonb converts a jansson environment object to jsonb. */
+Jsonb *
+sb_env_to_jsonb(json_t *env)
+{
+	char	   *text = json_dumps(env, JSON_COMPACT | JSON_SORT_KEYS);
+
+	if (text == NULL)
+		elog(ERROR, "could not serialize an environment");
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+}

@@ -1,0 +1,90 @@
+/*
+ * cloudrun_sandbox.h
+ *		Declarations shared by the extension's source files: settings, the
+ *		catalog (mirror tables) and session helpers.
+ */
+#ifndef CLOUDRUN_SANDBOX_H
+#define CLOUDRUN_SANDBOX_H
+
+#include "postgres.h"
+
+/*
+ * PostgreSQL's SQL function json_object() has the same C name as jansson's
+ * constructor.  Declare PostgreSQL's under another name here, before jansson
+ * is included.  At run time the postgres binary's symbol would win, so shared
+ * code never calls json_object() directly (see sbutil.h).
+ */
+#define json_object pg_sql_json_object
+#include "datatype/timestamp.h"
+#include "fmgr.h"
+#include "access/htup.h"
+#include "access/tupdesc.h"
+#include "nodes/pg_list.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#undef json_object
+
+#include "common/protocol.h"
+#include "common/sbutil.h"
+
+/* Settings (cloudrun_sandbox.*), defined in cloudrun_sandbox.c. */
+extern char *sb_local_root;
+extern char *sb_bwrap_path;
+extern char *sb_executor_path;
+extern bool sb_local_network;
+extern int	sb_max_processes;
+extern int	sb_memory_limit_mb;
+extern int	sb_file_size_limit_mb;
+extern int	sb_cpu_time_limit_s;
+extern int	sb_max_output_bytes;
+extern int	sb_default_timeout_s;
+extern int	sb_max_timeout_s;
+extern int	sb_history_retention_s;
+
+/* Which backend runs a session's commands. */
+typedef enum SbBackend
+{
+	SB_BACKEND_LOCAL,
+	SB_BACKEND_CLOUDRUN
+} SbBackend;
+
+extern const char *sb_backend_name(SbBackend backend);
+extern SbBackend sb_backend_parse(const char *name);
+
+/* A session row, locked for the rest of the transaction. */
+typedef struct SbSession
+{
+	char	   *name;
+	Oid			owner;
+	SbBackend	backend;
+	int64		generation;
+} SbSession;
+
+/* The outcome of one execution, ready for the mirror and the caller. */
+typedef struct SbOutcome
+{
+	int64		id;
+	const char *command;
+	SbExecResult result;
+	TimestampTz started_at;
+	TimestampTz finished_at;
+} SbOutcome;
+
+/* catalog.c: the mirror tables, written as the extension owner. */
+extern void sb_check_session_name(const char *name);
+extern SbSession *sb_session_lock(const char *name, bool create, SbBackend backend,
+								  bool missing_ok);
+extern bool sb_session_insert(const char *name, SbBackend backend);
+extern void sb_session_delete(const char *name);
+extern void sb_session_update(const SbSession *session, const SbState *state);
+extern List *sb_session_names_visible(void);
+extern int64 sb_execution_insert(const SbSession *session, const SbOutcome *outcome);
+extern void sb_execution_prune(void);
+extern HeapTuple sb_session_tuple(const char *name, TupleDesc *desc);
+
+/* cloudrun_sandbox.c: JSON helpers between jsonb and jansson. */
+extern json_t *sb_jsonb_to_env(Jsonb *jb, const char *what);
+extern Jsonb *sb_env_to_jsonb(json_t *env);
+extern void sb_require_utf8(void);
+
+#endif							/* CLOUDRUN_SANDBOX_H */

@@ -1,0 +1,102 @@
+/*
+ * driver.c
+ *		Chooses the driver for a backend, and runs a request synchronously in
+ *		the calling backend with query cancel and statement_timeout honoured.
+ */
+#include "driver.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/timestamp.h"
+
+#define SB_MAX_WAIT_FDS 8
+
+/* sb_driver_for returns the driver of a backend: one line per backend. */
+const SbDriver *
+sb_driver_for(SbBackend backend)
+{
+	switch (backend)
+	{
+		case SB_BACKEND_LOCAL:
+			return &sb_local_driver;
+		case SB_BACKEND_CLOUDRUN:
+			break;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("the %s backend is not available in this build", sb_backend_name(backend)),
+			 errhint("Use the local backend.")));
+	return NULL;
+}
+
+/*
+ * sb_run_sync launches a request and waits for its result, sleeping on the
+ * run's descriptors and the latch.  A query cancel, statement_timeout or
+ * termination cancels the run (killing its sandbox) before the error goes on.
+ * If the run has not finished by hard_deadline it is cancelled with an error.
+ */
+char *
+sb_run_sync(const SbDriver *driver, const char *session, const char *request,
+			TimestampTz hard_deadline, size_t *len)
+{
+	SbRun	   *volatile run = driver->launch(session, request);
+	WaitEventSet *volatile set = NULL;
+	char	   *result;
+
+	PG_TRY();
+	{
+		int			fds[SB_MAX_WAIT_FDS];
+		int			nfds = -1;
+
+		while (!driver->step(run))
+		{
+			int			cur[SB_MAX_WAIT_FDS];
+			int			n = driver->wait_fds(run, cur, SB_MAX_WAIT_FDS);
+			WaitEvent	events[SB_MAX_WAIT_FDS + 2];
+			long		timeout;
+
+			/* Rebuild the wait set only when the descriptors change. */
+			if (set == NULL || n != nfds || memcmp(cur, fds, sizeof(int) * n) != 0)
+			{
+				if (set)
+				{
+					FreeWaitEventSet(set);
+					set = NULL;
+				}
+				set = CreateWaitEventSet(CurrentMemoryContext, n + 2);
+				AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+				AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+				for (int i = 0; i < n; i++)
+					AddWaitEventToSet(set, WL_SOCKET_READABLE, cur[i], NULL, NULL);
+				memcpy(fds, cur, sizeof(int) * n);
+				nfds = n;
+			}
+			/* With nothing to watch (a process exiting), poll briefly. */
+			timeout = n > 0 ? 1000 : 5;
+			(void) WaitEventSetWait(set, timeout, events, lengthof(events),
+									PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			if (GetCurrentTimestamp() > hard_deadline)
+				ereport(ERROR,
+						(errcode(ERRCODE_QUERY_CANCELED),
+						 errmsg("the sandbox did not answer in time"),
+						 errdetail("The executor did not report a result after the "
+								   "command's timeout and grace period.")));
+		}
+	}
+	PG_CATCH();
+	{
+		/* The wait set holds an epoll descriptor that an error would leak. */
+		if (set)
+			FreeWaitEventSet(set);
+		driver->cancel(run);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (set)
+		FreeWaitEventSet(set);
+	result = driver->finish(run, len);
+	return result;
+}

@@ -1,0 +1,59 @@
+/*
+ * driver.h
+ *		The interface every backend implements: where a session's state lives
+ *		and how a request reaches an executor.
+ *
+ * The SQL functions and the worker only talk to this interface.  A run is
+ * launched, then driven without blocking (wait on its fds, step it) until it
+ * finishes or is cancelled, so one loop can multiplex many runs.  Nothing here
+ * assumes one process per command.  Adding a backend means one new file and
+ * one line in sb_driver_for().
+ */
+#ifndef SB_DRIVER_H
+#define SB_DRIVER_H
+
+#include "cloudrun_sandbox.h"
+
+#include "datatype/timestamp.h"
+
+typedef struct SbRun SbRun;
+
+typedef struct SbDriver
+{
+	const char *name;
+
+	/* Make sure the session's storage exists (idempotent). */
+	void		(*prepare_session) (const char *session);
+
+	/* Remove the session's storage when the transaction commits. */
+	void		(*drop_session) (const char *session);
+
+	/* Read state.json; false if the session has none yet. */
+	bool		(*load_state) (const char *session, SbState *state);
+
+	/* Replace state.json atomically. */
+	void		(*store_state) (const char *session, const SbState *state);
+
+	/* Start executing a request document; never blocks on the command. */
+	SbRun	   *(*launch) (const char *session, const char *request);
+
+	/* File descriptors whose readiness means step() has work; returns count. */
+	int			(*wait_fds) (SbRun *run, int *fds, int max_fds);
+
+	/* Make progress without blocking; true once the run has finished. */
+	bool		(*step) (SbRun *run);
+
+	/* The result document of a finished run (palloc'd), or an ERROR. */
+	char	   *(*finish) (SbRun *run, size_t *len);
+
+	/* Stop the run and everything it started; safe to call twice. */
+	void		(*cancel) (SbRun *run);
+} SbDriver;
+
+extern const SbDriver sb_local_driver;
+extern const SbDriver *sb_driver_for(SbBackend backend);
+
+extern char *sb_run_sync(const SbDriver *driver, const char *session, const char *request,
+						 TimestampTz hard_deadline, size_t *len);
+
+#endif							/* SB_DRIVER_H */

@@ -1,0 +1,577 @@
+/*
+ * driver_local.c
+ *		The local backend: sessions in a storage directory, commands run by the
+ *		executor inside a bubblewrap sandbox spawned from the backend.
+ *
+ * Storage layout (cloudrun_sandbox.local_root):
+ *		sessions/<name>/state.json	cwd, env, generation (replaced atomically)
+ *		sessions/<name>/workspace/	bound read-write at /workspace
+ *		sessions/<name>/tmp/		bound read-write at /tmp
+ *		trash/						sessions dropped by a transaction not yet committed
+ *
+ * The sandbox has its own user, PID, IPC, UTS and (unless
+ * cloudrun_sandbox.local_network) network namespaces, sees the system
+ * read-only and nothing of the data directory.  The executor runs as the
+ * namespace's PID 1, so when it, or bwrap, dies every process in the sandbox
+ * dies with it; bwrap dies with the backend (--die-with-parent).
+ */
+#include "driver.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/memutils.h"
+
+#include "common/sbutil.h"
+
+#define SB_STDERR_CAP 65536
+
+struct SbRun
+{
+	pid_t		pid;
+	int			out_fd;
+	int			err_fd;
+	SbBuf		out;
+	SbBuf		err;
+	bool		reaped;
+	int			wstatus;
+};
+
+/* A session directory moved to trash by a transaction that has not ended. */
+typedef struct PendingDrop
+{
+	char	   *from;
+	char	   *to;
+	SubTransactionId subid;
+} PendingDrop;
+
+static List *pending_drops = NIL;
+static bool callbacks_registered = false;
+
+/* local_root returns the storage directory. */
+static char *
+local_root(void)
+{
+	if (sb_local_root != NULL && sb_local_root[0] != '\0')
+		return sb_local_root;
+	return psprintf("%s/cloudrun_sandbox", DataDir);
+}
+
+/* session_path returns <root>/sessions/<name>[/<sub>]. */
+static char *
+session_path(const char *session, const char *sub)
+{
+	return sub ? psprintf("%s/sessions/%s/%s", local_root(), session, sub)
+		: psprintf("%s/sessions/%s", local_root(), session);
+}
+
+/* make_dir creates one directory (mode 0700) unless it exists. */
+static void
+make_dir(const char *path)
+{
+	if (mkdir(path, S_IRWXU) != 0 && errno != EEXIST)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create directory \"%s\": %m", path),
+				 errhint("Check cloudrun_sandbox.local_root; the server's operating-system user "
+						 "must be able to write there.")));
+}
+
+static void
+local_prepare_session(const char *session)
+{
+	struct stat st;
+	char	   *ws = session_path(session, "workspace");
+	char	   *tmp = session_path(session, "tmp");
+
+	if (stat(ws, &st) == 0 && stat(tmp, &st) == 0)
+		return;
+	make_dir(local_root());
+	make_dir(psprintf("%s/sessions", local_root()));
+	make_dir(session_path(session, NULL));
+	make_dir(ws);
+	make_dir(tmp);
+}
+
+/* unlock_entry makes a directory entry removable, whatever the sandbox did to it. */
+static int
+unlock_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	if (flag == FTW_D || flag == FTW_DNR)
+		(void) chmod(path, S_IRWXU);
+	return 0;
+}
+
+/* remove_entry deletes one entry during a depth-first walk. */
+static int
+remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	if (flag == FTW_DP || flag == FTW_D)
+		(void) rmdir(path);
+	else
+		(void) unlink(path);
+	return 0;
+}
+
+/* remove_tree deletes a directory tree, ignoring entries that vanish meanwhile. */
+static void
+remove_tree(const char *path)
+{
+	(void) nftw(path, unlock_entry, 32, FTW_PHYS);
+	(void) nftw(path, remove_entry, 32, FTW_PHYS | FTW_DEPTH);
+}
+
+/* drop_xact_callback finishes or undoes pending drops at the end of the transaction. */
+static void
+drop_xact_callback(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	if (pending_drops == NIL)
+		return;
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT)
+		return;
+	foreach(lc, pending_drops)
+	{
+		PendingDrop *d = lfirst(lc);
+
+		if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+			remove_tree(d->to);
+		else if (rename(d->to, d->from) != 0)
+			elog(WARNING, "could not restore dropped session directory \"%s\": %m", d->from);
+	}
+	list_free_deep(pending_drops);
+	pending_drops = NIL;
+}
+
+/* drop_subxact_callback undoes drops made in an aborted subtransaction. */
+static void
+drop_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_drops)
+	{
+		PendingDrop *d = lfirst(lc);
+
+		if (d->subid != mySubid)
+			continue;
+		if (event == SUBXACT_EVENT_COMMIT_SUB)
+			d->subid = parentSubid;
+		else if (event == SUBXACT_EVENT_ABORT_SUB)
+		{
+			if (rename(d->to, d->from) != 0)
+				elog(WARNING, "could not restore dropped session directory \"%s\": %m",
+					 d->from);
+			d->subid = InvalidSubTransactionId;
+		}
+	}
+}
+
+static void
+local_drop_session(const char *session)
+{
+	static uint32 counter = 0;
+	MemoryContext old;
+	PendingDrop *d;
+	char	   *from = session_path(session, NULL);
+	char	   *to;
+
+	if (access(from, F_OK) != 0)
+		return;
+	make_dir(psprintf("%s/trash", local_root()));
+	to = psprintf("%s/trash/%s.%d.%u", local_root(), session, MyProcPid, ++counter);
+	if (rename(from, to) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not move session directory \"%s\" to \"%s\": %m", from, to)));
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(drop_xact_callback, NULL);
+		RegisterSubXactCallback(drop_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	d = palloc(sizeof(PendingDrop));
+	d->from = pstrdup(from);
+	d->to = pstrdup(to);
+	d->subid = GetCurrentSubTransactionId();
+	pending_drops = lappend(pending_drops, d);
+	MemoryContextSwitchTo(old);
+}
+
+/* read_file reads a whole small file; returns NULL if it does not exist. */
+static char *
+read_file(const char *path, size_t *len)
+{
+	int			fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	struct stat st;
+	char	   *data;
+	ssize_t		n;
+
+	if (fd < 0)
+	{
+		if (errno == ENOENT)
+			return NULL;
+		ereport(ERROR, (errcode_for_file_access(), errmsg("could not open \"%s\": %m", path)));
+	}
+	if (fstat(fd, &st) != 0 || st.st_size > 64 * 1024 * 1024)
+		ereport(ERROR, (errcode_for_file_access(), errmsg("could not read \"%s\"", path)));
+	data = palloc(st.st_size + 1);
+	n = read(fd, data, st.st_size);
+	if (n != st.st_size)
+		ereport(ERROR, (errcode_for_file_access(), errmsg("could not read \"%s\": %m", path)));
+	data[n] = '\0';
+	CloseTransientFile(fd);
+	*len = (size_t) n;
+	return data;
+}
+
+static bool
+local_load_state(const char *session, SbState *state)
+{
+	char	   *path = session_path(session, "state.json");
+	size_t		len;
+	char	   *text = read_file(path, &len);
+	char		errbuf[256];
+
+	if (text == NULL)
+		return false;
+	if (!sb_state_decode(text, len, state, errbuf, sizeof(errbuf)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("session state file \"%s\" is damaged", path),
+				 errdetail("%s", errbuf),
+				 errhint("Fix or remove the file; without it the session starts in "
+						 "/workspace with an empty environment.")));
+	return true;
+}
+
+static void
+local_store_state(const char *session, const SbState *state)
+{
+	char	   *path = session_path(session, "state.json");
+	char	   *tmp = psprintf("%s.%d.tmp", path, MyProcPid);
+	char	   *text = sb_state_encode(state);
+	size_t		len = strlen(text);
+	int			fd;
+
+	fd = OpenTransientFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create \"%s\": %m", tmp)));
+	if (write(fd, text, len) != (ssize_t) len)
+	{
+		int			save = errno;
+
+		CloseTransientFile(fd);
+		unlink(tmp);
+		errno = save ? save : ENOSPC;
+		ereport(ERROR, (errcode_for_file_access(), errmsg("could not write \"%s\": %m", tmp)));
+	}
+	CloseTransientFile(fd);
+	if (rename(tmp, path) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(), errmsg("could not rename \"%s\": %m", tmp)));
+}
+
+/* executor_path returns the executor program's path. */
+static char *
+executor_path(void)
+{
+	char		dir[MAXPGPATH];
+
+	if (sb_executor_path != NULL && sb_executor_path[0] != '\0')
+		return sb_executor_path;
+	strlcpy(dir, my_exec_path, sizeof(dir));
+	get_parent_directory(dir);
+	return psprintf("%s/cloudrun-sandbox-executor", dir);
+}
+
+/* add_system_dir exposes a top-level system directory or its merged-/usr symlink. */
+static List *
+add_system_dir(List *args, const char *path)
+{
+	struct stat st;
+	char		target[MAXPGPATH];
+	ssize_t		n;
+
+	if (lstat(path, &st) != 0)
+		return args;
+	if (S_ISLNK(st.st_mode) && (n = readlink(path, target, sizeof(target) - 1)) > 0)
+	{
+		target[n] = '\0';
+		return lappend(lappend(lappend(args, "--symlink"), pstrdup(target)), (char *) path);
+	}
+	if (S_ISDIR(st.st_mode))
+		return lappend(lappend(lappend(args, "--ro-bind"), (char *) path), (char *) path);
+	return args;
+}
+
+/* hide_dir mounts an empty tmpfs over a host directory that must stay private. */
+static List *
+hide_dir(List *args, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		args = lappend(lappend(args, "--tmpfs"), (char *) path);
+	return args;
+}
+
+/* bwrap_args builds the bubblewrap command line for one session. */
+static char **
+bwrap_args(const char *session)
+{
+	static const char *const sysdirs[] = {"/bin", "/sbin", "/lib", "/lib64", "/lib32",
+	"/libx32"};
+	List	   *a = NIL;
+	char	   *exe = executor_path();
+	char	  **argv;
+	ListCell   *lc;
+	int			i = 0;
+
+	a = lappend(a, sb_bwrap_path);
+	a = lappend(a, "--unshare-user");
+	a = lappend(a, "--unshare-pid");
+	a = lappend(a, "--unshare-ipc");
+	a = lappend(a, "--unshare-uts");
+	a = lappend(a, "--unshare-cgroup-try");
+	if (!sb_local_network)
+		a = lappend(a, "--unshare-net");
+	a = lappend(a, "--die-with-parent");
+	a = lappend(a, "--new-session");
+	a = lappend(a, "--as-pid-1");
+	a = lappend(a, "--hostname");
+	a = lappend(a, "sandbox");
+	a = lappend(a, "--clearenv");
+	a = lappend(lappend(lappend(a, "--ro-bind"), "/usr"), "/usr");
+	for (int d = 0; d < (int) lengthof(sysdirs); d++)
+		a = add_system_dir(a, sysdirs[d]);
+	a = lappend(lappend(lappend(a, "--ro-bind"), "/etc"), "/etc");
+	a = hide_dir(a, "/etc/ssl/private");
+	a = hide_dir(a, "/etc/postgresql");
+	a = hide_dir(a, "/etc/postgresql-common");
+	a = lappend(lappend(a, "--proc"), "/proc");
+	a = lappend(lappend(a, "--dev"), "/dev");
+	a = lappend(lappend(lappend(a, "--bind"), session_path(session, "workspace")), SB_WORKSPACE);
+	a = lappend(lappend(lappend(a, "--bind"), session_path(session, "tmp")), "/tmp");
+	a = lappend(lappend(lappend(a, "--ro-bind"), exe), exe);
+	a = lappend(lappend(a, "--chdir"), SB_WORKSPACE);
+	a = lappend(a, "--");
+	a = lappend(a, exe);
+
+	argv = palloc(sizeof(char *) * (list_length(a) + 1));
+	foreach(lc, a)
+		argv[i++] = lfirst(lc);
+	argv[i] = NULL;
+	return argv;
+}
+
+/* write_request hands the request to the executor, which reads it at once. */
+static void
+write_request(int fd, const char *request)
+{
+	size_t		left = strlen(request);
+
+	if (left > 65536)
+		(void) fcntl(fd, F_SETPIPE_SZ, left < 1048576 ? (int) left : 1048576);
+	while (left > 0)
+	{
+		ssize_t		n = write(fd, request, left);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;				/* the executor died; its stderr will say why */
+		request += n;
+		left -= (size_t) n;
+	}
+	close(fd);
+}
+
+static SbRun *
+local_launch(const char *session, const char *request)
+{
+	int			in[2], out[2], err[2];
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t	none, all;
+	char	  **argv = bwrap_args(session);
+	SbRun	   *run;
+	int			rc;
+	char	   *empty_env[] = {NULL};
+
+	if (access(sb_bwrap_path, X_OK) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("bubblewrap is not available at \"%s\": %m", sb_bwrap_path),
+				 errhint("Install the bubblewrap package, or set cloudrun_sandbox.bwrap_path.")));
+	if (access(executor_path(), X_OK) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("the sandbox executor is not available at \"%s\": %m", executor_path()),
+				 errhint("Run make install, or set cloudrun_sandbox.executor_path.")));
+	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
+		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create pipes: %m")));
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+	/* The client socket and every other descriptor of the backend stay behind. */
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &all);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+							 POSIX_SPAWN_SETSID);
+
+	run = palloc0(sizeof(SbRun));
+	rc = posix_spawn(&run->pid, argv[0], &fa, &attr, argv, empty_env);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(in[0]);
+	close(out[1]);
+	close(err[1]);
+	if (rc != 0)
+	{
+		close(in[1]);
+		close(out[0]);
+		close(err[0]);
+		errno = rc;
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not start the sandbox \"%s\": %m", argv[0])));
+	}
+	run->out_fd = out[0];
+	run->err_fd = err[0];
+	fcntl(run->out_fd, F_SETFL, O_NONBLOCK);
+	fcntl(run->err_fd, F_SETFL, O_NONBLOCK);
+	/* Results are bounded: output is capped and JSON escaping at most sextuples it. */
+	sb_buf_init(&run->out, (size_t) sb_max_output_bytes * 12 + 2 * SB_MAX_ENV_BYTES +
+				1024 * 1024);
+	sb_buf_init(&run->err, SB_STDERR_CAP);
+	write_request(in[1], request);
+	return run;
+}
+
+static int
+local_wait_fds(SbRun *run, int *fds, int max_fds)
+{
+	int			n = 0;
+
+	if (run->out_fd >= 0 && n < max_fds)
+		fds[n++] = run->out_fd;
+	if (run->err_fd >= 0 && n < max_fds)
+		fds[n++] = run->err_fd;
+	return n;
+}
+
+/* drain reads what is available; closes fd at EOF. */
+static void
+drain(int *fd, SbBuf *buf)
+{
+	char		chunk[65536];
+
+	while (*fd >= 0)
+	{
+		ssize_t		n = read(*fd, chunk, sizeof(chunk));
+
+		if (n > 0)
+		{
+			if (!sb_buf_append(buf, chunk, (size_t) n))
+				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+static bool
+local_step(SbRun *run)
+{
+	drain(&run->out_fd, &run->out);
+	drain(&run->err_fd, &run->err);
+	if (run->out.truncated)
+		return true;			/* a runaway result: finish() reports it */
+	if (run->out_fd >= 0 || run->err_fd >= 0)
+		return false;
+	if (!run->reaped && waitpid(run->pid, &run->wstatus, WNOHANG) == run->pid)
+		run->reaped = true;
+	return run->reaped;
+}
+
+static void
+local_cancel(SbRun *run)
+{
+	if (!run->reaped && run->pid > 0)
+	{
+		kill(-run->pid, SIGKILL);
+		kill(run->pid, SIGKILL);
+		while (waitpid(run->pid, &run->wstatus, 0) < 0 && errno == EINTR)
+			;
+		run->reaped = true;
+	}
+	if (run->out_fd >= 0)
+		close(run->out_fd), run->out_fd = -1;
+	if (run->err_fd >= 0)
+		close(run->err_fd), run->err_fd = -1;
+}
+
+static char *
+local_finish(SbRun *run, size_t *len)
+{
+	if (run->out.truncated)
+	{
+		local_cancel(run);
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the sandbox executor returned a result larger than allowed")));
+	}
+	if (run->out.len == 0)
+	{
+		char	   *why = run->err.len ? run->err.data : "no output";
+
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("the sandbox failed before running the command"),
+				 errdetail("bubblewrap exited with status %d: %s",
+						   WIFEXITED(run->wstatus) ? WEXITSTATUS(run->wstatus) : -1,
+						   pnstrdup(why, strcspn(why, "\n"))),
+				 errhint("Check that unprivileged user namespaces are enabled and that "
+						 "cloudrun_sandbox.local_root is writable.")));
+	}
+	*len = run->out.len;
+	return run->out.data;
+}
+
+const SbDriver sb_local_driver = {
+	.name = "local",
+	.prepare_session = local_prepare_session,
+	.drop_session = local_drop_session,
+	.load_state = local_load_state,
+	.store_state = local_store_state,
+	.launch = local_launch,
+	.wait_fds = local_wait_fds,
+	.step = local_step,
+	.finish = local_finish,
+	.cancel = local_cancel,
+};

@@ -1,0 +1,175 @@
+/*
+ * exec.c
+ *		sandbox.exec(): run one command synchronously in a session.
+ */
+#include "driver.h"
+
+#include "access/htup_details.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "common/sbutil.h"
+
+/* Extra time after a command's timeout before the sandbox itself is abandoned. */
+#define SB_KILL_GRACE_MS 1000
+#define SB_HARD_SLACK_MS 10000
+
+PG_FUNCTION_INFO_V1(sandbox_exec);
+
+/* sb_require_utf8 rejects databases whose encoding cannot hold command output. */
+void
+sb_require_utf8(void)
+{
+	if (GetDatabaseEncoding() != PG_UTF8)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cloudrun_sandbox requires a UTF8 database"),
+				 errdetail("This database uses %s.", GetDatabaseEncodingName())));
+}
+
+/* interval_ms converts a timeout argument to milliseconds, with the limits checked. */
+static int64
+timeout_ms(Interval *iv)
+{
+	int64		ms;
+
+	if (iv == NULL)
+		return (int64) sb_default_timeout_s * 1000;
+	ms = (iv->time / 1000) + ((int64) iv->day * SECS_PER_DAY * 1000) +
+		((int64) iv->month * DAYS_PER_MONTH * SECS_PER_DAY * 1000);
+	if (ms <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must be positive")));
+	if (ms > (int64) sb_max_timeout_s * 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout exceeds cloudrun_sandbox.max_timeout (%d s)", sb_max_timeout_s),
+				 errhint("Ask a superuser to raise cloudrun_sandbox.max_timeout.")));
+	return ms;
+}
+
+/* text_arg returns a non-null text argument as a C string, or raises an error. */
+static char *
+text_arg(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+/* sb_limits fills the resource limits from the settings. */
+static void
+sb_limits(SbLimits *l)
+{
+	l->nproc = sb_max_processes;
+	l->memory_bytes = (long long) sb_memory_limit_mb * 1024 * 1024;
+	l->fsize_bytes = (long long) sb_file_size_limit_mb * 1024 * 1024;
+	l->cpu_seconds = sb_cpu_time_limit_s;
+}
+
+Datum
+sandbox_exec(PG_FUNCTION_ARGS)
+{
+	char	   *command = text_arg(fcinfo, 0, "command");
+	char	   *name = text_arg(fcinfo, 1, "session");
+	int64		tmo = timeout_ms(PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2));
+	json_t	   *call_env = PG_ARGISNULL(3) ? NULL :
+		sb_jsonb_to_env(PG_GETARG_JSONB_P(3), "env argument");
+	TupleDesc	desc;
+	SbSession  *session;
+	const SbDriver *driver;
+	SbState		state;
+	SbExecRequest req;
+	SbOutcome	outcome;
+	SbExecResult *r = &outcome.result;
+	char	   *request;
+	char	   *text;
+	size_t		len;
+	char		errbuf[512];
+	Datum		values[9];
+	bool		nulls[9] = {0};
+	Interval   *duration;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "sandbox.exec must return a composite type");
+	sb_require_utf8();
+	if (strlen(command) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("command must not be empty")));
+
+	/* Lock the session (creating it on first use): one command at a time. */
+	session = sb_session_lock(name, true, SB_BACKEND_LOCAL, false);
+	driver = sb_driver_for(session->backend);
+	driver->prepare_session(name);
+	if (!driver->load_state(name, &state))
+	{
+		memset(&state, 0, sizeof(state));
+		state.cwd = SB_WORKSPACE;
+		state.env = json_object();
+	}
+
+	memset(&req, 0, sizeof(req));
+	req.command = command;
+	req.cwd = state.cwd;
+	req.env = state.env;
+	req.call_env = call_env;
+	req.timeout_ms = tmo;
+	req.max_output_bytes = sb_max_output_bytes;
+	req.kill_grace_ms = SB_KILL_GRACE_MS;
+	sb_limits(&req.limits);
+	request = sb_request_encode(&req);
+	if (request == NULL)
+		elog(ERROR, "could not encode the sandbox request");
+
+	outcome.command = command;
+	outcome.started_at = GetCurrentTimestamp();
+	text = sb_run_sync(driver, name, request,
+					   TimestampTzPlusMilliseconds(outcome.started_at,
+												   tmo + SB_KILL_GRACE_MS + SB_HARD_SLACK_MS),
+					   &len);
+	outcome.finished_at = GetCurrentTimestamp();
+	if (!sb_result_decode(text, len, r, errbuf, sizeof(errbuf)))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("the sandbox returned a malformed result"),
+				 errdetail("%s", errbuf)));
+
+	/* History first, then the session's new state and its mirror. */
+	outcome.id = sb_execution_insert(session, &outcome);
+	if (r->has_state)
+	{
+		state.generation++;
+		state.cwd = r->cwd;
+		state.env = r->env;
+		state.last_execution = outcome.id;
+		driver->store_state(name, &state);
+		sb_session_update(session, &state);
+	}
+	sb_execution_prune();
+
+	values[0] = Int64GetDatum(outcome.id);
+	values[1] = CStringGetTextDatum(sb_status_name(r->status));
+	values[2] = Int32GetDatum(r->exit_code);
+	nulls[2] = !r->has_exit_code;
+	values[3] = PointerGetDatum(cstring_to_text_with_len(r->stdout_data, r->stdout_len));
+	if (r->error != NULL)
+		values[4] = CStringGetTextDatum(psprintf("%s%scloudrun-sandbox: %s", r->stderr_data,
+												 r->stderr_len ? "\n" : "", r->error));
+	else
+		values[4] = PointerGetDatum(cstring_to_text_with_len(r->stderr_data, r->stderr_len));
+	values[5] = CStringGetTextDatum(state.cwd);
+	duration = palloc0(sizeof(Interval));
+	duration->time = (int64) (r->duration_ms * 1000.0);
+	values[6] = IntervalPGetDatum(duration);
+	values[7] = BoolGetDatum(r->stdout_truncated);
+	values[8] = BoolGetDatum(r->stderr_truncated);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}

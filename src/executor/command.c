@@ -1,0 +1,458 @@
+/*
+ * command.c
+ *		Runs a user command with bash, captures its output, enforces its
+ *		deadline, and records the working directory and environment it
+ *		leaves behind.
+ *
+ * The command text is fed to bash on a pipe (fd 96) and sourced, so that
+ * `cd`, `export` and `exit` act on the shell itself; an EXIT trap writes the
+ * final $PWD and exported variables to another pipe (fd 97), NUL-separated,
+ * so stdout is never polluted.  When the executor is the sandbox's PID 1 it
+ * kills every remaining process when the command ends.
+ */
+#define _GNU_SOURCE
+#include "command.h"
+#include "../common/sbutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CMD_FD 96
+#define STATE_FD 97
+#define STATE_CAP (SB_MAX_ENV_BYTES + SB_MAX_CWD_BYTES + 65536)
+#define DRAIN_MS 500
+
+extern char **environ;
+
+/* The shell program that wraps every command; see the file header. */
+static const char wrapper[] =
+	"trap '__sb_rc=$?; set +eu; { builtin printf \"%s\\0\" \"$PWD\"; "
+	"while IFS= builtin read -r __sb_n; do "
+	"builtin printf \"%s=%s\\0\" \"$__sb_n\" \"${!__sb_n}\"; "
+	"done < <(builtin compgen -e); builtin printf \"\\0\"; } >&97 2>/dev/null; "
+	"exit $__sb_rc' EXIT\n"
+	". /dev/fd/96\n";
+
+/* Variables every command starts with, below the session's own. */
+static const char *const base_env[][2] = {
+	{"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+	{"HOME", SB_WORKSPACE},
+	{"LANG", "C.UTF-8"},
+};
+
+/* Variables bash maintains itself; they are never part of a session's state. */
+static const char *const shell_vars[] = {"PWD", "OLDPWD", "SHLVL", "_"};
+
+/* now_ms reads the monotonic clock in milliseconds. */
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+/* set_error fills res with an executor failure. */
+static void
+set_error(SbExecResult *res, const char *what)
+{
+	char		msg[512];
+
+	snprintf(msg, sizeof(msg), "%s: %s", what, strerror(errno));
+	res->status = SB_STATUS_ERROR;
+	res->error = sb_strdup(msg);
+}
+
+/* merged_env builds the child's environment: base, then session, then call. */
+static char **
+merged_env(const SbExecRequest *req)
+{
+	json_t	   *all = json_object();
+	const char *key;
+	json_t	   *value;
+	char	  **envp;
+	size_t		i = 0;
+
+	for (size_t b = 0; b < sizeof(base_env) / sizeof(base_env[0]); b++)
+		json_object_set_new(all, base_env[b][0], json_string(base_env[b][1]));
+	json_object_update(all, req->env);
+	if (req->call_env)
+		json_object_update(all, req->call_env);
+	envp = sb_malloc(sizeof(char *) * (json_object_size(all) + 1));
+	json_object_foreach(all, key, value)
+	{
+		size_t		n = strlen(key) + json_string_length(value) + 2;
+
+		envp[i] = sb_malloc(n);
+		snprintf(envp[i], n, "%s=%s", key, json_string_value(value));
+		i++;
+	}
+	envp[i] = NULL;
+	json_decref(all);
+	return envp;
+}
+
+/* set_limit applies one resource limit if it is set. */
+static void
+set_limit(int resource, long long value)
+{
+	struct rlimit rl;
+
+	if (value <= 0)
+		return;
+	rl.rlim_cur = rl.rlim_max = (rlim_t) value;
+	(void) setrlimit(resource, &rl);
+}
+
+/* child_exec sets up the forked child and executes bash; it never returns. */
+static void
+child_exec(const SbExecRequest *req, char **envp, int out_w, int err_w, int cmd_r,
+		   int state_w)
+{
+	sigset_t	none;
+	int			devnull = open("/dev/null", O_RDONLY);
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	setpgid(0, 0);
+	if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0 ||
+		dup2(cmd_r, CMD_FD) < 0 || dup2(state_w, STATE_FD) < 0)
+		_exit(126);
+	close_range(3, CMD_FD - 1, 0);
+	close_range(STATE_FD + 1, ~0U, 0);
+	set_limit(RLIMIT_NPROC, req->limits.nproc);
+	set_limit(RLIMIT_AS, req->limits.memory_bytes);
+	set_limit(RLIMIT_FSIZE, req->limits.fsize_bytes);
+	set_limit(RLIMIT_CPU, req->limits.cpu_seconds);
+	if (chdir(req->cwd) != 0)
+	{
+		dprintf(2, "cloudrun-sandbox: working directory %s is gone; starting in %s\n",
+				req->cwd, SB_WORKSPACE);
+		if (chdir(SB_WORKSPACE) != 0 && chdir("/") != 0)
+			_exit(126);
+	}
+	execve("/bin/bash",
+		   (char *[]) {"bash", "--noprofile", "--norc", "-c", (char *) wrapper, "sandbox", NULL},
+		   envp);
+	dprintf(2, "cloudrun-sandbox: cannot execute /bin/bash: %s\n", strerror(errno));
+	_exit(127);
+}
+
+/* kill_all signals every process the command started. */
+static void
+kill_all(pid_t pgid, int sig)
+{
+	if (getpid() == 1)
+		kill(-1, sig);			/* everything in the sandbox but us */
+	else
+		kill(-pgid, sig);
+}
+
+/* output_to_result repairs captured output into result fields. */
+static void
+output_to_result(SbBuf *buf, char **data, size_t *len, bool *truncated, bool *repaired)
+{
+	*data = sb_utf8_repair(buf->data ? buf->data : "", buf->len, buf->truncated, len,
+						   repaired);
+	*truncated = buf->truncated;
+}
+
+/* is_shell_var says whether name is maintained by bash itself. */
+static bool
+is_shell_var(const char *name)
+{
+	for (size_t i = 0; i < sizeof(shell_vars) / sizeof(shell_vars[0]); i++)
+		if (strcmp(name, shell_vars[i]) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * parse_state turns what the EXIT trap wrote into the session's new cwd and
+ * environment.  Variables given for this call only, and base variables the
+ * session never changed, are not kept.  Returns false if the record is
+ * incomplete (the shell was killed, or the command replaced it with exec).
+ */
+static bool
+parse_state(const SbExecRequest *req, SbBuf *buf, SbExecResult *res)
+{
+	const char *p = buf->data;
+	const char *end = buf->data + buf->len;
+	json_t	   *env;
+	const char *key;
+	json_t	   *value;
+	void	   *tmp;
+	size_t		n;
+	bool		repaired;
+
+	if (buf->truncated || buf->len < 3 || end[-1] != '\0' || end[-2] != '\0' || p[0] != '/')
+		return false;
+	env = json_object();
+	res->cwd = sb_utf8_repair(p, strlen(p), false, &n, &repaired);
+	p += strlen(p) + 1;
+	while (p < end && *p != '\0')
+	{
+		const char *eq = strchr(p, '=');
+		size_t		len = strlen(p);
+
+		if (eq != NULL)
+		{
+			char	   *name = sb_strndup(p, eq - p);
+
+			if (sb_env_name_valid(name) && !is_shell_var(name))
+			{
+				char	   *val = sb_utf8_repair(eq + 1, len - (eq - p) - 1, false, &n,
+												 &repaired);
+
+				json_object_set_new(env, name, json_stringn(val, n));
+				sb_free(val);
+			}
+			sb_free(name);
+		}
+		p += len + 1;
+	}
+	/* Call-only variables the command left as given are not kept. */
+	if (req->call_env)
+		json_object_foreach_safe(req->call_env, tmp, key, value)
+		{
+			json_t	   *now = json_object_get(env, key);
+			json_t	   *before = json_object_get(req->env, key);
+
+			if (now == NULL || !json_equal(now, value))
+				continue;
+			if (before)
+				json_object_set(env, key, before);
+			else
+				json_object_del(env, key);
+		}
+	/* Base variables the session never set are implied, not stored. */
+	for (size_t b = 0; b < sizeof(base_env) / sizeof(base_env[0]); b++)
+	{
+		json_t	   *now = json_object_get(env, base_env[b][0]);
+
+		if (now && json_object_get(req->env, base_env[b][0]) == NULL &&
+			strcmp(json_string_value(now), base_env[b][1]) == 0)
+			json_object_del(env, base_env[b][0]);
+	}
+	res->env = env;
+	res->has_state = true;
+	return true;
+}
+
+/* read_into drains what is available on fd into buf; returns false at EOF. */
+static bool
+read_into(int fd, SbBuf *buf)
+{
+	char		chunk[65536];
+
+	for (;;)
+	{
+		ssize_t		n = read(fd, chunk, sizeof(chunk));
+
+		if (n > 0)
+		{
+			sb_buf_append(buf, chunk, (size_t) n);
+			if ((size_t) n < sizeof(chunk))
+				return true;
+			continue;
+		}
+		if (n == 0)
+			return false;
+		if (errno == EINTR)
+			continue;
+		return errno == EAGAIN;
+	}
+}
+
+void
+sb_run_command(const SbExecRequest *req, SbExecResult *res)
+{
+	int			out[2] = {-1, -1}, err[2] = {-1, -1}, cmd[2] = {-1, -1}, st[2] = {-1, -1};
+	int			sigfd;
+	sigset_t	mask;
+	SbBuf		obuf, ebuf, sbuf;
+	char	  **envp;
+	pid_t		child;
+	double		start = now_ms();
+	double		deadline = req->timeout_ms > 0 ? start + req->timeout_ms : 0;
+	double		kill_at = 0, drain_until = 0;
+	bool		timed_out = false, exited = false;
+	int			wstatus = 0;
+	const char *cmdp = req->command;
+	size_t		cmd_left = strlen(req->command);
+
+	memset(res, 0, sizeof(*res));
+	sb_buf_init(&obuf, (size_t) req->max_output_bytes);
+	sb_buf_init(&ebuf, (size_t) req->max_output_bytes);
+	sb_buf_init(&sbuf, STATE_CAP);
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sigfd < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
+		pipe2(cmd, O_CLOEXEC) < 0 || pipe2(st, O_CLOEXEC) < 0)
+	{
+		set_error(res, "cannot create pipes");
+		return;
+	}
+	if (cmd_left > 65536)
+		(void) fcntl(cmd[1], F_SETPIPE_SZ, cmd_left < 1048576 ? (int) cmd_left : 1048576);
+	envp = merged_env(req);
+	child = fork();
+	if (child < 0)
+	{
+		set_error(res, "cannot start bash");
+		return;
+	}
+	if (child == 0)
+		child_exec(req, envp, out[1], err[1], cmd[0], st[1]);
+	setpgid(child, child);
+	close(out[1]);
+	close(err[1]);
+	close(cmd[0]);
+	close(st[1]);
+	for (int i = 0; envp[i]; i++)
+		sb_free(envp[i]);
+	sb_free(envp);
+	fcntl(out[0], F_SETFL, O_NONBLOCK);
+	fcntl(err[0], F_SETFL, O_NONBLOCK);
+	fcntl(st[0], F_SETFL, O_NONBLOCK);
+	fcntl(cmd[1], F_SETFL, O_NONBLOCK);
+	if (cmd_left == 0)
+	{
+		close(cmd[1]);
+		cmd[1] = -1;
+	}
+
+	while (!exited || out[0] >= 0 || err[0] >= 0 || st[0] >= 0)
+	{
+		struct pollfd pfd[5];
+		int			nfds = 0;
+		double		now = now_ms();
+		double		wake = 0;
+		int			timeout;
+
+		/* Deadlines: the command's timeout, the kill grace, the final drain. */
+		if (!exited && deadline > 0 && !timed_out && now >= deadline)
+		{
+			timed_out = true;
+			kill_all(child, SIGTERM);
+			kill_at = now + (req->kill_grace_ms > 0 ? req->kill_grace_ms : 1);
+		}
+		if (!exited && kill_at > 0 && now >= kill_at)
+		{
+			kill_all(child, SIGKILL);
+			kill_at = 0;
+		}
+		if (exited && now >= drain_until)
+			break;
+		if (!exited && !timed_out && deadline > 0)
+			wake = deadline;
+		if (!exited && kill_at > 0)
+			wake = kill_at;
+		if (exited)
+			wake = drain_until;
+		timeout = wake > 0 ? (int) (wake - now) + 1 : -1;
+
+		pfd[nfds++] = (struct pollfd) {.fd = sigfd, .events = POLLIN};
+		pfd[nfds++] = (struct pollfd) {.fd = out[0], .events = POLLIN};
+		pfd[nfds++] = (struct pollfd) {.fd = err[0], .events = POLLIN};
+		pfd[nfds++] = (struct pollfd) {.fd = st[0], .events = POLLIN};
+		pfd[nfds++] = (struct pollfd) {.fd = cmd[1], .events = POLLOUT};
+		if (poll(pfd, nfds, timeout) < 0 && errno != EINTR)
+		{
+			set_error(res, "poll failed");
+			kill_all(child, SIGKILL);
+			break;
+		}
+		if (pfd[0].revents)
+		{
+			struct signalfd_siginfo si;
+			pid_t		pid;
+			int			ws;
+
+			while (read(sigfd, &si, sizeof(si)) > 0)
+				;
+			while ((pid = waitpid(-1, &ws, WNOHANG)) > 0)
+				if (pid == child)
+				{
+					exited = true;
+					wstatus = ws;
+					/* Nothing the command started outlives it. */
+					kill_all(child, SIGKILL);
+					drain_until = now_ms() + DRAIN_MS;
+				}
+		}
+		if (pfd[1].revents && !read_into(out[0], &obuf))
+			close(out[0]), out[0] = -1;
+		if (pfd[2].revents && !read_into(err[0], &ebuf))
+			close(err[0]), err[0] = -1;
+		if (pfd[3].revents && !read_into(st[0], &sbuf))
+			close(st[0]), st[0] = -1;
+		if (pfd[4].revents)
+		{
+			ssize_t		n = (pfd[4].revents & POLLOUT) ? write(cmd[1], cmdp, cmd_left) : -1;
+
+			if (n > 0)
+			{
+				cmdp += n;
+				cmd_left -= n;
+			}
+			if (cmd_left == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			{
+				close(cmd[1]);
+				cmd[1] = -1;
+			}
+		}
+	}
+	if (cmd[1] >= 0)
+		close(cmd[1]);
+	if (out[0] >= 0)
+		close(out[0]);
+	if (err[0] >= 0)
+		close(err[0]);
+	if (st[0] >= 0)
+		close(st[0]);
+	close(sigfd);
+	sigprocmask(SIG_UNBLOCK, &mask, NULL);
+
+	res->duration_ms = now_ms() - start;
+	output_to_result(&obuf, &res->stdout_data, &res->stdout_len, &res->stdout_truncated,
+					 &res->stdout_repaired);
+	output_to_result(&ebuf, &res->stderr_data, &res->stderr_len, &res->stderr_truncated,
+					 &res->stderr_repaired);
+	if (res->status != SB_STATUS_ERROR)
+	{
+		if (WIFEXITED(wstatus))
+			res->exit_code = WEXITSTATUS(wstatus);
+		else if (WIFSIGNALED(wstatus))
+			res->exit_code = 128 + WTERMSIG(wstatus);
+		res->has_exit_code = exited;
+		if (timed_out)
+			res->status = SB_STATUS_TIMED_OUT;
+		else if (!exited)
+		{
+			res->status = SB_STATUS_ERROR;
+			res->error = sb_strdup("the command's shell did not exit");
+		}
+		else
+			res->status = res->exit_code == 0 ? SB_STATUS_SUCCEEDED : SB_STATUS_FAILED;
+		parse_state(req, &sbuf, res);
+	}
+	sb_buf_free(&obuf);
+	sb_buf_free(&ebuf);
+	sb_buf_free(&sbuf);
+}

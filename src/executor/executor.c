@@ -1,0 +1,120 @@
+/*
+ * executor.c
+ *		cloudrun-sandbox-executor: the agent inside the sandbox.
+ *
+ * Local mode (no arguments): reads one request (JSON) on standard input,
+ * applies it to the session, and writes one result (JSON) on standard output.
+ * It exits 0 whenever it wrote a result; a failing user command is a result,
+ * not an executor failure.  It is not linked with PostgreSQL.
+ */
+#define _GNU_SOURCE
+#include "command.h"
+#include "../common/sbutil.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#define MAX_REQUEST_BYTES (64 * 1024 * 1024)
+
+/* read_all reads standard input up to MAX_REQUEST_BYTES. */
+static bool
+read_all(int fd, SbBuf *buf)
+{
+	char		chunk[65536];
+
+	sb_buf_init(buf, MAX_REQUEST_BYTES);
+	for (;;)
+	{
+		ssize_t		n = read(fd, chunk, sizeof(chunk));
+
+		if (n == 0)
+			return !buf->truncated;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return false;
+		sb_buf_append(buf, chunk, (size_t) n);
+	}
+}
+
+/* write_all writes the whole buffer, retrying short writes. */
+static bool
+write_all(int fd, const char *data, size_t len)
+{
+	while (len > 0)
+	{
+		ssize_t		n = write(fd, data, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		data += n;
+		len -= (size_t) n;
+	}
+	return true;
+}
+
+/* emit writes the result document followed by a newline. */
+static int
+emit(const SbExecResult *res)
+{
+	char	   *text = sb_result_encode(res);
+
+	if (text == NULL || !write_all(1, text, strlen(text)) || !write_all(1, "\n", 1))
+	{
+		fprintf(stderr, "cloudrun-sandbox-executor: cannot write the result\n");
+		return 2;
+	}
+	sb_free(text);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	SbBuf		input;
+	SbExecRequest req;
+	SbExecResult res;
+	json_t	   *holder = NULL;
+	char		errbuf[512];
+	int			rc;
+
+	if (argc > 1 && strcmp(argv[1], "--version") == 0)
+	{
+		printf("cloudrun-sandbox-executor protocol %d\n", SB_PROTOCOL_VERSION);
+		return 0;
+	}
+	if (argc > 1)
+	{
+		fprintf(stderr, "usage: %s < request.json > result.json\n", argv[0]);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	/* Keep the sandboxed command out of our /proc entries (and our pipes). */
+	prctl(PR_SET_DUMPABLE, 0);
+
+	memset(&res, 0, sizeof(res));
+	if (!read_all(0, &input))
+	{
+		res.status = SB_STATUS_ERROR;
+		res.error = sb_strdup("cannot read the request from standard input");
+	}
+	else if (!sb_request_decode(input.data ? input.data : "", input.len, &req, &holder,
+								errbuf, sizeof(errbuf)))
+	{
+		res.status = SB_STATUS_ERROR;
+		res.error = sb_strdup(errbuf);
+	}
+	else
+		sb_run_command(&req, &res);
+	rc = emit(&res);
+	if (getpid() == 1)
+		kill(-1, SIGKILL);
+	return rc;
+}

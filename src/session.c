@@ -1,0 +1,138 @@
+/*
+ * session.c
+ *		sandbox.create_session(), sandbox.drop_session() and sandbox.sync().
+ */
+#include "driver.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "utils/builtins.h"
+
+#include "common/sbutil.h"
+
+PG_FUNCTION_INFO_V1(sandbox_create_session);
+PG_FUNCTION_INFO_V1(sandbox_drop_session);
+PG_FUNCTION_INFO_V1(sandbox_sync);
+
+/* name_arg returns a required session-name argument. */
+static char *
+name_arg(FunctionCallInfo fcinfo, int n)
+{
+	char	   *name;
+
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("session name must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(n));
+	sb_check_session_name(name);
+	return name;
+}
+
+Datum
+sandbox_create_session(PG_FUNCTION_ARGS)
+{
+	char	   *name = name_arg(fcinfo, 0);
+	SbBackend	backend = PG_ARGISNULL(1) ? SB_BACKEND_LOCAL
+		: sb_backend_parse(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	json_t	   *env = PG_ARGISNULL(2) ? NULL
+		: sb_jsonb_to_env(PG_GETARG_JSONB_P(2), "env argument");
+	bool		if_not_exists = !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
+	SbSession  *session;
+	const SbDriver *driver = sb_driver_for(backend);
+	SbState		state;
+	HeapTuple	tuple;
+	TupleDesc	desc;
+
+	sb_require_utf8();
+	if (!sb_session_insert(name, backend))
+	{
+		session = sb_session_lock(name, false, backend, false);
+		if (!if_not_exists)
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("session \"%s\" already exists", name),
+					 errhint("Pass if_not_exists => true to reuse it.")));
+		ereport(NOTICE, (errmsg("session \"%s\" already exists, skipping", name)));
+	}
+	else
+	{
+		session = sb_session_lock(name, false, backend, false);
+		driver->prepare_session(name);
+		if (!driver->load_state(name, &state))
+		{
+			memset(&state, 0, sizeof(state));
+			state.cwd = SB_WORKSPACE;
+			state.env = json_object();
+		}
+		if (env != NULL)
+			json_object_update(state.env, env);
+		state.generation++;
+		driver->store_state(name, &state);
+		sb_session_update(session, &state);
+	}
+	tuple = sb_session_tuple(name, &desc);
+	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
+}
+
+Datum
+sandbox_drop_session(PG_FUNCTION_ARGS)
+{
+	char	   *name = name_arg(fcinfo, 0);
+	bool		if_exists = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+	SbSession  *session = sb_session_lock(name, false, SB_BACKEND_LOCAL, if_exists);
+
+	if (session == NULL)
+	{
+		ereport(NOTICE, (errmsg("session \"%s\" does not exist, skipping", name)));
+		PG_RETURN_BOOL(false);
+	}
+	sb_session_delete(name);
+	sb_driver_for(session->backend)->drop_session(name);
+	PG_RETURN_BOOL(true);
+}
+
+/* sync_one refreshes one session's mirror row from its state.json. */
+static bool
+sync_one(const char *name)
+{
+	SbSession  *session = sb_session_lock(name, false, SB_BACKEND_LOCAL, true);
+	SbState		state;
+
+	if (session == NULL)
+		return false;
+	if (!sb_driver_for(session->backend)->load_state(name, &state))
+	{
+		memset(&state, 0, sizeof(state));
+		state.cwd = SB_WORKSPACE;
+		state.env = json_object();
+	}
+	sb_session_update(session, &state);
+	return true;
+}
+
+Datum
+sandbox_sync(PG_FUNCTION_ARGS)
+{
+	int			count = 0;
+
+	sb_require_utf8();
+	if (!PG_ARGISNULL(0))
+	{
+		char	   *name = name_arg(fcinfo, 0);
+
+		/* An explicit name must exist and be the caller's. */
+		(void) sb_session_lock(name, false, SB_BACKEND_LOCAL, false);
+		count = sync_one(name) ? 1 : 0;
+	}
+	else
+	{
+		ListCell   *lc;
+
+		foreach(lc, sb_session_names_visible())
+			count += sync_one(lfirst(lc)) ? 1 : 0;
+	}
+	PG_RETURN_INT32(count);
+}
