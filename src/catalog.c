@@ -16,6 +16,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -174,10 +175,11 @@ sb_session_lock(const char *name, bool create, SbBackend backend, bool missing_o
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
 	SbSession  *session = NULL;
+	bool		created = false;
 
 	sb_check_session_name(name);
 	if (create)
-		(void) sb_session_insert(name, backend);
+		created = sb_session_insert(name, backend);
 	spi_begin(&s);
 	values[0] = CStringGetTextDatum(name);
 	run(prepare(&plan_lock_session,
@@ -198,6 +200,7 @@ sb_session_lock(const char *name, bool create, SbBackend backend, bool missing_o
 		backend_name = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
 		session->backend = sb_backend_parse(backend_name);
 		session->generation = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		session->created = created;
 	}
 	spi_end(&s);
 	if (session == NULL)
@@ -281,13 +284,13 @@ sb_session_names_visible(void)
 	return names;
 }
 
-HeapTuple
-sb_session_tuple(const char *name, TupleDesc *desc)
+Datum
+sb_session_datum(const char *name, TupleDesc result_desc)
 {
 	SbSpi		s;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
-	HeapTuple	tuple = NULL;
+	Datum		result = (Datum) 0;
 
 	spi_begin(&s);
 	values[0] = CStringGetTextDatum(name);
@@ -296,14 +299,22 @@ sb_session_tuple(const char *name, TupleDesc *desc)
 		values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 1)
 	{
-		MemoryContext old = MemoryContextSwitchTo(s.outer);
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Datum	   *cols = palloc(sizeof(Datum) * desc->natts);
+		bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+		MemoryContext old;
 
-		tuple = heap_copytuple(SPI_tuptable->vals[0]);
-		*desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
+		if (desc->natts != result_desc->natts)
+			elog(ERROR, "sandbox.sessions does not match the function's result type");
+		heap_deform_tuple(SPI_tuptable->vals[0], desc, cols, nulls);
+		old = MemoryContextSwitchTo(s.outer);
+		result = HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(result_desc), cols, nulls));
 		MemoryContextSwitchTo(old);
 	}
 	spi_end(&s);
-	return tuple;
+	if (result == (Datum) 0)
+		elog(ERROR, "session \"%s\" vanished", name);
+	return result;
 }
 
 int64

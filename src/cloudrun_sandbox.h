@@ -58,6 +58,7 @@ typedef struct SbSession
 	Oid			owner;
 	SbBackend	backend;
 	int64		generation;
+	bool		created;		/* inserted by this call */
 } SbSession;
 
 /* The outcome of one execution, ready for the mirror and the caller. */
@@ -80,7 +81,7 @@ extern void sb_session_update(const SbSession *session, const SbState *state);
 extern List *sb_session_names_visible(void);
 extern int64 sb_execution_insert(const SbSession *session, const SbOutcome *outcome);
 extern void sb_execution_prune(void);
-extern HeapTuple sb_session_tuple(const char *name, TupleDesc *desc);
+extern Datum sb_session_datum(const char *name, TupleDesc result_desc);
 
 /* cloudrun_sandbox.c: JSON helpers between jsonb and jansson. */
 extern json_t *sb_jsonb_to_env(Jsonb *jb, const char *what);

@@ -22,8 +22,12 @@ typedef struct SbDriver
 {
 	const char *name;
 
-	/* Make sure the session's storage exists (idempotent). */
-	void		(*prepare_session) (const char *session);
+	/*
+	 * Make sure the session's storage exists (idempotent).  With fresh, the
+	 * session was just created: anything left under its name by a session of
+	 * the same name dropped earlier, or by a rolled-back creation, is removed.
+	 */
+	void		(*prepare_session) (const char *session, bool fresh);
 
 	/* Remove the session's storage when the transaction commits. */
 	void		(*drop_session) (const char *session);

@@ -3,7 +3,8 @@
  *		The local backend: sessions in a storage directory, commands run by the
  *		executor inside a bubblewrap sandbox spawned from the backend.
  *
- * Storage layout (cloudrun_sandbox.local_root):
+ * Storage layout: cloudrun_sandbox.local_root/<database oid>/ plays the role
+ * of the bucket prefix, so two databases never share a session:
  *		sessions/<name>/state.json	cwd, env, generation (replaced atomically)
  *		sessions/<name>/workspace/	bound read-write at /workspace
  *		sessions/<name>/tmp/		bound read-write at /tmp
@@ -57,13 +58,20 @@ typedef struct PendingDrop
 static List *pending_drops = NIL;
 static bool callbacks_registered = false;
 
-/* local_root returns the storage directory. */
+/* storage_root returns cloudrun_sandbox.local_root or its default. */
 static char *
-local_root(void)
+storage_root(void)
 {
 	if (sb_local_root != NULL && sb_local_root[0] != '\0')
 		return sb_local_root;
 	return psprintf("%s/cloudrun_sandbox", DataDir);
+}
+
+/* local_root returns this database's storage directory (the "bucket prefix"). */
+static char *
+local_root(void)
+{
+	return psprintf("%s/%u", storage_root(), MyDatabaseId);
 }
 
 /* session_path returns <root>/sessions/<name>[/<sub>]. */
@@ -73,6 +81,8 @@ session_path(const char *session, const char *sub)
 	return sub ? psprintf("%s/sessions/%s/%s", local_root(), session, sub)
 		: psprintf("%s/sessions/%s", local_root(), session);
 }
+
+static void remove_tree(const char *path);
 
 /* make_dir creates one directory (mode 0700) unless it exists. */
 static void
@@ -87,14 +97,17 @@ make_dir(const char *path)
 }
 
 static void
-local_prepare_session(const char *session)
+local_prepare_session(const char *session, bool fresh)
 {
 	struct stat st;
 	char	   *ws = session_path(session, "workspace");
 	char	   *tmp = session_path(session, "tmp");
 
-	if (stat(ws, &st) == 0 && stat(tmp, &st) == 0)
+	if (fresh)
+		remove_tree(session_path(session, NULL));
+	else if (stat(ws, &st) == 0 && stat(tmp, &st) == 0)
 		return;
+	make_dir(storage_root());
 	make_dir(local_root());
 	make_dir(psprintf("%s/sessions", local_root()));
 	make_dir(session_path(session, NULL));

@@ -108,8 +108,8 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	/* Lock the session (creating it on first use): one command at a time. */
 	session = sb_session_lock(name, true, SB_BACKEND_LOCAL, false);
 	driver = sb_driver_for(session->backend);
-	driver->prepare_session(name);
-	if (!driver->load_state(name, &state))
+	driver->prepare_session(name, session->created);
+	if (session->created || !driver->load_state(name, &state))
 	{
 		memset(&state, 0, sizeof(state));
 		state.cwd = SB_WORKSPACE;

@@ -43,7 +43,6 @@ sandbox_create_session(PG_FUNCTION_ARGS)
 	SbSession  *session;
 	const SbDriver *driver = sb_driver_for(backend);
 	SbState		state;
-	HeapTuple	tuple;
 	TupleDesc	desc;
 
 	sb_require_utf8();
@@ -60,21 +59,19 @@ sandbox_create_session(PG_FUNCTION_ARGS)
 	else
 	{
 		session = sb_session_lock(name, false, backend, false);
-		driver->prepare_session(name);
-		if (!driver->load_state(name, &state))
-		{
-			memset(&state, 0, sizeof(state));
-			state.cwd = SB_WORKSPACE;
-			state.env = json_object();
-		}
+		driver->prepare_session(name, true);
+		memset(&state, 0, sizeof(state));
+		state.cwd = SB_WORKSPACE;
+		state.env = json_object();
 		if (env != NULL)
 			json_object_update(state.env, env);
 		state.generation++;
 		driver->store_state(name, &state);
 		sb_session_update(session, &state);
 	}
-	tuple = sb_session_tuple(name, &desc);
-	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "sandbox.create_session must return a composite type");
+	PG_RETURN_DATUM(sb_session_datum(name, desc));
 }
 
 Datum

@@ -330,3 +330,15 @@ sb_state_decode(const char *text, size_t len, SbState *out, char *errbuf, size_t
 	json_decref(root);
 	return ok;
 }
+
+void
+sb_result_clear(SbExecResult *res)
+{
+	sb_free(res->stdout_data);
+	sb_free(res->stderr_data);
+	sb_free(res->error);
+	sb_free(res->cwd);
+	if (res->env)
+		json_decref(res->env);
+	memset(res, 0, sizeof(*res));
+}

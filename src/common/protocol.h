@@ -101,6 +101,9 @@ extern bool sb_result_decode(const char *text, size_t len, SbExecResult *out,
 extern bool sb_state_decode(const char *text, size_t len, SbState *out, char *errbuf,
 							size_t errlen);
 
+/* sb_result_clear frees what a decoded or executed result owns. */
+extern void sb_result_clear(SbExecResult *res);
+
 /* sb_env_valid checks that env is an object of valid names to UTF-8 strings. */
 extern bool sb_env_valid(const json_t *env, char *errbuf, size_t errlen);
 

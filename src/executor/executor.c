@@ -114,6 +114,10 @@ main(int argc, char **argv)
 	else
 		sb_run_command(&req, &res);
 	rc = emit(&res);
+	sb_result_clear(&res);
+	if (holder)
+		json_decref(holder);
+	sb_buf_free(&input);
 	if (getpid() == 1)
 		kill(-1, SIGKILL);
 	return rc;

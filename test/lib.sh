@@ -1,0 +1,87 @@
+# test/lib.sh: shared by test/run.sh, test/demo.sh and bench/*: installs what
+# the project needs, builds and installs it, and runs a throwaway PostgreSQL
+# cluster on its own port and directory.  Source it; do not run it.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_MAJOR=${PG_MAJOR:-15}
+DEB_PACKAGES="build-essential postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
+	postgresql-$PG_MAJOR-pgtap libtap-parser-sourcehandler-pgtap-perl libjansson-dev
+	libcurl4-openssl-dev libssl-dev bubblewrap procps openssl curl ca-certificates"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# install_deps installs the Debian packages that are missing (needs root).
+install_deps() {
+	local missing=()
+	for p in $DEB_PACKAGES; do
+		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+	done
+	# The emulator needs Node.js; a machine may already have it from elsewhere.
+	command -v node >/dev/null 2>&1 || missing+=(nodejs)
+	command -v npm >/dev/null 2>&1 || missing+=(npm)
+	if [ ${#missing[@]} -gt 0 ]; then
+		if [ "$(id -u)" != 0 ]; then
+			log "missing packages: ${missing[*]} (run as root to install them)"
+			return 1
+		fi
+		log "installing: ${missing[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	fi
+}
+
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
+
+# build_install builds the extension and the executor and installs them.
+build_install() {
+	log "building and installing"
+	make -C "$ROOT" -s PG_CONFIG="$PG_CONFIG" >/dev/null
+	make -C "$ROOT" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+}
+
+# as_pg runs a command as the cluster's operating-system user.
+as_pg() {
+	if [ "$(id -u)" = 0 ]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# cluster_start creates and starts a throwaway cluster; sets PGHOST, PGPORT, PGDATA.
+cluster_start() {
+	local bindir
+	bindir=$("$PG_CONFIG" --bindir)
+	CLUSTER_DIR=$(mktemp -d /tmp/cloudrun_sandbox_pg.XXXXXX)
+	chmod 755 "$CLUSTER_DIR"
+	[ "$(id -u)" = 0 ] && chown postgres: "$CLUSTER_DIR"
+	export PGDATA="$CLUSTER_DIR/data" PGHOST="$CLUSTER_DIR" PGUSER=postgres PGDATABASE=postgres
+	export PGPORT=${PGPORT:-$(( 20000 + RANDOM % 20000 ))}
+	log "starting a throwaway cluster in $CLUSTER_DIR on port $PGPORT"
+	as_pg "$bindir/initdb" -D "$PGDATA" -U postgres -E UTF8 --locale=C.UTF-8 -A trust >/dev/null
+	cat >>"$PGDATA/postgresql.conf" <<CONF
+port = $PGPORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$CLUSTER_DIR'
+shared_preload_libraries = 'cloudrun_sandbox'
+max_connections = 50
+fsync = off
+CONF
+	as_pg "$bindir/pg_ctl" -D "$PGDATA" -l "$CLUSTER_DIR/server.log" -w start >/dev/null
+	trap cluster_stop EXIT
+}
+
+# cluster_stop stops the cluster and removes it.
+cluster_stop() {
+	if [ -n "${CLUSTER_DIR:-}" ] && [ -d "$CLUSTER_DIR" ]; then
+		as_pg "$("$PG_CONFIG" --bindir)/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
+		if [ "${KEEP_CLUSTER:-0}" = 1 ]; then
+			log "kept $CLUSTER_DIR"
+		else
+			rm -rf "$CLUSTER_DIR"
+		fi
+	fi
+}

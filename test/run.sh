@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# test/run.sh: the whole test suite.  Installs what is needed, builds and
+# installs, runs the C unit tests under AddressSanitizer, starts a throwaway
+# cluster, runs pg_regress (sql/, expected/) and pgTAP (test/pgtap/, with
+# pg_prove), and ends with one line: "N passed, N failed".
+source "$(dirname "$0")/lib.sh"
+
+PASSED=0
+FAILED=0
+FAILURES=()
+
+# tally adds a suite's counts and remembers which suites failed.
+tally() {
+	local suite=$1 pass=$2 fail=$3
+	PASSED=$((PASSED + pass))
+	FAILED=$((FAILED + fail))
+	[ "$fail" -gt 0 ] && FAILURES+=("$suite")
+	log "$suite: $pass passed, $fail failed"
+}
+
+# count_tap counts "ok"/"not ok" lines of TAP output in a file.
+count_tap() {
+	local out=$1 suite=$2 pass fail
+	pass=$(grep -cE '^ *ok [0-9]+' "$out" || true)
+	fail=$(grep -cE '^ *not ok [0-9]+' "$out" || true)
+	# A file that died or planned differently fails even without a "not ok".
+	if grep -qE 'Result: FAIL|^# Looks like|Dubious|Bad plan|Parse errors' "$out" && [ "$fail" = 0 ]; then
+		fail=1
+	fi
+	tally "$suite" "$pass" "$fail"
+}
+
+install_deps
+build_install
+
+# --- C unit tests of the shared code and the executor, under ASan/UBSan.
+log "unit tests (AddressSanitizer)"
+out=$(mktemp)
+if make -C "$ROOT/test/unit" -s >"$out" 2>&1; then
+	"$ROOT/test/unit/run_unit_tests.sh" >>"$out" 2>&1 || true
+fi
+cat "$out"
+count_tap "$out" "unit"
+
+# --- The built library must not bind any symbol to the postgres binary by mistake.
+log "symbol check"
+if "$ROOT/test/check_symbols.sh" "$PG_CONFIG" >"$out" 2>&1; then
+	tally "symbols" 1 0
+else
+	cat "$out"
+	tally "symbols" 0 1
+fi
+
+cluster_start
+
+# --- pg_regress: the SQL surface.
+log "pg_regress"
+if make -C "$ROOT" -s PG_CONFIG="$PG_CONFIG" installcheck >"$out" 2>&1; then :; fi
+cat "$out"
+total=$(ls "$ROOT"/sql/*.sql | wc -l)
+if grep -qE 'All [0-9]+ tests passed' "$out"; then
+	tally "pg_regress" "$total" 0
+else
+	failed=$(grep -cE '\.\.\. FAILED|^not ok| FAILED ' "$out" || true)
+	[ "$failed" -gt 0 ] || failed=$total
+	[ -f "$ROOT/regression.diffs" ] && head -200 "$ROOT/regression.diffs"
+	tally "pg_regress" $((total - failed)) "$failed"
+fi
+
+# --- pgTAP: behaviour, in a database prepared with the test roles.
+log "pgTAP"
+psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
+CREATE DATABASE sandbox_tap;
+\c sandbox_tap
+CREATE EXTENSION pgtap;
+CREATE EXTENSION dblink;
+CREATE EXTENSION cloudrun_sandbox;
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'alice') THEN
+		CREATE ROLE alice LOGIN;
+		CREATE ROLE bob LOGIN;
+		CREATE ROLE carol LOGIN;
+	END IF;
+END $$;
+GRANT sandbox_user TO alice, bob;
+GRANT EXECUTE ON FUNCTION dblink_connect_u(text, text) TO alice, bob;
+SQL
+pg_prove -v -d sandbox_tap "$ROOT"/test/pgtap/*.sql >"$out" 2>&1 || true
+cat "$out"
+count_tap "$out" "pgtap"
+
+rm -f "$out"
+if [ ${#FAILURES[@]} -gt 0 ]; then
+	log "failed suites: ${FAILURES[*]}"
+	log "server log tail:"
+	tail -30 "$CLUSTER_DIR/server.log" >&2 || true
+fi
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]

@@ -1,0 +1,356 @@
+/*
+ * test_common.c
+ *		Unit tests of the shared code (UTF-8 repair, buffers, names, the
+ *		protocol documents) and tests of the executor program, which is run
+ *		as a child process with requests on its standard input.  Built with
+ *		AddressSanitizer; prints TAP.
+ */
+#define _GNU_SOURCE
+#include "tap.h"
+
+#include <stdlib.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "common/protocol.h"
+#include "common/sbutil.h"
+
+static const char *executor;
+
+/* repair is sb_utf8_repair with the result compared to want. */
+static void
+check_repair(const char *in, size_t len, bool trim, const char *want, bool want_repaired,
+			 const char *name)
+{
+	size_t		n;
+	bool		repaired;
+	char	   *out = sb_utf8_repair(in, len, trim, &n, &repaired);
+
+	ok(strlen(want) == n && memcmp(out, want, n) == 0 && repaired == want_repaired, "utf8: %s",
+	   name);
+	sb_free(out);
+}
+
+static void
+test_utf8(void)
+{
+	check_repair("hello", 5, false, "hello", false, "ASCII is unchanged");
+	check_repair("h\xc3\xa9 \xf0\x9f\x98\x80", 8, false, "h\xc3\xa9 \xf0\x9f\x98\x80", false,
+				 "two- and four-byte characters are unchanged");
+	check_repair("a\xff" "b", 3, false, "a\xef\xbf\xbd" "b", true, "an invalid byte becomes U+FFFD");
+	check_repair("a\0b", 3, false, "a\xef\xbf\xbd" "b", true, "a NUL byte becomes U+FFFD");
+	check_repair("\xc0\x80", 2, false, "\xef\xbf\xbd\xef\xbf\xbd", true, "an overlong NUL is rejected");
+	check_repair("\xed\xa0\x80", 3, false, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", true,
+				 "a UTF-16 surrogate is rejected");
+	check_repair("ab\xe2\x82", 4, true, "ab", false, "a character cut by a byte cap is trimmed");
+	check_repair("ab\xe2\x82", 4, false, "ab\xef\xbf\xbd\xef\xbf\xbd", true,
+				 "a cut character is replaced when not at a cap");
+}
+
+static void
+test_buf(void)
+{
+	SbBuf		b;
+
+	sb_buf_init(&b, 10);
+	sb_buf_append(&b, "0123456", 7);
+	sb_buf_append(&b, "789abcdef", 9);
+	ok(b.len == 10 && b.truncated && memcmp(b.data, "0123456789", 10) == 0,
+	   "buf: keeps exactly cap bytes and says it truncated");
+	sb_buf_free(&b);
+	sb_buf_init(&b, 0);
+	for (int i = 0; i < 100000; i++)
+		sb_buf_append(&b, "xyz", 3);
+	ok(b.len == 300000 && !b.truncated, "buf: grows without a cap");
+	sb_buf_free(&b);
+}
+
+static void
+test_names(void)
+{
+	ok(sb_session_name_valid("build-42.a_b"), "session name: letters, digits, - . _");
+	ok(!sb_session_name_valid(""), "session name: empty is rejected");
+	ok(!sb_session_name_valid(".."), "session name: .. is rejected");
+	ok(!sb_session_name_valid("a/b"), "session name: a slash is rejected");
+	ok(!sb_session_name_valid("-x"), "session name: a leading dash is rejected");
+	ok(!sb_session_name_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+	   "session name: 64 characters is too long");
+	ok(sb_env_name_valid("_FOO1"), "env name: valid");
+	ok(!sb_env_name_valid("1FOO") && !sb_env_name_valid("A-B") && !sb_env_name_valid("A=B"),
+	   "env name: invalid names are rejected");
+}
+
+static void
+test_protocol(void)
+{
+	SbExecRequest req = {0}, got;
+	SbExecResult res = {0}, rgot;
+	SbState		st = {0}, sgot;
+	json_t	   *holder;
+	char		err[256];
+	char	   *text;
+
+	req.id = 7;
+	req.command = "echo 'hi'";
+	req.cwd = "/workspace/x";
+	req.env = json_pack("{ss}", "A", "1");
+	req.call_env = json_pack("{ss}", "B", "2");
+	req.timeout_ms = 1500;
+	req.max_output_bytes = 99;
+	req.limits.nproc = 5;
+	text = sb_request_encode(&req);
+	ok(sb_request_decode(text, strlen(text), &got, &holder, err, sizeof(err)) &&
+	   got.id == 7 && strcmp(got.command, req.command) == 0 && got.timeout_ms == 1500 &&
+	   got.max_output_bytes == 99 && got.limits.nproc == 5 &&
+	   json_equal(got.env, req.env) && json_equal(got.call_env, req.call_env),
+	   "protocol: a request survives encoding and decoding");
+	json_decref(holder);
+	sb_free(text);
+	text = "{\"version\":1,\"op\":\"exec\",\"command\":\"x\",\"env\":{\"A-B\":\"1\"}}";
+	ok(!sb_request_decode(text, strlen(text), &got, &holder, err, sizeof(err)) &&
+	   strstr(err, "A-B") != NULL,
+	   "protocol: a request with a bad variable name is rejected by name");
+	json_decref(holder);
+
+	res.status = SB_STATUS_FAILED;
+	res.has_exit_code = true;
+	res.exit_code = 3;
+	res.stdout_data = "out";
+	res.stdout_len = 3;
+	res.stderr_data = "";
+	res.has_state = true;
+	res.cwd = "/tmp";
+	res.env = req.env;
+	text = sb_result_encode(&res);
+	ok(sb_result_decode(text, strlen(text), &rgot, err, sizeof(err)) &&
+	   rgot.status == SB_STATUS_FAILED && rgot.exit_code == 3 && rgot.stdout_len == 3 &&
+	   rgot.has_state && strcmp(rgot.cwd, "/tmp") == 0 && json_equal(rgot.env, req.env),
+	   "protocol: a result survives encoding and decoding");
+	sb_free(rgot.stdout_data);
+	sb_free(rgot.stderr_data);
+	sb_free(rgot.cwd);
+	json_decref(rgot.env);
+	sb_free(text);
+	text = "{\"status\":\"succeeded\",\"stdout\":\"a\\u0000b\",\"stderr\":\"\"}";
+	ok(!sb_result_decode(text, strlen(text), &rgot, err, sizeof(err)),
+	   "protocol: a result with a NUL in its output is rejected");
+	sb_free(rgot.stdout_data);
+	text = "{\"status\":\"succeeded\",\"stdout\":\"\",\"stderr\":\"\",\"state\":"
+		"{\"cwd\":\"relative\",\"env\":{}}}";
+	ok(!sb_result_decode(text, strlen(text), &rgot, err, sizeof(err)),
+	   "protocol: a result with a relative cwd is rejected");
+	sb_free(rgot.stdout_data);
+	sb_free(rgot.stderr_data);
+	text = "{\"status\":\"bogus\"}";
+	ok(!sb_result_decode(text, strlen(text), &rgot, err, sizeof(err)),
+	   "protocol: a result with an unknown status is rejected");
+
+	st.generation = 41;
+	st.cwd = "/workspace";
+	st.env = req.env;
+	st.last_execution = 9;
+	text = sb_state_encode(&st);
+	ok(sb_state_decode(text, strlen(text), &sgot, err, sizeof(err)) && sgot.generation == 41 &&
+	   sgot.last_execution == 9 && strcmp(sgot.cwd, "/workspace") == 0,
+	   "protocol: state survives encoding and decoding");
+	sb_free(sgot.cwd);
+	json_decref(sgot.env);
+	sb_free(text);
+	text = "{\"cwd\":\"/\",\"env\":[]}";
+	ok(!sb_state_decode(text, strlen(text), &sgot, err, sizeof(err)),
+	   "protocol: state with a non-object env is rejected");
+	json_decref(req.env);
+	json_decref(req.call_env);
+}
+
+/* run_executor feeds one request to the executor and decodes its result. */
+static bool
+run_executor(SbExecRequest *req, SbExecResult *res, double *wall_ms)
+{
+	char		path[] = "/tmp/sb_unit_req.XXXXXX";
+	int			fd = mkstemp(path);
+	char	   *text = sb_request_encode(req);
+	char	   *cmd;
+	FILE	   *p;
+	SbBuf		out;
+	char		chunk[65536];
+	size_t		n;
+	char		err[256];
+	struct timeval t0, t1;
+	bool		okay;
+
+	if (write(fd, text, strlen(text)) < 0)
+		return false;
+	close(fd);
+	sb_free(text);
+	if (asprintf(&cmd, "%s < %s", executor, path) < 0)
+		return false;
+	gettimeofday(&t0, NULL);
+	p = popen(cmd, "r");
+	sb_buf_init(&out, 0);
+	while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0)
+		sb_buf_append(&out, chunk, n);
+	okay = pclose(p) == 0;
+	gettimeofday(&t1, NULL);
+	if (wall_ms)
+		*wall_ms = (t1.tv_sec - t0.tv_sec) * 1000.0 + (t1.tv_usec - t0.tv_usec) / 1000.0;
+	unlink(path);
+	free(cmd);
+	okay = okay && out.len > 0 && sb_result_decode(out.data, out.len, res, err, sizeof(err));
+	if (!okay)
+		printf("# executor run failed: %s\n", out.len ? err : "no output");
+	sb_buf_free(&out);
+	return okay;
+}
+
+static void
+free_result(SbExecResult *r)
+{
+	sb_result_clear(r);
+}
+
+/* request builds a request for command with the session env given as JSON. */
+static SbExecRequest
+request(const char *command, const char *env_json)
+{
+	SbExecRequest req = {0};
+
+	req.command = command;
+	req.cwd = "/tmp";
+	req.env = json_loads(env_json ? env_json : "{}", 0, NULL);
+	req.timeout_ms = 20000;
+	req.max_output_bytes = 1 << 20;
+	req.kill_grace_ms = 500;
+	return req;
+}
+
+static void
+test_executor(void)
+{
+	SbExecRequest req;
+	SbExecResult r;
+	double		ms;
+	char	   *big;
+
+	req = request("cd /; export FOO=bar; echo out; echo err >&2; exit 3", NULL);
+	ok(run_executor(&req, &r, NULL) && r.status == SB_STATUS_FAILED && r.exit_code == 3,
+	   "executor: exit 3 is reported as failed with exit code 3");
+	is_str(r.stdout_data, "out\n", "executor: stdout is captured");
+	is_str(r.stderr_data, "err\n", "executor: stderr is captured separately");
+	ok(r.has_state && strcmp(r.cwd, "/") == 0, "executor: cd persists even after exit");
+	is_str(json_string_value(json_object_get(r.env, "FOO")), "bar",
+		   "executor: export persists even after exit");
+	ok(json_object_get(r.env, "PATH") == NULL && json_object_get(r.env, "PWD") == NULL &&
+	   json_object_get(r.env, "SHLVL") == NULL,
+	   "executor: base and shell variables are not stored as session state");
+	free_result(&r);
+	json_decref(req.env);
+
+	req = request("echo \"$KEEP $ONCE\"; unset GONE; export CHANGED=new", "{\"KEEP\":\"k\",\"GONE\":\"g\"}");
+	req.call_env = json_pack("{ssss}", "ONCE", "o", "CHANGED", "old");
+	ok(run_executor(&req, &r, NULL), "executor: runs with session and call variables");
+	is_str(r.stdout_data, "k o\n", "executor: session and call variables are both visible");
+	ok(json_object_get(r.env, "ONCE") == NULL, "executor: a call-only variable is not kept");
+	is_str(json_string_value(json_object_get(r.env, "CHANGED")), "new",
+		   "executor: a call variable the command changed is kept");
+	ok(json_object_get(r.env, "GONE") == NULL, "executor: unset removes a session variable");
+	free_result(&r);
+	json_decref(req.env);
+	json_decref(req.call_env);
+
+	req = request("sleep 30", NULL);
+	req.timeout_ms = 300;
+	ok(run_executor(&req, &r, &ms) && r.status == SB_STATUS_TIMED_OUT && ms < 2500,
+	   "executor: a command past its timeout is killed and reported timed_out (%.0f ms)", ms);
+	free_result(&r);
+	json_decref(req.env);
+
+	req = request("trap '' TERM; sleep 30", NULL);
+	req.timeout_ms = 200;
+	req.kill_grace_ms = 300;
+	ok(run_executor(&req, &r, &ms) && r.status == SB_STATUS_TIMED_OUT && ms < 2500,
+	   "executor: a command ignoring SIGTERM is killed after the grace period (%.0f ms)", ms);
+	free_result(&r);
+	json_decref(req.env);
+
+	req = request("head -c 5000000 /dev/zero | tr '\\0' x; echo done >&2", NULL);
+	req.max_output_bytes = 1000;
+	ok(run_executor(&req, &r, NULL) && r.stdout_len == 1000 && r.stdout_truncated &&
+	   !r.stderr_truncated && strcmp(r.stderr_data, "done\n") == 0,
+	   "executor: stdout is capped at max_output_bytes with the truncated flag");
+	free_result(&r);
+	json_decref(req.env);
+
+	req = request("printf 'ok\\377\\376\\000end'", NULL);
+	ok(run_executor(&req, &r, NULL) && r.stdout_repaired &&
+	   strcmp(r.stdout_data, "ok\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" "end") == 0,
+	   "executor: invalid UTF-8 and NUL bytes are replaced, not fatal");
+	free_result(&r);
+	json_decref(req.env);
+
+	big = malloc(400000);
+	big[0] = '\0';
+	for (int i = 0; i < 20000; i++)
+		memcpy(big + i * 15, ": padding line\n", 16);
+	strcat(big, "echo big-ok");
+	req = request(big, NULL);
+	ok(run_executor(&req, &r, NULL) && strcmp(r.stdout_data, "big-ok\n") == 0,
+	   "executor: a command of %zu bytes runs (larger than a pipe buffer)", strlen(big));
+	free_result(&r);
+	json_decref(req.env);
+	free(big);
+
+	req = request("cat; echo eof", NULL);
+	ok(run_executor(&req, &r, &ms) && strcmp(r.stdout_data, "eof\n") == 0 && ms < 5000,
+	   "executor: the command's standard input is empty");
+	free_result(&r);
+	json_decref(req.env);
+
+	req = request("sleep 20 & echo started", NULL);
+	ok(run_executor(&req, &r, &ms) && r.status == SB_STATUS_SUCCEEDED && ms < 3000,
+	   "executor: a leftover background job does not hold the result (%.0f ms)", ms);
+	free_result(&r);
+	json_decref(req.env);
+
+	req = request("echo ok; if then", NULL);
+	ok(run_executor(&req, &r, NULL) && r.status == SB_STATUS_FAILED && r.exit_code == 2 &&
+	   r.has_state,
+	   "executor: a syntax error fails with exit code 2 and keeps the state");
+	free_result(&r);
+	json_decref(req.env);
+
+	req = request("export X=1; exec true", NULL);
+	ok(run_executor(&req, &r, NULL) && r.status == SB_STATUS_SUCCEEDED && !r.has_state,
+	   "executor: a command that replaces the shell leaves the state unchanged");
+	free_result(&r);
+	json_decref(req.env);
+
+	req = request("pwd", NULL);
+	req.cwd = "/nonexistent/dir";
+	ok(run_executor(&req, &r, NULL) && strstr(r.stderr_data, "is gone") != NULL,
+	   "executor: a vanished working directory is reported on stderr");
+	free_result(&r);
+	json_decref(req.env);
+
+	req = request("echo $(ulimit -u) $(ulimit -v) $(ulimit -f) $(ulimit -t)", NULL);
+	req.limits.nproc = 77;
+	req.limits.memory_bytes = 512LL * 1024 * 1024;
+	req.limits.fsize_bytes = 4LL * 1024 * 1024;
+	req.limits.cpu_seconds = 33;
+	ok(run_executor(&req, &r, NULL) && strcmp(r.stdout_data, "77 524288 4096 33\n") == 0,
+	   "executor: process, memory, file size and CPU limits are applied");
+	free_result(&r);
+	json_decref(req.env);
+}
+
+int
+main(int argc, char **argv)
+{
+	executor = argc > 1 ? argv[1] : "../../cloudrun-sandbox-executor-asan";
+	test_utf8();
+	test_buf();
+	test_names();
+	test_protocol();
+	test_executor();
+	return tap_done();
+}
