@@ -156,7 +156,7 @@ sb_session_insert(const char *name, SbBackend backend)
 
 	spi_begin(&s);
 	values[0] = CStringGetTextDatum(name);
-	values[1] = ObjectIdGetDatum(GetUserId());
+	values[1] = ObjectIdGetDatum(s.save_uid);
 	values[2] = CStringGetTextDatum(sb_backend_name(backend));
 	run(prepare(&plan_insert_session,
 				"INSERT INTO sandbox.sessions (name, owner, backend) VALUES ($1, $2, $3) "

@@ -380,6 +380,7 @@ bwrap_args(const char *session)
 	a = lappend(lappend(lappend(a, "--bind"), session_path(session, "workspace")), SB_WORKSPACE);
 	a = lappend(lappend(lappend(a, "--bind"), session_path(session, "tmp")), "/tmp");
 	a = lappend(lappend(lappend(a, "--ro-bind"), exe), exe);
+	a = lappend(lappend(a, "--remount-ro"), "/");
 	a = lappend(lappend(a, "--chdir"), SB_WORKSPACE);
 	a = lappend(a, "--");
 	a = lappend(a, exe);

@@ -10,7 +10,9 @@
  *
  *-------------------------------------------------------------------------
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 
 #include "gcs.h"
 
@@ -26,8 +28,8 @@ char *
 sb_gcs_endpoint(const SbGcsConfig *cfg)
 {
 	const char *ep = cfg->storage_endpoint;
-	char	   *out = NULL;
-	size_t		n;
+	char *out = NULL;
+	size_t n;
 
 	if (ep == NULL || ep[0] == '\0')
 		ep = getenv("STORAGE_EMULATOR_HOST");
@@ -51,10 +53,10 @@ sb_gcs_endpoint(const SbGcsConfig *cfg)
 static char *
 ObjectUrl(const SbGcsConfig *cfg, const char *api, const char *name, const char *query)
 {
-	char	   *ep = sb_gcs_endpoint(cfg);
-	char	   *b = sb_pct_encode(cfg->bucket ? cfg->bucket : "");
-	char	   *o = name ? sb_pct_encode(name) : NULL;
-	char	   *url = NULL;
+	char *ep = sb_gcs_endpoint(cfg);
+	char *b = sb_pct_encode(cfg->bucket ? cfg->bucket : "");
+	char *o = name ? sb_pct_encode(name) : NULL;
+	char *url = NULL;
 
 	if (ep != NULL && b != NULL && (name == NULL || o != NULL))
 	{
@@ -68,9 +70,9 @@ ObjectUrl(const SbGcsConfig *cfg, const char *api, const char *name, const char 
 	return url;
 }
 
-/* CheckArgs validates the bucket and object name; 0 or -1 with *err set. */
+/* CheckArgs validates the bucket and (if need_name) the object name; 0 or -1. */
 static int
-CheckArgs(const SbGcsConfig *cfg, const char *name, SbError *err)
+CheckArgs(const SbGcsConfig *cfg, const char *name, int need_name, SbError *err)
 {
 	sb_error_clear(err);
 	if (cfg->bucket == NULL || cfg->bucket[0] == '\0')
@@ -78,7 +80,7 @@ CheckArgs(const SbGcsConfig *cfg, const char *name, SbError *err)
 		sb_error_set(err, SB_ERR_INVALID, 0, "noBucket", "no GCS bucket configured");
 		return -1;
 	}
-	if (name != NULL && name[0] == '\0')
+	if (need_name && (name == NULL || name[0] == '\0'))
 	{
 		sb_error_set(err, SB_ERR_INVALID, 0, "invalidName", "empty GCS object name");
 		return -1;
@@ -91,7 +93,7 @@ static int
 StartRequest(SbGcsConfig *cfg, SbHttpRequest *req, const char *method, char *url,
 			 SbError *err)
 {
-	int64_t		deadline;
+	int64_t deadline;
 
 	memset(req, 0, sizeof(*req));
 	if (url == NULL)
@@ -107,7 +109,8 @@ StartRequest(SbGcsConfig *cfg, SbHttpRequest *req, const char *method, char *url
 	free(url);
 	if (cfg->policy)
 		req->policy = *cfg->policy;
-	deadline = sb_now_ms() + (cfg->timeout_ms > 0 ? cfg->timeout_ms : SB_GCS_DEFAULT_TIMEOUT_MS);
+	deadline =
+		sb_now_ms() + (cfg->timeout_ms > 0 ? cfg->timeout_ms : SB_GCS_DEFAULT_TIMEOUT_MS);
 	if (cfg->deadline_ms > 0 && cfg->deadline_ms < deadline)
 		deadline = cfg->deadline_ms;
 	req->deadline_ms = deadline;
@@ -118,7 +121,7 @@ StartRequest(SbGcsConfig *cfg, SbHttpRequest *req, const char *method, char *url
 static int
 Perform(SbGcsConfig *cfg, SbHttpRequest *req, SbError *err)
 {
-	int			rc = sb_http_perform_auth(cfg->http, req, cfg->auth, err);
+	int rc = sb_http_perform_auth(cfg->http, req, cfg->auth, err);
 
 	cfg->last_attempts += req->attempts;
 	return rc;
@@ -132,8 +135,8 @@ JsonInt64(json_t *v, int64_t dflt)
 		return (int64_t) json_integer_value(v);
 	if (json_is_string(v))
 	{
-		char	   *end;
-		long long	x = strtoll(json_string_value(v), &end, 10);
+		char *end;
+		long long x = strtoll(json_string_value(v), &end, 10);
 
 		if (end != json_string_value(v) && *end == '\0')
 			return (int64_t) x;
@@ -145,8 +148,8 @@ JsonInt64(json_t *v, int64_t dflt)
 static int
 ParseObject(const char *body, size_t len, SbGcsObjectInfo *info, SbError *err)
 {
-	json_t	   *root = json_loadb(body ? body : "", len, 0, NULL);
-	json_t	   *v;
+	json_t *root = json_loadb(body ? body : "", len, 0, NULL);
+	json_t *v;
 
 	memset(info, 0, sizeof(*info));
 	if (!json_is_object(root))
@@ -201,19 +204,25 @@ sb_gcs_upload(SbGcsConfig *cfg, const char *name, const void *data, size_t len,
 {
 	SbHttpRequest req;
 	SbGcsObjectInfo info;
-	char	   *enc;
-	char	   *query = NULL;
-	int			rc = -1;
+	char *enc;
+	char *query = NULL;
+	int rc = -1;
 
 	cfg->last_attempts = 0;
-	if (CheckArgs(cfg, name, err) != 0)
+	if (CheckArgs(cfg, name, 1, err) != 0)
 		return -1;
+	if (data == NULL && len > 0)
+	{
+		sb_error_set(err, SB_ERR_INVALID, 0, "invalidArgument",
+					 "upload of %zu bytes from NULL", len);
+		return -1;
+	}
 	enc = sb_pct_encode(name);
 	if (enc == NULL ||
 		(if_generation_match >= 0
-		 ? asprintf(&query, "uploadType=media&name=%s&ifGenerationMatch=%lld", enc,
-					(long long) if_generation_match)
-		 : asprintf(&query, "uploadType=media&name=%s", enc)) < 0)
+			 ? asprintf(&query, "uploadType=media&name=%s&ifGenerationMatch=%lld", enc,
+						(long long) if_generation_match)
+			 : asprintf(&query, "uploadType=media&name=%s", enc)) < 0)
 		query = NULL;
 	free(enc);
 	if (query == NULL)
@@ -224,7 +233,8 @@ sb_gcs_upload(SbGcsConfig *cfg, const char *name, const void *data, size_t len,
 	if (StartRequest(cfg, &req, "POST", ObjectUrl(cfg, "/upload/storage/v1", NULL, query),
 					 err) != 0)
 		goto done;
-	if (sb_http_request_add_header(&req, err, "Content-Type: application/octet-stream") != 0)
+	if (sb_http_request_add_header(&req, err, "Content-Type: application/octet-stream") !=
+		0)
 		goto done;
 	sb_http_request_set_body(&req, data ? data : "", len);
 	if (Perform(cfg, &req, err) != 0)
@@ -236,9 +246,9 @@ sb_gcs_upload(SbGcsConfig *cfg, const char *name, const void *data, size_t len,
 		 */
 		if (err->kind == SB_ERR_PRECONDITION && req.attempts > 1)
 		{
-			SbError		e2;
-			char		md5[32];
-			int			attempts = cfg->last_attempts;
+			SbError e2;
+			char md5[32];
+			int attempts = cfg->last_attempts;
 
 			if (sb_gcs_stat(cfg, name, &info, &e2) == 0 && info.md5_base64[0] &&
 				Md5Base64(data ? data : "", len, md5) == 0 &&
@@ -278,13 +288,13 @@ sb_gcs_download(SbGcsConfig *cfg, const char *name, size_t max_bytes, char **dat
 				size_t *len, int64_t *generation, SbError *err)
 {
 	SbHttpRequest req;
-	char	   *gen;
-	int			rc = -1;
+	char *gen;
+	int rc = -1;
 
 	cfg->last_attempts = 0;
 	*data = NULL;
 	*len = 0;
-	if (CheckArgs(cfg, name, err) != 0)
+	if (CheckArgs(cfg, name, 1, err) != 0)
 		return -1;
 	if (StartRequest(cfg, &req, "GET", ObjectUrl(cfg, "/storage/v1", name, "alt=media"),
 					 err) != 0)
@@ -317,13 +327,14 @@ int
 sb_gcs_stat(SbGcsConfig *cfg, const char *name, SbGcsObjectInfo *info, SbError *err)
 {
 	SbHttpRequest req;
-	int			rc = -1;
+	int rc = -1;
 
 	cfg->last_attempts = 0;
 	memset(info, 0, sizeof(*info));
-	if (CheckArgs(cfg, name, err) != 0)
+	if (CheckArgs(cfg, name, 1, err) != 0)
 		return -1;
-	if (StartRequest(cfg, &req, "GET", ObjectUrl(cfg, "/storage/v1", name, NULL), err) != 0)
+	if (StartRequest(cfg, &req, "GET", ObjectUrl(cfg, "/storage/v1", name, NULL), err) !=
+		0)
 		goto done;
 	if (Perform(cfg, &req, err) != 0)
 		goto done;
@@ -343,11 +354,11 @@ sb_gcs_delete(SbGcsConfig *cfg, const char *name, int64_t if_generation_match,
 			  SbError *err)
 {
 	SbHttpRequest req;
-	char		query[64] = "";
-	int			rc = -1;
+	char query[64] = "";
+	int rc = -1;
 
 	cfg->last_attempts = 0;
-	if (CheckArgs(cfg, name, err) != 0)
+	if (CheckArgs(cfg, name, 1, err) != 0)
 		return -1;
 	if (if_generation_match >= 0)
 		snprintf(query, sizeof(query), "ifGenerationMatch=%lld",
@@ -379,28 +390,33 @@ done:
  * A nonzero return from fn stops the listing (sb_gcs_list still returns 0).
  */
 int
-sb_gcs_list(SbGcsConfig *cfg, const char *prefix, SbGcsListFn fn, void *arg,
-			SbError *err)
+sb_gcs_list(SbGcsConfig *cfg, const char *prefix, SbGcsListFn fn, void *arg, SbError *err)
 {
-	char	   *page_token = NULL;
-	int			attempts = 0;
-	int			rc = -1;
-	int			stop = 0;
+	char *page_token = NULL;
+	int attempts = 0;
+	int rc = -1;
+	int stop = 0;
 
 	cfg->last_attempts = 0;
-	if (CheckArgs(cfg, NULL, err) != 0)
+	if (CheckArgs(cfg, NULL, 0, err) != 0)
 		return -1;
+	if (fn == NULL)
+	{
+		sb_error_set(err, SB_ERR_INVALID, 0, "noCallback",
+					 "sb_gcs_list needs a callback");
+		return -1;
+	}
 	do
 	{
 		SbHttpRequest req;
-		char	   *p = sb_pct_encode(prefix ? prefix : "");
-		char	   *t = page_token ? sb_pct_encode(page_token) : NULL;
-		char	   *query = NULL;
-		char		max[32] = "";
-		json_t	   *root;
-		json_t	   *items;
-		json_t	   *next;
-		size_t		i;
+		char *p = sb_pct_encode(prefix ? prefix : "");
+		char *t = page_token ? sb_pct_encode(page_token) : NULL;
+		char *query = NULL;
+		char max[32] = "";
+		json_t *root;
+		json_t *items;
+		json_t *next;
+		size_t i;
 
 		if (cfg->list_page_size > 0)
 			snprintf(max, sizeof(max), "&maxResults=%d", cfg->list_page_size);
@@ -444,8 +460,8 @@ sb_gcs_list(SbGcsConfig *cfg, const char *prefix, SbGcsListFn fn, void *arg,
 		items = json_object_get(root, "items");
 		for (i = 0; !stop && json_is_array(items) && i < json_array_size(items); i++)
 		{
-			json_t	   *it = json_array_get(items, i);
-			json_t	   *nm = json_object_get(it, "name");
+			json_t *it = json_array_get(items, i);
+			json_t *nm = json_object_get(it, "name");
 
 			if (!json_is_string(nm))
 				continue;

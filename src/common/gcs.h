@@ -22,49 +22,47 @@
 /* Where and how to reach a bucket.  Zero-initialise, then set fields. */
 typedef struct SbGcsConfig
 {
-	const char *storage_endpoint;	/* NULL: $STORAGE_EMULATOR_HOST, else
-									 * https://storage.googleapis.com */
+	const char *storage_endpoint; /* NULL: $STORAGE_EMULATOR_HOST, else
+								   * https://storage.googleapis.com */
 	const char *bucket;
-	SbAuth	   *auth;			/* borrowed; NULL = no Authorization */
+	SbAuth *auth;				/* borrowed; NULL = no Authorization */
 	SbHttpClient *http;			/* borrowed connection cache; NULL = a
 								 * fresh connection per call */
 	const SbHttpPolicy *policy; /* retries, cancel hook; NULL = defaults */
-	long		timeout_ms;		/* per call; 0 = SB_GCS_DEFAULT_TIMEOUT_MS */
-	int64_t		deadline_ms;	/* absolute monotonic cap; 0 = none */
-	int			list_page_size; /* maxResults for sb_gcs_list; 0 = server's */
+	long timeout_ms;			/* per call; 0 = SB_GCS_DEFAULT_TIMEOUT_MS */
+	int64_t deadline_ms;		/* absolute monotonic cap; 0 = none */
+	int list_page_size;			/* maxResults for sb_gcs_list; 0 = server's */
 
-	int			last_attempts;	/* out: HTTP attempts of the last call */
+	int last_attempts; /* out: HTTP attempts of the last call */
 } SbGcsConfig;
 
 /* What sb_gcs_stat() reports about an object. */
 typedef struct SbGcsObjectInfo
 {
-	int64_t		generation;
-	int64_t		metageneration;
-	int64_t		size;
-	char		md5_base64[32]; /* md5Hash, "" if not reported */
-	char		content_type[128];
+	int64_t generation;
+	int64_t metageneration;
+	int64_t size;
+	char md5_base64[32]; /* md5Hash, "" if not reported */
+	char content_type[128];
 } SbGcsObjectInfo;
 
 /* sb_gcs_list() callback; return nonzero to stop listing early. */
-typedef int (*SbGcsListFn) (void *arg, const char *name, int64_t generation,
-							int64_t size);
+typedef int (*SbGcsListFn)(void *arg, const char *name, int64_t generation, int64_t size);
 
 /* Match any generation (no precondition). */
 #define SB_GCS_ANY_GENERATION ((int64_t) -1)
 
-extern int	sb_gcs_upload(SbGcsConfig *cfg, const char *name, const void *data,
-						  size_t len, int64_t if_generation_match,
-						  int64_t *out_generation, SbError *err);
-extern int	sb_gcs_download(SbGcsConfig *cfg, const char *name, size_t max_bytes,
-							char **data, size_t *len, int64_t *generation,
-							SbError *err);
-extern int	sb_gcs_stat(SbGcsConfig *cfg, const char *name, SbGcsObjectInfo *info,
-						SbError *err);
-extern int	sb_gcs_delete(SbGcsConfig *cfg, const char *name,
-						  int64_t if_generation_match, SbError *err);
-extern int	sb_gcs_list(SbGcsConfig *cfg, const char *prefix, SbGcsListFn fn,
-						void *arg, SbError *err);
+extern int sb_gcs_upload(SbGcsConfig *cfg, const char *name, const void *data, size_t len,
+						 int64_t if_generation_match, int64_t *out_generation,
+						 SbError *err);
+extern int sb_gcs_download(SbGcsConfig *cfg, const char *name, size_t max_bytes,
+						   char **data, size_t *len, int64_t *generation, SbError *err);
+extern int sb_gcs_stat(SbGcsConfig *cfg, const char *name, SbGcsObjectInfo *info,
+					   SbError *err);
+extern int sb_gcs_delete(SbGcsConfig *cfg, const char *name, int64_t if_generation_match,
+						 SbError *err);
+extern int sb_gcs_list(SbGcsConfig *cfg, const char *prefix, SbGcsListFn fn, void *arg,
+					   SbError *err);
 extern char *sb_gcs_endpoint(const SbGcsConfig *cfg);
 
-#endif							/* SB_GCS_H */
+#endif /* SB_GCS_H */

@@ -14,7 +14,9 @@
  *
  *-------------------------------------------------------------------------
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 
 #include "http.h"
 #include "oauth.h"
@@ -37,10 +39,10 @@
 
 struct SbHttpClient
 {
-	CURLM	   *multi;
+	CURLM *multi;
 };
 
-static int	sb_http_initialized = 0;
+static int sb_http_initialized = 0;
 static _Thread_local uint64_t sb_rng_state = 0;
 
 /* sb_error_clear resets an error to "no error". */
@@ -60,7 +62,7 @@ void
 sb_error_set(SbError *err, SbErrKind kind, long http_status, const char *reason,
 			 const char *fmt, ...)
 {
-	va_list		ap;
+	va_list ap;
 
 	if (err == NULL)
 		return;
@@ -76,10 +78,10 @@ sb_error_set(SbError *err, SbErrKind kind, long http_status, const char *reason,
 void
 sb_error_prefix(SbError *err, const char *fmt, ...)
 {
-	char		buf[sizeof(err->message)];
-	size_t		plen;
-	size_t		olen;
-	va_list		ap;
+	char buf[sizeof(err->message)];
+	size_t plen;
+	size_t olen;
+	va_list ap;
 
 	if (err == NULL)
 		return;
@@ -153,8 +155,8 @@ sb_err_kind_for_status(long http_status)
 static void
 CopyPrintable(char *dst, size_t dstsize, const char *src, size_t n)
 {
-	size_t		i;
-	size_t		j = 0;
+	size_t i;
+	size_t j = 0;
 
 	if (dstsize == 0)
 		return;
@@ -175,12 +177,12 @@ CopyPrintable(char *dst, size_t dstsize, const char *src, size_t n)
  * Google's JSON error shapes (GCS, Cloud Run, OAuth) when present.
  */
 void
-sb_error_from_response(SbError *err, long http_status, const char *body,
-					   size_t body_len, const char *context)
+sb_error_from_response(SbError *err, long http_status, const char *body, size_t body_len,
+					   const char *context)
 {
-	char		reason[64] = "";
-	char		detail[400] = "";
-	json_t	   *root = NULL;
+	char reason[64] = "";
+	char detail[400] = "";
+	json_t *root = NULL;
 
 	if (err == NULL)
 		return;
@@ -188,16 +190,16 @@ sb_error_from_response(SbError *err, long http_status, const char *body,
 		root = json_loadb(body, body_len, 0, NULL);
 	if (root != NULL && json_is_object(root))
 	{
-		json_t	   *e = json_object_get(root, "error");
+		json_t *e = json_object_get(root, "error");
 
 		if (json_is_object(e))
 		{
 			/* {"error":{"code":..,"message":..,"status":..,"errors":[..]}} */
-			json_t	   *msg = json_object_get(e, "message");
-			json_t	   *status = json_object_get(e, "status");
-			json_t	   *errors = json_object_get(e, "errors");
-			json_t	   *first = json_is_array(errors) ? json_array_get(errors, 0) : NULL;
-			json_t	   *r = json_is_object(first) ? json_object_get(first, "reason") : NULL;
+			json_t *msg = json_object_get(e, "message");
+			json_t *status = json_object_get(e, "status");
+			json_t *errors = json_object_get(e, "errors");
+			json_t *first = json_is_array(errors) ? json_array_get(errors, 0) : NULL;
+			json_t *r = json_is_object(first) ? json_object_get(first, "reason") : NULL;
 
 			if (json_is_string(r))
 				snprintf(reason, sizeof(reason), "%s", json_string_value(r));
@@ -210,7 +212,7 @@ sb_error_from_response(SbError *err, long http_status, const char *body,
 		else if (json_is_string(e))
 		{
 			/* OAuth: {"error":"invalid_grant","error_description":".."} */
-			json_t	   *desc = json_object_get(root, "error_description");
+			json_t *desc = json_object_get(root, "error_description");
 
 			snprintf(reason, sizeof(reason), "%s", json_string_value(e));
 			if (json_is_string(desc))
@@ -241,7 +243,7 @@ sb_now_ms(void)
 static uint64_t
 NextRandom(void)
 {
-	uint64_t	x;
+	uint64_t x;
 
 	if (sb_rng_state == 0)
 	{
@@ -249,7 +251,7 @@ NextRandom(void)
 
 		clock_gettime(CLOCK_REALTIME, &ts);
 		sb_rng_state = ((uint64_t) ts.tv_nsec << 20) ^ (uint64_t) ts.tv_sec ^
-			((uint64_t) getpid() << 40) ^ (uint64_t) (uintptr_t) &ts;
+					   ((uint64_t) getpid() << 40) ^ (uint64_t) (uintptr_t) &ts;
 		if (sb_rng_state == 0)
 			sb_rng_state = 0x9e3779b97f4a7c15ULL;
 	}
@@ -283,8 +285,8 @@ sb_buf_append(SbBuf *buf, const void *data, size_t len)
 	}
 	if (buf->len + len + 1 > buf->cap)
 	{
-		size_t		ncap = buf->cap ? buf->cap : 1024;
-		char	   *n;
+		size_t ncap = buf->cap ? buf->cap : 1024;
+		char *n;
 
 		while (ncap < buf->len + len + 1)
 			ncap *= 2;
@@ -331,7 +333,7 @@ sb_buf_free(SbBuf *buf)
 char *
 sb_buf_steal(SbBuf *buf, size_t *len)
 {
-	char	   *d = buf->data;
+	char *d = buf->data;
 
 	if (d == NULL)
 		d = calloc(1, 1);
@@ -349,7 +351,7 @@ sb_buf_steal(SbBuf *buf, size_t *len)
 int
 sb_http_global_init(SbError *err)
 {
-	CURLcode	rc;
+	CURLcode rc;
 
 	sb_error_clear(err);
 	if (sb_http_initialized)
@@ -448,10 +450,10 @@ sb_http_request_init(SbHttpRequest *req, const char *method, const char *url,
 int
 sb_http_request_add_header(SbHttpRequest *req, SbError *err, const char *fmt, ...)
 {
-	char	   *line = NULL;
+	char *line = NULL;
 	struct curl_slist *n;
-	va_list		ap;
-	int			r;
+	va_list ap;
+	int r;
 
 	sb_error_clear(err);
 	va_start(ap, fmt);
@@ -548,7 +550,7 @@ static size_t
 WriteBody(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	SbHttpRequest *req = userdata;
-	size_t		n = size * nmemb;
+	size_t n = size * nmemb;
 
 	if (sb_buf_append(&req->response, ptr, n) != 0)
 		return 0;
@@ -560,7 +562,7 @@ static size_t
 WriteHeader(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	SbHttpRequest *req = userdata;
-	size_t		n = size * nmemb;
+	size_t n = size * nmemb;
 
 	/* a new status line starts a new response (after 100 Continue, say) */
 	if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0)
@@ -573,7 +575,6 @@ WriteHeader(char *ptr, size_t size, size_t nmemb, void *userdata)
 static int
 CheckAbort(SbHttpRequest *req)
 {
-	req->last_abort_check_ms = sb_now_ms();
 	if (!req->aborted && req->policy.should_abort != NULL &&
 		req->policy.should_abort(req->policy.abort_arg))
 		req->aborted = 1;
@@ -597,8 +598,8 @@ XferInfo(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal
  * so it also sees curl's own silent resend after a reused connection died.
  */
 static int
-CountSend(void *clientp, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
-		  int conn_local_port)
+CountSend(void *clientp, char *conn_primary_ip, char *conn_local_ip,
+		  int conn_primary_port, int conn_local_port)
 {
 	(void) conn_primary_ip;
 	(void) conn_local_ip;
@@ -612,7 +613,7 @@ CountSend(void *clientp, char *conn_primary_ip, char *conn_local_ip, int conn_pr
 static int
 HasHeader(const struct curl_slist *list, const char *name)
 {
-	size_t		n = strlen(name);
+	size_t n = strlen(name);
 
 	for (; list != NULL; list = list->next)
 		if (strncasecmp(list->data, name, n) == 0 &&
@@ -625,17 +626,18 @@ HasHeader(const struct curl_slist *list, const char *name)
 static void
 UrlForMessages(const char *url, char *out, size_t outsize)
 {
-	size_t		n = strcspn(url, "?#");
+	size_t n = strcspn(url, "?#");
 
 	if (n > 200)
 		n = 200;
 	snprintf(out, outsize, "%.*s", (int) n, url);
 }
 
-#define SETOPT(opt, val) \
-	do { \
-		if ((rc = curl_easy_setopt(req->easy, (opt), (val))) != CURLE_OK) \
-			goto setopt_failed; \
+#define SETOPT(opt, val)                                                                 \
+	do                                                                                   \
+	{                                                                                    \
+		if ((rc = curl_easy_setopt(req->easy, (opt), (val))) != CURLE_OK)                \
+			goto setopt_failed;                                                          \
 	} while (0)
 
 /*
@@ -646,10 +648,10 @@ UrlForMessages(const char *url, char *out, size_t outsize)
 int
 sb_http_request_prepare(SbHttpRequest *req, SbError *err)
 {
-	CURLcode	rc = CURLE_OK;
+	CURLcode rc = CURLE_OK;
 	struct curl_slist *l;
-	int64_t		remaining;
-	long		connect_ms;
+	int64_t remaining;
+	long connect_ms;
 
 	sb_error_clear(err);
 	if (!sb_http_initialized && sb_http_global_init(err) != 0)
@@ -659,7 +661,8 @@ sb_http_request_prepare(SbHttpRequest *req, SbError *err)
 	remaining = req->deadline_ms - sb_now_ms();
 	if (remaining < 1)
 		remaining = 1;
-	connect_ms = req->policy.connect_timeout_ms > 0 ? req->policy.connect_timeout_ms : 10000;
+	connect_ms =
+		req->policy.connect_timeout_ms > 0 ? req->policy.connect_timeout_ms : 10000;
 	if (connect_ms > remaining)
 		connect_ms = (long) remaining;
 
@@ -679,8 +682,8 @@ sb_http_request_prepare(SbHttpRequest *req, SbError *err)
 	for (l = req->headers; l != NULL; l = l->next)
 		if ((req->sent_headers = curl_slist_append(req->sent_headers, l->data)) == NULL)
 			goto oom;
-	if (req->auth_header != NULL &&
-		(req->sent_headers = curl_slist_append(req->sent_headers, req->auth_header)) == NULL)
+	if (req->auth_header != NULL && (req->sent_headers = curl_slist_append(
+										 req->sent_headers, req->auth_header)) == NULL)
 		goto oom;
 	if (!HasHeader(req->headers, "Expect") &&
 		(req->sent_headers = curl_slist_append(req->sent_headers, "Expect:")) == NULL)
@@ -779,24 +782,24 @@ StatusIsRetryable(long status)
 static int64_t
 RetryAfterMs(const SbHttpRequest *req)
 {
-	char	   *v = sb_http_response_header(req, "Retry-After");
-	int64_t		ms = -1;
+	char *v = sb_http_response_header(req, "Retry-After");
+	int64_t ms = -1;
 
 	if (v == NULL)
 		return -1;
 	if (v[0] != '\0' && strspn(v, "0123456789") == strlen(v))
 	{
-		long long	secs = strtoll(v, NULL, 10);
+		long long secs = strtoll(v, NULL, 10);
 
 		ms = secs > 86400 ? 86400000 : (int64_t) secs * 1000;
 	}
 	else
 	{
-		time_t		t = curl_getdate(v, NULL);
+		time_t t = curl_getdate(v, NULL);
 
 		if (t != (time_t) -1)
 		{
-			time_t		now = time(NULL);
+			time_t now = time(NULL);
 
 			ms = t > now ? (int64_t) (t - now) * 1000 : 0;
 		}
@@ -814,13 +817,13 @@ SbHttpOutcome
 sb_http_request_complete(SbHttpRequest *req, CURLcode result, int64_t *retry_at_ms,
 						 SbError *err)
 {
-	char		context[256];
-	char		url[210];
-	int			retryable;
-	int64_t		now;
-	int64_t		delay;
-	int64_t		retry_after = -1;
-	long		status = 0;
+	char context[256];
+	char url[210];
+	int retryable;
+	int64_t now;
+	int64_t delay;
+	int64_t retry_after = -1;
+	long status = 0;
 
 	sb_error_clear(err);
 	/* count curl's silent resends on a fresh connection as attempts too */
@@ -855,10 +858,10 @@ sb_http_request_complete(SbHttpRequest *req, CURLcode result, int64_t *retry_at_
 						 req->errbuf[0] ? req->errbuf : curl_easy_strerror(result));
 			return SB_HTTP_FAILED;
 		}
-		sb_error_set(err, SB_ERR_NETWORK, 0, curl_easy_strerror(result), "%s: %s", context,
-					 req->errbuf[0] ? req->errbuf : curl_easy_strerror(result));
+		sb_error_set(err, SB_ERR_NETWORK, 0, curl_easy_strerror(result), "%s: %s",
+					 context, req->errbuf[0] ? req->errbuf : curl_easy_strerror(result));
 		retryable = CurlCodeIsRetryable(result) &&
-			(req->idempotent || result == CURLE_COULDNT_CONNECT);
+					(req->idempotent || result == CURLE_COULDNT_CONNECT);
 	}
 	else
 	{
@@ -882,10 +885,11 @@ sb_http_request_complete(SbHttpRequest *req, CURLcode result, int64_t *retry_at_
 
 	/* full jitter: uniform in [0, min(cap, base * 2^(attempt-1))] */
 	{
-		int64_t		base = req->policy.backoff_base_ms > 0 ? req->policy.backoff_base_ms : 100;
-		int64_t		cap = req->policy.backoff_cap_ms > 0 ? req->policy.backoff_cap_ms : 5000;
-		int64_t		ceiling = base;
-		int			i;
+		int64_t base =
+			req->policy.backoff_base_ms > 0 ? req->policy.backoff_base_ms : 100;
+		int64_t cap = req->policy.backoff_cap_ms > 0 ? req->policy.backoff_cap_ms : 5000;
+		int64_t ceiling = base;
+		int i;
 
 		for (i = 1; i < req->attempts && ceiling < cap; i++)
 			ceiling *= 2;
@@ -897,12 +901,12 @@ sb_http_request_complete(SbHttpRequest *req, CURLcode result, int64_t *retry_at_
 		delay = retry_after;
 	if (now + delay >= req->deadline_ms)
 	{
-		SbErrKind	last = err->kind;
+		SbErrKind last = err->kind;
 
 		err->kind = SB_ERR_TIMEOUT;
-		sb_error_prefix(err, "deadline reached after %d attempt%s (last error %s): ",
-						req->attempts, req->attempts == 1 ? "" : "s",
-						sb_err_kind_name(last));
+		sb_error_prefix(
+			err, "deadline reached after %d attempt%s (last error %s): ", req->attempts,
+			req->attempts == 1 ? "" : "s", sb_err_kind_name(last));
 		return SB_HTTP_FAILED;
 	}
 	*retry_at_ms = now + delay;
@@ -916,11 +920,11 @@ sb_http_request_complete(SbHttpRequest *req, CURLcode result, int64_t *retry_at_
 int
 sb_sleep_ms(int64_t ms, const SbHttpPolicy *policy)
 {
-	int64_t		end = sb_now_ms() + ms;
+	int64_t end = sb_now_ms() + ms;
 
 	for (;;)
 	{
-		int64_t		left;
+		int64_t left;
 		struct timespec ts;
 
 		if (policy && policy->should_abort && policy->should_abort(policy->abort_arg))
@@ -945,17 +949,17 @@ sb_sleep_ms(int64_t ms, const SbHttpPolicy *policy)
 static int
 RunAttempt(CURLM *multi, SbHttpRequest *req, CURLcode *result, SbError *err)
 {
-	CURLMcode	mc;
-	int			done = 0;
+	CURLMcode mc;
+	int done = 0;
 
 	mc = curl_multi_add_handle(multi, req->easy);
 	if (mc != CURLM_OK)
 		goto multi_failed;
 	while (!done)
 	{
-		int			running = 0;
-		int			left = 0;
-		CURLMsg    *msg;
+		int running = 0;
+		int left = 0;
+		CURLMsg *msg;
 
 		mc = curl_multi_perform(multi, &running);
 		if (mc != CURLM_OK)
@@ -999,8 +1003,8 @@ multi_failed:
 int
 sb_http_perform(SbHttpClient *client, SbHttpRequest *req, SbError *err)
 {
-	CURLM	   *multi;
-	int			rc = -1;
+	CURLM *multi;
+	int rc = -1;
 
 	sb_error_clear(err);
 	if (sb_http_global_init(err) != 0)
@@ -1008,7 +1012,8 @@ sb_http_perform(SbHttpClient *client, SbHttpRequest *req, SbError *err)
 	multi = client ? client->multi : curl_multi_init();
 	if (multi == NULL)
 	{
-		sb_error_set(err, SB_ERR_INTERNAL, 0, "", "out of memory creating curl multi handle");
+		sb_error_set(err, SB_ERR_INTERNAL, 0, "",
+					 "out of memory creating curl multi handle");
 		return -1;
 	}
 	if (req->deadline_ms == 0)
@@ -1018,8 +1023,8 @@ sb_http_perform(SbHttpClient *client, SbHttpRequest *req, SbError *err)
 
 	for (;;)
 	{
-		CURLcode	result = CURLE_OK;
-		int64_t		retry_at = 0;
+		CURLcode result = CURLE_OK;
+		int64_t retry_at = 0;
 		SbHttpOutcome outcome;
 
 		if (CheckAbort(req))
@@ -1059,12 +1064,11 @@ sb_http_perform(SbHttpClient *client, SbHttpRequest *req, SbError *err)
  * tries once more with a fresh one.  req->attempts counts both passes.
  */
 int
-sb_http_perform_auth(SbHttpClient *client, SbHttpRequest *req, SbAuth *auth,
-					 SbError *err)
+sb_http_perform_auth(SbHttpClient *client, SbHttpRequest *req, SbAuth *auth, SbError *err)
 {
-	int			total = 0;
-	int			pass;
-	int			rc = -1;
+	int total = 0;
+	int pass;
+	int rc = -1;
 
 	sb_error_clear(err);
 	if (req->deadline_ms == 0)
@@ -1100,14 +1104,14 @@ char *
 sb_http_response_header(const SbHttpRequest *req, const char *name)
 {
 	const char *p = req->resp_headers.data;
-	size_t		n = strlen(name);
+	size_t n = strlen(name);
 
 	if (p == NULL)
 		return NULL;
 	while (*p)
 	{
 		const char *eol = strchr(p, '\n');
-		size_t		linelen = eol ? (size_t) (eol - p) : strlen(p);
+		size_t linelen = eol ? (size_t) (eol - p) : strlen(p);
 
 		if (linelen > n && strncasecmp(p, name, n) == 0 && p[n] == ':')
 		{
@@ -1135,9 +1139,9 @@ char *
 sb_pct_encode(const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	size_t		len = strlen(s);
-	char	   *out = malloc(len * 3 + 1);
-	char	   *o = out;
+	size_t len = strlen(s);
+	char *out = malloc(len * 3 + 1);
+	char *o = out;
 
 	if (out == NULL)
 		return NULL;

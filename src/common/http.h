@@ -30,48 +30,48 @@
 typedef enum SbErrKind
 {
 	SB_OK = 0,
-	SB_ERR_HTTP,				/* an HTTP status with no better mapping */
-	SB_ERR_NETWORK,				/* connection failed, reset, ... */
-	SB_ERR_TIMEOUT,				/* the call's deadline passed */
-	SB_ERR_CANCELLED,			/* should_abort() asked us to stop */
-	SB_ERR_AUTH,				/* 401, or no token could be obtained */
-	SB_ERR_PRECONDITION,		/* 412: ifGenerationMatch did not hold */
-	SB_ERR_NOT_FOUND,			/* 404 */
-	SB_ERR_FORBIDDEN,			/* 403 */
-	SB_ERR_INVALID,				/* 400, bad argument, response too large */
-	SB_ERR_INTERNAL				/* out of memory, unexpected response, bug */
+	SB_ERR_HTTP,		 /* an HTTP status with no better mapping */
+	SB_ERR_NETWORK,		 /* connection failed, reset, ... */
+	SB_ERR_TIMEOUT,		 /* the call's deadline passed */
+	SB_ERR_CANCELLED,	 /* should_abort() asked us to stop */
+	SB_ERR_AUTH,		 /* 401, or no token could be obtained */
+	SB_ERR_PRECONDITION, /* 412: ifGenerationMatch did not hold */
+	SB_ERR_NOT_FOUND,	 /* 404 */
+	SB_ERR_FORBIDDEN,	 /* 403 */
+	SB_ERR_INVALID,		 /* 400, bad argument, response too large */
+	SB_ERR_INTERNAL		 /* out of memory, unexpected response, bug */
 } SbErrKind;
 
 /* An error as a value; kind == SB_OK means no error. */
 typedef struct SbError
 {
-	SbErrKind	kind;
-	long		http_status;	/* last HTTP status seen, 0 if none */
-	char		reason[64];		/* e.g. Google's "conditionNotMet" or
-								 * "PERMISSION_DENIED" */
-	char		message[512];	/* human-readable; never contains secrets */
+	SbErrKind kind;
+	long http_status;  /* last HTTP status seen, 0 if none */
+	char reason[64];   /* e.g. Google's "conditionNotMet" or
+						* "PERMISSION_DENIED" */
+	char message[512]; /* human-readable; never contains secrets */
 } SbError;
 
 /* Cancel hook: return nonzero to abort the call in progress. Must be cheap. */
-typedef int (*SbAbortFn) (void *arg);
+typedef int (*SbAbortFn)(void *arg);
 
 /* Retry, timeout and cancellation settings for a call. */
 typedef struct SbHttpPolicy
 {
-	long		connect_timeout_ms; /* per attempt; default 10000 */
-	long		backoff_base_ms;	/* first retry waits up to this; 100 */
-	long		backoff_cap_ms; /* no retry waits longer; default 5000 */
-	int			max_attempts;	/* 0 = retry until the deadline (default) */
-	SbAbortFn	should_abort;	/* NULL = never abort */
-	void	   *abort_arg;
+	long connect_timeout_ms; /* per attempt; default 10000 */
+	long backoff_base_ms;	 /* first retry waits up to this; 100 */
+	long backoff_cap_ms;	 /* no retry waits longer; default 5000 */
+	int max_attempts;		 /* 0 = retry until the deadline (default) */
+	SbAbortFn should_abort;	 /* NULL = never abort */
+	void *abort_arg;
 } SbHttpPolicy;
 
 /* What sb_http_request_complete() decided about one attempt. */
 typedef enum SbHttpOutcome
 {
-	SB_HTTP_DONE,				/* 2xx: success */
-	SB_HTTP_RETRY,				/* transient failure: retry at *retry_at_ms */
-	SB_HTTP_FAILED				/* final failure: *err is filled */
+	SB_HTTP_DONE,  /* 2xx: success */
+	SB_HTTP_RETRY, /* transient failure: retry at *retry_at_ms */
+	SB_HTTP_FAILED /* final failure: *err is filled */
 } SbHttpOutcome;
 
 /* Default per-call timeout when a request has no deadline. */
@@ -82,11 +82,11 @@ typedef enum SbHttpOutcome
 /* A growable byte buffer with a hard size cap. */
 typedef struct SbBuf
 {
-	char	   *data;			/* malloc'd, always NUL-terminated if non-NULL */
-	size_t		len;
-	size_t		cap;
-	size_t		max;			/* appending past this fails */
-	int			overflow;		/* set when an append was refused */
+	char *data; /* malloc'd, always NUL-terminated if non-NULL */
+	size_t len;
+	size_t cap;
+	size_t max;	  /* appending past this fails */
+	int overflow; /* set when an append was refused */
 } SbBuf;
 
 /*
@@ -96,32 +96,31 @@ typedef struct SbBuf
  */
 typedef struct SbHttpRequest
 {
-	char		method[16];		/* in: "GET", "POST", ... */
-	char	   *url;			/* in: owned copy */
+	char method[16];			/* in: "GET", "POST", ... */
+	char *url;					/* in: owned copy */
 	struct curl_slist *headers; /* in: owned; use sb_http_request_add_header */
 	const char *body;			/* in: borrowed; must outlive the call */
-	size_t		body_len;		/* in */
-	int64_t		deadline_ms;	/* in: absolute monotonic ms; 0 = now +
+	size_t body_len;			/* in */
+	int64_t deadline_ms;		/* in: absolute monotonic ms; 0 = now +
 								 * SB_HTTP_DEFAULT_TIMEOUT_MS at perform */
-	size_t		max_response_bytes; /* in: cap on the response body */
-	int			idempotent;		/* in: default 1; 0 = retry only when the
+	size_t max_response_bytes;	/* in: cap on the response body */
+	int idempotent;				/* in: default 1; 0 = retry only when the
 								 * request surely was not processed */
 	SbHttpPolicy policy;		/* in */
 
-	long		status;			/* out: HTTP status of the last attempt */
-	SbBuf		response;		/* out: body of the last attempt */
-	int			attempts;		/* out: attempts made by this call (requests
-								 * sent, including curl's own resends) */
+	long status;	/* out: HTTP status of the last attempt */
+	SbBuf response; /* out: body of the last attempt */
+	int attempts;	/* out: attempts made by this call (requests
+					 * sent, including curl's own resends) */
 
 	/* private */
-	CURL	   *easy;
+	CURL *easy;
 	struct curl_slist *sent_headers;
-	char	   *auth_header;
-	SbBuf		resp_headers;
-	int64_t		last_abort_check_ms;
-	int			sends;			/* requests sent in this attempt */
-	int			aborted;
-	char		errbuf[CURL_ERROR_SIZE];
+	char *auth_header;
+	SbBuf resp_headers;
+	int sends; /* requests sent in this attempt */
+	int aborted;
+	char errbuf[CURL_ERROR_SIZE];
 } SbHttpRequest;
 
 /* A connection cache (a curl multi handle); one per thread. */
@@ -140,9 +139,8 @@ extern void sb_error_prefix(SbError *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 extern const char *sb_err_kind_name(SbErrKind kind);
 extern SbErrKind sb_err_kind_for_status(long http_status);
-extern void sb_error_from_response(SbError *err, long http_status,
-								   const char *body, size_t body_len,
-								   const char *context);
+extern void sb_error_from_response(SbError *err, long http_status, const char *body,
+								   size_t body_len, const char *context);
 
 /* --- time -------------------------------------------------------------- */
 
@@ -151,14 +149,14 @@ extern int64_t sb_now_ms(void);
 /* --- buffers ----------------------------------------------------------- */
 
 extern void sb_buf_init(SbBuf *buf, size_t max);
-extern int	sb_buf_append(SbBuf *buf, const void *data, size_t len);
+extern int sb_buf_append(SbBuf *buf, const void *data, size_t len);
 extern void sb_buf_reset(SbBuf *buf);
 extern void sb_buf_free(SbBuf *buf);
 extern char *sb_buf_steal(SbBuf *buf, size_t *len);
 
 /* --- setup ------------------------------------------------------------- */
 
-extern int	sb_http_global_init(SbError *err);
+extern int sb_http_global_init(SbError *err);
 extern void sb_http_global_cleanup(void);
 extern void sb_http_policy_default(SbHttpPolicy *policy);
 extern SbHttpClient *sb_http_client_new(SbError *err);
@@ -166,34 +164,28 @@ extern void sb_http_client_free(SbHttpClient *client);
 
 /* --- requests ---------------------------------------------------------- */
 
-extern int	sb_http_request_init(SbHttpRequest *req, const char *method,
-								 const char *url, SbError *err);
-extern int	sb_http_request_add_header(SbHttpRequest *req, SbError *err,
-									   const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-extern void sb_http_request_set_body(SbHttpRequest *req, const void *data,
-									 size_t len);
-extern int	sb_http_request_set_auth_header(SbHttpRequest *req,
-											const char *header, SbError *err);
+extern int sb_http_request_init(SbHttpRequest *req, const char *method, const char *url,
+								SbError *err);
+extern int sb_http_request_add_header(SbHttpRequest *req, SbError *err, const char *fmt,
+									  ...) __attribute__((format(printf, 3, 4)));
+extern void sb_http_request_set_body(SbHttpRequest *req, const void *data, size_t len);
+extern int sb_http_request_set_auth_header(SbHttpRequest *req, const char *header,
+										   SbError *err);
 extern void sb_http_request_cleanup(SbHttpRequest *req);
 
-extern int	sb_http_request_prepare(SbHttpRequest *req, SbError *err);
-extern SbHttpOutcome sb_http_request_complete(SbHttpRequest *req,
-											  CURLcode result,
-											  int64_t *retry_at_ms,
-											  SbError *err);
+extern int sb_http_request_prepare(SbHttpRequest *req, SbError *err);
+extern SbHttpOutcome sb_http_request_complete(SbHttpRequest *req, CURLcode result,
+											  int64_t *retry_at_ms, SbError *err);
 
-extern int	sb_http_perform(SbHttpClient *client, SbHttpRequest *req,
-							SbError *err);
-extern int	sb_http_perform_auth(SbHttpClient *client, SbHttpRequest *req,
-								 SbAuth *auth, SbError *err);
+extern int sb_http_perform(SbHttpClient *client, SbHttpRequest *req, SbError *err);
+extern int sb_http_perform_auth(SbHttpClient *client, SbHttpRequest *req, SbAuth *auth,
+								SbError *err);
 
-extern char *sb_http_response_header(const SbHttpRequest *req,
-									 const char *name);
+extern char *sb_http_response_header(const SbHttpRequest *req, const char *name);
 
 /* --- helpers ----------------------------------------------------------- */
 
 extern char *sb_pct_encode(const char *s);
-extern int	sb_sleep_ms(int64_t ms, const SbHttpPolicy *policy);
+extern int sb_sleep_ms(int64_t ms, const SbHttpPolicy *policy);
 
-#endif							/* SB_HTTP_H */
+#endif /* SB_HTTP_H */

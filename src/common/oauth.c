@@ -12,7 +12,9 @@
  *
  *-------------------------------------------------------------------------
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 
 #include "oauth.h"
 
@@ -35,21 +37,21 @@
 
 struct SbAuth
 {
-	SbAuthMode	mode;
-	char	   *key_file;		/* for messages */
-	char	   *client_email;
-	char	   *private_key_id;
-	char	   *token_endpoint; /* service account: where to POST the JWT */
-	char	   *metadata_url;	/* metadata: full token URL */
-	char	   *scope;
-	EVP_PKEY   *pkey;
-	long		refresh_margin_ms;
+	SbAuthMode mode;
+	char *key_file; /* for messages */
+	char *client_email;
+	char *private_key_id;
+	char *token_endpoint; /* service account: where to POST the JWT */
+	char *metadata_url;	  /* metadata: full token URL */
+	char *scope;
+	EVP_PKEY *pkey;
+	long refresh_margin_ms;
 
-	char	   *header;			/* "Authorization: Bearer ..." or NULL */
-	int64_t		valid_until_ms; /* use the cached header before this */
-	int			fetches;		/* tokens obtained so far */
+	char *header;			/* "Authorization: Bearer ..." or NULL */
+	int64_t valid_until_ms; /* use the cached header before this */
+	int fetches;			/* tokens obtained so far */
 
-	SbHttpClient *client;		/* borrowed, may be NULL */
+	SbHttpClient *client; /* borrowed, may be NULL */
 	SbHttpPolicy policy;
 };
 
@@ -68,8 +70,8 @@ WipeFree(char *s)
 static void
 ScrubSecret(SbError *err, const char *secret)
 {
-	char	   *hit;
-	size_t		n;
+	char *hit;
+	size_t n;
 
 	if (err == NULL || secret == NULL || strlen(secret) < 8)
 		return;
@@ -77,7 +79,7 @@ ScrubSecret(SbError *err, const char *secret)
 	while ((hit = strstr(err->message, secret)) != NULL)
 	{
 		const char *mark = "[redacted]";
-		size_t		mlen = strlen(mark);
+		size_t mlen = strlen(mark);
 
 		memmove(hit + mlen, hit + n, strlen(hit + n) + 1);
 		memcpy(hit, mark, mlen);
@@ -104,9 +106,9 @@ sb_auth_mode_parse(const char *name, SbAuthMode *mode)
 static char *
 ReadKeyFile(const char *path, size_t *len, SbError *err)
 {
-	FILE	   *f = fopen(path, "rb");
-	char	   *buf;
-	size_t		n;
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	size_t n;
 
 	if (f == NULL)
 	{
@@ -143,7 +145,7 @@ ReadKeyFile(const char *path, size_t *len, SbError *err)
 static char *
 DupJsonString(json_t *obj, const char *key)
 {
-	json_t	   *v = json_object_get(obj, key);
+	json_t *v = json_object_get(obj, key);
 
 	if (!json_is_string(v) || json_string_length(v) == 0)
 		return NULL;
@@ -154,13 +156,13 @@ DupJsonString(json_t *obj, const char *key)
 static int
 LoadServiceAccount(SbAuth *auth, const SbAuthConfig *cfg, SbError *err)
 {
-	size_t		len = 0;
-	char	   *text;
-	json_t	   *root;
+	size_t len = 0;
+	char *text;
+	json_t *root;
 	json_error_t jerr;
-	json_t	   *pk;
-	BIO		   *bio;
-	char	   *token_uri;
+	json_t *pk;
+	BIO *bio;
+	char *token_uri;
 
 	if (cfg->key_file == NULL || cfg->key_file[0] == '\0')
 	{
@@ -177,15 +179,17 @@ LoadServiceAccount(SbAuth *auth, const SbAuthConfig *cfg, SbError *err)
 	if (root == NULL)
 	{
 		/* jerr.text may quote the file's contents: report the position only */
-		sb_error_set(err, SB_ERR_AUTH, 0, "keyFileInvalid",
-					 "service account key file \"%s\" is not valid JSON (line %d, column %d)",
-					 cfg->key_file, jerr.line, jerr.column);
+		sb_error_set(
+			err, SB_ERR_AUTH, 0, "keyFileInvalid",
+			"service account key file \"%s\" is not valid JSON (line %d, column %d)",
+			cfg->key_file, jerr.line, jerr.column);
 		return -1;
 	}
 	if (!json_is_object(root))
 	{
 		sb_error_set(err, SB_ERR_AUTH, 0, "keyFileInvalid",
-					 "service account key file \"%s\" is not a JSON object", cfg->key_file);
+					 "service account key file \"%s\" is not a JSON object",
+					 cfg->key_file);
 		json_decref(root);
 		return -1;
 	}
@@ -209,9 +213,10 @@ LoadServiceAccount(SbAuth *auth, const SbAuthConfig *cfg, SbError *err)
 	json_decref(root);
 	if (auth->pkey == NULL)
 	{
-		sb_error_set(err, SB_ERR_AUTH, 0, "keyFileInvalid",
-					 "service account key file \"%s\": \"private_key\" is not a PEM private key",
-					 cfg->key_file);
+		sb_error_set(
+			err, SB_ERR_AUTH, 0, "keyFileInvalid",
+			"service account key file \"%s\": \"private_key\" is not a PEM private key",
+			cfg->key_file);
 		free(token_uri);
 		return -1;
 	}
@@ -237,8 +242,8 @@ static char *
 MetadataUrl(const char *host)
 {
 	const char *path = "/computeMetadata/v1/instance/service-accounts/default/token";
-	char	   *url = NULL;
-	size_t		hlen;
+	char *url = NULL;
+	size_t hlen;
 
 	if (host == NULL || host[0] == '\0')
 		host = getenv("GCE_METADATA_HOST");
@@ -265,7 +270,7 @@ MetadataUrl(const char *host)
 SbAuth *
 sb_auth_new(const SbAuthConfig *cfg, SbError *err)
 {
-	SbAuth	   *auth;
+	SbAuth *auth;
 
 	sb_error_clear(err);
 	auth = calloc(1, sizeof(*auth));
@@ -276,7 +281,8 @@ sb_auth_new(const SbAuthConfig *cfg, SbError *err)
 	}
 	auth->mode = cfg->mode;
 	sb_http_policy_default(&auth->policy);
-	auth->refresh_margin_ms = (cfg->refresh_margin_s > 0 ? cfg->refresh_margin_s : 60) * 1000;
+	auth->refresh_margin_ms =
+		(cfg->refresh_margin_s > 0 ? cfg->refresh_margin_s : 60) * 1000;
 	auth->scope = strdup(cfg->scope ? cfg->scope : SB_AUTH_DEFAULT_SCOPE);
 	if (auth->scope == NULL)
 		goto oom;
@@ -300,8 +306,8 @@ sb_auth_new(const SbAuthConfig *cfg, SbError *err)
 			}
 			break;
 		default:
-			sb_error_set(err, SB_ERR_INVALID, 0, "badAuthMode", "unknown authentication mode %d",
-						 (int) cfg->mode);
+			sb_error_set(err, SB_ERR_INVALID, 0, "badAuthMode",
+						 "unknown authentication mode %d", (int) cfg->mode);
 			sb_auth_free(auth);
 			return NULL;
 	}
@@ -375,15 +381,15 @@ Base64Url(const unsigned char *in, size_t len)
 {
 	static const char tbl[] =
 		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-	char	   *out = malloc((len + 2) / 3 * 4 + 1);
-	char	   *o = out;
-	size_t		i;
+	char *out = malloc((len + 2) / 3 * 4 + 1);
+	char *o = out;
+	size_t i;
 
 	if (out == NULL)
 		return NULL;
 	for (i = 0; i + 2 < len; i += 3)
 	{
-		uint32_t	v = ((uint32_t) in[i] << 16) | ((uint32_t) in[i + 1] << 8) | in[i + 2];
+		uint32_t v = ((uint32_t) in[i] << 16) | ((uint32_t) in[i + 1] << 8) | in[i + 2];
 
 		*o++ = tbl[(v >> 18) & 63];
 		*o++ = tbl[(v >> 12) & 63];
@@ -392,14 +398,14 @@ Base64Url(const unsigned char *in, size_t len)
 	}
 	if (len - i == 1)
 	{
-		uint32_t	v = (uint32_t) in[i] << 16;
+		uint32_t v = (uint32_t) in[i] << 16;
 
 		*o++ = tbl[(v >> 18) & 63];
 		*o++ = tbl[(v >> 12) & 63];
 	}
 	else if (len - i == 2)
 	{
-		uint32_t	v = ((uint32_t) in[i] << 16) | ((uint32_t) in[i + 1] << 8);
+		uint32_t v = ((uint32_t) in[i] << 16) | ((uint32_t) in[i + 1] << 8);
 
 		*o++ = tbl[(v >> 18) & 63];
 		*o++ = tbl[(v >> 12) & 63];
@@ -413,8 +419,8 @@ Base64Url(const unsigned char *in, size_t len)
 static char *
 Base64UrlJson(json_t *obj)
 {
-	char	   *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	char	   *enc;
+	char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *enc;
 
 	if (text == NULL)
 		return NULL;
@@ -423,21 +429,22 @@ Base64UrlJson(json_t *obj)
 	return enc;
 }
 
-/* MakeJwt builds and signs (RS256) the JWT assertion; malloc'd, the caller wipes and frees it. */
+/* MakeJwt builds and signs (RS256) the JWT assertion; malloc'd, the caller wipes and
+ * frees it. */
 static char *
 MakeJwt(SbAuth *auth, SbError *err)
 {
-	json_t	   *hdr = json_object();
-	json_t	   *claims = json_object();
-	char	   *h64 = NULL;
-	char	   *c64 = NULL;
-	char	   *input = NULL;
-	char	   *s64 = NULL;
-	char	   *jwt = NULL;
+	json_t *hdr = json_object();
+	json_t *claims = json_object();
+	char *h64 = NULL;
+	char *c64 = NULL;
+	char *input = NULL;
+	char *s64 = NULL;
+	char *jwt = NULL;
 	unsigned char *sig = NULL;
-	size_t		siglen = 0;
+	size_t siglen = 0;
 	EVP_MD_CTX *md = NULL;
-	time_t		now = time(NULL);
+	time_t now = time(NULL);
 
 	if (hdr == NULL || claims == NULL)
 		goto oom;
@@ -459,17 +466,17 @@ MakeJwt(SbAuth *auth, SbError *err)
 	}
 
 	md = EVP_MD_CTX_new();
-	if (md == NULL ||
-		EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, auth->pkey) != 1 ||
-		EVP_DigestSign(md, NULL, &siglen, (const unsigned char *) input,
-					   strlen(input)) != 1 ||
+	if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, auth->pkey) != 1 ||
+		EVP_DigestSign(md, NULL, &siglen, (const unsigned char *) input, strlen(input)) !=
+			1 ||
 		(sig = malloc(siglen)) == NULL ||
-		EVP_DigestSign(md, sig, &siglen, (const unsigned char *) input,
-					   strlen(input)) != 1)
+		EVP_DigestSign(md, sig, &siglen, (const unsigned char *) input, strlen(input)) !=
+			1)
 	{
-		sb_error_set(err, SB_ERR_AUTH, 0, "signingFailed",
-					 "could not sign a JWT with the key in service account key file \"%s\"",
-					 auth->key_file);
+		sb_error_set(
+			err, SB_ERR_AUTH, 0, "signingFailed",
+			"could not sign a JWT with the key in service account key file \"%s\"",
+			auth->key_file);
 		goto done;
 	}
 	s64 = Base64Url(sig, siglen);
@@ -499,12 +506,12 @@ static int
 ParseTokenResponse(SbAuth *auth, const char *body, size_t len, const char *what,
 				   SbError *err)
 {
-	json_t	   *root = json_loadb(body ? body : "", len, 0, NULL);
-	json_t	   *tok = root ? json_object_get(root, "access_token") : NULL;
-	json_t	   *exp = root ? json_object_get(root, "expires_in") : NULL;
-	int64_t		lifetime_ms = 3600 * 1000;
-	int64_t		margin;
-	char	   *header = NULL;
+	json_t *root = json_loadb(body ? body : "", len, 0, NULL);
+	json_t *tok = root ? json_object_get(root, "access_token") : NULL;
+	json_t *exp = root ? json_object_get(root, "expires_in") : NULL;
+	int64_t lifetime_ms = 3600 * 1000;
+	int64_t margin;
+	char *header = NULL;
 
 	if (!json_is_string(tok) || json_string_length(tok) == 0)
 	{
@@ -543,10 +550,10 @@ FetchToken(SbAuth *auth, SbHttpClient *client, int64_t deadline_ms,
 		   const SbHttpPolicy *policy, SbError *err)
 {
 	SbHttpRequest req;
-	char	   *jwt = NULL;
-	char	   *form = NULL;
-	char		what[400];
-	int			rc = -1;
+	char *jwt = NULL;
+	char *form = NULL;
+	char what[400];
+	int rc = -1;
 
 	memset(&req, 0, sizeof(req));
 	if (auth->mode == SB_AUTH_METADATA)
@@ -562,18 +569,19 @@ FetchToken(SbAuth *auth, SbHttpClient *client, int64_t deadline_ms,
 		jwt = MakeJwt(auth, err);
 		if (jwt == NULL)
 			goto done;
-		if (asprintf(&form,
-					 "grant_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Agrant-type%%3Ajwt-bearer"
-					 "&assertion=%s",
-					 jwt) < 0)
+		if (asprintf(
+				&form,
+				"grant_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Agrant-type%%3Ajwt-bearer"
+				"&assertion=%s",
+				jwt) < 0)
 		{
 			form = NULL;
 			sb_error_set(err, SB_ERR_INTERNAL, 0, "", "out of memory");
 			goto done;
 		}
 		if (sb_http_request_init(&req, "POST", auth->token_endpoint, err) != 0 ||
-			sb_http_request_add_header(&req, err,
-									   "Content-Type: application/x-www-form-urlencoded") != 0)
+			sb_http_request_add_header(
+				&req, err, "Content-Type: application/x-www-form-urlencoded") != 0)
 			goto done;
 		sb_http_request_set_body(&req, form, strlen(form));
 	}
@@ -620,7 +628,8 @@ sb_auth_header_ex(SbAuth *auth, SbHttpClient *client, int64_t deadline_ms,
 	if (auth->header != NULL && sb_now_ms() < auth->valid_until_ms)
 		return auth->header;
 	sb_auth_invalidate(auth);
-	if (FetchToken(auth, client, deadline_ms ? deadline_ms : sb_now_ms() + SB_TOKEN_TIMEOUT_MS,
+	if (FetchToken(auth, client,
+				   deadline_ms ? deadline_ms : sb_now_ms() + SB_TOKEN_TIMEOUT_MS,
 				   policy ? policy : &auth->policy, err) != 0)
 		return NULL;
 	return auth->header;

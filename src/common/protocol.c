@@ -32,13 +32,13 @@ sb_status_parse(const char *name, SbStatus *status)
 }
 
 /* fail formats a decoding error into errbuf and returns false. */
-static bool fail(char *errbuf, size_t errlen, const char *fmt,...)
-			__attribute__((format(printf, 3, 4)));
+static bool fail(char *errbuf, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static bool
-fail(char *errbuf, size_t errlen, const char *fmt,...)
+fail(char *errbuf, size_t errlen, const char *fmt, ...)
 {
-	va_list		ap;
+	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(errbuf, errlen, fmt, ap);
@@ -50,7 +50,7 @@ fail(char *errbuf, size_t errlen, const char *fmt,...)
 static char *
 dump(json_t *root)
 {
-	char	   *text;
+	char *text;
 
 	if (root == NULL)
 		return NULL;
@@ -63,23 +63,27 @@ bool
 sb_env_valid(const json_t *env, char *errbuf, size_t errlen)
 {
 	const char *key;
-	json_t	   *value;
-	size_t		total = 0;
+	json_t *value;
+	size_t total = 0;
 
 	if (!json_is_object(env))
 		return fail(errbuf, errlen, "environment must be a JSON object");
 	json_object_foreach((json_t *) env, key, value)
 	{
 		if (!sb_env_name_valid(key))
-			return fail(errbuf, errlen, "invalid environment variable name \"%.64s\"", key);
+			return fail(errbuf, errlen, "invalid environment variable name \"%.64s\"",
+						key);
 		if (!json_is_string(value))
-			return fail(errbuf, errlen, "environment variable \"%s\" must be a string", key);
+			return fail(errbuf, errlen, "environment variable \"%s\" must be a string",
+						key);
 		if (memchr(json_string_value(value), '\0', json_string_length(value)) != NULL)
-			return fail(errbuf, errlen, "environment variable \"%s\" contains a NUL byte", key);
+			return fail(errbuf, errlen, "environment variable \"%s\" contains a NUL byte",
+						key);
 		total += strlen(key) + json_string_length(value) + 2;
 	}
 	if (total > SB_MAX_ENV_BYTES)
-		return fail(errbuf, errlen, "environment is larger than %d bytes", SB_MAX_ENV_BYTES);
+		return fail(errbuf, errlen, "environment is larger than %d bytes",
+					SB_MAX_ENV_BYTES);
 	return true;
 }
 
@@ -87,20 +91,20 @@ static json_t *
 limits_to_json(const SbLimits *l)
 {
 	return json_pack("{sIsIsIsI}", "nproc", (json_int_t) l->nproc, "memory_bytes",
-					 (json_int_t) l->memory_bytes, "fsize_bytes", (json_int_t) l->fsize_bytes,
-					 "cpu_seconds", (json_int_t) l->cpu_seconds);
+					 (json_int_t) l->memory_bytes, "fsize_bytes",
+					 (json_int_t) l->fsize_bytes, "cpu_seconds",
+					 (json_int_t) l->cpu_seconds);
 }
 
 char *
 sb_request_encode(const SbExecRequest *req)
 {
-	json_t	   *root = json_pack("{sisssIsssssOsIsIsIso}", "version", SB_PROTOCOL_VERSION,
-								 "op", "exec", "id", (json_int_t) req->id, "command",
-								 req->command, "cwd", req->cwd, "env", req->env,
-								 "timeout_ms", (json_int_t) req->timeout_ms,
-								 "max_output_bytes", (json_int_t) req->max_output_bytes,
-								 "kill_grace_ms", (json_int_t) req->kill_grace_ms, "limits",
-								 limits_to_json(&req->limits));
+	json_t *root = json_pack(
+		"{sisssIsssssOsIsIsIso}", "version", SB_PROTOCOL_VERSION, "op", "exec", "id",
+		(json_int_t) req->id, "command", req->command, "cwd", req->cwd, "env", req->env,
+		"timeout_ms", (json_int_t) req->timeout_ms, "max_output_bytes",
+		(json_int_t) req->max_output_bytes, "kill_grace_ms",
+		(json_int_t) req->kill_grace_ms, "limits", limits_to_json(&req->limits));
 
 	if (root != NULL && req->call_env != NULL)
 		json_object_set(root, "call_env", req->call_env);
@@ -111,7 +115,7 @@ sb_request_encode(const SbExecRequest *req)
 static bool
 get_int(json_t *obj, const char *key, long long *out, long long dflt)
 {
-	json_t	   *v = json_object_get(obj, key);
+	json_t *v = json_object_get(obj, key);
 
 	if (v == NULL || json_is_null(v))
 	{
@@ -129,9 +133,9 @@ sb_request_decode(const char *text, size_t len, SbExecRequest *out, json_t **hol
 				  char *errbuf, size_t errlen)
 {
 	json_error_t jerr;
-	json_t	   *root;
-	json_t	   *v;
-	json_t	   *limits;
+	json_t *root;
+	json_t *v;
+	json_t *limits;
 
 	memset(out, 0, sizeof(*out));
 	*holder = NULL;
@@ -184,7 +188,7 @@ output_json(const char *data, size_t len)
 char *
 sb_result_encode(const SbExecResult *res)
 {
-	json_t	   *root = json_object();
+	json_t *root = json_object();
 
 	json_object_set_new(root, "version", json_integer(SB_PROTOCOL_VERSION));
 	json_object_set_new(root, "status", json_string(sb_status_name(res->status)));
@@ -197,7 +201,8 @@ sb_result_encode(const SbExecResult *res)
 	json_object_set_new(root, "stdout_repaired", json_boolean(res->stdout_repaired));
 	json_object_set_new(root, "stderr_repaired", json_boolean(res->stderr_repaired));
 	json_object_set_new(root, "duration_ms", json_real(res->duration_ms));
-	json_object_set_new(root, "error", res->error ? json_string(res->error) : json_null());
+	json_object_set_new(root, "error",
+						res->error ? json_string(res->error) : json_null());
 	if (res->has_state)
 		json_object_set_new(root, "state",
 							json_pack("{sssO}", "cwd", res->cwd, "env", res->env));
@@ -208,7 +213,7 @@ sb_result_encode(const SbExecResult *res)
 static bool
 copy_output(json_t *root, const char *key, char **data, size_t *len)
 {
-	json_t	   *v = json_object_get(root, key);
+	json_t *v = json_object_get(root, key);
 
 	if (!json_is_string(v))
 		return false;
@@ -224,8 +229,8 @@ static bool
 valid_cwd(json_t *v)
 {
 	return json_is_string(v) && json_string_length(v) > 0 &&
-		json_string_length(v) < SB_MAX_CWD_BYTES && json_string_value(v)[0] == '/' &&
-		strlen(json_string_value(v)) == json_string_length(v);
+		   json_string_length(v) < SB_MAX_CWD_BYTES && json_string_value(v)[0] == '/' &&
+		   strlen(json_string_value(v)) == json_string_length(v);
 }
 
 bool
@@ -233,9 +238,9 @@ sb_result_decode(const char *text, size_t len, SbExecResult *out, char *errbuf,
 				 size_t errlen)
 {
 	json_error_t jerr;
-	json_t	   *root;
-	json_t	   *v;
-	bool		ok = false;
+	json_t *root;
+	json_t *v;
+	bool ok = false;
 
 	memset(out, 0, sizeof(*out));
 	root = json_loadb(text, len, 0, &jerr);
@@ -271,13 +276,13 @@ sb_result_decode(const char *text, size_t len, SbExecResult *out, char *errbuf,
 	v = json_object_get(root, "state");
 	if (json_is_object(v))
 	{
-		json_t	   *cwd = json_object_get(v, "cwd");
-		json_t	   *env = json_object_get(v, "env");
+		json_t *cwd = json_object_get(v, "cwd");
+		json_t *env = json_object_get(v, "env");
 
 		if (!valid_cwd(cwd) || !sb_env_valid(env, errbuf, errlen))
 		{
 			if (valid_cwd(cwd))
-				goto done;		/* errbuf already says what is wrong with env */
+				goto done; /* errbuf already says what is wrong with env */
 			fail(errbuf, errlen, "result has a malformed working directory");
 			goto done;
 		}
@@ -296,17 +301,18 @@ sb_state_encode(const SbState *state)
 {
 	return dump(json_pack("{sisIsssOsI}", "version", SB_PROTOCOL_VERSION, "generation",
 						  (json_int_t) state->generation, "cwd", state->cwd, "env",
-						  state->env, "last_execution", (json_int_t) state->last_execution));
+						  state->env, "last_execution",
+						  (json_int_t) state->last_execution));
 }
 
 bool
 sb_state_decode(const char *text, size_t len, SbState *out, char *errbuf, size_t errlen)
 {
 	json_error_t jerr;
-	json_t	   *root;
-	json_t	   *cwd;
-	json_t	   *env;
-	bool		ok = false;
+	json_t *root;
+	json_t *cwd;
+	json_t *env;
+	bool ok = false;
 
 	memset(out, 0, sizeof(*out));
 	root = json_loadb(text, len, 0, &jerr);
@@ -317,7 +323,7 @@ sb_state_decode(const char *text, size_t len, SbState *out, char *errbuf, size_t
 	if (!valid_cwd(cwd))
 		fail(errbuf, errlen, "state has a malformed working directory");
 	else if (!sb_env_valid(env, errbuf, errlen))
-		;						/* errbuf says why */
+		; /* errbuf says why */
 	else if (!get_int(root, "generation", &out->generation, 0) ||
 			 !get_int(root, "last_execution", &out->last_execution, 0))
 		fail(errbuf, errlen, "state has a malformed generation");

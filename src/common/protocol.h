@@ -22,10 +22,10 @@
 
 typedef enum SbStatus
 {
-	SB_STATUS_SUCCEEDED,		/* exit code 0 */
-	SB_STATUS_FAILED,			/* non-zero exit code */
-	SB_STATUS_TIMED_OUT,		/* killed at the deadline */
-	SB_STATUS_ERROR				/* the sandbox itself failed */
+	SB_STATUS_SUCCEEDED, /* exit code 0 */
+	SB_STATUS_FAILED,	 /* non-zero exit code */
+	SB_STATUS_TIMED_OUT, /* killed at the deadline */
+	SB_STATUS_ERROR		 /* the sandbox itself failed */
 } SbStatus;
 
 extern const char *sb_status_name(SbStatus status);
@@ -34,54 +34,54 @@ extern bool sb_status_parse(const char *name, SbStatus *status);
 /* Resource limits applied to the user's command (0 = no limit). */
 typedef struct SbLimits
 {
-	long long	nproc;
-	long long	memory_bytes;
-	long long	fsize_bytes;
-	long long	cpu_seconds;
+	long long nproc;
+	long long memory_bytes;
+	long long fsize_bytes;
+	long long cpu_seconds;
 } SbLimits;
 
 /* One command to run in a session. */
 typedef struct SbExecRequest
 {
-	long long	id;
+	long long id;
 	const char *command;
 	const char *cwd;
-	json_t	   *env;			/* the session's variables: object of strings */
-	json_t	   *call_env;		/* variables for this call only, or NULL */
-	long long	timeout_ms;
-	long long	max_output_bytes;
-	long long	kill_grace_ms;
-	SbLimits	limits;
+	json_t *env;	  /* the session's variables: object of strings */
+	json_t *call_env; /* variables for this call only, or NULL */
+	long long timeout_ms;
+	long long max_output_bytes;
+	long long kill_grace_ms;
+	SbLimits limits;
 } SbExecRequest;
 
 /* What the executor reports back. */
 typedef struct SbExecResult
 {
-	SbStatus	status;
-	bool		has_exit_code;
-	int			exit_code;
-	char	   *stdout_data;
-	size_t		stdout_len;
-	bool		stdout_truncated;
-	bool		stdout_repaired;
-	char	   *stderr_data;
-	size_t		stderr_len;
-	bool		stderr_truncated;
-	bool		stderr_repaired;
-	double		duration_ms;
-	char	   *error;			/* set when status is SB_STATUS_ERROR */
-	bool		has_state;		/* false: the session state is unchanged */
-	char	   *cwd;
-	json_t	   *env;
+	SbStatus status;
+	bool has_exit_code;
+	int exit_code;
+	char *stdout_data;
+	size_t stdout_len;
+	bool stdout_truncated;
+	bool stdout_repaired;
+	char *stderr_data;
+	size_t stderr_len;
+	bool stderr_truncated;
+	bool stderr_repaired;
+	double duration_ms;
+	char *error;	/* set when status is SB_STATUS_ERROR */
+	bool has_state; /* false: the session state is unchanged */
+	char *cwd;
+	json_t *env;
 } SbExecResult;
 
 /* A session's durable state (state.json). */
 typedef struct SbState
 {
-	long long	generation;
-	char	   *cwd;
-	json_t	   *env;
-	long long	last_execution;
+	long long generation;
+	char *cwd;
+	json_t *env;
+	long long last_execution;
 } SbState;
 
 /* Encoders return a NUL-terminated JSON text allocated with sb_malloc. */
@@ -107,4 +107,4 @@ extern void sb_result_clear(SbExecResult *res);
 /* sb_env_valid checks that env is an object of valid names to UTF-8 strings. */
 extern bool sb_env_valid(const json_t *env, char *errbuf, size_t errlen);
 
-#endif							/* SB_PROTOCOL_H */
+#endif /* SB_PROTOCOL_H */

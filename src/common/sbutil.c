@@ -10,8 +10,8 @@
 
 #include <jansson.h>
 
-void	   *(*sb_malloc_hook) (size_t size) = malloc;
-void		(*sb_free_hook) (void *ptr) = free;
+void *(*sb_malloc_hook)(size_t size) = malloc;
+void (*sb_free_hook)(void *ptr) = free;
 
 /* sb_json_object makes an empty JSON object without naming json_object. */
 json_t *
@@ -22,7 +22,7 @@ sb_json_object(void)
 
 /* sb_set_allocator points shared code and jansson at one allocator. */
 void
-sb_set_allocator(void *(*alloc_fn) (size_t), void (*free_fn) (void *))
+sb_set_allocator(void *(*alloc_fn)(size_t), void (*free_fn)(void *))
 {
 	sb_malloc_hook = alloc_fn;
 	sb_free_hook = free_fn;
@@ -40,7 +40,7 @@ sb_malloc(size_t size)
 void *
 sb_realloc(void *ptr, size_t old_size, size_t new_size)
 {
-	void	   *p = sb_malloc(new_size);
+	void *p = sb_malloc(new_size);
 
 	if (p == NULL)
 		return NULL;
@@ -71,7 +71,7 @@ sb_strdup(const char *s)
 char *
 sb_strndup(const char *s, size_t n)
 {
-	char	   *p = sb_malloc(n + 1);
+	char *p = sb_malloc(n + 1);
 
 	if (p == NULL)
 		return NULL;
@@ -95,7 +95,7 @@ sb_buf_init(SbBuf *buf, size_t cap)
 bool
 sb_buf_append(SbBuf *buf, const void *data, size_t n)
 {
-	size_t		keep = n;
+	size_t keep = n;
 
 	if (buf->cap > 0 && buf->len + keep > buf->cap)
 	{
@@ -106,8 +106,8 @@ sb_buf_append(SbBuf *buf, const void *data, size_t n)
 		return true;
 	if (buf->len + keep + 1 > buf->alloc)
 	{
-		size_t		want = buf->alloc ? buf->alloc : 4096;
-		char	   *p;
+		size_t want = buf->alloc ? buf->alloc : 4096;
+		char *p;
 
 		while (want < buf->len + keep + 1)
 			want *= 2;
@@ -143,7 +143,7 @@ int
 sb_utf8_seqlen(const unsigned char *s, size_t avail)
 {
 	unsigned char c = s[0];
-	int			n;
+	int n;
 	unsigned int cp;
 
 	if (c < 0x80)
@@ -175,7 +175,7 @@ sb_utf8_seqlen(const unsigned char *s, size_t avail)
 static bool
 utf8_incomplete_prefix(const unsigned char *s, size_t avail)
 {
-	int			need;
+	int need;
 
 	if (s[0] >= 0xC2 && s[0] <= 0xDF)
 		need = 2;
@@ -198,9 +198,9 @@ sb_utf8_repair(const char *data, size_t len, bool trim_partial, size_t *out_len,
 			   bool *repaired)
 {
 	const unsigned char *s = (const unsigned char *) data;
-	size_t		i = 0;
-	size_t		o = 0;
-	char	   *out;
+	size_t i = 0;
+	size_t o = 0;
+	char *out;
 
 	*repaired = false;
 	/* Worst case: every byte becomes the 3-byte replacement character. */
@@ -209,7 +209,7 @@ sb_utf8_repair(const char *data, size_t len, bool trim_partial, size_t *out_len,
 		return NULL;
 	while (i < len)
 	{
-		int			n = s[i] == 0 ? 0 : sb_utf8_seqlen(s + i, len - i);
+		int n = s[i] == 0 ? 0 : sb_utf8_seqlen(s + i, len - i);
 
 		if (n > 0)
 		{
@@ -234,7 +234,7 @@ sb_utf8_repair(const char *data, size_t len, bool trim_partial, size_t *out_len,
 bool
 sb_session_name_valid(const char *name)
 {
-	size_t		n = strlen(name);
+	size_t n = strlen(name);
 
 	if (n == 0 || n > 63)
 		return false;
@@ -243,7 +243,7 @@ sb_session_name_valid(const char *name)
 		return false;
 	for (size_t i = 0; i < n; i++)
 	{
-		char		c = name[i];
+		char c = name[i];
 
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 			  (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
@@ -255,7 +255,7 @@ sb_session_name_valid(const char *name)
 bool
 sb_env_name_valid(const char *name)
 {
-	size_t		n = strlen(name);
+	size_t n = strlen(name);
 
 	if (n == 0 || n > 255)
 		return false;
@@ -264,7 +264,7 @@ sb_env_name_valid(const char *name)
 		return false;
 	for (size_t i = 1; i < n; i++)
 	{
-		char		c = name[i];
+		char c = name[i];
 
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 			  (c >= '0' && c <= '9') || c == '_'))

@@ -25,10 +25,10 @@ extern json_t *sb_json_object(void);
 #define json_object() sb_json_object()
 
 /* Allocation hooks used by all shared code (and by jansson, see sb_set_allocator). */
-extern void *(*sb_malloc_hook) (size_t size);
-extern void (*sb_free_hook) (void *ptr);
+extern void *(*sb_malloc_hook)(size_t size);
+extern void (*sb_free_hook)(void *ptr);
 
-extern void sb_set_allocator(void *(*alloc_fn) (size_t), void (*free_fn) (void *));
+extern void sb_set_allocator(void *(*alloc_fn)(size_t), void (*free_fn)(void *));
 extern void *sb_malloc(size_t size);
 extern void *sb_realloc(void *ptr, size_t old_size, size_t new_size);
 extern void sb_free(void *ptr);
@@ -38,11 +38,11 @@ extern char *sb_strndup(const char *s, size_t n);
 /* A growable byte buffer that stops growing at "cap" bytes and remembers it did. */
 typedef struct SbBuf
 {
-	char	   *data;
-	size_t		len;
-	size_t		alloc;
-	size_t		cap;			/* 0 = unlimited */
-	bool		truncated;		/* bytes were dropped because of cap */
+	char *data;
+	size_t len;
+	size_t alloc;
+	size_t cap;		/* 0 = unlimited */
+	bool truncated; /* bytes were dropped because of cap */
 } SbBuf;
 
 extern void sb_buf_init(SbBuf *buf, size_t cap);
@@ -60,7 +60,7 @@ extern char *sb_utf8_repair(const char *data, size_t len, bool trim_partial,
 							size_t *out_len, bool *repaired);
 
 /* sb_utf8_valid_len returns the length of the valid sequence at s, or 0. */
-extern int	sb_utf8_seqlen(const unsigned char *s, size_t avail);
+extern int sb_utf8_seqlen(const unsigned char *s, size_t avail);
 
 /* A valid session name: 1-63 chars of [A-Za-z0-9_.-], starting alphanumeric. */
 extern bool sb_session_name_valid(const char *name);
@@ -68,4 +68,4 @@ extern bool sb_session_name_valid(const char *name);
 /* A valid environment variable name: [A-Za-z_][A-Za-z0-9_]*, at most 255 bytes. */
 extern bool sb_env_name_valid(const char *name);
 
-#endif							/* SBUTIL_H */
+#endif /* SBUTIL_H */
