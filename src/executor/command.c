@@ -6,8 +6,8 @@
  *
  * The command text is fed to bash on a pipe (fd 96) and sourced, so that
  * `cd`, `export` and `exit` act on the shell itself; an EXIT trap writes the
- * final $PWD and exported variables to another pipe (fd 97), NUL-separated,
- * so stdout is never polluted.  When the executor is the sandbox's PID 1 it
+ * final $PWD and `declare -px` (both builtins: no fork) to another pipe
+ * (fd 97), so stdout is never polluted.  When the executor is the sandbox's PID 1 it
  * kills every remaining process when the command ends.
  */
 #define _GNU_SOURCE
@@ -36,11 +36,8 @@ extern char **environ;
 
 /* The shell program that wraps every command; see the file header. */
 static const char wrapper[] =
-	"trap '__sb_rc=$?; set +eu; { builtin printf \"%s\\0\" \"$PWD\"; "
-	"while IFS= builtin read -r __sb_n; do "
-	"builtin printf \"%s=%s\\0\" \"$__sb_n\" \"${!__sb_n}\"; "
-	"done < <(builtin compgen -e); builtin printf \"\\0\"; } >&97 2>/dev/null; "
-	"exit $__sb_rc' EXIT\n"
+	"trap '__sb_rc=$?; { builtin printf \"%s\\0\" \"$PWD\"; builtin declare -px; "
+	"builtin printf \"\\0\"; } >&97 2>/dev/null; exit $__sb_rc' EXIT\n"
 	". /dev/fd/96\n";
 
 /* Variables every command starts with, below the session's own. */
@@ -169,27 +166,146 @@ output_to_result(SbBuf *buf, char **data, size_t *len, bool *truncated, bool *re
 	*truncated = buf->truncated;
 }
 
-/* is_shell_var says whether name is maintained by bash itself. */
+/* octal_digit says whether c is 0-7. */
 static bool
-is_shell_var(const char *name)
+octal_digit(char c)
 {
-	for (size_t i = 0; i < sizeof(shell_vars) / sizeof(shell_vars[0]); i++)
-		if (strcmp(name, shell_vars[i]) == 0)
-			return true;
-	return false;
+	return c >= '0' && c <= '7';
 }
 
 /*
- * parse_state turns what the EXIT trap wrote into the session's new cwd and
- * environment.  Variables given for this call only, and base variables the
- * session never changed, are not kept.  Returns false if the record is
- * incomplete (the shell was killed, or the command replaced it with exec).
+ * unquote decodes one value as `declare -p` prints it: "..." with \" \\ \$
+ * and \` escapes, or $'...' with ANSI-C escapes.  *pp is advanced past it.
+ * Returns false on anything malformed.
+ */
+static bool
+unquote(const char **pp, const char *end, SbBuf *out)
+{
+	const char *p = *pp;
+
+	if (p < end && *p == '"')
+	{
+		for (p++; p < end && *p != '"'; p++)
+		{
+			if (*p == '\\' && p + 1 < end && strchr("\"\\$`\n", p[1]))
+				p++;
+			sb_buf_append(out, p, 1);
+		}
+	}
+	else if (p + 1 < end && p[0] == '$' && p[1] == '\'')
+	{
+		for (p += 2; p < end && *p != '\''; p++)
+		{
+			char		c = *p;
+
+			if (c == '\\' && p + 1 < end)
+			{
+				static const char from[] = "abefnrtv\\'\"?E";
+				static const char to[] = "\a\b\033\f\n\r\t\v\\'\"?\033";
+				const char *hit = strchr(from, p[1]);
+
+				p++;
+				if (hit != NULL && *p != '\0')
+					c = to[hit - from];
+				else if (octal_digit(*p))
+				{
+					int			v = 0;
+
+					for (int i = 0; i < 3 && p < end && octal_digit(*p); i++, p++)
+						v = v * 8 + (*p - '0');
+					p--;
+					c = (char) v;
+				}
+				else
+					return false;
+			}
+			sb_buf_append(out, &c, 1);
+		}
+	}
+	else
+		return false;
+	if (p >= end)
+		return false;
+	*pp = p + 1;
+	return true;
+}
+
+/*
+ * parse_declare reads `declare -px` output: lines "declare -FLAGS NAME" or
+ * "declare -FLAGS NAME=VALUE".  Returns an object of the exported variables
+ * that have values, or NULL if the text is malformed.
+ */
+static json_t *
+parse_declare(const char *p, const char *end)
+{
+	json_t	   *env = json_object();
+
+	while (p < end)
+	{
+		const char *name;
+		char	   *key;
+		SbBuf		val;
+
+		if (end - p < 9 || memcmp(p, "declare -", 9) != 0)
+			goto bad;
+		/* Skip "declare -FLAGS " to the name. */
+		p = memchr(p + 9, ' ', end - (p + 9));
+		if (p == NULL)
+			goto bad;
+		name = ++p;
+		while (p < end && *p != '=' && *p != '\n')
+			p++;
+		if (p >= end)
+			goto bad;
+		key = sb_strndup(name, p - name);
+		if (*p == '\n')
+		{
+			/* Exported but never assigned: not part of the environment. */
+			sb_free(key);
+			p++;
+			continue;
+		}
+		p++;
+		sb_buf_init(&val, 0);
+		if (!unquote(&p, end, &val) || p >= end || *p != '\n')
+		{
+			sb_free(key);
+			sb_buf_free(&val);
+			goto bad;
+		}
+		p++;
+		if (sb_env_name_valid(key) && memchr(val.data ? val.data : "", '\0', val.len) == NULL)
+		{
+			size_t		n;
+			bool		repaired;
+			char	   *fixed = sb_utf8_repair(val.data ? val.data : "", val.len, false, &n,
+											   &repaired);
+
+			json_object_set_new(env, key, json_stringn(fixed, n));
+			sb_free(fixed);
+		}
+		sb_free(key);
+		sb_buf_free(&val);
+	}
+	return env;
+bad:
+	json_decref(env);
+	return NULL;
+}
+
+/*
+ * parse_state turns what the EXIT trap wrote ($PWD, NUL, `declare -px`,
+ * NUL) into the session's new cwd and environment.  Variables given for this
+ * call only, and base variables the session never changed, are not kept.
+ * Returns false if the record is incomplete (the shell was killed, or the
+ * command replaced it with exec).
  */
 static bool
 parse_state(const SbExecRequest *req, SbBuf *buf, SbExecResult *res)
 {
 	const char *p = buf->data;
 	const char *end = buf->data + buf->len;
+	const char *decl;
 	json_t	   *env;
 	const char *key;
 	json_t	   *value;
@@ -197,32 +313,16 @@ parse_state(const SbExecRequest *req, SbBuf *buf, SbExecResult *res)
 	size_t		n;
 	bool		repaired;
 
-	if (buf->truncated || buf->len < 3 || end[-1] != '\0' || end[-2] != '\0' || p[0] != '/')
+	if (buf->truncated || buf->len < 3 || end[-1] != '\0' || p[0] != '/')
 		return false;
-	env = json_object();
-	res->cwd = sb_utf8_repair(p, strlen(p), false, &n, &repaired);
-	p += strlen(p) + 1;
-	while (p < end && *p != '\0')
-	{
-		const char *eq = strchr(p, '=');
-		size_t		len = strlen(p);
-
-		if (eq != NULL)
-		{
-			char	   *name = sb_strndup(p, eq - p);
-
-			if (sb_env_name_valid(name) && !is_shell_var(name))
-			{
-				char	   *val = sb_utf8_repair(eq + 1, len - (eq - p) - 1, false, &n,
-												 &repaired);
-
-				json_object_set_new(env, name, json_stringn(val, n));
-				sb_free(val);
-			}
-			sb_free(name);
-		}
-		p += len + 1;
-	}
+	decl = p + strlen(p) + 1;
+	if (decl >= end || memchr(decl, '\0', end - decl - 1) != NULL)
+		return false;
+	env = parse_declare(decl, end - 1);
+	if (env == NULL)
+		return false;
+	for (size_t i = 0; i < sizeof(shell_vars) / sizeof(shell_vars[0]); i++)
+		json_object_del(env, shell_vars[i]);
 	/* Call-only variables the command left as given are not kept. */
 	if (req->call_env)
 		json_object_foreach_safe(req->call_env, tmp, key, value)
@@ -246,6 +346,7 @@ parse_state(const SbExecRequest *req, SbBuf *buf, SbExecResult *res)
 			strcmp(json_string_value(now), base_env[b][1]) == 0)
 			json_object_del(env, base_env[b][0]);
 	}
+	res->cwd = sb_utf8_repair(p, strlen(p), false, &n, &repaired);
 	res->env = env;
 	res->has_state = true;
 	return true;

@@ -258,6 +258,18 @@ test_executor(void)
 	json_decref(req.env);
 	json_decref(req.call_env);
 
+	req = request("export A=$'x\\ny\\tz' B='q\"$`\\w' U='\xc3\xa9\xe2\x98\x83' C=$'\\001'; export D; declare -i I=5; export I",
+				  NULL);
+	ok(run_executor(&req, &r, NULL) && r.has_state, "executor: variables with special characters are recorded");
+	is_str(json_string_value(json_object_get(r.env, "A")), "x\ny\tz", "executor: newline and tab survive in a variable");
+	is_str(json_string_value(json_object_get(r.env, "B")), "q\"$`\\w", "executor: quotes, $, backtick and backslash survive");
+	is_str(json_string_value(json_object_get(r.env, "U")), "\xc3\xa9\xe2\x98\x83", "executor: UTF-8 survives in a variable");
+	is_str(json_string_value(json_object_get(r.env, "C")), "\001", "executor: a control character survives");
+	is_str(json_string_value(json_object_get(r.env, "I")), "5", "executor: an exported integer variable is recorded");
+	ok(json_object_get(r.env, "D") == NULL, "executor: a variable exported without a value is not recorded");
+	free_result(&r);
+	json_decref(req.env);
+
 	req = request("sleep 30", NULL);
 	req.timeout_ms = 300;
 	ok(run_executor(&req, &r, &ms) && r.status == SB_STATUS_TIMED_OUT && ms < 2500,
