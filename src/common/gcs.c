@@ -309,7 +309,7 @@ sb_gcs_download(SbGcsConfig *cfg, const char *name, size_t max_bytes, char **dat
 		*generation = gen ? strtoll(gen, NULL, 10) : 0;
 		free(gen);
 	}
-	*data = sb_buf_steal(&req.response, len);
+	*data = sb_httpbuf_steal(&req.response, len);
 	if (*data == NULL)
 	{
 		sb_error_set(err, SB_ERR_INTERNAL, 0, "", "out of memory");

@@ -263,9 +263,9 @@ NextRandom(void)
 	return x * 0x2545F4914F6CDD1DULL;
 }
 
-/* sb_buf_init makes an empty buffer that refuses to grow past max bytes. */
+/* sb_httpbuf_init makes an empty buffer that refuses to grow past max bytes. */
 void
-sb_buf_init(SbBuf *buf, size_t max)
+sb_httpbuf_init(SbHttpBuf *buf, size_t max)
 {
 	buf->data = NULL;
 	buf->len = 0;
@@ -274,9 +274,9 @@ sb_buf_init(SbBuf *buf, size_t max)
 	buf->overflow = 0;
 }
 
-/* sb_buf_append appends bytes; returns -1 (and sets overflow) past the cap or on OOM. */
+/* sb_httpbuf_append appends bytes; returns -1 (and sets overflow) past the cap or on OOM. */
 int
-sb_buf_append(SbBuf *buf, const void *data, size_t len)
+sb_httpbuf_append(SbHttpBuf *buf, const void *data, size_t len)
 {
 	if (len > buf->max || buf->len > buf->max - len)
 	{
@@ -305,9 +305,9 @@ sb_buf_append(SbBuf *buf, const void *data, size_t len)
 	return 0;
 }
 
-/* sb_buf_reset empties a buffer but keeps its memory. */
+/* sb_httpbuf_reset empties a buffer but keeps its memory. */
 void
-sb_buf_reset(SbBuf *buf)
+sb_httpbuf_reset(SbHttpBuf *buf)
 {
 	buf->len = 0;
 	buf->overflow = 0;
@@ -315,9 +315,9 @@ sb_buf_reset(SbBuf *buf)
 		buf->data[0] = '\0';
 }
 
-/* sb_buf_free releases a buffer's memory. */
+/* sb_httpbuf_free releases a buffer's memory. */
 void
-sb_buf_free(SbBuf *buf)
+sb_httpbuf_free(SbHttpBuf *buf)
 {
 	free(buf->data);
 	buf->data = NULL;
@@ -326,12 +326,12 @@ sb_buf_free(SbBuf *buf)
 }
 
 /*
- * sb_buf_steal hands the buffer's NUL-terminated data to the caller (who
+ * sb_httpbuf_steal hands the buffer's NUL-terminated data to the caller (who
  * frees it with free()) and leaves the buffer empty; never returns NULL
  * unless out of memory.
  */
 char *
-sb_buf_steal(SbBuf *buf, size_t *len)
+sb_httpbuf_steal(SbHttpBuf *buf, size_t *len)
 {
 	char *d = buf->data;
 
@@ -435,8 +435,8 @@ sb_http_request_init(SbHttpRequest *req, const char *method, const char *url,
 	req->max_response_bytes = SB_HTTP_DEFAULT_MAX_RESPONSE;
 	req->idempotent = 1;
 	sb_http_policy_default(&req->policy);
-	sb_buf_init(&req->response, req->max_response_bytes);
-	sb_buf_init(&req->resp_headers, SB_MAX_RESPONSE_HEADERS);
+	sb_httpbuf_init(&req->response, req->max_response_bytes);
+	sb_httpbuf_init(&req->resp_headers, SB_MAX_RESPONSE_HEADERS);
 	req->url = strdup(url);
 	if (req->url == NULL)
 	{
@@ -541,8 +541,8 @@ sb_http_request_cleanup(SbHttpRequest *req)
 	req->auth_header = NULL;
 	free(req->url);
 	req->url = NULL;
-	sb_buf_free(&req->response);
-	sb_buf_free(&req->resp_headers);
+	sb_httpbuf_free(&req->response);
+	sb_httpbuf_free(&req->resp_headers);
 }
 
 /* WriteBody is curl's write callback: append to the capped response buffer. */
@@ -552,7 +552,7 @@ WriteBody(char *ptr, size_t size, size_t nmemb, void *userdata)
 	SbHttpRequest *req = userdata;
 	size_t n = size * nmemb;
 
-	if (sb_buf_append(&req->response, ptr, n) != 0)
+	if (sb_httpbuf_append(&req->response, ptr, n) != 0)
 		return 0;
 	return n;
 }
@@ -566,8 +566,8 @@ WriteHeader(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 	/* a new status line starts a new response (after 100 Continue, say) */
 	if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0)
-		sb_buf_reset(&req->resp_headers);
-	(void) sb_buf_append(&req->resp_headers, ptr, n); /* overflow: drop it */
+		sb_httpbuf_reset(&req->resp_headers);
+	(void) sb_httpbuf_append(&req->resp_headers, ptr, n); /* overflow: drop it */
 	return n;
 }
 
@@ -690,8 +690,8 @@ sb_http_request_prepare(SbHttpRequest *req, SbError *err)
 		goto oom;
 
 	req->response.max = req->max_response_bytes;
-	sb_buf_reset(&req->response);
-	sb_buf_reset(&req->resp_headers);
+	sb_httpbuf_reset(&req->response);
+	sb_httpbuf_reset(&req->resp_headers);
 	req->status = 0;
 	req->sends = 0;
 	req->errbuf[0] = '\0';

@@ -80,14 +80,14 @@ typedef enum SbHttpOutcome
 #define SB_HTTP_DEFAULT_MAX_RESPONSE ((size_t) 16 * 1024 * 1024)
 
 /* A growable byte buffer with a hard size cap. */
-typedef struct SbBuf
+typedef struct SbHttpBuf
 {
 	char *data; /* malloc'd, always NUL-terminated if non-NULL */
 	size_t len;
 	size_t cap;
 	size_t max;	  /* appending past this fails */
 	int overflow; /* set when an append was refused */
-} SbBuf;
+} SbHttpBuf;
 
 /*
  * One HTTP call.  Initialise with sb_http_request_init(), free with
@@ -109,7 +109,7 @@ typedef struct SbHttpRequest
 	SbHttpPolicy policy;		/* in */
 
 	long status;	/* out: HTTP status of the last attempt */
-	SbBuf response; /* out: body of the last attempt */
+	SbHttpBuf response; /* out: body of the last attempt */
 	int attempts;	/* out: attempts made by this call (requests
 					 * sent, including curl's own resends) */
 
@@ -117,7 +117,7 @@ typedef struct SbHttpRequest
 	CURL *easy;
 	struct curl_slist *sent_headers;
 	char *auth_header;
-	SbBuf resp_headers;
+	SbHttpBuf resp_headers;
 	int sends; /* requests sent in this attempt */
 	int aborted;
 	char errbuf[CURL_ERROR_SIZE];
@@ -148,11 +148,11 @@ extern int64_t sb_now_ms(void);
 
 /* --- buffers ----------------------------------------------------------- */
 
-extern void sb_buf_init(SbBuf *buf, size_t max);
-extern int sb_buf_append(SbBuf *buf, const void *data, size_t len);
-extern void sb_buf_reset(SbBuf *buf);
-extern void sb_buf_free(SbBuf *buf);
-extern char *sb_buf_steal(SbBuf *buf, size_t *len);
+extern void sb_httpbuf_init(SbHttpBuf *buf, size_t max);
+extern int sb_httpbuf_append(SbHttpBuf *buf, const void *data, size_t len);
+extern void sb_httpbuf_reset(SbHttpBuf *buf);
+extern void sb_httpbuf_free(SbHttpBuf *buf);
+extern char *sb_httpbuf_steal(SbHttpBuf *buf, size_t *len);
 
 /* --- setup ------------------------------------------------------------- */
 

@@ -108,6 +108,11 @@ sb_request_encode(const SbExecRequest *req)
 
 	if (root != NULL && req->call_env != NULL)
 		json_object_set(root, "call_env", req->call_env);
+	if (root != NULL && req->session != NULL)
+	{
+		json_object_set_new(root, "session", json_string(req->session));
+		json_object_set_new(root, "prefix", json_string(req->prefix ? req->prefix : ""));
+	}
 	return dump(root);
 }
 
@@ -168,6 +173,12 @@ sb_request_decode(const char *text, size_t len, SbExecRequest *out, json_t **hol
 		!get_int(root, "max_output_bytes", &out->max_output_bytes, 1024 * 1024) ||
 		!get_int(root, "kill_grace_ms", &out->kill_grace_ms, 1000))
 		return fail(errbuf, errlen, "request has a malformed number");
+	v = json_object_get(root, "session");
+	out->session = json_is_string(v) ? json_string_value(v) : NULL;
+	if (out->session != NULL && !sb_session_name_valid(out->session))
+		return fail(errbuf, errlen, "request names an invalid session");
+	v = json_object_get(root, "prefix");
+	out->prefix = json_is_string(v) ? json_string_value(v) : "";
 	limits = json_object_get(root, "limits");
 	if (limits != NULL &&
 		(!get_int(limits, "nproc", &out->limits.nproc, 0) ||
@@ -203,6 +214,8 @@ sb_result_encode(const SbExecResult *res)
 	json_object_set_new(root, "duration_ms", json_real(res->duration_ms));
 	json_object_set_new(root, "error",
 						res->error ? json_string(res->error) : json_null());
+	if (res->state_generation > 0)
+		json_object_set_new(root, "state_generation", json_integer(res->state_generation));
 	if (res->has_state)
 		json_object_set_new(root, "state",
 							json_pack("{sssO}", "cwd", res->cwd, "env", res->env));
@@ -273,6 +286,9 @@ sb_result_decode(const char *text, size_t len, SbExecResult *out, char *errbuf,
 	v = json_object_get(root, "error");
 	if (json_is_string(v))
 		out->error = sb_strdup(json_string_value(v));
+	v = json_object_get(root, "state_generation");
+	if (json_is_integer(v) && json_integer_value(v) > 0)
+		out->state_generation = json_integer_value(v);
 	v = json_object_get(root, "state");
 	if (json_is_object(v))
 	{
@@ -329,8 +345,12 @@ sb_state_decode(const char *text, size_t len, SbState *out, char *errbuf, size_t
 		fail(errbuf, errlen, "state has a malformed generation");
 	else
 	{
+		json_t	   *ws = json_object_get(root, "workspace");
+
 		out->cwd = sb_strdup(json_string_value(cwd));
 		out->env = json_deep_copy(env);
+		if (json_is_string(ws))
+			out->workspace = sb_strdup(json_string_value(ws));
 		ok = true;
 	}
 	json_decref(root);

@@ -52,6 +52,9 @@ typedef struct SbExecRequest
 	long long max_output_bytes;
 	long long kill_grace_ms;
 	SbLimits limits;
+	/* Cloud backend: where the session lives in the bucket (else NULL). */
+	const char *session;
+	const char *prefix; /* object-name prefix, "" for none */
 } SbExecRequest;
 
 /* What the executor reports back. */
@@ -73,6 +76,7 @@ typedef struct SbExecResult
 	bool has_state; /* false: the session state is unchanged */
 	char *cwd;
 	json_t *env;
+	long long state_generation; /* cloud: GCS generation of the state written, or 0 */
 } SbExecResult;
 
 /* A session's durable state (state.json). */
@@ -82,6 +86,7 @@ typedef struct SbState
 	char *cwd;
 	json_t *env;
 	long long last_execution;
+	char *workspace; /* cloud: object holding the workspace snapshot, or NULL */
 } SbState;
 
 /* Encoders return a NUL-terminated JSON text allocated with sb_malloc. */
