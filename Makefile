@@ -4,9 +4,10 @@ EXTENSION = cloudrun_sandbox
 EXTVERSION = 0.1.0
 
 MODULE_big = cloudrun_sandbox
-COMMON_OBJS = src/common/sbutil.o src/common/protocol.o
+COMMON_OBJS = src/common/sbutil.o src/common/protocol.o src/common/http.o \
+	src/common/gcs.o src/common/oauth.o
 OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
-	src/exec.o src/session.o $(COMMON_OBJS)
+	src/driver_cloudrun.o src/gcloud.o src/exec.o src/session.o $(COMMON_OBJS)
 DATA = cloudrun_sandbox--$(EXTVERSION).sql
 
 EXECUTOR = cloudrun-sandbox-executor
@@ -22,7 +23,7 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initi
 # The postgres binary exports a json_object() of its own, which would take the
 # place of jansson's; src/common/sbutil.h routes calls to sb_json_object(), and
 # test/check_symbols.sh proves no reference to json_object is left.
-SHLIB_LINK = -ljansson
+SHLIB_LINK = -lcurl -ljansson -lcrypto
 EXTRA_CLEAN = $(EXECUTOR) $(EXECUTOR)-asan results regression.diffs regression.out
 
 # No LLVM bitcode: JIT inlining of this code is not worth a clang dependency.

@@ -44,6 +44,7 @@ static SPIPlanPtr plan_lock_session;
 static SPIPlanPtr plan_update_session;
 static SPIPlanPtr plan_delete_session;
 static SPIPlanPtr plan_insert_execution;
+static SPIPlanPtr plan_next_id;
 static SPIPlanPtr plan_prune;
 static SPIPlanPtr plan_session_row;
 static SPIPlanPtr plan_visible_sessions;
@@ -318,16 +319,30 @@ sb_session_datum(const char *name, TupleDesc result_desc)
 }
 
 int64
+sb_execution_next_id(void)
+{
+	SbSpi		s;
+	int64		id;
+	bool		isnull;
+
+	spi_begin(&s);
+	run(prepare(&plan_next_id,
+				"SELECT nextval(pg_get_serial_sequence('sandbox.executions', 'id'))", 0, NULL),
+		NULL, NULL, SPI_OK_SELECT);
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	spi_end(&s);
+	return id;
+}
+
+void
 sb_execution_insert(const SbSession *session, const SbOutcome *o)
 {
 	SbSpi		s;
-	Oid			types[13] = {TEXTOID, REGROLEOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
-	BOOLOID, BOOLOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[13];
-	char		nulls[13];
+	Oid			types[14] = {TEXTOID, REGROLEOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
+	BOOLOID, BOOLOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[14];
+	char		nulls[14];
 	const SbExecResult *r = &o->result;
-	int64		id;
-	bool		isnull;
 
 	memset(nulls, ' ', sizeof(nulls));
 	spi_begin(&s);
@@ -350,17 +365,15 @@ sb_execution_insert(const SbSession *session, const SbOutcome *o)
 		nulls[10] = 'n';
 	values[11] = TimestampTzGetDatum(o->started_at);
 	values[12] = TimestampTzGetDatum(o->finished_at);
+	values[13] = Int64GetDatum(o->id);
 	run(prepare(&plan_insert_execution,
-				"INSERT INTO sandbox.executions (session, owner, command, status, exit_code, "
+				"INSERT INTO sandbox.executions (id, session, owner, command, status, exit_code, "
 				"stdout, stderr, stdout_truncated, stderr_truncated, cwd, error, "
 				"submitted_at, started_at, finished_at, duration) "
-				"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $13 - $12) "
-				"RETURNING id",
-				13, types),
-		values, nulls, SPI_OK_INSERT_RETURNING);
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+				"VALUES ($14, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $13 - $12)",
+				14, types),
+		values, nulls, SPI_OK_INSERT);
 	spi_end(&s);
-	return id;
 }
 
 void

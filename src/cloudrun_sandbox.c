@@ -30,6 +30,23 @@ int			sb_max_output_bytes = 1024 * 1024;
 int			sb_default_timeout_s = 300;
 int			sb_max_timeout_s = 3600;
 int			sb_history_retention_s = 7 * 24 * 3600;
+int			sb_default_backend = SB_BACKEND_LOCAL;
+char	   *sb_project = NULL;
+char	   *sb_region = NULL;
+char	   *sb_job = NULL;
+char	   *sb_bucket = NULL;
+char	   *sb_prefix = NULL;
+char	   *sb_credentials = NULL;
+char	   *sb_run_endpoint = NULL;
+char	   *sb_storage_endpoint = NULL;
+char	   *sb_token_endpoint = NULL;
+char	   *sb_metadata_host = NULL;
+
+static const struct config_enum_entry backend_options[] = {
+	{"local", SB_BACKEND_LOCAL, false},
+	{"cloudrun", SB_BACKEND_CLOUDRUN, false},
+	{NULL, 0, false}
+};
 
 void		_PG_init(void);
 
@@ -103,6 +120,49 @@ _PG_init(void)
 							"How long finished executions are kept in sandbox.executions; 0 = forever.",
 							NULL, &sb_history_retention_s, 7 * 24 * 3600, 0, INT_MAX, PGC_SUSET,
 							GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomEnumVariable("cloudrun_sandbox.backend",
+							 "Backend of sessions created from now on: local or cloudrun.",
+							 "A session keeps the backend it was created with.",
+							 &sb_default_backend, SB_BACKEND_LOCAL, backend_options,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("cloudrun_sandbox.project",
+							   "Google Cloud project of the Cloud Run job.",
+							   NULL, &sb_project, "", PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("cloudrun_sandbox.region",
+							   "Region (location) of the Cloud Run job.",
+							   NULL, &sb_region, "", PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("cloudrun_sandbox.job",
+							   "Name of the Cloud Run job whose container is the executor.",
+							   NULL, &sb_job, "sandbox", PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("cloudrun_sandbox.bucket",
+							   "Cloud Storage bucket that holds cloud sessions.",
+							   NULL, &sb_bucket, "", PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("cloudrun_sandbox.prefix",
+							   "Object-name prefix of cloud sessions in the bucket.",
+							   "Empty means the bucket's top level.",
+							   &sb_prefix, "", PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("cloudrun_sandbox.credentials",
+							   "How to authenticate to Google Cloud: a service-account key file, "
+							   "\"metadata\" or \"none\".",
+							   NULL, &sb_credentials, "metadata", PGC_SUSET, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("cloudrun_sandbox.run_endpoint",
+							   "Base URL of the Cloud Run Admin API.",
+							   NULL, &sb_run_endpoint, "https://run.googleapis.com", PGC_SUSET,
+							   GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("cloudrun_sandbox.storage_endpoint",
+							   "Base URL of the Cloud Storage JSON API.",
+							   NULL, &sb_storage_endpoint, "https://storage.googleapis.com",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("cloudrun_sandbox.token_endpoint",
+							   "OAuth token endpoint for a service-account key.",
+							   "Empty means the key file's token_uri.",
+							   &sb_token_endpoint, "", PGC_SUSET, GUC_SUPERUSER_ONLY, NULL, NULL,
+							   NULL);
+	DefineCustomStringVariable("cloudrun_sandbox.metadata_host",
+							   "Host (and port) of the metadata server for credentials = metadata.",
+							   NULL, &sb_metadata_host, "metadata.google.internal", PGC_SUSET,
+							   GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("cloudrun_sandbox");
 }
 

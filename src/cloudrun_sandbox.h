@@ -40,6 +40,17 @@ extern int	sb_max_output_bytes;
 extern int	sb_default_timeout_s;
 extern int	sb_max_timeout_s;
 extern int	sb_history_retention_s;
+extern int	sb_default_backend;
+extern char *sb_project;
+extern char *sb_region;
+extern char *sb_job;
+extern char *sb_bucket;
+extern char *sb_prefix;
+extern char *sb_credentials;
+extern char *sb_run_endpoint;
+extern char *sb_storage_endpoint;
+extern char *sb_token_endpoint;
+extern char *sb_metadata_host;
 
 /* Which backend runs a session's commands. */
 typedef enum SbBackend
@@ -79,7 +90,8 @@ extern bool sb_session_insert(const char *name, SbBackend backend);
 extern void sb_session_delete(const char *name);
 extern void sb_session_update(const SbSession *session, const SbState *state);
 extern List *sb_session_names_visible(void);
-extern int64 sb_execution_insert(const SbSession *session, const SbOutcome *outcome);
+extern int64 sb_execution_next_id(void);
+extern void sb_execution_insert(const SbSession *session, const SbOutcome *outcome);
 extern void sb_execution_prune(void);
 extern Datum sb_session_datum(const char *name, TupleDesc result_desc);
 

@@ -21,12 +21,9 @@ sb_driver_for(SbBackend backend)
 		case SB_BACKEND_LOCAL:
 			return &sb_local_driver;
 		case SB_BACKEND_CLOUDRUN:
-			break;
+			return &sb_cloudrun_driver;
 	}
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("the %s backend is not available in this build", sb_backend_name(backend)),
-			 errhint("Use the local backend.")));
+	elog(ERROR, "unknown backend %d", (int) backend);
 	return NULL;
 }
 
@@ -37,10 +34,10 @@ sb_driver_for(SbBackend backend)
  * If the run has not finished by hard_deadline it is cancelled with an error.
  */
 char *
-sb_run_sync(const SbDriver *driver, const char *session, const char *request,
+sb_run_sync(const SbDriver *driver, const char *session, int64 id, const char *request,
 			TimestampTz hard_deadline, size_t *len)
 {
-	SbRun	   *volatile run = driver->launch(session, request);
+	SbRun	   *volatile run = driver->launch(session, id, request);
 	WaitEventSet *volatile set = NULL;
 	char	   *result;
 

@@ -23,6 +23,16 @@ typedef struct SbDriver
 	const char *name;
 
 	/*
+	 * True when the executor itself commits the session's new state (cloud:
+	 * state.json in GCS); false when the extension stores the state the result
+	 * carries (local).
+	 */
+	bool		executor_writes_state;
+
+	/* Time allowed beyond a command's timeout before the run is abandoned. */
+	int			slack_ms;
+
+	/*
 	 * Make sure the session's storage exists (idempotent).  With fresh, the
 	 * session was just created: anything left under its name by a session of
 	 * the same name dropped earlier, or by a rolled-back creation, is removed.
@@ -38,8 +48,8 @@ typedef struct SbDriver
 	/* Replace state.json atomically. */
 	void		(*store_state) (const char *session, const SbState *state);
 
-	/* Start executing a request document; never blocks on the command. */
-	SbRun	   *(*launch) (const char *session, const char *request);
+	/* Start executing request document number id; never blocks on the command. */
+	SbRun	   *(*launch) (const char *session, int64 id, const char *request);
 
 	/* File descriptors whose readiness means step() has work; returns count. */
 	int			(*wait_fds) (SbRun *run, int *fds, int max_fds);
@@ -57,7 +67,9 @@ typedef struct SbDriver
 extern const SbDriver sb_local_driver;
 extern const SbDriver *sb_driver_for(SbBackend backend);
 
-extern char *sb_run_sync(const SbDriver *driver, const char *session, const char *request,
-						 TimestampTz hard_deadline, size_t *len);
+extern const SbDriver sb_cloudrun_driver;
+
+extern char *sb_run_sync(const SbDriver *driver, const char *session, int64 id,
+						 const char *request, TimestampTz hard_deadline, size_t *len);
 
 #endif							/* SB_DRIVER_H */

@@ -415,7 +415,7 @@ write_request(int fd, const char *request)
 }
 
 static SbRun *
-local_launch(const char *session, const char *request)
+local_launch(const char *session, int64 id, const char *request)
 {
 	int			in[2], out[2], err[2];
 	posix_spawn_file_actions_t fa;
@@ -579,6 +579,8 @@ local_finish(SbRun *run, size_t *len)
 
 const SbDriver sb_local_driver = {
 	.name = "local",
+	.executor_writes_state = false,
+	.slack_ms = 10000,
 	.prepare_session = local_prepare_session,
 	.drop_session = local_drop_session,
 	.load_state = local_load_state,

@@ -16,7 +16,6 @@
 
 /* Extra time after a command's timeout before the sandbox itself is abandoned. */
 #define SB_KILL_GRACE_MS 1000
-#define SB_HARD_SLACK_MS 10000
 
 PG_FUNCTION_INFO_V1(sandbox_exec);
 
@@ -106,10 +105,11 @@ sandbox_exec(PG_FUNCTION_ARGS)
 				 errmsg("command must not be empty")));
 
 	/* Lock the session (creating it on first use): one command at a time. */
-	session = sb_session_lock(name, true, SB_BACKEND_LOCAL, false);
+	session = sb_session_lock(name, true, (SbBackend) sb_default_backend, false);
 	driver = sb_driver_for(session->backend);
 	driver->prepare_session(name, session->created);
-	if (session->created || !driver->load_state(name, &state))
+	if (driver->executor_writes_state || session->created ||
+		!driver->load_state(name, &state))
 	{
 		memset(&state, 0, sizeof(state));
 		state.cwd = SB_WORKSPACE;
@@ -117,6 +117,12 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	}
 
 	memset(&req, 0, sizeof(req));
+	req.id = outcome.id = sb_execution_next_id();
+	if (driver->executor_writes_state)
+	{
+		req.session = name;
+		req.prefix = sb_prefix;
+	}
 	req.command = command;
 	req.cwd = state.cwd;
 	req.env = state.env;
@@ -131,9 +137,9 @@ sandbox_exec(PG_FUNCTION_ARGS)
 
 	outcome.command = command;
 	outcome.started_at = GetCurrentTimestamp();
-	text = sb_run_sync(driver, name, request,
+	text = sb_run_sync(driver, name, outcome.id, request,
 					   TimestampTzPlusMilliseconds(outcome.started_at,
-												   tmo + SB_KILL_GRACE_MS + SB_HARD_SLACK_MS),
+												   tmo + SB_KILL_GRACE_MS + driver->slack_ms),
 					   &len);
 	outcome.finished_at = GetCurrentTimestamp();
 	if (!sb_result_decode(text, len, r, errbuf, sizeof(errbuf)))
@@ -143,14 +149,19 @@ sandbox_exec(PG_FUNCTION_ARGS)
 				 errdetail("%s", errbuf)));
 
 	/* History first, then the session's new state and its mirror. */
-	outcome.id = sb_execution_insert(session, &outcome);
-	if (r->has_state)
+	sb_execution_insert(session, &outcome);
+	if (r->has_state && (!driver->executor_writes_state || r->state_generation > 0))
 	{
-		state.generation++;
 		state.cwd = r->cwd;
 		state.env = r->env;
 		state.last_execution = outcome.id;
-		driver->store_state(name, &state);
+		if (driver->executor_writes_state)
+			state.generation = r->state_generation;
+		else
+		{
+			state.generation++;
+			driver->store_state(name, &state);
+		}
 		sb_session_update(session, &state);
 	}
 	sb_execution_prune();

@@ -74,8 +74,33 @@ CONF
 	trap cluster_stop EXIT
 }
 
-# cluster_stop stops the cluster and removes it.
+# emulator_start starts test/emulator/run on a free port; sets EMULATOR_URL.
+emulator_start() {
+	EMULATOR_LOG="$CLUSTER_DIR/emulator.log"
+	EMULATOR_FIFO="$CLUSTER_DIR/emulator.out"
+	"$ROOT/test/emulator/run" --port 0 "$@" >"$EMULATOR_FIFO" 2>"$EMULATOR_LOG" &
+	EMULATOR_PID=$!
+	for _ in $(seq 100); do
+		EMULATOR_URL=$(sed -n 's/^listening on //p' "$EMULATOR_FIFO")
+		[ -n "$EMULATOR_URL" ] && break
+		kill -0 "$EMULATOR_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [ -z "$EMULATOR_URL" ]; then
+		log "the emulator did not start:"
+		cat "$EMULATOR_LOG" >&2
+		return 1
+	fi
+	export EMULATOR_URL
+	log "emulator at $EMULATOR_URL"
+}
+
+# cluster_stop stops the cluster (and the emulator) and removes them.
 cluster_stop() {
+	if [ -n "${EMULATOR_PID:-}" ]; then
+		kill "$EMULATOR_PID" 2>/dev/null || true
+		wait "$EMULATOR_PID" 2>/dev/null || true
+	fi
 	if [ -n "${CLUSTER_DIR:-}" ] && [ -d "$CLUSTER_DIR" ]; then
 		as_pg "$("$PG_CONFIG" --bindir)/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
 		if [ "${KEEP_CLUSTER:-0}" = 1 ]; then

@@ -21,6 +21,8 @@
 #include <string.h>
 
 #include <jansson.h>
+
+#include "sbutil.h" /* routes json_object() away from the postgres binary's symbol */
 #include <openssl/evp.h>
 
 /* sb_gcs_endpoint returns the storage base URL without a trailing slash (malloc'd). */

@@ -32,6 +32,8 @@
 
 #include <jansson.h>
 
+#include "sbutil.h" /* routes json_object() away from the postgres binary's symbol */
+
 /* Longest wait between two checks of the cancel hook. */
 #define SB_POLL_SLICE_MS 50
 /* Cap on the stored response headers of one attempt. */

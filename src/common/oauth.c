@@ -25,6 +25,8 @@
 #include <time.h>
 
 #include <jansson.h>
+
+#include "sbutil.h" /* routes json_object() away from the postgres binary's symbol */
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
@@ -425,7 +427,13 @@ Base64UrlJson(json_t *obj)
 	if (text == NULL)
 		return NULL;
 	enc = Base64Url((const unsigned char *) text, strlen(text));
-	free(text);
+	/* json_dumps allocates with jansson's allocator, which may not be malloc. */
+	{
+		json_free_t jfree;
+
+		json_get_alloc_funcs(NULL, &jfree);
+		jfree(text);
+	}
 	return enc;
 }
 

@@ -1,33 +1,71 @@
 -- Helpers for the pgTAP tests, created by test/run.sh in the test database
--- (schema "test", owned by the superuser that runs the tests).
+-- (schema "test", owned by the superuser that runs the tests).  Helpers that
+-- look at a session's storage follow cloudrun_sandbox.backend: the local
+-- storage directory, or the emulator's bucket (test.emulator_url, test.bin).
 CREATE SCHEMA test;
+
+-- program_lines runs a program on the server host and returns its output lines verbatim.
+CREATE FUNCTION test.program_lines(program text) RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+BEGIN
+	CREATE TEMP TABLE IF NOT EXISTS _lines (n serial, line text);
+	TRUNCATE _lines;
+	-- CSV with quote and delimiter characters that never occur: lines arrive untouched.
+	EXECUTE format('COPY _lines (line) FROM PROGRAM %L WITH (FORMAT csv, QUOTE E''\x01'', DELIMITER E''\x02'')',
+				   program);
+	RETURN QUERY SELECT line FROM _lines ORDER BY n;
+END $$;
+
+-- sh_quote quotes a string for the shell.
+CREATE FUNCTION test.sh_quote(s text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT '''' || replace(s, '''', '''\''''') || '''' $$;
+
+-- emu runs test/emu.sh against the emulator with the given arguments.
+CREATE FUNCTION test.emu(VARIADIC args text[]) RETURNS SETOF text
+LANGUAGE sql AS $$
+	SELECT test.program_lines(current_setting('test.bin') || '/emu.sh '
+		|| test.sh_quote(current_setting('test.emulator_url')) || ' '
+		|| (SELECT string_agg(test.sh_quote(a), ' ') FROM unnest(args) a))
+$$;
+
+-- cloud says whether this run tests the cloudrun backend.
+CREATE FUNCTION test.cloud() RETURNS boolean
+LANGUAGE sql AS $$ SELECT current_setting('cloudrun_sandbox.backend') = 'cloudrun' $$;
+
+-- object_prefix is where a cloud session's objects live.
+CREATE FUNCTION test.object_prefix(name text) RETURNS text
+LANGUAGE sql AS $$
+	SELECT CASE WHEN current_setting('cloudrun_sandbox.prefix') = '' THEN ''
+		ELSE current_setting('cloudrun_sandbox.prefix') || '/' END || 'sessions/' || name || '/'
+$$;
 
 -- host_procs counts processes on the host whose whole command line is cmdline.
 CREATE FUNCTION test.host_procs(cmdline text) RETURNS integer
+LANGUAGE sql AS $$
+	SELECT line::integer FROM test.program_lines(
+		'pgrep -c -x -f ' || test.sh_quote(cmdline) || ' || true') line
+$$;
+
+-- wait_procs waits up to max_s seconds for host_procs(cmdline) to become want; returns the last count.
+CREATE FUNCTION test.wait_procs(cmdline text, want integer, max_s float8 DEFAULT 10) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
 	n integer;
+	deadline timestamptz := clock_timestamp() + make_interval(secs => max_s);
 BEGIN
-	CREATE TEMP TABLE IF NOT EXISTS _procs (line text);
-	TRUNCATE _procs;
-	EXECUTE format('COPY _procs FROM PROGRAM %L',
-				   'pgrep -c -x -f ''' || replace(cmdline, '''', '') || ''' || true');
-	SELECT line::integer INTO n FROM _procs;
+	LOOP
+		n := test.host_procs(cmdline);
+		EXIT WHEN n = want OR clock_timestamp() > deadline;
+		PERFORM pg_sleep(0.1);
+	END LOOP;
 	RETURN n;
 END $$;
 
 -- backend_hwm_kb returns the peak resident memory of a backend, in kB.
 CREATE FUNCTION test.backend_hwm_kb(pid integer) RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-	kb bigint;
-BEGIN
-	CREATE TEMP TABLE IF NOT EXISTS _status (line text);
-	TRUNCATE _status;
-	EXECUTE format('COPY _status FROM PROGRAM %L', 'awk ''/^VmHWM:/ {print $2}'' /proc/' || pid || '/status');
-	SELECT line::bigint INTO kb FROM _status;
-	RETURN kb;
-END $$;
+LANGUAGE sql AS $$
+	SELECT line::bigint FROM test.program_lines('awk ''/^VmHWM:/ {print $2}'' /proc/' || pid || '/status') line
+$$;
 
 -- session_dir is where the local backend keeps a session of this database.
 CREATE FUNCTION test.session_dir(name text) RETURNS text
@@ -37,24 +75,38 @@ LANGUAGE sql AS $$
 		|| '/sessions/' || name
 $$;
 
--- session_dir_exists says whether a session's storage directory exists.
-CREATE FUNCTION test.session_dir_exists(name text) RETURNS boolean
+-- session_storage_exists says whether a session has storage (a directory, or objects).
+CREATE FUNCTION test.session_storage_exists(name text) RETURNS boolean
 LANGUAGE sql AS $$
-	SELECT (pg_stat_file(test.session_dir(name), true)).isdir IS NOT NULL
+	SELECT CASE WHEN test.cloud()
+		THEN EXISTS (SELECT FROM test.emu('list', current_setting('cloudrun_sandbox.bucket'), test.object_prefix(name)))
+		ELSE (pg_stat_file(test.session_dir(name), true)).isdir IS NOT NULL END
 $$;
 
 -- state_json reads a session's state.json.
 CREATE FUNCTION test.state_json(name text) RETURNS jsonb
 LANGUAGE sql AS $$
-	SELECT pg_read_file(test.session_dir(name) || '/state.json')::jsonb
+	SELECT CASE WHEN test.cloud()
+		THEN (SELECT string_agg(l, E'\n')::jsonb FROM test.emu('media', current_setting('cloudrun_sandbox.bucket'),
+			test.object_prefix(name) || 'state.json') l)
+		ELSE pg_read_file(test.session_dir(name) || '/state.json')::jsonb END
 $$;
 
--- connstr is a libpq connection string to this database as a given role.
+-- state_generation is the generation of a session's state.json (the object's, on the cloud).
+CREATE FUNCTION test.state_generation(name text) RETURNS bigint
+LANGUAGE sql AS $$
+	SELECT CASE WHEN test.cloud()
+		THEN (SELECT l::bigint FROM test.emu('generation', current_setting('cloudrun_sandbox.bucket'),
+			test.object_prefix(name) || 'state.json') l)
+		ELSE (test.state_json(name)->>'generation')::bigint END
+$$;
+
+-- connstr is a libpq connection string to this database as a role, with this run's backend.
 CREATE FUNCTION test.connstr(role text DEFAULT current_user) RETURNS text
 LANGUAGE sql AS $$
-	SELECT format('host=%s port=%s dbname=%s user=%s',
+	SELECT format('host=%s port=%s dbname=%s user=%s options=''-c cloudrun_sandbox.backend=%s''',
 				  current_setting('unix_socket_directories'), current_setting('port'),
-				  current_database(), role)
+				  current_database(), role, current_setting('cloudrun_sandbox.backend'))
 $$;
 
 GRANT USAGE ON SCHEMA test TO PUBLIC;

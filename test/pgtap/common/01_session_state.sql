@@ -28,7 +28,7 @@ SELECT is((SELECT cwd FROM sandbox.sessions WHERE name = 'st'), test.state_json(
 		  'sandbox.sessions shows the cwd that state.json holds');
 SELECT is((SELECT env FROM sandbox.sessions WHERE name = 'st'), test.state_json('st')->'env',
 		  'sandbox.sessions shows the environment that state.json holds');
-SELECT is((SELECT generation FROM sandbox.sessions WHERE name = 'st'), (test.state_json('st')->>'generation')::bigint,
+SELECT is((SELECT generation FROM sandbox.sessions WHERE name = 'st'), test.state_generation('st'),
 		  'sandbox.sessions shows the generation of state.json');
 SELECT is((SELECT count(*)::int FROM sandbox.executions WHERE session = 'st'), 11, 'every call is in sandbox.executions');
 SELECT is((SELECT last_execution FROM sandbox.sessions WHERE name = 'st'),

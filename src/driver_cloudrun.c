@@ -1,0 +1,359 @@
+/*
+ * driver_cloudrun.c
+ *		The Cloud Run backend: each command is one Cloud Run Jobs execution of
+ *		the executor; the session's state lives in Cloud Storage.
+ *
+ * Objects, under cloudrun_sandbox.prefix in cloudrun_sandbox.bucket:
+ *		sessions/<s>/state.json			cwd, env, workspace snapshot name; its GCS
+ *										generation is the session's generation
+ *		sessions/<s>/requests/<id>.json	what to run (written here, create-only)
+ *		sessions/<s>/results/<id>.json	what happened (written by the executor,
+ *										create-only)
+ *		sessions/<s>/workspace/<id>.tar	the workspace after execution <id>
+ *
+ * A run: upload the request, POST jobs/{job}:run with the request's object
+ * name as the container's arguments, then wait on the returned Operation
+ * (operations/{op}:wait in short slices, so a query cancel is noticed), then
+ * read the result object.  Cancelling a run cancels the execution.  The
+ * executor commits the new state.json itself, with ifGenerationMatch.
+ */
+#include "driver.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "utils/memutils.h"
+
+#include "gcloud.h"
+
+/* How long one operations:wait call may block (the emulator and Google cap it). */
+#define WAIT_SLICE "2s"
+#define CALL_TIMEOUT_MS 60000
+/* Cloud Run gets this much beyond the command's timeout for start-up and I/O. */
+#define EXECUTION_MARGIN_S 120
+
+struct SbRun
+{
+	char	   *session;
+	int64		id;
+	char	   *request_object;
+	char	   *result_object;
+	char	   *operation;		/* projects/.../operations/... */
+	char	   *execution;		/* projects/.../jobs/.../executions/... */
+	bool		done;
+	bool		cancelled;
+	char	   *failure;		/* the Operation's error message, if any */
+	char	   *result;
+	size_t		result_len;
+};
+
+/* A session whose objects go when the dropping transaction commits. */
+static List *pending_drops = NIL;
+static bool callbacks_registered = false;
+
+/* delete_prefix deletes every object under a session's prefix; returns false on error. */
+static int
+delete_one(void *arg, const char *name, int64_t generation, int64_t size)
+{
+	SbGcsConfig *cfg = arg;
+	SbError		err;
+
+	(void) sb_gcs_delete(cfg, name, SB_GCS_ANY_GENERATION, &err);
+	return 0;
+}
+
+static bool
+delete_prefix(const char *prefix, SbError *err)
+{
+	SbGcsConfig cfg;
+
+	sb_gc_gcs(&cfg);
+	return sb_gcs_list(&cfg, prefix, delete_one, &cfg, err) == 0;
+}
+
+static void
+cloud_prepare_session(const char *session, bool fresh)
+{
+	SbError		err;
+
+	sb_gc_require_settings();
+	/* A new session must not inherit objects left under its name. */
+	if (fresh && !delete_prefix(sb_gc_session_prefix(session), &err))
+		sb_gc_raise(&err, "could not clear the session's objects", SB_GC_NOT_FOUND_BUCKET);
+}
+
+/* drop_xact_callback deletes dropped sessions' objects once the drop has committed. */
+static void
+drop_xact_callback(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	if (pending_drops == NIL)
+		return;
+	if (event == XACT_EVENT_COMMIT)
+	{
+		foreach(lc, pending_drops)
+		{
+			SbError		err;
+
+			PG_TRY();
+			{
+				if (!delete_prefix(lfirst(lc), &err))
+					elog(WARNING, "could not delete the objects under \"%s\": %s",
+						 (char *) lfirst(lc), err.message);
+			}
+			PG_CATCH();
+			{
+				FlushErrorState();
+				elog(WARNING, "could not delete the objects under \"%s\"", (char *) lfirst(lc));
+			}
+			PG_END_TRY();
+		}
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
+	{
+		list_free_deep(pending_drops);
+		pending_drops = NIL;
+	}
+}
+
+static void
+cloud_drop_session(const char *session)
+{
+	MemoryContext old;
+
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(drop_xact_callback, NULL);
+		callbacks_registered = true;
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	pending_drops = lappend(pending_drops, pstrdup(sb_gc_session_prefix(session)));
+	MemoryContextSwitchTo(old);
+}
+
+static bool
+cloud_load_state(const char *session, SbState *state)
+{
+	SbGcsConfig cfg;
+	SbError		err;
+	char	   *data;
+	size_t		len;
+	int64_t		generation;
+	char		errbuf[256];
+	char	   *name = sb_gc_object(session, "state.json");
+
+	sb_gc_gcs(&cfg);
+	if (sb_gcs_download(&cfg, name, SB_MAX_ENV_BYTES * 2, &data, &len, &generation, &err) != 0)
+	{
+		if (err.kind == SB_ERR_NOT_FOUND && strcmp(err.reason, "notFound") == 0 &&
+			strstr(err.message, "ucket") == NULL)
+			return false;
+		sb_gc_raise(&err, "could not read the session's state", SB_GC_NOT_FOUND_BUCKET);
+	}
+	if (!sb_state_decode(data, len, state, errbuf, sizeof(errbuf)))
+	{
+		free(data);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("session state object \"%s\" is damaged", name),
+				 errdetail("%s", errbuf)));
+	}
+	free(data);
+	state->generation = generation;
+	return true;
+}
+
+static void
+cloud_store_state(const char *session, const SbState *state)
+{
+	SbGcsConfig cfg;
+	SbError		err;
+	char	   *text = sb_state_encode(state);
+	int64_t		generation;
+
+	sb_gc_gcs(&cfg);
+	/* Only a brand-new session's state is written here; the executor does the rest. */
+	if (sb_gcs_upload(&cfg, sb_gc_object(session, "state.json"), text, strlen(text), 0,
+					  &generation, &err) != 0)
+		sb_gc_raise(&err, "could not write the session's state", SB_GC_NOT_FOUND_BUCKET);
+	((SbState *) state)->generation = generation;
+}
+
+/* request_timeout_s reads the command's timeout back out of the request document. */
+static int64
+request_timeout_s(const char *request)
+{
+	json_t	   *root = json_loads(request, 0, NULL);
+	int64		ms = 0;
+
+	if (root != NULL)
+	{
+		ms = json_integer_value(json_object_get(root, "timeout_ms")) +
+			json_integer_value(json_object_get(root, "kill_grace_ms"));
+		json_decref(root);
+	}
+	return (ms + 999) / 1000 + EXECUTION_MARGIN_S;
+}
+
+/* job_path returns /v2/projects/P/locations/R/jobs/J. */
+static char *
+job_path(void)
+{
+	return psprintf("/v2/projects/%s/locations/%s/jobs/%s", sb_project, sb_region, sb_job);
+}
+
+static SbRun *
+cloud_launch(const char *session, int64 id, const char *request)
+{
+	SbRun	   *run = palloc0(sizeof(SbRun));
+	SbGcsConfig cfg;
+	SbError		err;
+	json_t	   *body;
+	json_t	   *op;
+	char	   *body_text;
+	char	   *response;
+	const char *name;
+
+	sb_gc_require_settings();
+	run->session = pstrdup(session);
+	run->id = id;
+	run->request_object = sb_gc_object(session, psprintf("requests/" INT64_FORMAT ".json", id));
+	run->result_object = sb_gc_object(session, psprintf("results/" INT64_FORMAT ".json", id));
+
+	sb_gc_gcs(&cfg);
+	if (sb_gcs_upload(&cfg, run->request_object, request, strlen(request), 0, NULL, &err) != 0)
+		sb_gc_raise(&err, "could not upload the request", SB_GC_NOT_FOUND_BUCKET);
+
+	body = json_pack("{s{s[{s[sss]}]s:s}}", "overrides", "containerOverrides", "args", "cloud",
+					 sb_bucket, run->request_object, "timeout",
+					 psprintf(INT64_FORMAT "s", request_timeout_s(request)));
+	body_text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	if (sb_gc_run_call("POST", psprintf("%s:run", job_path()), body_text, CALL_TIMEOUT_MS,
+					   &response, &err) != 0)
+	{
+		SbError		ignored;
+
+		/* Leave nothing half-written: the request goes when its run cannot start. */
+		(void) sb_gcs_delete(&cfg, run->request_object, SB_GCS_ANY_GENERATION, &ignored);
+		sb_gc_raise(&err, "could not start a Cloud Run execution", SB_GC_NOT_FOUND_JOB);
+	}
+	op = json_loads(response, 0, NULL);
+	name = json_string_value(json_object_get(op, "name"));
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("Cloud Run answered jobs.run without an operation name")));
+	run->operation = pstrdup(name);
+	name = json_string_value(json_object_get(json_object_get(op, "metadata"), "name"));
+	run->execution = name ? pstrdup(name) : NULL;
+	json_decref(op);
+	return run;
+}
+
+static int
+cloud_wait_fds(SbRun *run, int *fds, int max_fds)
+{
+	return 0;					/* calls block in short slices instead */
+}
+
+/* fetch_result downloads the result object of a finished run. */
+static void
+fetch_result(SbRun *run)
+{
+	SbGcsConfig cfg;
+	SbError		err;
+	char	   *data;
+	size_t		len;
+
+	sb_gc_gcs(&cfg);
+	if (sb_gcs_download(&cfg, run->result_object,
+						(size_t) sb_max_output_bytes * 12 + 2 * SB_MAX_ENV_BYTES + 1024 * 1024,
+						&data, &len, NULL, &err) != 0)
+	{
+		if (err.kind == SB_ERR_NOT_FOUND)
+			ereport(ERROR,
+					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+					 errmsg("the Cloud Run execution ended without a result"),
+					 errdetail("Execution %s: %s", run->execution ? run->execution : "(unknown)",
+							   run->failure ? run->failure : "no error was reported"),
+					 errhint("Look at the execution's logs; check that the job's container "
+							 "runs cloudrun-sandbox-executor.")));
+		sb_gc_raise(&err, "could not read the result", SB_GC_NOT_FOUND_BUCKET);
+	}
+	run->result = palloc(len + 1);
+	memcpy(run->result, data, len);
+	run->result[len] = '\0';
+	run->result_len = len;
+	free(data);
+}
+
+static bool
+cloud_step(SbRun *run)
+{
+	SbError		err;
+	char	   *response;
+	json_t	   *op;
+	json_t	   *error;
+
+	if (run->result != NULL)
+		return true;
+	if (sb_gc_run_call("POST", psprintf("/v2/%s:wait", run->operation),
+					   "{\"timeout\":\"" WAIT_SLICE "\"}", CALL_TIMEOUT_MS, &response, &err) != 0)
+	{
+		if (err.kind == SB_ERR_CANCELLED)
+			return false;		/* the caller's CHECK_FOR_INTERRUPTS raises the cancel */
+		sb_gc_raise(&err, "could not wait for the Cloud Run execution", SB_GC_NOT_FOUND_OTHER);
+	}
+	op = json_loads(response, 0, NULL);
+	if (op == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("Cloud Run answered operations.wait with something that is not JSON")));
+	run->done = json_is_true(json_object_get(op, "done"));
+	error = json_object_get(op, "error");
+	if (json_is_object(error))
+		run->failure = pstrdup(json_string_value(json_object_get(error, "message")) ?: "failed");
+	json_decref(op);
+	if (!run->done)
+		return false;
+	fetch_result(run);
+	return true;
+}
+
+static void
+cloud_cancel(SbRun *run)
+{
+	SbError		err;
+	char	   *response;
+
+	if (run->cancelled || run->result != NULL || run->execution == NULL)
+		return;
+	run->cancelled = true;
+	if (sb_gc_run_call("POST", psprintf("/v2/%s:cancel", run->execution), "{}", 10000,
+					   &response, &err) != 0)
+		elog(WARNING, "could not cancel Cloud Run execution %s: %s", run->execution,
+			 err.message);
+}
+
+static char *
+cloud_finish(SbRun *run, size_t *len)
+{
+	*len = run->result_len;
+	return run->result;
+}
+
+const SbDriver sb_cloudrun_driver = {
+	.name = "cloudrun",
+	.executor_writes_state = true,
+	.slack_ms = EXECUTION_MARGIN_S * 1000,
+	.prepare_session = cloud_prepare_session,
+	.drop_session = cloud_drop_session,
+	.load_state = cloud_load_state,
+	.store_state = cloud_store_state,
+	.launch = cloud_launch,
+	.wait_fds = cloud_wait_fds,
+	.step = cloud_step,
+	.finish = cloud_finish,
+	.cancel = cloud_cancel,
+};

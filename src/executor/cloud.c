@@ -1,0 +1,766 @@
+/*
+ * cloud.c
+ *		The executor's cloud mode, what a Cloud Run Job task runs:
+ *		`cloudrun-sandbox-executor cloud BUCKET REQUEST_OBJECT`.
+ *
+ * A session's objects live under P/sessions/<s>/, P being the request's
+ * prefix ("" for none):
+ *
+ *		requests/<id>.json		the request (its cwd and env are ignored)
+ *		state.json				cwd, env, last_execution and the name of the
+ *								workspace snapshot; its GCS generation is the
+ *								session's generation
+ *		workspace/<id>.tar		the workspace as execution <id> left it
+ *		results/<id>.json		the result, written once
+ *
+ * One run reads the request and the state, restores the snapshot into the
+ * workspace directory with the system tar, runs the command exactly as local
+ * mode does, archives the workspace, replaces state.json only if its
+ * generation is still the one it read (a concurrent writer is detected,
+ * never overwritten) and writes the result create-only (a second run of the
+ * same request never replaces the first answer).  It exits 0 whenever the
+ * request has a result, 1 when none could be written.
+ *
+ * Settings come from the environment:
+ *
+ *		STORAGE_EMULATOR_HOST				GCS endpoint; no auth by default
+ *		CLOUDRUN_SANDBOX_STORAGE_ENDPOINT	GCS endpoint (wins over the above)
+ *		CLOUDRUN_SANDBOX_CREDENTIALS		metadata, none, or a key file's path
+ *		CLOUDRUN_SANDBOX_METADATA_HOST		metadata server, host[:port] or URL
+ *		CLOUDRUN_SANDBOX_TOKEN_ENDPOINT		OAuth token endpoint (key files)
+ *		CLOUDRUN_SANDBOX_WORKSPACE			workspace directory (/workspace)
+ *		CLOUDRUN_SANDBOX_MAX_SNAPSHOT_BYTES	largest workspace snapshot (1 GiB)
+ *
+ * Tokens and keys never reach standard error or a result.
+ */
+#define _GNU_SOURCE
+#include "cloud.h"
+#include "command.h"
+#include "../common/gcs.h"
+#include "../common/oauth.h"
+#include "../common/sbutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define PROGNAME "cloudrun-sandbox-executor"
+#define MAX_REQUEST_BYTES ((size_t) 64 * 1024 * 1024)
+#define MAX_STATE_BYTES ((size_t) 16 * 1024 * 1024)
+#define DEFAULT_MAX_SNAPSHOT_BYTES ((size_t) 1024 * 1024 * 1024)
+#define SNAPSHOT_TIMEOUT_MS (15L * 60 * 1000)
+#define TAR_STDERR_CAP 2048
+#define MSG_SIZE 1024
+
+/* Everything one run needs besides the request; see sb_cloud_main. */
+typedef struct CloudRun
+{
+	SbGcsConfig gcs;
+	SbHttpClient *http;
+	SbAuth *auth;
+	const char *bucket;
+	const char *request_name;
+	char *result_name; /* next to the request: .../results/<id>.json */
+	char *session_dir; /* P/sessions/<s> */
+	char *state_name;
+	const char *workspace_dir;
+	size_t max_snapshot;
+	char config_error[256]; /* a setting that fails every execution, or "" */
+} CloudRun;
+
+/* say prints one diagnostic line on standard error. */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void
+say(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs(PROGNAME ": ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* format returns a new string allocated with sb_malloc, or NULL. */
+static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *
+format(const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+	char *s;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (s = sb_malloc((size_t) n + 1)) == NULL)
+		return NULL;
+	va_start(ap, fmt);
+	vsnprintf(s, (size_t) n + 1, fmt, ap);
+	va_end(ap);
+	return s;
+}
+
+/* set_error turns res into an error result, keeping any output it has. */
+static void set_error(SbExecResult *res, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+set_error(SbExecResult *res, const char *fmt, ...)
+{
+	char msg[MSG_SIZE];
+	size_t n;
+	bool repaired;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	res->status = SB_STATUS_ERROR;
+	sb_free(res->error);
+	/* Object names and tar's complaints need not be UTF-8; JSON must be. */
+	res->error = sb_utf8_repair(msg, strlen(msg), true, &n, &repaired);
+}
+
+/* drop_state removes the new cwd and env from a result whose state was not saved. */
+static void
+drop_state(SbExecResult *res)
+{
+	sb_free(res->cwd);
+	res->cwd = NULL;
+	if (res->env)
+		json_decref(res->env);
+	res->env = NULL;
+	res->has_state = false;
+	res->state_generation = 0;
+}
+
+/* free_state releases what a decoded or built state owns. */
+static void
+free_state(SbState *state)
+{
+	sb_free(state->cwd);
+	if (state->env)
+		json_decref(state->env);
+	sb_free(state->workspace);
+	memset(state, 0, sizeof(*state));
+}
+
+/* setting returns an environment variable's value, or NULL if unset or empty. */
+static const char *
+setting(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+/* parse_size reads a positive decimal byte count. */
+static bool
+parse_size(const char *text, size_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (text[0] < '0' || text[0] > '9')
+		return false;
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno != 0 || *end != '\0' || v == 0 || v > SIZE_MAX / 2)
+		return false;
+	*out = (size_t) v;
+	return true;
+}
+
+/*
+ * setup_storage reads the settings and makes the GCS client and the
+ * credentials; false with msg set if that is impossible.
+ */
+static bool
+setup_storage(CloudRun *run, char *msg, size_t msglen)
+{
+	const char *emulator = setting("STORAGE_EMULATOR_HOST");
+	const char *endpoint = setting("CLOUDRUN_SANDBOX_STORAGE_ENDPOINT");
+	const char *creds = setting("CLOUDRUN_SANDBOX_CREDENTIALS");
+	const char *max = setting("CLOUDRUN_SANDBOX_MAX_SNAPSHOT_BYTES");
+	SbAuthConfig acfg;
+	SbError err;
+
+	run->workspace_dir = setting("CLOUDRUN_SANDBOX_WORKSPACE");
+	if (run->workspace_dir == NULL)
+		run->workspace_dir = SB_WORKSPACE;
+	run->max_snapshot = DEFAULT_MAX_SNAPSHOT_BYTES;
+	if (max != NULL && !parse_size(max, &run->max_snapshot))
+		snprintf(run->config_error, sizeof(run->config_error),
+				 "CLOUDRUN_SANDBOX_MAX_SNAPSHOT_BYTES is not a positive number of bytes: "
+				 "\"%.64s\"",
+				 max);
+	else if (run->workspace_dir[0] != '/')
+		snprintf(run->config_error, sizeof(run->config_error),
+				 "CLOUDRUN_SANDBOX_WORKSPACE is not an absolute path: \"%.64s\"",
+				 run->workspace_dir);
+
+	/* Like Google's clients: an emulator means no credentials unless told. */
+	memset(&acfg, 0, sizeof(acfg));
+	if (creds == NULL)
+		acfg.mode = emulator != NULL ? SB_AUTH_NONE : SB_AUTH_METADATA;
+	else if (strcmp(creds, "none") == 0)
+		acfg.mode = SB_AUTH_NONE;
+	else if (strcmp(creds, "metadata") == 0)
+		acfg.mode = SB_AUTH_METADATA;
+	else
+	{
+		acfg.mode = SB_AUTH_SERVICE_ACCOUNT;
+		acfg.key_file = creds;
+	}
+	acfg.metadata_host = setting("CLOUDRUN_SANDBOX_METADATA_HOST");
+	acfg.token_endpoint = setting("CLOUDRUN_SANDBOX_TOKEN_ENDPOINT");
+
+	run->http = sb_http_client_new(&err);
+	if (run->http == NULL)
+	{
+		snprintf(msg, msglen, "cannot start the HTTP client: %s", err.message);
+		return false;
+	}
+	run->auth = sb_auth_new(&acfg, &err);
+	if (run->auth == NULL)
+	{
+		snprintf(msg, msglen, "cannot set up credentials: %s", err.message);
+		return false;
+	}
+	sb_auth_set_http(run->auth, run->http, NULL);
+	run->gcs.storage_endpoint = endpoint != NULL ? endpoint : emulator;
+	run->gcs.bucket = run->bucket;
+	run->gcs.auth = run->auth;
+	run->gcs.http = run->http;
+	return true;
+}
+
+/*
+ * result_name_for turns ".../requests/<x>.json" into ".../results/<x>.json";
+ * NULL if the request object is not named that way.
+ */
+static char *
+result_name_for(const char *request_name)
+{
+	const char *slash = strrchr(request_name, '/');
+	const char *base;
+	size_t blen;
+
+	if (slash == NULL || slash - request_name < 9 || memcmp(slash - 9, "/requests", 9) != 0)
+		return NULL;
+	base = slash + 1;
+	blen = strlen(base);
+	if (blen <= 5 || strcmp(base + blen - 5, ".json") != 0)
+		return NULL;
+	return format("%.*s/results/%s", (int) (slash - 9 - request_name), request_name, base);
+}
+
+/*
+ * check_request validates what cloud mode needs beyond the protocol (a
+ * session, an id, a request object named after them) and sets the
+ * session's object names; false with msg set if the request is unusable.
+ */
+static bool
+check_request(CloudRun *run, const SbExecRequest *req, char *msg, size_t msglen)
+{
+	size_t plen = strlen(req->prefix);
+	char *expected;
+	bool same;
+
+	if (req->session == NULL)
+	{
+		snprintf(msg, msglen, "the request names no session");
+		return false;
+	}
+	if (req->id <= 0)
+	{
+		snprintf(msg, msglen, "the request has no execution id");
+		return false;
+	}
+	while (plen > 0 && req->prefix[plen - 1] == '/')
+		plen--;
+	run->session_dir = plen > 0 ? format("%.*s/sessions/%s", (int) plen, req->prefix,
+										 req->session)
+								: format("sessions/%s", req->session);
+	run->state_name = run->session_dir ? format("%s/state.json", run->session_dir) : NULL;
+	expected = run->session_dir
+				   ? format("%s/requests/%lld.json", run->session_dir, req->id)
+				   : NULL;
+	if (expected == NULL || run->state_name == NULL)
+	{
+		sb_free(expected);
+		snprintf(msg, msglen, "out of memory");
+		return false;
+	}
+	same = strcmp(expected, run->request_name) == 0;
+	if (!same)
+		snprintf(msg, msglen,
+				 "the request object \"%s\" does not match its prefix, session and id "
+				 "(expected \"%s\")",
+				 run->request_name, expected);
+	sb_free(expected);
+	return same;
+}
+
+/*
+ * load_state reads the session's state.json and its generation; a missing
+ * one is the initial state (/workspace, no variables, generation 0).
+ */
+static bool
+load_state(CloudRun *run, SbState *state, long long *generation, char *msg,
+		   size_t msglen)
+{
+	char *data;
+	size_t len;
+	int64_t gen = 0;
+	SbError err;
+	char errbuf[256];
+	bool ok;
+
+	memset(state, 0, sizeof(*state));
+	*generation = 0;
+	if (sb_gcs_download(&run->gcs, run->state_name, MAX_STATE_BYTES, &data, &len, &gen,
+						&err) != 0)
+	{
+		if (err.kind == SB_ERR_NOT_FOUND)
+		{
+			state->cwd = sb_strdup(SB_WORKSPACE);
+			state->env = json_object();
+			return true;
+		}
+		snprintf(msg, msglen, "cannot read the session's state %s: %s", run->state_name,
+				 err.message);
+		return false;
+	}
+	ok = sb_state_decode(data, len, state, errbuf, sizeof(errbuf));
+	free(data);
+	if (!ok)
+	{
+		snprintf(msg, msglen, "the session's state %s is damaged: %s", run->state_name,
+				 errbuf);
+		return false;
+	}
+	if (gen <= 0)
+	{
+		free_state(state);
+		snprintf(msg, msglen, "storage reported no generation for %s", run->state_name);
+		return false;
+	}
+	*generation = gen;
+	return true;
+}
+
+/* encode_state is sb_state_encode plus the name of the workspace snapshot. */
+static char *
+encode_state(const SbState *state)
+{
+	char *base = sb_state_encode(state);
+	json_t *root;
+	char *text;
+
+	if (base == NULL)
+		return NULL;
+	root = json_loads(base, 0, NULL);
+	sb_free(base);
+	if (root == NULL)
+		return NULL;
+	if (state->workspace != NULL)
+		json_object_set_new(root, "workspace", json_string(state->workspace));
+	text = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	return text;
+}
+
+/* make_dirs creates a directory and its missing parents, like mkdir -p. */
+static bool
+make_dirs(const char *path)
+{
+	char *copy = sb_strdup(path);
+	bool ok = true;
+
+	if (copy == NULL)
+		return false;
+	for (char *p = copy + 1; ok; p++)
+	{
+		if (*p != '/' && *p != '\0')
+			continue;
+		{
+			char c = *p;
+
+			*p = '\0';
+			if (mkdir(copy, 0755) != 0 && errno != EEXIST)
+				ok = false;
+			*p = c;
+			if (c == '\0')
+				break;
+		}
+	}
+	sb_free(copy);
+	return ok;
+}
+
+/* close_fd closes a descriptor if it is open and marks it closed. */
+static void
+close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* describe_tar_failure formats tar's exit status and what it said into msg. */
+static void
+describe_tar_failure(int status, SbBuf *errb, char *msg, size_t msglen)
+{
+	size_t n = errb->len;
+
+	while (n > 0 && (errb->data[n - 1] == '\n' || errb->data[n - 1] == ' '))
+		n--;
+	for (size_t i = 0; i < n; i++)
+		if (errb->data[i] == '\n' || errb->data[i] == '\0')
+			errb->data[i] = ' ';
+	if (status > 128)
+		snprintf(msg, msglen, "tar was killed by signal %d%s%.*s", status - 128,
+				 n > 0 ? ": " : "", (int) n, errb->data);
+	else
+		snprintf(msg, msglen, "tar exited with status %d%s%.*s", status, n > 0 ? ": " : "",
+				 (int) n, n > 0 ? errb->data : "");
+}
+
+/*
+ * run_tar runs the system tar with argv (never through a shell), feeding it
+ * input (may be NULL) on standard input and collecting its standard output
+ * into out (may be NULL: discarded); tar is killed if out fills up.  Returns
+ * tar's exit status (128 + signal if killed) with its complaints in msg, or
+ * -1 with msg set if tar could not be run.
+ */
+static int
+run_tar(char *const argv[], const char *input, size_t input_len, SbBuf *out, char *msg,
+		size_t msglen)
+{
+	int in[2] = {-1, -1}, op[2] = {-1, -1}, ep[2] = {-1, -1};
+	SbBuf errb;
+	pid_t pid;
+	pid_t w;
+	int status = 0;
+	size_t written = 0;
+	char chunk[65536];
+
+	msg[0] = '\0';
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(op, O_CLOEXEC) < 0 || pipe2(ep, O_CLOEXEC) < 0)
+	{
+		snprintf(msg, msglen, "cannot create pipes for tar: %s", strerror(errno));
+		for (int i = 0; i < 2; i++)
+			close_fd(&in[i]), close_fd(&op[i]), close_fd(&ep[i]);
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0)
+	{
+		snprintf(msg, msglen, "cannot start tar: %s", strerror(errno));
+		for (int i = 0; i < 2; i++)
+			close_fd(&in[i]), close_fd(&op[i]), close_fd(&ep[i]);
+		return -1;
+	}
+	if (pid == 0)
+	{
+		if (dup2(in[0], 0) < 0 || dup2(op[1], 1) < 0 || dup2(ep[1], 2) < 0)
+			_exit(126);
+		close_range(3, ~0U, 0);
+		signal(SIGPIPE, SIG_DFL);
+		execvp("tar", argv);
+		dprintf(2, "cannot execute tar: %s", strerror(errno));
+		_exit(127);
+	}
+	close_fd(&in[0]);
+	close_fd(&op[1]);
+	close_fd(&ep[1]);
+	if (input == NULL || input_len == 0)
+		close_fd(&in[1]);
+	for (int i = 0; i < 3; i++)
+	{
+		int fd = i == 0 ? in[1] : i == 1 ? op[0] : ep[0];
+
+		if (fd >= 0)
+			fcntl(fd, F_SETFL, O_NONBLOCK);
+	}
+	(void) fcntl(op[0], F_SETPIPE_SZ, 1024 * 1024);
+	sb_buf_init(&errb, TAR_STDERR_CAP);
+
+	while (in[1] >= 0 || op[0] >= 0 || ep[0] >= 0)
+	{
+		struct pollfd pfd[3] = {
+			{.fd = in[1], .events = POLLOUT},
+			{.fd = op[0], .events = POLLIN},
+			{.fd = ep[0], .events = POLLIN},
+		};
+
+		if (poll(pfd, 3, -1) < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			snprintf(msg, msglen, "poll failed while running tar: %s", strerror(errno));
+			kill(pid, SIGKILL);
+			break;
+		}
+		if (pfd[0].revents)
+		{
+			size_t left = input_len - written;
+			ssize_t n = write(in[1], input + written, left < 1048576 ? left : 1048576);
+
+			if (n > 0)
+				written += (size_t) n;
+			if (written == input_len || (n < 0 && errno != EAGAIN && errno != EINTR))
+				close_fd(&in[1]);
+		}
+		if (pfd[1].revents)
+		{
+			ssize_t n = read(op[0], chunk, sizeof(chunk));
+
+			if (n > 0 && out != NULL &&
+				(!sb_buf_append(out, chunk, (size_t) n) || out->truncated))
+			{
+				/* Too big (or out of memory): stop tar, the caller reports it. */
+				out->truncated = true;
+				kill(pid, SIGKILL);
+				close_fd(&op[0]);
+			}
+			else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+				close_fd(&op[0]);
+		}
+		if (pfd[2].revents)
+		{
+			ssize_t n = read(ep[0], chunk, sizeof(chunk));
+
+			if (n > 0)
+				sb_buf_append(&errb, chunk, (size_t) n);
+			else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+				close_fd(&ep[0]);
+		}
+	}
+	close_fd(&in[1]);
+	close_fd(&op[0]);
+	close_fd(&ep[0]);
+	while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+		;
+	if (w < 0)
+		status = 127 << 8;
+	status = WIFEXITED(status)	 ? WEXITSTATUS(status)
+			 : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+								   : 127;
+	if (msg[0] == '\0')
+		describe_tar_failure(status, &errb, msg, msglen);
+	sb_buf_free(&errb);
+	return status;
+}
+
+/*
+ * restore_workspace downloads the snapshot named by the state and unpacks
+ * it into the workspace directory; false with msg set on failure.
+ */
+static bool
+restore_workspace(CloudRun *run, const char *snapshot, char *msg, size_t msglen)
+{
+	char *data;
+	size_t len;
+	SbError err;
+	char tarmsg[MSG_SIZE];
+	char *argv[] = {"tar", "-x", "-f", "-", "-C", (char *) run->workspace_dir, NULL};
+	int status;
+
+	run->gcs.timeout_ms = SNAPSHOT_TIMEOUT_MS;
+	status = sb_gcs_download(&run->gcs, snapshot, run->max_snapshot, &data, &len, NULL,
+							 &err);
+	run->gcs.timeout_ms = 0;
+	if (status != 0)
+	{
+		if (err.kind == SB_ERR_NOT_FOUND)
+			snprintf(msg, msglen, "workspace snapshot %s is missing", snapshot);
+		else
+			snprintf(msg, msglen, "cannot read workspace snapshot %s: %s", snapshot,
+					 err.message);
+		return false;
+	}
+	status = run_tar(argv, data, len, NULL, tarmsg, sizeof(tarmsg));
+	free(data);
+	if (status != 0)
+	{
+		snprintf(msg, msglen, "cannot unpack workspace snapshot %s: %s", snapshot,
+				 tarmsg);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * archive_workspace packs the workspace directory into out with the system
+ * tar, at most max_snapshot bytes; false with msg set on failure.
+ */
+static bool
+archive_workspace(CloudRun *run, SbBuf *out, char *msg, size_t msglen)
+{
+	char *argv[] = {"tar", "-c", "-f", "-", "-C", (char *) run->workspace_dir, ".", NULL};
+	char tarmsg[MSG_SIZE];
+	int status;
+
+	sb_buf_init(out, run->max_snapshot);
+	status = run_tar(argv, NULL, 0, out, tarmsg, sizeof(tarmsg));
+	if (out->truncated)
+		snprintf(msg, msglen,
+				 "the workspace is larger than %zu bytes "
+				 "(CLOUDRUN_SANDBOX_MAX_SNAPSHOT_BYTES); its changes were not saved",
+				 run->max_snapshot);
+	/* GNU tar's status 1 means a file changed while it was read: still an archive. */
+	else if (status != 0 && status != 1)
+		snprintf(msg, msglen, "cannot archive the workspace: %s", tarmsg);
+	else
+		return true;
+	sb_buf_free(out);
+	return false;
+}
+
+/*
+ * state_records says whether state.json now records execution id (written
+ * by this run, whose response was lost, or by a twin run of the same
+ * request), and sets *generation to its generation if so.
+ */
+static bool
+state_records(CloudRun *run, long long id, long long *generation)
+{
+	SbState state;
+	long long gen;
+	char msg[MSG_SIZE];
+	bool yes;
+
+	if (!load_state(run, &state, &gen, msg, sizeof(msg)))
+		return false;
+	yes = gen > 0 && state.last_execution == id;
+	free_state(&state);
+	if (yes)
+		*generation = gen;
+	return yes;
+}
+
+/* delete_quietly deletes an object, only warning on standard error if that fails. */
+static void
+delete_quietly(CloudRun *run, const char *name)
+{
+	SbError err;
+
+	if (sb_gcs_delete(&run->gcs, name, SB_GCS_ANY_GENERATION, &err) != 0 &&
+		err.kind != SB_ERR_NOT_FOUND)
+		say("warning: cannot delete gs://%s/%s: %s", run->bucket, name, err.message);
+}
+
+/*
+ * save_state archives the workspace and replaces state.json (if its
+ * generation is still `generation`) after the command ran; on failure res
+ * becomes an error result without a state.
+ */
+static void
+save_state(CloudRun *run, const SbExecRequest *req, const SbState *old,
+		   long long generation, SbExecResult *res)
+{
+	char msg[MSG_SIZE];
+	SbBuf tarball;
+	SbState state;
+	SbError err;
+	char *snapshot;
+	char *text;
+	long long new_generation = 0;
+	int64_t written = 0;
+	int rc;
+
+	if (!archive_workspace(run, &tarball, msg, sizeof(msg)))
+	{
+		set_error(res, "%s", msg);
+		drop_state(res);
+		return;
+	}
+	snapshot = format("%s/workspace/%lld.tar", run->session_dir, req->id);
+	if (snapshot == NULL)
+	{
+		sb_buf_free(&tarball);
+		set_error(res, "out of memory");
+		drop_state(res);
+		return;
+	}
+	run->gcs.timeout_ms = SNAPSHOT_TIMEOUT_MS;
+	rc = sb_gcs_upload(&run->gcs, snapshot, tarball.data ? tarball.data : "", tarball.len,
+					   SB_GCS_ANY_GENERATION, NULL, &err);
+	run->gcs.timeout_ms = 0;
+	sb_buf_free(&tarball);
+	if (rc != 0)
+	{
+		set_error(res, "cannot store the workspace snapshot %s: %s", snapshot,
+				  err.message);
+		drop_state(res);
+		sb_free(snapshot);
+		return;
+	}
+
+	/* The new state: what the command left, or the old cwd/env if unknown. */
+	memset(&state, 0, sizeof(state));
+	state.generation = old->generation + 1;
+	state.cwd = res->has_state ? res->cwd : old->cwd;
+	state.env = res->has_state ? res->env : old->env;
+	state.last_execution = req->id;
+	state.workspace = snapshot;
+	text = encode_state(&state);
+	if (text == NULL)
+	{
+		set_error(res, "cannot encode the session's state");
+		drop_state(res);
+		delete_quietly(run, snapshot);
+		sb_free(snapshot);
+		return;
+	}
+	rc = sb_gcs_upload(&run->gcs, run->state_name, text, strlen(text), generation,
+					   &written, &err);
+	sb_free(text);
+	if (rc == 0)
+		new_generation = written;
+	else if (err.kind == SB_ERR_PRECONDITION &&
+			 state_records(run, req->id, &new_generation))
+		rc = 0; /* our own write (or a twin run's) is there */
+	if (rc != 0)
+	{
+		if (err.kind == SB_ERR_PRECONDITION)
+		{
+			set_error(res,
+					  "the session's state changed while the command ran (generation "
+					  "%lld expected)",
+					  generation);
+			delete_quietly(run, snapshot);
+		}
+		else
+			/* The write may have happened: keep the snapshot it would name. */
+			set_error(res, "cannot save the session's state %s: %s", run->state_name,
+					  err.message);
+		drop_state(res);
+		sb_free(snapshot);
+		return;
+	}
+	sb_free(snapshot);
+	if (!res->has_state)
+	{
+		res->has_state = true;
+		res->cwd = sb_strdup(old->cwd);
+		res->env = json_deep_copy(old->env);
+	}
+	res->state_generation = new_generation;
+}
