@@ -11,8 +11,10 @@ OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
 DATA = cloudrun_sandbox--$(EXTVERSION).sql
 
 EXECUTOR = cloudrun-sandbox-executor
-EXECUTOR_SRCS = src/executor/executor.c src/executor/command.c \
-	src/common/sbutil.c src/common/protocol.c
+EXECUTOR_SRCS = src/executor/executor.c src/executor/command.c src/executor/cloud.c \
+	src/common/sbutil.c src/common/protocol.c src/common/http.c src/common/gcs.c \
+	src/common/oauth.c
+EXECUTOR_LIBS = -ljansson -lcurl -lcrypto
 
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=.
@@ -38,12 +40,12 @@ EXECUTOR_CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter
 all: $(EXECUTOR)
 
 $(EXECUTOR): $(EXECUTOR_SRCS) $(wildcard src/executor/*.h src/common/*.h)
-	$(CC) $(EXECUTOR_CFLAGS) -o $@ $(EXECUTOR_SRCS) -ljansson
+	$(CC) $(EXECUTOR_CFLAGS) -o $@ $(EXECUTOR_SRCS) $(EXECUTOR_LIBS)
 
 # The executor built with AddressSanitizer and UBSan, for the test suite.
 $(EXECUTOR)-asan: $(EXECUTOR_SRCS) $(wildcard src/executor/*.h src/common/*.h)
 	$(CC) $(EXECUTOR_CFLAGS) -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
-		-o $@ $(EXECUTOR_SRCS) -ljansson
+		-o $@ $(EXECUTOR_SRCS) $(EXECUTOR_LIBS)
 
 install: install-executor
 

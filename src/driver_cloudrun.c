@@ -47,6 +47,12 @@ struct SbRun
 };
 
 /* A session whose objects go when the dropping transaction commits. */
+typedef struct PendingDrop
+{
+	char	   *prefix;
+	SubTransactionId subid;
+} PendingDrop;
+
 static List *pending_drops = NIL;
 static bool callbacks_registered = false;
 
@@ -93,26 +99,51 @@ drop_xact_callback(XactEvent event, void *arg)
 	{
 		foreach(lc, pending_drops)
 		{
+			PendingDrop *d = lfirst(lc);
 			SbError		err;
 
+			if (d->subid == InvalidSubTransactionId)
+				continue;		/* dropped in a subtransaction that rolled back */
 			PG_TRY();
 			{
-				if (!delete_prefix(lfirst(lc), &err))
-					elog(WARNING, "could not delete the objects under \"%s\": %s",
-						 (char *) lfirst(lc), err.message);
+				if (!delete_prefix(d->prefix, &err))
+					elog(WARNING, "could not delete the objects under \"%s\": %s", d->prefix,
+						 err.message);
 			}
 			PG_CATCH();
 			{
 				FlushErrorState();
-				elog(WARNING, "could not delete the objects under \"%s\"", (char *) lfirst(lc));
+				elog(WARNING, "could not delete the objects under \"%s\"", d->prefix);
 			}
 			PG_END_TRY();
 		}
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
 	{
+		foreach(lc, pending_drops)
+			pfree(((PendingDrop *) lfirst(lc))->prefix);
 		list_free_deep(pending_drops);
 		pending_drops = NIL;
+	}
+}
+
+/* drop_subxact_callback forgets drops made in a subtransaction that rolled back. */
+static void
+drop_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_drops)
+	{
+		PendingDrop *d = lfirst(lc);
+
+		if (d->subid != mySubid)
+			continue;
+		if (event == SUBXACT_EVENT_COMMIT_SUB)
+			d->subid = parentSubid;
+		else if (event == SUBXACT_EVENT_ABORT_SUB)
+			d->subid = InvalidSubTransactionId;
 	}
 }
 
@@ -120,14 +151,19 @@ static void
 cloud_drop_session(const char *session)
 {
 	MemoryContext old;
+	PendingDrop *d;
 
 	if (!callbacks_registered)
 	{
 		RegisterXactCallback(drop_xact_callback, NULL);
+		RegisterSubXactCallback(drop_subxact_callback, NULL);
 		callbacks_registered = true;
 	}
 	old = MemoryContextSwitchTo(TopMemoryContext);
-	pending_drops = lappend(pending_drops, pstrdup(sb_gc_session_prefix(session)));
+	d = palloc(sizeof(PendingDrop));
+	d->prefix = pstrdup(sb_gc_session_prefix(session));
+	d->subid = GetCurrentSubTransactionId();
+	pending_drops = lappend(pending_drops, d);
 	MemoryContextSwitchTo(old);
 }
 

@@ -34,6 +34,17 @@ count_tap() {
 	tally "$suite" "$pass" "$fail"
 }
 
+# count_summary takes a suite's own final "N passed, N failed" line.
+count_summary() {
+	local out=$1 suite=$2 line
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+	if [ -z "$line" ]; then
+		tally "$suite" 0 1
+	else
+		tally "$suite" "$(echo "$line" | awk '{print $1}')" "$(echo "$line" | awk '{print $3}')"
+	fi
+}
+
 install_deps
 build_install
 
@@ -45,6 +56,27 @@ if make -C "$ROOT/test/unit" -s >"$out" 2>&1; then
 fi
 cat "$out"
 count_tap "$out" "unit"
+
+# --- The emulator's own tests, the shared cloud client (ASan) against it, and the
+# official Google clients against it (fidelity).
+log "emulator tests"
+"$ROOT/test/emulator/test_emulator.sh" >"$out" 2>&1 || true
+cat "$out"
+count_summary "$out" "emulator"
+log "cloud client tests (AddressSanitizer)"
+if make -s -f "$ROOT/test/unit/Makefile.cloud" >"$out" 2>&1; then
+	"$ROOT/test/unit/run_cloud_client_test.sh" "$ROOT/test/unit/test_cloud_client" >>"$out" 2>&1 || true
+fi
+cat "$out"
+count_summary "$out" "cloud client"
+log "executor cloud mode (AddressSanitizer)"
+"$ROOT/test/unit/test_executor_cloud.sh" >"$out" 2>&1 || true
+cat "$out"
+count_summary "$out" "executor cloud"
+log "fidelity: Google's official Node.js clients against the emulator"
+"$ROOT/test/emulator/fidelity/run.sh" >"$out" 2>&1 || true
+cat "$out"
+count_summary "$out" "fidelity"
 
 # --- The built library must not bind any symbol to the postgres binary by mistake.
 log "symbol check"

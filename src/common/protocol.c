@@ -162,7 +162,11 @@ sb_request_decode(const char *text, size_t len, SbExecRequest *out, json_t **hol
 	out->cwd = json_is_string(v) ? json_string_value(v) : SB_WORKSPACE;
 	out->env = json_object_get(root, "env");
 	if (out->env == NULL)
-		out->env = json_object();
+	{
+		/* Owned by the request document, like every other member. */
+		json_object_set_new(root, "env", json_object());
+		out->env = json_object_get(root, "env");
+	}
 	else if (!sb_env_valid(out->env, errbuf, errlen))
 		return false;
 	out->call_env = json_object_get(root, "call_env");

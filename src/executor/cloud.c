@@ -93,11 +93,11 @@ say(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-/* format returns a new string allocated with sb_malloc, or NULL. */
-static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* strfmt returns a new string allocated with sb_malloc, or NULL. */
+static char *strfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static char *
-format(const char *fmt, ...)
+strfmt(const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -260,13 +260,15 @@ result_name_for(const char *request_name)
 	const char *base;
 	size_t blen;
 
-	if (slash == NULL || slash - request_name < 9 || memcmp(slash - 9, "/requests", 9) != 0)
+	if (slash == NULL || slash - request_name < 9 ||
+		memcmp(slash - 9, "/requests", 9) != 0)
 		return NULL;
 	base = slash + 1;
 	blen = strlen(base);
 	if (blen <= 5 || strcmp(base + blen - 5, ".json") != 0)
 		return NULL;
-	return format("%.*s/results/%s", (int) (slash - 9 - request_name), request_name, base);
+	return strfmt("%.*s/results/%s", (int) (slash - 9 - request_name), request_name,
+				  base);
 }
 
 /*
@@ -293,12 +295,12 @@ check_request(CloudRun *run, const SbExecRequest *req, char *msg, size_t msglen)
 	}
 	while (plen > 0 && req->prefix[plen - 1] == '/')
 		plen--;
-	run->session_dir = plen > 0 ? format("%.*s/sessions/%s", (int) plen, req->prefix,
-										 req->session)
-								: format("sessions/%s", req->session);
-	run->state_name = run->session_dir ? format("%s/state.json", run->session_dir) : NULL;
+	run->session_dir =
+		plen > 0 ? strfmt("%.*s/sessions/%s", (int) plen, req->prefix, req->session)
+				 : strfmt("sessions/%s", req->session);
+	run->state_name = run->session_dir ? strfmt("%s/state.json", run->session_dir) : NULL;
 	expected = run->session_dir
-				   ? format("%s/requests/%lld.json", run->session_dir, req->id)
+				   ? strfmt("%s/requests/%lld.json", run->session_dir, req->id)
 				   : NULL;
 	if (expected == NULL || run->state_name == NULL)
 	{
@@ -321,8 +323,7 @@ check_request(CloudRun *run, const SbExecRequest *req, char *msg, size_t msglen)
  * one is the initial state (/workspace, no variables, generation 0).
  */
 static bool
-load_state(CloudRun *run, SbState *state, long long *generation, char *msg,
-		   size_t msglen)
+load_state(CloudRun *run, SbState *state, long long *generation, char *msg, size_t msglen)
 {
 	char *data;
 	size_t len;
@@ -422,6 +423,18 @@ close_fd(int *fd)
 	*fd = -1;
 }
 
+/* close_pipes closes both ends of three pipes. */
+static void
+close_pipes(int in[2], int op[2], int ep[2])
+{
+	for (int i = 0; i < 2; i++)
+	{
+		close_fd(&in[i]);
+		close_fd(&op[i]);
+		close_fd(&ep[i]);
+	}
+}
+
 /* describe_tar_failure formats tar's exit status and what it said into msg. */
 static void
 describe_tar_failure(int status, SbBuf *errb, char *msg, size_t msglen)
@@ -437,8 +450,8 @@ describe_tar_failure(int status, SbBuf *errb, char *msg, size_t msglen)
 		snprintf(msg, msglen, "tar was killed by signal %d%s%.*s", status - 128,
 				 n > 0 ? ": " : "", (int) n, errb->data);
 	else
-		snprintf(msg, msglen, "tar exited with status %d%s%.*s", status, n > 0 ? ": " : "",
-				 (int) n, n > 0 ? errb->data : "");
+		snprintf(msg, msglen, "tar exited with status %d%s%.*s", status,
+				 n > 0 ? ": " : "", (int) n, n > 0 ? errb->data : "");
 }
 
 /*
@@ -464,16 +477,14 @@ run_tar(char *const argv[], const char *input, size_t input_len, SbBuf *out, cha
 	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(op, O_CLOEXEC) < 0 || pipe2(ep, O_CLOEXEC) < 0)
 	{
 		snprintf(msg, msglen, "cannot create pipes for tar: %s", strerror(errno));
-		for (int i = 0; i < 2; i++)
-			close_fd(&in[i]), close_fd(&op[i]), close_fd(&ep[i]);
+		close_pipes(in, op, ep);
 		return -1;
 	}
 	pid = fork();
 	if (pid < 0)
 	{
 		snprintf(msg, msglen, "cannot start tar: %s", strerror(errno));
-		for (int i = 0; i < 2; i++)
-			close_fd(&in[i]), close_fd(&op[i]), close_fd(&ep[i]);
+		close_pipes(in, op, ep);
 		return -1;
 	}
 	if (pid == 0)
@@ -559,7 +570,7 @@ run_tar(char *const argv[], const char *input, size_t input_len, SbBuf *out, cha
 		;
 	if (w < 0)
 		status = 127 << 8;
-	status = WIFEXITED(status)	 ? WEXITSTATUS(status)
+	status = WIFEXITED(status)	   ? WEXITSTATUS(status)
 			 : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
 								   : 127;
 	if (msg[0] == '\0')
@@ -578,13 +589,13 @@ restore_workspace(CloudRun *run, const char *snapshot, char *msg, size_t msglen)
 	char *data;
 	size_t len;
 	SbError err;
-	char tarmsg[MSG_SIZE];
+	char tarmsg[MSG_SIZE / 2];
 	char *argv[] = {"tar", "-x", "-f", "-", "-C", (char *) run->workspace_dir, NULL};
 	int status;
 
 	run->gcs.timeout_ms = SNAPSHOT_TIMEOUT_MS;
-	status = sb_gcs_download(&run->gcs, snapshot, run->max_snapshot, &data, &len, NULL,
-							 &err);
+	status =
+		sb_gcs_download(&run->gcs, snapshot, run->max_snapshot, &data, &len, NULL, &err);
 	run->gcs.timeout_ms = 0;
 	if (status != 0)
 	{
@@ -599,7 +610,7 @@ restore_workspace(CloudRun *run, const char *snapshot, char *msg, size_t msglen)
 	free(data);
 	if (status != 0)
 	{
-		snprintf(msg, msglen, "cannot unpack workspace snapshot %s: %s", snapshot,
+		snprintf(msg, msglen, "cannot unpack workspace snapshot %.400s: %s", snapshot,
 				 tarmsg);
 		return false;
 	}
@@ -614,7 +625,7 @@ static bool
 archive_workspace(CloudRun *run, SbBuf *out, char *msg, size_t msglen)
 {
 	char *argv[] = {"tar", "-c", "-f", "-", "-C", (char *) run->workspace_dir, ".", NULL};
-	char tarmsg[MSG_SIZE];
+	char tarmsg[MSG_SIZE / 2];
 	int status;
 
 	sb_buf_init(out, run->max_snapshot);
@@ -691,7 +702,7 @@ save_state(CloudRun *run, const SbExecRequest *req, const SbState *old,
 		drop_state(res);
 		return;
 	}
-	snapshot = format("%s/workspace/%lld.tar", run->session_dir, req->id);
+	snapshot = strfmt("%s/workspace/%lld.tar", run->session_dir, req->id);
 	if (snapshot == NULL)
 	{
 		sb_buf_free(&tarball);
@@ -763,4 +774,210 @@ save_state(CloudRun *run, const SbExecRequest *req, const SbState *old,
 		res->env = json_deep_copy(old->env);
 	}
 	res->state_generation = new_generation;
+}
+
+/*
+ * run_execution applies a valid request to its session: read the state,
+ * restore the workspace, run the command, save the workspace and the state.
+ * It fills *res; *obsolete receives the snapshot the new state replaced (to
+ * delete once the result is written), or NULL.
+ */
+static void
+run_execution(CloudRun *run, SbExecRequest *req, SbExecResult *res, char **obsolete)
+{
+	SbState state;
+	long long generation;
+	char msg[MSG_SIZE];
+	size_t dlen = strlen(run->session_dir);
+
+	*obsolete = NULL;
+	memset(res, 0, sizeof(*res));
+	if (!load_state(run, &state, &generation, msg, sizeof(msg)))
+	{
+		set_error(res, "%s", msg);
+		return;
+	}
+	if (generation > 0 && state.last_execution == req->id)
+	{
+		/* A run of this request saved the state, then died before its result. */
+		set_error(res,
+				  "execution %lld already ran in an earlier attempt that saved the "
+				  "session's state but not its result; its output is lost",
+				  req->id);
+		res->has_state = true;
+		res->cwd = sb_strdup(state.cwd);
+		res->env = json_deep_copy(state.env);
+		res->state_generation = generation;
+		free_state(&state);
+		return;
+	}
+	if (state.workspace != NULL &&
+		(strncmp(state.workspace, run->session_dir, dlen) != 0 ||
+		 strncmp(state.workspace + dlen, "/workspace/", 11) != 0))
+		set_error(res,
+				  "the session's state names a workspace snapshot outside the "
+				  "session: %s",
+				  state.workspace);
+	else if (!make_dirs(run->workspace_dir))
+		set_error(res, "cannot create the workspace directory %s: %s", run->workspace_dir,
+				  strerror(errno));
+	else if (state.workspace != NULL &&
+			 !restore_workspace(run, state.workspace, msg, sizeof(msg)))
+		set_error(res, "%s", msg);
+	else
+	{
+		/* The session's cwd and env come from state.json, not the request. */
+		req->cwd = state.cwd;
+		req->env = state.env;
+		sb_run_command(req, res);
+		req->cwd = NULL;
+		req->env = NULL;
+		/* An error means the command never properly ran: leave the session as is. */
+		if (res->status != SB_STATUS_ERROR)
+			save_state(run, req, &state, generation, res);
+		snprintf(msg, sizeof(msg), "%lld.tar", req->id);
+		if (res->state_generation > 0 && state.workspace != NULL &&
+			strcmp(state.workspace + dlen + 11, msg) != 0)
+		{
+			*obsolete = state.workspace;
+			state.workspace = NULL;
+		}
+	}
+	free_state(&state);
+}
+
+/*
+ * write_result stores the result create-only: 0 when written, 1 when a
+ * result was there already (a duplicate run), -1 with msg set on failure.
+ */
+static int
+write_result(CloudRun *run, const SbExecResult *res, char *msg, size_t msglen)
+{
+	char *text = sb_result_encode(res);
+	SbError err;
+	int rc;
+
+	if (text == NULL)
+	{
+		snprintf(msg, msglen, "cannot encode the result");
+		return -1;
+	}
+	rc = sb_gcs_upload(&run->gcs, run->result_name, text, strlen(text), 0, NULL, &err);
+	sb_free(text);
+	if (rc == 0)
+		return 0;
+	if (err.kind == SB_ERR_PRECONDITION)
+		return 1;
+	snprintf(msg, msglen, "cannot write the result gs://%s/%s: %s", run->bucket,
+			 run->result_name, err.message);
+	return -1;
+}
+
+int
+sb_cloud_main(int argc, char **argv)
+{
+	CloudRun run;
+	SbExecRequest req;
+	SbExecResult res;
+	SbGcsObjectInfo info;
+	SbError err;
+	json_t *holder = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	char *obsolete = NULL;
+	char msg[MSG_SIZE];
+	int rc = 1;
+
+	if (argc != 3)
+	{
+		fprintf(stderr, "usage: " PROGNAME " cloud BUCKET REQUEST_OBJECT\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	/* Keep the sandboxed command out of our memory (credentials) and pipes. */
+	prctl(PR_SET_DUMPABLE, 0);
+	memset(&run, 0, sizeof(run));
+	memset(&req, 0, sizeof(req));
+	memset(&res, 0, sizeof(res));
+	run.bucket = argv[1];
+	run.request_name = argv[2];
+
+	run.result_name = result_name_for(run.request_name);
+	if (run.result_name == NULL)
+	{
+		say("the request object \"%s\" is not named "
+			"PREFIX/sessions/SESSION/requests/ID.json",
+			run.request_name);
+		goto done;
+	}
+	if (!setup_storage(&run, msg, sizeof(msg)))
+	{
+		say("%s", msg);
+		goto done;
+	}
+	/* A request that already has its answer is not run again. */
+	if (sb_gcs_stat(&run.gcs, run.result_name, &info, &err) == 0)
+	{
+		say("gs://%s/%s already exists; not running the request again", run.bucket,
+			run.result_name);
+		rc = 0;
+		goto done;
+	}
+	if (sb_gcs_download(&run.gcs, run.request_name, MAX_REQUEST_BYTES, &text, &len, NULL,
+						&err) != 0)
+	{
+		say("cannot read the request gs://%s/%s: %s", run.bucket, run.request_name,
+			err.message);
+		goto done;
+	}
+	if (!sb_request_decode(text, len, &req, &holder, msg, sizeof(msg)))
+	{
+		say("the request gs://%s/%s is invalid: %s", run.bucket, run.request_name, msg);
+		goto done;
+	}
+	/* The decoder makes an env of its own when the request has none. */
+	if (req.env != NULL && req.env != json_object_get(holder, "env"))
+		json_decref(req.env);
+	req.env = NULL;
+
+	if (!check_request(&run, &req, msg, sizeof(msg)))
+		set_error(&res, "%s", msg);
+	else if (run.config_error[0] != '\0')
+		set_error(&res, "%s", run.config_error);
+	else
+		run_execution(&run, &req, &res, &obsolete);
+
+	switch (write_result(&run, &res, msg, sizeof(msg)))
+	{
+		case 0:
+			rc = 0;
+			break;
+		case 1:
+			say("gs://%s/%s was written by another run of the request; keeping it",
+				run.bucket, run.result_name);
+			rc = 0;
+			break;
+		default:
+			say("%s", msg);
+			break;
+	}
+	/* The new state no longer names the old snapshot. */
+	if (obsolete != NULL)
+		delete_quietly(&run, obsolete);
+
+done:
+	sb_free(obsolete);
+	sb_result_clear(&res);
+	if (holder)
+		json_decref(holder);
+	free(text);
+	sb_free(run.result_name);
+	sb_free(run.session_dir);
+	sb_free(run.state_name);
+	sb_auth_free(run.auth);
+	sb_http_client_free(run.http);
+	sb_http_global_cleanup();
+	if (getpid() == 1)
+		kill(-1, SIGKILL);
+	return rc;
 }

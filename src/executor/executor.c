@@ -6,8 +6,13 @@
  * applies it to the session, and writes one result (JSON) on standard output.
  * It exits 0 whenever it wrote a result; a failing user command is a result,
  * not an executor failure.  It is not linked with PostgreSQL.
+ *
+ * Cloud mode (`cloud BUCKET REQUEST_OBJECT`, the Cloud Run Job's container
+ * arguments) keeps the request, the session and the result in GCS; see
+ * cloud.c.
  */
 #define _GNU_SOURCE
+#include "cloud.h"
 #include "command.h"
 #include "../common/sbutil.h"
 
@@ -90,9 +95,12 @@ main(int argc, char **argv)
 		printf("cloudrun-sandbox-executor protocol %d\n", SB_PROTOCOL_VERSION);
 		return 0;
 	}
+	if (argc > 1 && strcmp(argv[1], "cloud") == 0)
+		return sb_cloud_main(argc - 1, argv + 1);
 	if (argc > 1)
 	{
 		fprintf(stderr, "usage: %s < request.json > result.json\n", argv[0]);
+		fprintf(stderr, "       %s cloud BUCKET REQUEST_OBJECT\n", argv[0]);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

@@ -3,6 +3,7 @@
 SET client_min_messages = warning;
 SELECT plan(22);
 SELECT sandbox.drop_session('st', if_exists => true);
+DELETE FROM sandbox.executions WHERE session = 'st';
 
 SELECT is((SELECT cwd FROM sandbox.exec('cd /tmp', 'st')), '/tmp', 'cd reports the new working directory');
 SELECT is((SELECT stdout FROM sandbox.exec('pwd', 'st')), E'/tmp\n', 'pwd in the next call returns /tmp');

@@ -17,8 +17,11 @@ SELECT ok(test.session_storage_exists('s1'), 's1 has storage');
 SELECT is(sandbox.drop_session('s1'), true, 'drop_session returns true');
 SELECT ok(NOT test.session_storage_exists('s1'), 'drop_session removes the storage and the workspace');
 SELECT is((SELECT count(*)::int FROM sandbox.sessions WHERE name = 's1'), 0, 'drop_session removes the mirror row');
-SELECT is((SELECT status FROM sandbox.exec('cat note.txt', 's1')), 'failed', 'a session made again under the same name starts empty');
-SELECT is((SELECT generation FROM sandbox.sessions WHERE name = 's1'), 1::bigint, 'and starts a new generation count');
+SELECT is((SELECT status FROM sandbox.exec('cd sub; export Z=1; cat note.txt', 's1')), 'failed', 'a session made again under the same name starts empty');
+SELECT sandbox.drop_session('s1');
+SELECT sandbox.exec('true', 's1');
+SELECT is((SELECT cwd || ' ' || env::text FROM sandbox.sessions WHERE name = 's1'), '/workspace {}',
+		  'and with a fresh working directory and environment');
 
 SELECT sandbox.exec('echo keep > kept.txt', 's2');
 BEGIN;

@@ -4,6 +4,7 @@ SET client_min_messages = warning;
 SELECT plan(18);
 SELECT sandbox.drop_session('lim', if_exists => true);
 SELECT sandbox.drop_session('lim2', if_exists => true);
+DELETE FROM sandbox.executions WHERE session IN ('lim', 'lim2');
 CREATE TEMP TABLE t (started timestamptz, finished timestamptz, status text, exit_code int);
 
 -- timeout

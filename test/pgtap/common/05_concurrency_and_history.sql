@@ -4,6 +4,7 @@ SET client_min_messages = warning;
 SELECT plan(6);
 SELECT sandbox.drop_session('conc', if_exists => true);
 SELECT sandbox.drop_session('hist', if_exists => true);
+DELETE FROM sandbox.executions WHERE session IN ('conc', 'hist');
 SELECT sandbox.create_session('conc');
 
 SELECT dblink_connect('a', test.connstr());

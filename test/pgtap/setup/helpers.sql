@@ -111,3 +111,22 @@ $$;
 
 GRANT USAGE ON SCHEMA test TO PUBLIC;
 GRANT EXECUTE ON FUNCTION test.connstr(text) TO PUBLIC;
+
+-- error_of runs a statement and returns "SQLSTATE: message HINT: hint", or 'no error'.
+CREATE FUNCTION test.error_of(sql text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+	st text;
+	msg text;
+	hint text;
+BEGIN
+	EXECUTE sql;
+	RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+	RETURN st || ': ' || msg || ' HINT: ' || coalesce(hint, '');
+END $$;
+
+-- emu_stats returns the emulator's counters.
+CREATE FUNCTION test.emu_stats() RETURNS jsonb
+LANGUAGE sql AS $$ SELECT string_agg(l, '')::jsonb FROM test.emu('hook', 'stats') l $$;
