@@ -7,14 +7,20 @@ MODULE_big = cloudrun_sandbox
 COMMON_OBJS = src/common/sbutil.o src/common/protocol.o src/common/http.o \
 	src/common/gcs.o src/common/oauth.o
 OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
-	src/driver_cloudrun.o src/gcloud.o src/exec.o src/session.o $(COMMON_OBJS)
+	src/driver_cloudrun.o src/gcloud.o src/exec.o src/session.o src/shared.o src/submit.o \
+	src/worker.o $(COMMON_OBJS)
 DATA = cloudrun_sandbox--$(EXTVERSION).sql
 
 EXECUTOR = cloudrun-sandbox-executor
-EXECUTOR_SRCS = src/executor/executor.c src/executor/command.c src/executor/cloud.c \
-	src/common/sbutil.c src/common/protocol.c src/common/http.c src/common/gcs.c \
-	src/common/oauth.c
-EXECUTOR_LIBS = -ljansson -lcurl -lcrypto
+# The executor is two programs from one set of sources: the local one, which
+# starts fast (jansson only), and the cloud one (libcurl, OpenSSL), which the
+# local one hands "cloud ..." invocations to.
+EXECUTOR_SRCS = src/executor/executor.c src/executor/command.c \
+	src/common/sbutil.c src/common/protocol.c
+EXECUTOR_LIBS = -ljansson
+EXECUTOR_CLOUD_SRCS = $(EXECUTOR_SRCS) src/executor/cloud.c src/common/http.c \
+	src/common/gcs.c src/common/oauth.c
+EXECUTOR_CLOUD_LIBS = -ljansson -lcurl -lcrypto
 
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=.
@@ -26,7 +32,7 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initi
 # place of jansson's; src/common/sbutil.h routes calls to sb_json_object(), and
 # test/check_symbols.sh proves no reference to json_object is left.
 SHLIB_LINK = -lcurl -ljansson -lcrypto
-EXTRA_CLEAN = $(EXECUTOR) $(EXECUTOR)-asan results regression.diffs regression.out
+EXTRA_CLEAN = $(EXECUTOR) $(EXECUTOR)-cloud $(EXECUTOR)-asan results regression.diffs regression.out
 
 # No LLVM bitcode: JIT inlining of this code is not worth a clang dependency.
 override with_llvm = no
@@ -37,26 +43,30 @@ include $(PGXS)
 
 EXECUTOR_CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter
 
-all: $(EXECUTOR)
+all: $(EXECUTOR) $(EXECUTOR)-cloud
 
 $(EXECUTOR): $(EXECUTOR_SRCS) $(wildcard src/executor/*.h src/common/*.h)
 	$(CC) $(EXECUTOR_CFLAGS) -o $@ $(EXECUTOR_SRCS) $(EXECUTOR_LIBS)
 
+$(EXECUTOR)-cloud: $(EXECUTOR_CLOUD_SRCS) $(wildcard src/executor/*.h src/common/*.h)
+	$(CC) $(EXECUTOR_CFLAGS) -DSB_EXECUTOR_CLOUD -o $@ $(EXECUTOR_CLOUD_SRCS) $(EXECUTOR_CLOUD_LIBS)
+
 # The executor built with AddressSanitizer and UBSan, for the test suite.
 $(EXECUTOR)-asan: $(EXECUTOR_SRCS) $(wildcard src/executor/*.h src/common/*.h)
 	$(CC) $(EXECUTOR_CFLAGS) -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
-		-o $@ $(EXECUTOR_SRCS) $(EXECUTOR_LIBS)
+		-DSB_EXECUTOR_CLOUD -o $@ $(EXECUTOR_CLOUD_SRCS) $(EXECUTOR_CLOUD_LIBS)
 
 install: install-executor
 
-install-executor: $(EXECUTOR)
+install-executor: $(EXECUTOR) $(EXECUTOR)-cloud
 	$(MKDIR_P) '$(DESTDIR)$(bindir)'
 	$(INSTALL_PROGRAM) $(EXECUTOR) '$(DESTDIR)$(bindir)/$(EXECUTOR)'
+	$(INSTALL_PROGRAM) $(EXECUTOR)-cloud '$(DESTDIR)$(bindir)/$(EXECUTOR)-cloud'
 
 uninstall: uninstall-executor
 
 uninstall-executor:
-	rm -f '$(DESTDIR)$(bindir)/$(EXECUTOR)'
+	rm -f '$(DESTDIR)$(bindir)/$(EXECUTOR)' '$(DESTDIR)$(bindir)/$(EXECUTOR)-cloud'
 
 .PHONY: install-executor uninstall-executor
 

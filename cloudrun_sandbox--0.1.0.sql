@@ -45,11 +45,20 @@ CREATE TABLE sandbox.executions (
 	submitted_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	started_at timestamptz,
 	finished_at timestamptz,
-	duration interval
+	duration interval,
+	-- what sandbox.submit() queued, for the background worker
+	timeout interval,
+	call_env jsonb,
+	callback regprocedure,
+	cancel_requested boolean NOT NULL DEFAULT false,
+	remote_operation text
 );
 CREATE INDEX executions_session_idx ON sandbox.executions (session, id);
 CREATE INDEX executions_owner_idx ON sandbox.executions (owner, id);
 CREATE INDEX executions_finished_idx ON sandbox.executions (finished_at);
+-- The worker's queue: what is waiting or in flight.
+CREATE INDEX executions_active_idx ON sandbox.executions (session, id)
+	WHERE status IN ('queued', 'launching', 'running');
 
 -- Each role sees only its own rows.  The functions write these tables as the
 -- extension owner after checking ownership themselves.
@@ -104,6 +113,91 @@ AS 'MODULE_PATHNAME', 'sandbox_sync'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION sandbox.sync(text) IS
 	'rebuild session mirror rows from state.json; returns the number refreshed';
+
+CREATE FUNCTION sandbox.submit(
+	command text,
+	session text DEFAULT 'default',
+	timeout interval DEFAULT NULL,
+	env jsonb DEFAULT NULL,
+	callback regprocedure DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'sandbox_submit'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION sandbox.submit(text, text, interval, jsonb, regprocedure) IS
+	'queue a command; the background worker runs it after this transaction commits';
+
+CREATE FUNCTION sandbox.wait(
+	id bigint,
+	timeout interval DEFAULT NULL,
+	OUT id bigint,
+	OUT status text,
+	OUT exit_code integer,
+	OUT stdout text,
+	OUT stderr text,
+	OUT cwd text,
+	OUT duration interval,
+	OUT stdout_truncated boolean,
+	OUT stderr_truncated boolean)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sandbox_wait'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION sandbox.wait(bigint, interval) IS
+	'wait until a submitted execution finishes (or the timeout passes) and return its row';
+
+CREATE FUNCTION sandbox.result(
+	id bigint,
+	OUT id bigint,
+	OUT status text,
+	OUT exit_code integer,
+	OUT stdout text,
+	OUT stderr text,
+	OUT cwd text,
+	OUT duration interval,
+	OUT stdout_truncated boolean,
+	OUT stderr_truncated boolean)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sandbox_result'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION sandbox.result(bigint) IS 'an execution''s row as it stands';
+
+CREATE FUNCTION sandbox.cancel(id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'sandbox_cancel'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION sandbox.cancel(bigint) IS
+	'stop a queued or running execution; true if it was still unfinished';
+
+CREATE FUNCTION sandbox.submit_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'sandbox_submit_trigger'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION sandbox.submit_trigger() IS
+	'AFTER INSERT FOR EACH ROW trigger: submit_trigger(command_column_or_template, session [, timeout [, callback]])';
+
+CREATE FUNCTION sandbox.worker_status(
+	OUT running boolean,
+	OUT pid integer,
+	OUT database text,
+	OUT started_at timestamptz,
+	OUT in_flight_local integer,
+	OUT in_flight_cloudrun integer,
+	OUT completed bigint,
+	OUT last_error text,
+	OUT last_error_at timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sandbox_worker_status'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION sandbox.worker_status() IS 'the background worker: running or not, in flight, last error';
+
+-- Queued and running executions, for psql; row-level security applies.
+CREATE VIEW sandbox.activity WITH (security_invoker = true) AS
+	SELECT e.id, e.session, s.backend, e.owner, e.status, e.command,
+		pg_catalog.now() - e.submitted_at AS age, e.started_at, e.remote_name,
+		e.cancel_requested
+	FROM sandbox.executions e
+	LEFT JOIN sandbox.sessions s ON s.name = e.session
+	WHERE e.status IN ('queued', 'launching', 'running')
+	ORDER BY e.id;
 
 -- Nothing is granted to PUBLIC; sandbox_user is what a DBA grants.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA sandbox FROM PUBLIC;

@@ -8,7 +8,7 @@
  * tables with search_path pinned to pg_catalog, so no object of the caller's
  * can be substituted into a query that runs with the owner's rights.
  */
-#include "cloudrun_sandbox.h"
+#include "driver.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -18,7 +18,9 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "common/hashfn.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -44,6 +46,9 @@ static SPIPlanPtr plan_lock_session;
 static SPIPlanPtr plan_update_session;
 static SPIPlanPtr plan_delete_session;
 static SPIPlanPtr plan_insert_execution;
+static SPIPlanPtr plan_queue_execution;
+static SPIPlanPtr plan_execution_row;
+static SPIPlanPtr plan_cancel_execution;
 static SPIPlanPtr plan_next_id;
 static SPIPlanPtr plan_prune;
 static SPIPlanPtr plan_session_row;
@@ -169,6 +174,13 @@ sb_session_insert(const char *name, SbBackend backend)
 	return inserted;
 }
 
+/* sb_session_lock_key is the advisory-lock key of a session (class, hash of the name). */
+int32
+sb_session_lock_key(const char *name)
+{
+	return (int32) hash_bytes((const unsigned char *) name, strlen(name));
+}
+
 SbSession *
 sb_session_lock(const char *name, bool create, SbBackend backend, bool missing_ok)
 {
@@ -179,6 +191,13 @@ sb_session_lock(const char *name, bool create, SbBackend backend, bool missing_o
 	bool		created = false;
 
 	sb_check_session_name(name);
+	/*
+	 * The advisory lock comes first: the background worker holds it (at
+	 * session level) while one of the session's executions is in flight, and
+	 * takes no row lock meanwhile, so the two can never wait for each other.
+	 */
+	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(SB_SESSION_LOCK_CLASS),
+						Int32GetDatum(sb_session_lock_key(name)));
 	if (create)
 		created = sb_session_insert(name, backend);
 	spi_begin(&s);
@@ -399,4 +418,127 @@ sb_execution_prune(void)
 				1, types),
 		values, NULL, SPI_OK_DELETE);
 	spi_end(&s);
+}
+
+int64
+sb_execution_queue(const SbSession *session, const char *command, int64 timeout_ms,
+				   Jsonb *call_env, Oid callback)
+{
+	SbSpi		s;
+	Oid			types[6] = {TEXTOID, REGROLEOID, TEXTOID, INTERVALOID, JSONBOID, REGPROCEDUREOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Interval   *tmo = palloc0(sizeof(Interval));
+	int64		id;
+	bool		isnull;
+
+	tmo->time = timeout_ms * 1000;
+	spi_begin(&s);
+	values[0] = CStringGetTextDatum(session->name);
+	values[1] = ObjectIdGetDatum(s.save_uid);
+	values[2] = CStringGetTextDatum(command);
+	values[3] = IntervalPGetDatum(tmo);
+	values[4] = call_env ? JsonbPGetDatum(call_env) : (Datum) 0;
+	nulls[4] = call_env ? ' ' : 'n';
+	values[5] = ObjectIdGetDatum(callback);
+	nulls[5] = OidIsValid(callback) ? ' ' : 'n';
+	run(prepare(&plan_queue_execution,
+				"INSERT INTO sandbox.executions (session, owner, command, status, timeout, "
+				"call_env, callback) VALUES ($1, $2, $3, 'queued', $4, $5, $6) RETURNING id",
+				6, types),
+		values, nulls, SPI_OK_INSERT_RETURNING);
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	spi_end(&s);
+	return id;
+}
+
+/*
+ * sb_execution_row returns execution id as the row sandbox.wait/result give,
+ * after checking the caller may see it.  *finished says whether it is done;
+ * *mine_uncommitted whether the caller's own open transaction queued it.
+ */
+Datum
+sb_execution_row(int64 id, TupleDesc desc, bool *finished, bool *mine_uncommitted)
+{
+	SbSpi		s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	Datum		result;
+	HeapTuple	tup;
+	TupleDesc	td;
+	bool		n[11];
+	Datum		v[11];
+	Oid			owner;
+	char	   *status;
+	MemoryContext old;
+
+	spi_begin(&s);
+	values[0] = Int64GetDatum(id);
+	run(prepare(&plan_execution_row,
+				"SELECT owner, status, exit_code, stdout, stderr, error, cwd, "
+				"COALESCE(duration, CASE WHEN started_at IS NOT NULL THEN now() - started_at END), "
+				"stdout_truncated, stderr_truncated, xmin::text::bigint "
+				"FROM sandbox.executions WHERE id = $1",
+				1, types),
+		values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("execution " INT64_FORMAT " does not exist", id),
+				 errhint("It may have been removed by cloudrun_sandbox.history_retention.")));
+	tup = SPI_tuptable->vals[0];
+	td = SPI_tuptable->tupdesc;
+	heap_deform_tuple(tup, td, v, n);
+	owner = DatumGetObjectId(v[0]);
+	if (owner != s.save_uid && !superuser_arg(s.save_uid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for execution " INT64_FORMAT, id),
+				 errdetail("The execution belongs to another role.")));
+	status = TextDatumGetCString(v[1]);
+	*finished = strcmp(status, "queued") != 0 && strcmp(status, "launching") != 0 &&
+		strcmp(status, "running") != 0;
+	*mine_uncommitted = TransactionIdIsCurrentTransactionId((TransactionId) DatumGetInt64(v[10]));
+	old = MemoryContextSwitchTo(s.outer);
+	result = sb_result_datum(desc, id, status, !n[2], n[2] ? 0 : DatumGetInt32(v[2]),
+							 n[3] ? NULL : DatumGetTextPCopy(v[3]),
+							 n[4] ? NULL : DatumGetTextPCopy(v[4]),
+							 n[5] ? NULL : TextDatumGetCString(v[5]),
+							 n[6] ? NULL : TextDatumGetCString(v[6]),
+							 n[7] ? NULL : DatumGetIntervalP(datumCopy(v[7], false, sizeof(Interval))),
+							 !n[8] && DatumGetBool(v[8]), !n[9] && DatumGetBool(v[9]));
+	MemoryContextSwitchTo(old);
+	spi_end(&s);
+	return result;
+}
+
+/*
+ * sb_execution_cancel stops execution id if it is unfinished: a queued one is
+ * cancelled at once, one in flight is flagged for the worker.  Returns whether
+ * it was unfinished.
+ */
+bool
+sb_execution_cancel(int64 id)
+{
+	SbSpi		s;
+	Oid			types[2] = {INT8OID, REGROLEOID};
+	Datum		values[2];
+	bool		did;
+
+	spi_begin(&s);
+	values[0] = Int64GetDatum(id);
+	values[1] = ObjectIdGetDatum(superuser_arg(s.save_uid) ? InvalidOid : s.save_uid);
+	run(prepare(&plan_cancel_execution,
+				"UPDATE sandbox.executions SET "
+				"status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END, "
+				"finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END, "
+				"error = CASE WHEN status = 'queued' THEN 'cancelled before it started' ELSE error END, "
+				"cancel_requested = true "
+				"WHERE id = $1 AND ($2 = 0 OR owner = $2) "
+				"AND status IN ('queued', 'launching', 'running') RETURNING id",
+				2, types),
+		values, NULL, SPI_OK_UPDATE_RETURNING);
+	did = SPI_processed == 1;
+	spi_end(&s);
+	return did;
 }

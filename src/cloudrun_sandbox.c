@@ -15,6 +15,7 @@
 #include "utils/memutils.h"
 
 #include "common/sbutil.h"
+#include "shared.h"
 
 PG_MODULE_MAGIC;
 
@@ -41,6 +42,9 @@ char	   *sb_run_endpoint = NULL;
 char	   *sb_storage_endpoint = NULL;
 char	   *sb_token_endpoint = NULL;
 char	   *sb_metadata_host = NULL;
+char	   *sb_worker_database = NULL;
+int			sb_max_concurrent = 64;
+int			sb_max_batch = 50;
 
 static const struct config_enum_entry backend_options[] = {
 	{"local", SB_BACKEND_LOCAL, false},
@@ -163,7 +167,24 @@ _PG_init(void)
 							   "Host (and port) of the metadata server for credentials = metadata.",
 							   NULL, &sb_metadata_host, "metadata.google.internal", PGC_SUSET,
 							   GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("cloudrun_sandbox.database",
+							   "Database the background worker connects to and serves.",
+							   NULL, &sb_worker_database, "postgres", PGC_POSTMASTER, 0, NULL, NULL,
+							   NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.max_concurrent",
+							"Executions the background worker runs at once (different sessions).",
+							NULL, &sb_max_concurrent, 64, 1, 10000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.max_batch",
+							"Most queued cloud executions launched as one Cloud Run execution.",
+							"Cloud Run limits job run requests per minute; tasks of one execution are not.",
+							&sb_max_batch, 50, 1, 10000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("cloudrun_sandbox");
+
+	if (process_shared_preload_libraries_in_progress)
+	{
+		sb_shared_init_hooks();
+		sb_register_worker();
+	}
 }
 
 /* sb_backend_name returns the name stored in sandbox.sessions.backend. */

@@ -51,6 +51,9 @@ extern char *sb_run_endpoint;
 extern char *sb_storage_endpoint;
 extern char *sb_token_endpoint;
 extern char *sb_metadata_host;
+extern char *sb_worker_database;
+extern int	sb_max_concurrent;
+extern int	sb_max_batch;
 
 /* Which backend runs a session's commands. */
 typedef enum SbBackend
@@ -93,6 +96,14 @@ extern List *sb_session_names_visible(void);
 extern int64 sb_execution_next_id(void);
 extern void sb_execution_insert(const SbSession *session, const SbOutcome *outcome);
 extern void sb_execution_prune(void);
+extern int64 sb_execution_queue(const SbSession *session, const char *command, int64 timeout_ms,
+								Jsonb *call_env, Oid callback);
+extern Datum sb_execution_row(int64 id, TupleDesc desc, bool *finished, bool *mine_uncommitted);
+extern bool sb_execution_cancel(int64 id);
+extern int32 sb_session_lock_key(const char *name);
+
+/* Advisory-lock class of sessions (the first key of the two-int4 form). */
+#define SB_SESSION_LOCK_CLASS 0x5B0C
 extern Datum sb_session_datum(const char *name, TupleDesc result_desc);
 
 /* cloudrun_sandbox.c: JSON helpers between jsonb and jansson. */

@@ -12,6 +12,15 @@
 
 #define SB_MAX_WAIT_FDS 8
 
+bool		sb_driver_nonblocking = false;
+
+/* sb_poll_interval_ms paces polling of runs that have nothing to wait on: more runs, slower. */
+long
+sb_poll_interval_ms(int in_flight)
+{
+	return Min(1000, 20 + 2L * in_flight);
+}
+
 /* sb_driver_for returns the driver of a backend: one line per backend. */
 const SbDriver *
 sb_driver_for(SbBackend backend)
@@ -69,7 +78,7 @@ sb_run_sync(const SbDriver *driver, const char *session, int64 id, const char *r
 				memcpy(fds, cur, sizeof(int) * n);
 				nfds = n;
 			}
-			/* With nothing to watch (a process exiting), poll briefly. */
+			/* With nothing to watch, the driver polls (a cloud run): briefly. */
 			timeout = n > 0 ? 1000 : 5;
 			(void) WaitEventSetWait(set, timeout, events, lengthof(events),
 									PG_WAIT_EXTENSION);

@@ -15,6 +15,7 @@
 #include "cloudrun_sandbox.h"
 
 #include "datatype/timestamp.h"
+#include "utils/timestamp.h"
 
 typedef struct SbRun SbRun;
 
@@ -62,7 +63,25 @@ typedef struct SbDriver
 
 	/* Stop the run and everything it started; safe to call twice. */
 	void		(*cancel) (SbRun *run);
+
+	/* The remote execution's name, to record (NULL: none). */
+	const char *(*remote_name) (SbRun *run);
+
+	/*
+	 * Re-attach, after a restart, to execution id that may be in flight under
+	 * remote_name (NULL: the launch may or may not have happened).  Returns
+	 * NULL if it never started.  NULL for drivers whose runs die with the
+	 * worker.
+	 */
+	SbRun	   *(*attach) (const char *session, int64 id, const char *remote_name);
 } SbDriver;
+
+/*
+ * Set in the background worker: step() must not block (the cloud driver then
+ * polls instead of long-waiting), and sb_poll_interval_ms() paces it.
+ */
+extern bool sb_driver_nonblocking;
+extern long sb_poll_interval_ms(int in_flight);
 
 extern const SbDriver sb_local_driver;
 extern const SbDriver *sb_driver_for(SbBackend backend);
@@ -71,5 +90,22 @@ extern const SbDriver sb_cloudrun_driver;
 
 extern char *sb_run_sync(const SbDriver *driver, const char *session, int64 id,
 						 const char *request, TimestampTz hard_deadline, size_t *len);
+
+/* exec.c: the steps of running one command, shared with the worker. */
+extern char *sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh,
+							 int64 id, const char *command, json_t *call_env, int64 timeout_ms,
+							 SbState *state);
+extern TimestampTz sb_exec_deadline(const SbDriver *driver, TimestampTz started,
+									int64 timeout_ms);
+extern void sb_decode_result(SbOutcome *outcome, const char *text, size_t len);
+extern void sb_apply_state(const SbSession *session, const SbDriver *driver,
+						   const SbOutcome *outcome, SbState *state);
+extern Datum sb_result_datum(TupleDesc desc, int64 id, const char *status, bool has_exit_code,
+							 int exit_code, text *out, text *err, const char *error,
+							 const char *cwd, Interval *duration, bool out_truncated,
+							 bool err_truncated);
+extern int64 sb_timeout_ms(Interval *iv);
+extern void sb_check_command(const char *command);
+extern char *text_arg(FunctionCallInfo fcinfo, int n, const char *name);
 
 #endif							/* SB_DRIVER_H */

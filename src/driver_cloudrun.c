@@ -257,7 +257,9 @@ cloud_launch(const char *session, int64 id, const char *request)
 	run->result_object = sb_gc_object(session, psprintf("results/" INT64_FORMAT ".json", id));
 
 	sb_gc_gcs(&cfg);
-	if (sb_gcs_upload(&cfg, run->request_object, request, strlen(request), 0, NULL, &err) != 0)
+	/* Ids are unique; a request already there is this one, re-launched after a restart. */
+	if (sb_gcs_upload(&cfg, run->request_object, request, strlen(request), SB_GCS_ANY_GENERATION,
+					  NULL, &err) != 0)
 		sb_gc_raise(&err, "could not upload the request", SB_GC_NOT_FOUND_BUCKET);
 
 	body = json_pack("{s{s[{s[sss]}]s:s}}", "overrides", "containerOverrides", "args", "cloud",
@@ -324,6 +326,31 @@ fetch_result(SbRun *run)
 	free(data);
 }
 
+/* poll_execution asks, without waiting, whether the run's execution has completed. */
+static bool
+poll_execution(SbRun *run)
+{
+	SbError		err;
+	char	   *response;
+	json_t	   *exec;
+	bool		completed;
+
+	if (run->execution == NULL)
+		return true;			/* attached to a run whose result is already there */
+	if (sb_gc_run_call("GET", psprintf("/v2/%s", run->execution), NULL, CALL_TIMEOUT_MS,
+					   &response, &err) != 0)
+	{
+		if (err.kind == SB_ERR_CANCELLED)
+			return false;
+		sb_gc_raise(&err, "could not look at the Cloud Run execution", SB_GC_NOT_FOUND_OTHER);
+	}
+	exec = json_loads(response, 0, NULL);
+	completed = exec != NULL && json_object_get(exec, "completionTime") != NULL;
+	if (exec != NULL)
+		json_decref(exec);
+	return completed;
+}
+
 static bool
 cloud_step(SbRun *run)
 {
@@ -334,6 +361,13 @@ cloud_step(SbRun *run)
 
 	if (run->result != NULL)
 		return true;
+	if (sb_driver_nonblocking)
+	{
+		if (!poll_execution(run))
+			return false;
+		fetch_result(run);
+		return true;
+	}
 	if (sb_gc_run_call("POST", psprintf("/v2/%s:wait", run->operation),
 					   "{\"timeout\":\"" WAIT_SLICE "\"}", CALL_TIMEOUT_MS, &response, &err) != 0)
 	{
@@ -379,6 +413,82 @@ cloud_finish(SbRun *run, size_t *len)
 	return run->result;
 }
 
+static const char *
+cloud_remote_name(SbRun *run)
+{
+	return run->execution;
+}
+
+/* find_execution looks through the job's recent executions for one that ran request_object. */
+static char *
+find_execution(const char *request_object)
+{
+	char	   *page = NULL;
+
+	for (int pages = 0; pages < 20; pages++)
+	{
+		SbError		err;
+		char	   *response;
+		json_t	   *list;
+		json_t	   *items;
+		json_t	   *item;
+		size_t		i;
+		char	   *found = NULL;
+		const char *next;
+
+		if (sb_gc_run_call("GET", psprintf("%s/executions?pageSize=100%s%s", job_path(),
+										   page ? "&pageToken=" : "", page ? page : ""),
+						   NULL, CALL_TIMEOUT_MS, &response, &err) != 0)
+			sb_gc_raise(&err, "could not list the job's executions", SB_GC_NOT_FOUND_JOB);
+		list = json_loads(response, 0, NULL);
+		items = json_object_get(list, "executions");
+		json_array_foreach(items, i, item)
+		{
+			json_t	   *args = json_object_get(json_array_get(json_object_get(json_object_get(item, "template"),
+																			  "containers"), 0), "args");
+			json_t	   *a;
+			size_t		j;
+
+			json_array_foreach(args, j, a)
+				if (json_is_string(a) && strcmp(json_string_value(a), request_object) == 0)
+					found = pstrdup(json_string_value(json_object_get(item, "name")));
+		}
+		next = json_string_value(json_object_get(list, "nextPageToken"));
+		page = next ? pstrdup(next) : NULL;
+		json_decref(list);
+		if (found != NULL || page == NULL)
+			return found;
+	}
+	return NULL;
+}
+
+static SbRun *
+cloud_attach(const char *session, int64 id, const char *remote_name)
+{
+	SbRun	   *run = palloc0(sizeof(SbRun));
+	SbGcsConfig cfg;
+	SbGcsObjectInfo info;
+	SbError		err;
+
+	run->session = pstrdup(session);
+	run->id = id;
+	run->request_object = sb_gc_object(session, psprintf("requests/" INT64_FORMAT ".json", id));
+	run->result_object = sb_gc_object(session, psprintf("results/" INT64_FORMAT ".json", id));
+	if (remote_name != NULL)
+	{
+		run->execution = pstrdup(remote_name);
+		return run;
+	}
+	/* The launch may or may not have happened: a result, or an execution, says it did. */
+	sb_gc_gcs(&cfg);
+	if (sb_gcs_stat(&cfg, run->result_object, &info, &err) == 0)
+		return run;
+	if (sb_gcs_stat(&cfg, run->request_object, &info, &err) != 0)
+		return NULL;			/* not even the request was written */
+	run->execution = find_execution(run->request_object);
+	return run->execution ? run : NULL;
+}
+
 const SbDriver sb_cloudrun_driver = {
 	.name = "cloudrun",
 	.executor_writes_state = true,
@@ -392,4 +502,6 @@ const SbDriver sb_cloudrun_driver = {
 	.step = cloud_step,
 	.finish = cloud_finish,
 	.cancel = cloud_cancel,
+	.remote_name = cloud_remote_name,
+	.attach = cloud_attach,
 };

@@ -24,6 +24,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,6 +40,7 @@
 struct SbRun
 {
 	pid_t		pid;
+	int			pid_fd;			/* pidfd of bwrap: readable once it has exited */
 	int			out_fd;
 	int			err_fd;
 	SbBuf		out;
@@ -472,6 +474,7 @@ local_launch(const char *session, int64 id, const char *request)
 	}
 	run->out_fd = out[0];
 	run->err_fd = err[0];
+	run->pid_fd = (int) syscall(SYS_pidfd_open, run->pid, 0);
 	fcntl(run->out_fd, F_SETFL, O_NONBLOCK);
 	fcntl(run->err_fd, F_SETFL, O_NONBLOCK);
 	/* Results are bounded: output is capped and JSON escaping at most sextuples it. */
@@ -491,6 +494,9 @@ local_wait_fds(SbRun *run, int *fds, int max_fds)
 		fds[n++] = run->out_fd;
 	if (run->err_fd >= 0 && n < max_fds)
 		fds[n++] = run->err_fd;
+	/* Once the pipes are closed, what is left is the process's exit. */
+	if (n == 0 && !run->reaped && run->pid_fd >= 0 && n < max_fds)
+		fds[n++] = run->pid_fd;
 	return n;
 }
 
@@ -530,6 +536,8 @@ local_step(SbRun *run)
 		return false;
 	if (!run->reaped && waitpid(run->pid, &run->wstatus, WNOHANG) == run->pid)
 		run->reaped = true;
+	if (run->reaped && run->pid_fd >= 0)
+		close(run->pid_fd), run->pid_fd = -1;
 	return run->reaped;
 }
 
@@ -548,6 +556,8 @@ local_cancel(SbRun *run)
 		close(run->out_fd), run->out_fd = -1;
 	if (run->err_fd >= 0)
 		close(run->err_fd), run->err_fd = -1;
+	if (run->pid_fd >= 0)
+		close(run->pid_fd), run->pid_fd = -1;
 }
 
 static char *
@@ -590,4 +600,6 @@ const SbDriver sb_local_driver = {
 	.step = local_step,
 	.finish = local_finish,
 	.cancel = local_cancel,
+	.remote_name = NULL,
+	.attach = NULL,
 };

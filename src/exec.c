@@ -30,9 +30,9 @@ sb_require_utf8(void)
 				 errdetail("This database uses %s.", GetDatabaseEncodingName())));
 }
 
-/* interval_ms converts a timeout argument to milliseconds, with the limits checked. */
-static int64
-timeout_ms(Interval *iv)
+/* sb_timeout_ms converts a timeout argument to milliseconds, with the limits checked. */
+int64
+sb_timeout_ms(Interval *iv)
 {
 	int64		ms;
 
@@ -53,7 +53,7 @@ timeout_ms(Interval *iv)
 }
 
 /* text_arg returns a non-null text argument as a C string, or raises an error. */
-static char *
+char *
 text_arg(FunctionCallInfo fcinfo, int n, const char *name)
 {
 	if (PG_ARGISNULL(n))
@@ -61,6 +61,16 @@ text_arg(FunctionCallInfo fcinfo, int n, const char *name)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be null", name)));
 	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+/* sb_check_command rejects an empty command. */
+void
+sb_check_command(const char *command)
+{
+	if (strlen(command) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("command must not be empty")));
 }
 
 /* sb_limits fills the resource limits from the settings. */
@@ -73,114 +83,180 @@ sb_limits(SbLimits *l)
 	l->cpu_seconds = sb_cpu_time_limit_s;
 }
 
-Datum
-sandbox_exec(PG_FUNCTION_ARGS)
+/*
+ * sb_prepare_exec builds the request document for one command in a session
+ * the caller has locked, and fills *state with the state it starts from
+ * (empty when the executor reads the state itself, or the session is new).
+ */
+char *
+sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh, int64 id,
+				const char *command, json_t *call_env, int64 timeout_ms, SbState *state)
 {
-	char	   *command = text_arg(fcinfo, 0, "command");
-	char	   *name = text_arg(fcinfo, 1, "session");
-	int64		tmo = timeout_ms(PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2));
-	json_t	   *call_env = PG_ARGISNULL(3) ? NULL :
-		sb_jsonb_to_env(PG_GETARG_JSONB_P(3), "env argument");
-	TupleDesc	desc;
-	SbSession  *session;
-	const SbDriver *driver;
-	SbState		state;
 	SbExecRequest req;
-	SbOutcome	outcome;
-	SbExecResult *r = &outcome.result;
 	char	   *request;
-	char	   *text;
-	size_t		len;
-	char		errbuf[512];
-	Datum		values[9];
-	bool		nulls[9] = {0};
-	Interval   *duration;
 
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "sandbox.exec must return a composite type");
-	sb_require_utf8();
-	if (strlen(command) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("command must not be empty")));
-
-	/* Lock the session (creating it on first use): one command at a time. */
-	session = sb_session_lock(name, true, (SbBackend) sb_default_backend, false);
-	driver = sb_driver_for(session->backend);
-	driver->prepare_session(name, session->created);
-	if (driver->executor_writes_state || session->created ||
-		!driver->load_state(name, &state))
+	driver->prepare_session(session->name, fresh);
+	if (driver->executor_writes_state || fresh || !driver->load_state(session->name, state))
 	{
-		memset(&state, 0, sizeof(state));
-		state.cwd = SB_WORKSPACE;
-		state.env = json_object();
+		memset(state, 0, sizeof(*state));
+		state->cwd = SB_WORKSPACE;
+		state->env = json_object();
 	}
-
 	memset(&req, 0, sizeof(req));
-	req.id = outcome.id = sb_execution_next_id();
+	req.id = id;
 	if (driver->executor_writes_state)
 	{
-		req.session = name;
+		req.session = session->name;
 		req.prefix = sb_prefix;
 	}
 	req.command = command;
-	req.cwd = state.cwd;
-	req.env = state.env;
+	req.cwd = state->cwd;
+	req.env = state->env;
 	req.call_env = call_env;
-	req.timeout_ms = tmo;
+	req.timeout_ms = timeout_ms;
 	req.max_output_bytes = sb_max_output_bytes;
 	req.kill_grace_ms = SB_KILL_GRACE_MS;
 	sb_limits(&req.limits);
 	request = sb_request_encode(&req);
 	if (request == NULL)
 		elog(ERROR, "could not encode the sandbox request");
+	return request;
+}
 
-	outcome.command = command;
-	outcome.started_at = GetCurrentTimestamp();
-	text = sb_run_sync(driver, name, outcome.id, request,
-					   TimestampTzPlusMilliseconds(outcome.started_at,
-												   tmo + SB_KILL_GRACE_MS + driver->slack_ms),
-					   &len);
-	outcome.finished_at = GetCurrentTimestamp();
-	if (!sb_result_decode(text, len, r, errbuf, sizeof(errbuf)))
+/* sb_exec_deadline is when a run of this command is abandoned. */
+TimestampTz
+sb_exec_deadline(const SbDriver *driver, TimestampTz started, int64 timeout_ms)
+{
+	return TimestampTzPlusMilliseconds(started, timeout_ms + SB_KILL_GRACE_MS + driver->slack_ms);
+}
+
+/* sb_decode_result decodes a result document into outcome->result, or raises an error. */
+void
+sb_decode_result(SbOutcome *outcome, const char *text, size_t len)
+{
+	char		errbuf[512];
+
+	if (!sb_result_decode(text, len, &outcome->result, errbuf, sizeof(errbuf)))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("the sandbox returned a malformed result"),
 				 errdetail("%s", errbuf)));
+}
+
+/*
+ * sb_apply_state commits the session's new state a result carries: the
+ * extension stores it (local) or the executor already has (cloud); then the
+ * mirror row follows.
+ */
+void
+sb_apply_state(const SbSession *session, const SbDriver *driver, const SbOutcome *outcome,
+			   SbState *state)
+{
+	const SbExecResult *r = &outcome->result;
+
+	if (!r->has_state || (driver->executor_writes_state && r->state_generation <= 0))
+		return;
+	state->cwd = r->cwd;
+	state->env = r->env;
+	state->last_execution = outcome->id;
+	if (driver->executor_writes_state)
+		state->generation = r->state_generation;
+	else
+	{
+		state->generation++;
+		driver->store_state(session->name, state);
+	}
+	sb_session_update(session, state);
+}
+
+/*
+ * sb_result_datum forms the row sandbox.exec, wait and result return.  The
+ * sandbox's own error, if any, is appended to stderr.
+ */
+Datum
+sb_result_datum(TupleDesc desc, int64 id, const char *status, bool has_exit_code, int exit_code,
+				text *out, text *err, const char *error, const char *cwd, Interval *duration,
+				bool out_truncated, bool err_truncated)
+{
+	Datum		values[9];
+	bool		nulls[9] = {0};
+
+	values[0] = Int64GetDatum(id);
+	values[1] = CStringGetTextDatum(status);
+	values[2] = Int32GetDatum(exit_code);
+	nulls[2] = !has_exit_code;
+	values[3] = PointerGetDatum(out);
+	nulls[3] = out == NULL;
+	if (error != NULL)
+	{
+		char	   *e = err ? text_to_cstring(err) : "";
+
+		values[4] = CStringGetTextDatum(psprintf("%s%scloudrun-sandbox: %s", e, e[0] ? "\n" : "",
+												 error));
+	}
+	else
+	{
+		values[4] = PointerGetDatum(err);
+		nulls[4] = err == NULL;
+	}
+	values[5] = cwd ? CStringGetTextDatum(cwd) : (Datum) 0;
+	nulls[5] = cwd == NULL;
+	values[6] = IntervalPGetDatum(duration);
+	nulls[6] = duration == NULL;
+	values[7] = BoolGetDatum(out_truncated);
+	values[8] = BoolGetDatum(err_truncated);
+	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls));
+}
+
+Datum
+sandbox_exec(PG_FUNCTION_ARGS)
+{
+	char	   *command = text_arg(fcinfo, 0, "command");
+	char	   *name = text_arg(fcinfo, 1, "session");
+	int64		tmo = sb_timeout_ms(PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2));
+	json_t	   *call_env = PG_ARGISNULL(3) ? NULL :
+		sb_jsonb_to_env(PG_GETARG_JSONB_P(3), "env argument");
+	TupleDesc	desc;
+	SbSession  *session;
+	const SbDriver *driver;
+	SbState		state;
+	SbOutcome	outcome;
+	SbExecResult *r = &outcome.result;
+	char	   *request;
+	char	   *text;
+	size_t		len;
+	Interval   *duration;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "sandbox.exec must return a composite type");
+	sb_require_utf8();
+	sb_check_command(command);
+
+	/* Lock the session (creating it on first use): one command at a time. */
+	session = sb_session_lock(name, true, (SbBackend) sb_default_backend, false);
+	driver = sb_driver_for(session->backend);
+	memset(&outcome, 0, sizeof(outcome));
+	outcome.id = sb_execution_next_id();
+	request = sb_prepare_exec(session, driver, session->created, outcome.id, command, call_env,
+							  tmo, &state);
+	outcome.command = command;
+	outcome.started_at = GetCurrentTimestamp();
+	text = sb_run_sync(driver, name, outcome.id, request,
+					   sb_exec_deadline(driver, outcome.started_at, tmo), &len);
+	outcome.finished_at = GetCurrentTimestamp();
+	sb_decode_result(&outcome, text, len);
 
 	/* History first, then the session's new state and its mirror. */
 	sb_execution_insert(session, &outcome);
-	if (r->has_state && (!driver->executor_writes_state || r->state_generation > 0))
-	{
-		state.cwd = r->cwd;
-		state.env = r->env;
-		state.last_execution = outcome.id;
-		if (driver->executor_writes_state)
-			state.generation = r->state_generation;
-		else
-		{
-			state.generation++;
-			driver->store_state(name, &state);
-		}
-		sb_session_update(session, &state);
-	}
+	sb_apply_state(session, driver, &outcome, &state);
 	sb_execution_prune();
 
-	values[0] = Int64GetDatum(outcome.id);
-	values[1] = CStringGetTextDatum(sb_status_name(r->status));
-	values[2] = Int32GetDatum(r->exit_code);
-	nulls[2] = !r->has_exit_code;
-	values[3] = PointerGetDatum(cstring_to_text_with_len(r->stdout_data, r->stdout_len));
-	if (r->error != NULL)
-		values[4] = CStringGetTextDatum(psprintf("%s%scloudrun-sandbox: %s", r->stderr_data,
-												 r->stderr_len ? "\n" : "", r->error));
-	else
-		values[4] = PointerGetDatum(cstring_to_text_with_len(r->stderr_data, r->stderr_len));
-	values[5] = CStringGetTextDatum(state.cwd);
 	duration = palloc0(sizeof(Interval));
 	duration->time = (int64) (r->duration_ms * 1000.0);
-	values[6] = IntervalPGetDatum(duration);
-	values[7] = BoolGetDatum(r->stdout_truncated);
-	values[8] = BoolGetDatum(r->stderr_truncated);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+	PG_RETURN_DATUM(sb_result_datum(desc, outcome.id, sb_status_name(r->status),
+									r->has_exit_code, r->exit_code,
+									cstring_to_text_with_len(r->stdout_data, r->stdout_len),
+									cstring_to_text_with_len(r->stderr_data, r->stderr_len),
+									r->error, r->has_state ? r->cwd : state.cwd, duration,
+									r->stdout_truncated, r->stderr_truncated));
 }

@@ -67,6 +67,7 @@ port = $PGPORT
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$CLUSTER_DIR'
 shared_preload_libraries = 'cloudrun_sandbox'
+cloudrun_sandbox.database = '${WORKER_DB:-postgres}'
 max_connections = 50
 fsync = off
 CONF

@@ -87,7 +87,7 @@ else
 	tally "symbols" 0 1
 fi
 
-cluster_start
+WORKER_DB=sandbox_tap cluster_start
 
 # --- pg_regress: the SQL surface.
 log "pg_regress"

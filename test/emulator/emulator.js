@@ -1449,7 +1449,12 @@ function bwrapArgs(executorPath) {
     '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--dir', '/workspace', '--chdir', '/workspace'];
   let real = executorPath;
   try { real = fs.realpathSync(executorPath); } catch { /* bwrap will report it */ }
-  if (!real.startsWith('/usr/')) a.push('--ro-bind', real, executorPath);
+  if (!real.startsWith('/usr/')) {
+    a.push('--ro-bind', real, executorPath);
+    // The local executor hands cloud mode to its sibling program; bind it too.
+    const sibling = `${real}-cloud`;
+    if (fs.existsSync(sibling)) a.push('--ro-bind', sibling, `${executorPath}-cloud`);
+  }
   return a;
 }
 

@@ -1,0 +1,127 @@
+/*
+ * shared.c
+ *		Shared memory of the extension (needs shared_preload_libraries) and
+ *		waking the background worker when a transaction that queued work
+ *		commits, so the worker never polls.
+ */
+#include "shared.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+
+SbShared   *sb_shared = NULL;
+bool		sb_preloaded = false;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static bool wake_registered = false;
+static bool wake_pending = false;
+
+/* shmem_request asks the postmaster for our shared memory. */
+static void
+shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SbShared)));
+}
+
+/* shmem_startup creates or attaches the shared state. */
+static void
+shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	sb_shared = ShmemInitStruct("cloudrun_sandbox", sizeof(SbShared), &found);
+	if (!found)
+	{
+		memset(sb_shared, 0, sizeof(SbShared));
+		SpinLockInit(&sb_shared->mutex);
+		sb_shared->worker_pgprocno = -1;
+		ConditionVariableInit(&sb_shared->completion_cv);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* sb_shared_init_hooks installs the hooks; called from _PG_init while preloading. */
+void
+sb_shared_init_hooks(void)
+{
+	sb_preloaded = true;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = shmem_startup;
+}
+
+/* sb_require_worker_library raises a clear error when the library was not preloaded. */
+void
+sb_require_worker_library(void)
+{
+	if (sb_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the cloudrun_sandbox background worker is not running"),
+				 errdetail("sandbox.submit() and friends need the library in "
+						   "shared_preload_libraries."),
+				 errhint("Add cloudrun_sandbox to shared_preload_libraries in postgresql.conf "
+						 "and restart the server.")));
+}
+
+/* sb_wake_worker sets the worker's latch now. */
+void
+sb_wake_worker(void)
+{
+	int			procno;
+
+	if (sb_shared == NULL)
+		return;
+	SpinLockAcquire(&sb_shared->mutex);
+	procno = sb_shared->worker_pgprocno;
+	SpinLockRelease(&sb_shared->mutex);
+	if (procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+/* wake_xact_callback wakes the worker once the queuing transaction has committed. */
+static void
+wake_xact_callback(XactEvent event, void *arg)
+{
+	if (!wake_pending)
+		return;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+		sb_wake_worker();
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		wake_pending = false;
+}
+
+/* sb_wake_worker_at_commit arranges one wake-up at the end of this transaction, if it commits. */
+void
+sb_wake_worker_at_commit(void)
+{
+	if (!wake_registered)
+	{
+		RegisterXactCallback(wake_xact_callback, NULL);
+		wake_registered = true;
+	}
+	wake_pending = true;
+}
+
+/* sb_shared_set_error records the worker's last error for sandbox.worker_status(). */
+void
+sb_shared_set_error(const char *message)
+{
+	if (sb_shared == NULL)
+		return;
+	SpinLockAcquire(&sb_shared->mutex);
+	strlcpy(sb_shared->last_error, message, sizeof(sb_shared->last_error));
+	sb_shared->last_error_at = GetCurrentTimestamp();
+	SpinLockRelease(&sb_shared->mutex);
+}

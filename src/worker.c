@@ -1,0 +1,872 @@
+/*
+ * worker.c
+ *		The background worker: runs queued executions (sandbox.submit) on
+ *		either backend, many sessions at once, one execution per session at a
+ *		time in submission order, and survives crashes and restarts.
+ *
+ * One loop, woken by its latch (set when a transaction that queued or
+ * cancelled work commits), by the pipes of local sandboxes, or by a timer
+ * while cloud executions are in flight; with nothing queued it sleeps and
+ * issues no queries.  Each state change is its own short transaction:
+ * queued -> launching (committed before any launch) -> running (committed
+ * after it, with the remote execution's name) -> finished.  No transaction is
+ * held across I/O.  While an execution is in flight the worker holds its
+ * session's advisory lock at session level, which sandbox.exec() also takes,
+ * so a session never runs two things at once.
+ */
+#include "driver.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/regproc.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "shared.h"
+
+PGDLLEXPORT void sb_worker_main(Datum arg);
+
+/* Retry a claim this soon when a session was busy with a synchronous exec. */
+#define BLOCKED_RETRY_MS 200
+#define MAX_WAIT_FDS 256
+
+/* WorkerFlight is one execution the worker has claimed. */
+typedef struct WorkerFlight
+{
+	int64		id;
+	char	   *session;
+	Oid			owner;
+	SbBackend	backend;
+	bool		fresh;			/* the session has never run anything */
+	char	   *command;
+	int64		timeout_ms;
+	json_t	   *call_env;
+	Oid			callback;
+	const SbDriver *driver;
+	SbRun	   *run;
+	SbState		state;
+	MemoryContext cxt;			/* everything of this flight */
+	TimestampTz started_at;
+	TimestampTz deadline;
+	bool		launched;
+	bool		done;
+	bool		cancelled;
+	char	   *failure;		/* set when the flight failed in the worker */
+	char	   *result;
+	size_t		result_len;
+} WorkerFlight;
+
+static List *flights = NIL;		/* in WorkerContext */
+static bool sessions_blocked = false;
+
+/* Long-lived lists of the worker live here; per-flight data in each flight's context. */
+static MemoryContext WorkerContext = NULL;
+
+/* keep_list appends to a list kept in WorkerContext. */
+static List *
+keep_list(List *list, void *item)
+{
+	MemoryContext old = MemoryContextSwitchTo(WorkerContext);
+
+	list = lappend(list, item);
+	MemoryContextSwitchTo(old);
+	return list;
+}
+
+/* session_advisory calls an advisory-lock function on a session's key at session level. */
+static bool
+session_advisory(const char *name, bool take)
+{
+	Datum		cls = Int32GetDatum(SB_SESSION_LOCK_CLASS);
+	Datum		key = Int32GetDatum(sb_session_lock_key(name));
+
+	if (take)
+		return DatumGetBool(DirectFunctionCall2(pg_try_advisory_lock_int4, cls, key));
+	return DatumGetBool(DirectFunctionCall2(pg_advisory_unlock_int4, cls, key));
+}
+
+/* begin starts a transaction for one step of the loop. */
+static void
+begin(const char *what)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, what);
+}
+
+/* commit ends it. */
+static void
+commit(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* extension_ready says whether the extension exists in the worker's database. */
+static bool
+extension_ready(void)
+{
+	bool		ready;
+
+	StartTransactionCommand();
+	ready = OidIsValid(get_extension_oid("cloudrun_sandbox", true));
+	CommitTransactionCommand();
+	return ready;
+}
+
+/* flight_error remembers why a flight failed in the worker (not in the sandbox). */
+static void
+flight_error(WorkerFlight *f, const char *message)
+{
+	MemoryContext old = MemoryContextSwitchTo(f->cxt);
+
+	f->failure = pstrdup(message);
+	f->done = true;
+	MemoryContextSwitchTo(old);
+	sb_shared_set_error(message);
+}
+
+/* caught copies the current error's message and clears the error state. */
+static char *
+caught(MemoryContext cxt)
+{
+	ErrorData  *ed;
+	char	   *msg;
+
+	MemoryContextSwitchTo(cxt);
+	ed = CopyErrorData();
+	FlushErrorState();
+	msg = ed->detail ? psprintf("%s: %s", ed->message, ed->detail) : pstrdup(ed->message);
+	FreeErrorData(ed);
+	return msg;
+}
+
+/* count_in_flight publishes how many executions each backend has in flight. */
+static void
+count_in_flight(void)
+{
+	int			n[2] = {0, 0};
+	ListCell   *lc;
+
+	foreach(lc, flights)
+		n[((WorkerFlight *) lfirst(lc))->backend]++;
+	SpinLockAcquire(&sb_shared->mutex);
+	sb_shared->in_flight[0] = n[0];
+	sb_shared->in_flight[1] = n[1];
+	SpinLockRelease(&sb_shared->mutex);
+}
+
+/* new_flight makes a flight from a claimed row's columns. */
+static WorkerFlight *
+new_flight(HeapTuple tup, TupleDesc desc)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "cloudrun_sandbox flight",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	WorkerFlight *f = palloc0(sizeof(WorkerFlight));
+	bool		isnull;
+	Datum		d;
+
+	f->cxt = cxt;
+	f->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	f->session = SPI_getvalue(tup, desc, 2);
+	f->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+	f->command = SPI_getvalue(tup, desc, 4);
+	d = SPI_getbinval(tup, desc, 5, &isnull);
+	f->timeout_ms = isnull ? (int64) sb_default_timeout_s * 1000
+		: DatumGetIntervalP(d)->time / 1000 + (int64) DatumGetIntervalP(d)->day * 86400000;
+	d = SPI_getbinval(tup, desc, 6, &isnull);
+	if (!isnull)
+		f->call_env = sb_jsonb_to_env(DatumGetJsonbP(d), "env");
+	d = SPI_getbinval(tup, desc, 7, &isnull);
+	f->callback = isnull ? InvalidOid : DatumGetObjectId(d);
+	d = SPI_getbinval(tup, desc, 8, &isnull);
+	if (isnull)
+		f->failure = pstrdup("the session was dropped before the execution started");
+	else
+		f->backend = sb_backend_parse(TextDatumGetCString(d));
+	d = SPI_getbinval(tup, desc, 9, &isnull);
+	f->fresh = isnull || DatumGetInt64(d) == 0;
+	f->driver = sb_driver_for(f->backend);
+	MemoryContextSwitchTo(old);
+	return f;
+}
+
+/*
+ * claim takes queued executions whose sessions have nothing in flight, oldest
+ * first, one per session, up to the free capacity, and commits them as
+ * launching.  A session a synchronous exec holds is skipped for now.
+ */
+static List *
+claim(void)
+{
+	static SPIPlanPtr plan_claim = NULL;
+	static SPIPlanPtr plan_launching = NULL;
+	int			room = sb_max_concurrent - list_length(flights);
+	List	   *claimed = NIL;
+	Datum		arg;
+	Oid			argtype = INT4OID;
+	ArrayBuildState *ids;
+
+	if (room <= 0)
+		return NIL;
+	if (plan_claim == NULL)
+	{
+		plan_claim = SPI_prepare(
+			"WITH c AS (SELECT e.id FROM sandbox.executions e "
+			"  WHERE e.status = 'queued' AND e.id = (SELECT min(q.id) FROM sandbox.executions q "
+			"    WHERE q.session = e.session AND q.status IN ('queued', 'launching', 'running')) "
+			"  ORDER BY e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED) "
+			"SELECT e.id, e.session, e.owner, e.command, e.timeout, e.call_env, e.callback, "
+			"  s.backend, s.generation "
+			"FROM c JOIN sandbox.executions e ON e.id = c.id "
+			"LEFT JOIN sandbox.sessions s ON s.name = e.session ORDER BY e.id",
+			1, &argtype);
+		SPI_keepplan(plan_claim);
+	}
+	arg = Int32GetDatum(room);
+	if (SPI_execute_plan(plan_claim, &arg, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not claim queued executions");
+	sessions_blocked = false;
+	ids = initArrayResult(INT8OID, CurrentMemoryContext, false);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		WorkerFlight *f = new_flight(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+
+		if (!session_advisory(f->session, true))
+		{
+			/* A synchronous exec has the session: try again shortly. */
+			sessions_blocked = true;
+			MemoryContextDelete(f->cxt);
+			continue;
+		}
+		claimed = keep_list(claimed, f);
+		accumArrayResult(ids, Int64GetDatum(f->id), false, INT8OID, CurrentMemoryContext);
+	}
+	if (claimed != NIL)
+	{
+		Oid			t = INT8ARRAYOID;
+		Datum		a = makeArrayResult(ids, CurrentMemoryContext);
+
+		if (plan_launching == NULL)
+		{
+			plan_launching = SPI_prepare("UPDATE sandbox.executions SET status = 'launching', "
+										 "started_at = now() WHERE id = ANY($1)", 1, &t);
+			SPI_keepplan(plan_launching);
+		}
+		if (SPI_execute_plan(plan_launching, &a, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not mark executions launching");
+	}
+	return claimed;
+}
+
+/* launch starts one claimed flight; failures are kept on the flight. */
+static void
+launch(WorkerFlight *f)
+{
+	MemoryContext old = MemoryContextSwitchTo(f->cxt);
+	SbSession	session = {.name = f->session, .owner = f->owner, .backend = f->backend};
+
+	if (f->failure != NULL)
+	{
+		f->done = true;
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	PG_TRY();
+	{
+		char	   *request = sb_prepare_exec(&session, f->driver, f->fresh, f->id, f->command,
+											  f->call_env, f->timeout_ms, &f->state);
+
+		f->started_at = GetCurrentTimestamp();
+		f->deadline = sb_exec_deadline(f->driver, f->started_at, f->timeout_ms);
+		f->run = f->driver->launch(f->session, f->id, request);
+		f->launched = true;
+	}
+	PG_CATCH();
+	{
+		char	   *msg = caught(f->cxt);
+
+		flight_error(f, msg);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+}
+
+/* mark_running commits the launched flights as running, with their remote names. */
+static void
+mark_running(List *launched)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {INT8OID, TEXTOID};
+	ListCell   *lc;
+
+	begin("cloudrun_sandbox: running");
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("UPDATE sandbox.executions SET status = 'running', remote_name = $2 "
+						   "WHERE id = $1 AND status = 'launching'", 2, types);
+		SPI_keepplan(plan);
+	}
+	foreach(lc, launched)
+	{
+		WorkerFlight *f = lfirst(lc);
+		const char *remote = f->driver->remote_name ? f->driver->remote_name(f->run) : NULL;
+		Datum		v[2] = {Int64GetDatum(f->id), remote ? CStringGetTextDatum(remote) : (Datum) 0};
+		char		n[2] = {' ', remote ? ' ' : 'n'};
+
+		if (!f->launched)
+			continue;
+		SPI_execute_plan(plan, v, n, false, 0);
+	}
+	commit();
+}
+
+/* step_flight drives one flight without blocking; notes when it is done. */
+static void
+step_flight(WorkerFlight *f)
+{
+	MemoryContext old;
+
+	if (f->done || f->run == NULL)
+		return;
+	old = MemoryContextSwitchTo(f->cxt);
+	PG_TRY();
+	{
+		if (f->driver->step(f->run))
+		{
+			f->result = f->driver->finish(f->run, &f->result_len);
+			f->done = true;
+		}
+		else if (GetCurrentTimestamp() > f->deadline)
+		{
+			f->driver->cancel(f->run);
+			flight_error(f, "the sandbox did not answer in time");
+		}
+	}
+	PG_CATCH();
+	{
+		char	   *msg = caught(f->cxt);
+
+		if (f->driver->cancel)
+			f->driver->cancel(f->run);
+		flight_error(f, msg);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+}
+
+/* apply_cancels cancels in-flight executions whose cancel was requested. */
+static void
+apply_cancels(void)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			t = INT8ARRAYOID;
+	ArrayBuildState *ids;
+	Datum		a;
+	ListCell   *lc;
+
+	static int64 seen = 0;
+	int64		seq;
+
+	SpinLockAcquire(&sb_shared->mutex);
+	seq = sb_shared->cancel_seq;
+	SpinLockRelease(&sb_shared->mutex);
+	if (flights == NIL || seq == seen)
+		return;
+	seen = seq;
+	ids = initArrayResult(INT8OID, CurrentMemoryContext, false);
+	foreach(lc, flights)
+		accumArrayResult(ids, Int64GetDatum(((WorkerFlight *) lfirst(lc))->id), false, INT8OID,
+						 CurrentMemoryContext);
+	a = makeArrayResult(ids, CurrentMemoryContext);
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("SELECT id FROM sandbox.executions WHERE id = ANY($1) AND cancel_requested",
+						   1, &t);
+		SPI_keepplan(plan);
+	}
+	SPI_execute_plan(plan, &a, NULL, true, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+
+		foreach(lc, flights)
+		{
+			WorkerFlight *f = lfirst(lc);
+
+			if (f->id != id || f->done)
+				continue;
+			if (f->run != NULL)
+				f->driver->cancel(f->run);
+			f->cancelled = true;
+			f->done = true;
+		}
+	}
+}
+
+/* finish_flight records one finished flight: history row, state, mirror, NOTIFY. */
+static void
+finish_flight(WorkerFlight *f)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[11] = {INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, BOOLOID, BOOLOID,
+	TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		v[11];
+	char		n[11];
+	SbOutcome	outcome;
+	SbExecResult *r = &outcome.result;
+	SbSession	session = {.name = f->session, .owner = f->owner, .backend = f->backend};
+	const char *status;
+	const char *volatile error = f->failure;
+
+	memset(&outcome, 0, sizeof(outcome));
+	memset(n, ' ', sizeof(n));
+	outcome.id = f->id;
+	if (f->cancelled)
+	{
+		status = "cancelled";
+		error = "cancelled by sandbox.cancel()";
+	}
+	else if (f->failure != NULL || f->result == NULL)
+	{
+		status = "error";
+		if (error == NULL)
+			error = "the sandbox returned no result";
+	}
+	else
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+		ResourceOwner owner = CurrentResourceOwner;
+
+		/* A subtransaction, so that a failure here undoes only this flight's work. */
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			sb_decode_result(&outcome, f->result, f->result_len);
+			sb_apply_state(&session, f->driver, &outcome, &f->state);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_CATCH();
+		{
+			error = caught(cxt);
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+			memset(r, 0, sizeof(*r));
+			r->status = SB_STATUS_ERROR;
+		}
+		PG_END_TRY();
+		status = sb_status_name(r->status);
+		if (r->error != NULL && error == NULL)
+			error = r->error;
+	}
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("UPDATE sandbox.executions SET status = $2, exit_code = $3, stdout = $4, "
+						   "stderr = $5, stdout_truncated = $6, stderr_truncated = $7, cwd = $8, "
+						   "error = $9, finished_at = $10, duration = $10 - started_at, "
+						   "remote_name = COALESCE($11, remote_name) WHERE id = $1",
+						   11, types);
+		SPI_keepplan(plan);
+	}
+	v[0] = Int64GetDatum(f->id);
+	v[1] = CStringGetTextDatum(status);
+	v[2] = Int32GetDatum(r->exit_code);
+	n[2] = r->has_exit_code ? ' ' : 'n';
+	v[3] = r->stdout_data ? PointerGetDatum(cstring_to_text_with_len(r->stdout_data, r->stdout_len)) : (Datum) 0;
+	n[3] = r->stdout_data ? ' ' : 'n';
+	v[4] = r->stderr_data ? PointerGetDatum(cstring_to_text_with_len(r->stderr_data, r->stderr_len)) : (Datum) 0;
+	n[4] = r->stderr_data ? ' ' : 'n';
+	v[5] = BoolGetDatum(r->stdout_truncated);
+	v[6] = BoolGetDatum(r->stderr_truncated);
+	v[7] = r->has_state ? CStringGetTextDatum(r->cwd) : (Datum) 0;
+	n[7] = r->has_state ? ' ' : 'n';
+	v[8] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	n[8] = error ? ' ' : 'n';
+	v[9] = TimestampTzGetDatum(GetCurrentTimestamp());
+	v[10] = (Datum) 0;
+	n[10] = 'n';
+	SPI_execute_plan(plan, v, n, false, 0);
+	Async_Notify("sandbox_executions", psprintf(INT64_FORMAT, f->id));
+}
+
+/* run_callback calls a finished execution's callback as its owner, in its own transaction. */
+static void
+run_callback(int64 id, Oid owner, Oid callback)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "cloudrun_sandbox: callback");
+	PG_TRY();
+	{
+		Oid			save_uid;
+		int			save_sec;
+
+		GetUserIdAndSecContext(&save_uid, &save_sec);
+		if (pg_proc_aclcheck(callback, owner, ACL_EXECUTE) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("role %u may not execute callback %s", owner, format_procedure(callback))));
+		SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		(void) OidFunctionCall1(callback, Int64GetDatum(id));
+		SetUserIdAndSecContext(save_uid, save_sec);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		char	   *msg = caught(cxt);
+
+		AbortCurrentTransaction();
+		ereport(LOG, (errmsg("cloudrun_sandbox: callback of execution " INT64_FORMAT " failed: %s",
+							 id, msg)));
+		sb_shared_set_error(psprintf("callback of execution " INT64_FORMAT ": %s", id, msg));
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(cxt);
+}
+
+/* take_done removes the finished flights from the list and returns them. */
+static List *
+take_done(void)
+{
+	List	   *done = NIL;
+	List	   *keep = NIL;
+	ListCell   *lc;
+
+	foreach(lc, flights)
+	{
+		WorkerFlight *f = lfirst(lc);
+
+		if (f->done)
+			done = keep_list(done, f);
+		else
+			keep = keep_list(keep, f);
+	}
+	list_free(flights);
+	flights = keep;
+	return done;
+}
+
+/* after_commit releases finished flights' sessions, wakes waiters and runs callbacks. */
+static void
+after_commit(List *done)
+{
+	static TimestampTz last_prune = 0;
+	ListCell   *lc;
+
+	if (done == NIL)
+		return;
+	foreach(lc, done)
+		(void) session_advisory(((WorkerFlight *) lfirst(lc))->session, false);
+	SpinLockAcquire(&sb_shared->mutex);
+	sb_shared->completed += list_length(done);
+	SpinLockRelease(&sb_shared->mutex);
+	ConditionVariableBroadcast(&sb_shared->completion_cv);
+	foreach(lc, done)
+	{
+		WorkerFlight *f = lfirst(lc);
+
+		if (OidIsValid(f->callback) && !f->cancelled)
+			run_callback(f->id, f->owner, f->callback);
+		MemoryContextDelete(f->cxt);
+	}
+	list_free(done);
+	/* History goes in small batches, only when there was work. */
+	if (TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), 10000))
+	{
+		last_prune = GetCurrentTimestamp();
+		begin("cloudrun_sandbox: prune");
+		sb_execution_prune();
+		commit();
+	}
+}
+
+/*
+ * recover_cloud re-attaches cloud executions a previous worker left in
+ * flight: running ones by their execution's name; launching ones by the
+ * driver's search for a run of their request (a result object, or an
+ * execution whose arguments name the request).  A launch that never reached
+ * Cloud Run is queued again.
+ */
+static void
+recover_cloud(void)
+{
+	static SPIPlanPtr plan_requeue = NULL;
+	Oid			t = INT8OID;
+	List	   *volatile requeue = NIL;
+	ListCell   *lc;
+	int			ret;
+
+	begin("cloudrun_sandbox: recover cloud");
+	ret = SPI_execute("SELECT e.id, e.session, e.owner, e.command, e.timeout, e.call_env, e.callback, "
+					  "s.backend, s.generation, e.status, e.remote_name FROM sandbox.executions e "
+					  "JOIN sandbox.sessions s ON s.name = e.session "
+					  "WHERE s.backend = 'cloudrun' AND e.status IN ('launching', 'running') "
+					  "ORDER BY e.id", true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read cloud executions in flight");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		WorkerFlight *f = new_flight(tup, desc);
+		char	   *remote = SPI_getvalue(tup, desc, 11);
+		MemoryContext old = MemoryContextSwitchTo(f->cxt);
+
+		(void) session_advisory(f->session, true);
+		PG_TRY();
+		{
+			f->run = f->driver->attach(f->session, f->id, remote);
+		}
+		PG_CATCH();
+		{
+			char	   *msg = caught(f->cxt);
+
+			flight_error(f, msg);
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(old);
+		if (f->run == NULL && !f->done)
+		{
+			requeue = keep_list(requeue, f);
+			continue;
+		}
+		f->launched = true;
+		f->started_at = GetCurrentTimestamp();
+		f->deadline = sb_exec_deadline(f->driver, f->started_at, f->timeout_ms);
+		flights = keep_list(flights, f);
+	}
+	if (plan_requeue == NULL)
+	{
+		plan_requeue = SPI_prepare("UPDATE sandbox.executions SET status = 'queued', started_at = NULL "
+								   "WHERE id = $1", 1, &t);
+		SPI_keepplan(plan_requeue);
+	}
+	foreach(lc, requeue)
+	{
+		WorkerFlight *f = lfirst(lc);
+		Datum		v = Int64GetDatum(f->id);
+
+		SPI_execute_plan(plan_requeue, &v, NULL, false, 0);
+		(void) session_advisory(f->session, false);
+		MemoryContextDelete(f->cxt);
+	}
+	list_free(requeue);
+	commit();
+	if (flights != NIL)
+		ereport(LOG, (errmsg("cloudrun_sandbox: re-attached %d cloud executions", list_length(flights))));
+}
+
+/*
+ * recover resolves what a previous worker left in flight.  Local executions
+ * died with it: those that had started are failed with "worker restarted",
+ * those that never started are queued again.  Cloud executions keep running
+ * in Cloud Run; the driver re-attaches them by name and collects results.
+ */
+static void
+recover(void)
+{
+	int			ret;
+
+	begin("cloudrun_sandbox: recover");
+	ret = SPI_execute("UPDATE sandbox.executions e SET status = 'failed', error = 'worker restarted', "
+					  "finished_at = now(), duration = now() - started_at "
+					  "FROM sandbox.sessions s WHERE s.name = e.session AND s.backend = 'local' "
+					  "AND e.status = 'running'", false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not recover running executions");
+	if (SPI_processed > 0)
+		ereport(LOG, (errmsg("cloudrun_sandbox: %llu local executions failed: worker restarted",
+							 (unsigned long long) SPI_processed)));
+	ret = SPI_execute("UPDATE sandbox.executions e SET status = 'queued', started_at = NULL "
+					  "FROM sandbox.sessions s WHERE s.name = e.session AND s.backend = 'local' "
+					  "AND e.status = 'launching'", false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not requeue launching executions");
+	commit();
+	recover_cloud();
+}
+
+/* wait_for_work sleeps until the latch, a sandbox's pipe or a timer wakes us. */
+static void
+wait_for_work(void)
+{
+	WaitEventSet *set;
+	WaitEvent	events[MAX_WAIT_FDS + 2];
+	int			nfds = 0;
+	long		timeout = -1;
+	bool		any_polled = false;
+	ListCell   *lc;
+
+	set = CreateWaitEventSet(CurrentMemoryContext, MAX_WAIT_FDS + 2);
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	foreach(lc, flights)
+	{
+		WorkerFlight *f = lfirst(lc);
+		int			fds[8];
+		int			n;
+
+		if (f->done)
+		{
+			timeout = 0;
+			continue;
+		}
+		if (f->run == NULL)
+			continue;
+		n = f->driver->wait_fds(f->run, fds, lengthof(fds));
+		if (n == 0)
+			any_polled = true;
+		for (int i = 0; i < n && nfds < MAX_WAIT_FDS; i++, nfds++)
+			AddWaitEventToSet(set, WL_SOCKET_READABLE, fds[i], NULL, NULL);
+		if (nfds >= MAX_WAIT_FDS)
+			any_polled = true;
+	}
+	if (flights != NIL && timeout != 0)
+		timeout = any_polled ? sb_poll_interval_ms(list_length(flights)) : 1000;
+	if (sessions_blocked && (timeout < 0 || timeout > BLOCKED_RETRY_MS))
+		timeout = BLOCKED_RETRY_MS;
+	(void) WaitEventSetWait(set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
+	FreeWaitEventSet(set);
+	ResetLatch(MyLatch);
+}
+
+/* worker_exit clears the worker's entry in shared memory. */
+static void
+worker_exit(int code, Datum arg)
+{
+	SpinLockAcquire(&sb_shared->mutex);
+	sb_shared->worker_pgprocno = -1;
+	sb_shared->worker_pid = 0;
+	sb_shared->in_flight[0] = sb_shared->in_flight[1] = 0;
+	SpinLockRelease(&sb_shared->mutex);
+}
+
+void
+sb_worker_main(Datum arg)
+{
+	bool		recovered = false;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(sb_worker_database, NULL, 0);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("application_name", "cloudrun_sandbox worker", PGC_USERSET, PGC_S_SESSION);
+	pgstat_report_appname("cloudrun_sandbox worker");
+	sb_driver_nonblocking = true;
+	WorkerContext = AllocSetContextCreate(TopMemoryContext, "cloudrun_sandbox worker",
+										  ALLOCSET_DEFAULT_SIZES);
+
+	SpinLockAcquire(&sb_shared->mutex);
+	sb_shared->worker_pgprocno = MyProc->pgprocno;
+	sb_shared->worker_pid = MyProcPid;
+	sb_shared->worker_started_at = GetCurrentTimestamp();
+	SpinLockRelease(&sb_shared->mutex);
+	on_shmem_exit(worker_exit, (Datum) 0);
+	ereport(LOG, (errmsg("cloudrun_sandbox worker started in database \"%s\"", sb_worker_database)));
+
+	for (;;)
+	{
+		List	   *claimed;
+		List	   *done;
+		ListCell   *lc;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (!extension_ready())
+		{
+			/* Nothing to do until the extension exists and someone queues work. */
+			recovered = false;
+			wait_for_work();
+			continue;
+		}
+		if (!recovered)
+		{
+			recover();
+			recovered = true;
+		}
+		foreach(lc, flights)
+			step_flight(lfirst(lc));
+
+		/* One transaction: cancels, what finished, and what to start next. */
+		begin("cloudrun_sandbox: finish and claim");
+		apply_cancels();
+		done = take_done();
+		foreach(lc, done)
+			finish_flight(lfirst(lc));
+		claimed = claim();
+		commit();
+		after_commit(done);
+
+		if (claimed != NIL)
+		{
+			foreach(lc, claimed)
+				launch(lfirst(lc));
+			mark_running(claimed);
+			foreach(lc, claimed)
+				flights = keep_list(flights, lfirst(lc));
+			list_free(claimed);
+			/* Launches that failed at once are recorded now. */
+			begin("cloudrun_sandbox: finish");
+			done = take_done();
+			foreach(lc, done)
+				finish_flight(lfirst(lc));
+			commit();
+			after_commit(done);
+		}
+		count_in_flight();
+		wait_for_work();
+	}
+}
+
+/* sb_register_worker registers the static background worker (from _PG_init). */
+void
+sb_register_worker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	strlcpy(worker.bgw_library_name, "cloudrun_sandbox", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "sb_worker_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "cloudrun_sandbox worker", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "cloudrun_sandbox worker", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
