@@ -23,7 +23,7 @@ SELECT has_schema_privilege('public', 'sandbox', 'USAGE') AS public_usage;
 
 -- settings
 SELECT name, setting, unit, context FROM pg_settings
-WHERE name LIKE 'cloudrun_sandbox.%' AND name NOT IN ('cloudrun_sandbox.local_root')
+WHERE name LIKE 'cloudrun_sandbox.%' AND name NOT IN ('cloudrun_sandbox.local_root', 'cloudrun_sandbox.database')
 ORDER BY name;
 
 -- a command and its row

@@ -184,6 +184,18 @@ sb_session_lock_key(const char *name)
 SbSession *
 sb_session_lock(const char *name, bool create, SbBackend backend, bool missing_ok)
 {
+	return sb_session_lock_ext(name, create, backend, missing_ok, true);
+}
+
+/*
+ * sb_session_lock_ext is sb_session_lock; with wait_for_runs false it does
+ * not wait for the session's execution in flight in the worker (submit only
+ * queues, it does not run anything).
+ */
+SbSession *
+sb_session_lock_ext(const char *name, bool create, SbBackend backend, bool missing_ok,
+					bool wait_for_runs)
+{
 	SbSpi		s;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
@@ -196,8 +208,9 @@ sb_session_lock(const char *name, bool create, SbBackend backend, bool missing_o
 	 * session level) while one of the session's executions is in flight, and
 	 * takes no row lock meanwhile, so the two can never wait for each other.
 	 */
-	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(SB_SESSION_LOCK_CLASS),
-						Int32GetDatum(sb_session_lock_key(name)));
+	if (wait_for_runs)
+		DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(SB_SESSION_LOCK_CLASS),
+							Int32GetDatum(sb_session_lock_key(name)));
 	if (create)
 		created = sb_session_insert(name, backend);
 	spi_begin(&s);

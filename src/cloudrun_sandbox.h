@@ -89,6 +89,8 @@ typedef struct SbOutcome
 extern void sb_check_session_name(const char *name);
 extern SbSession *sb_session_lock(const char *name, bool create, SbBackend backend,
 								  bool missing_ok);
+extern SbSession *sb_session_lock_ext(const char *name, bool create, SbBackend backend,
+									 bool missing_ok, bool wait_for_runs);
 extern bool sb_session_insert(const char *name, SbBackend backend);
 extern void sb_session_delete(const char *name);
 extern void sb_session_update(const SbSession *session, const SbState *state);

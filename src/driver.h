@@ -64,6 +64,14 @@ typedef struct SbDriver
 	/* Stop the run and everything it started; safe to call twice. */
 	void		(*cancel) (SbRun *run);
 
+	/*
+	 * Batching (NULL for drivers without it): stage() prepares a run without
+	 * starting it; launch_batch() starts staged runs together, as one remote
+	 * execution with a task per run.  launch() is stage() plus a batch of one.
+	 */
+	SbRun	   *(*stage) (const char *session, int64 id, const char *request);
+	void		(*launch_batch) (SbRun **runs, int n);
+
 	/* The remote execution's name, to record (NULL: none). */
 	const char *(*remote_name) (SbRun *run);
 

@@ -44,6 +44,8 @@ struct SbRun
 	char	   *failure;		/* the Operation's error message, if any */
 	char	   *result;
 	size_t		result_len;
+	int64		timeout_s;		/* the execution's timeout */
+	int			polls;			/* result lookups since the execution was last checked */
 };
 
 /* A session whose objects go when the dropping transaction commits. */
@@ -238,33 +240,55 @@ job_path(void)
 	return psprintf("/v2/projects/%s/locations/%s/jobs/%s", sb_project, sb_region, sb_job);
 }
 
+/* cloud_stage uploads a request; the run starts with cloud_launch_batch(). */
 static SbRun *
-cloud_launch(const char *session, int64 id, const char *request)
+cloud_stage(const char *session, int64 id, const char *request)
 {
 	SbRun	   *run = palloc0(sizeof(SbRun));
 	SbGcsConfig cfg;
 	SbError		err;
-	json_t	   *body;
-	json_t	   *op;
-	char	   *body_text;
-	char	   *response;
-	const char *name;
 
 	sb_gc_require_settings();
 	run->session = pstrdup(session);
 	run->id = id;
 	run->request_object = sb_gc_object(session, psprintf("requests/" INT64_FORMAT ".json", id));
 	run->result_object = sb_gc_object(session, psprintf("results/" INT64_FORMAT ".json", id));
+	run->timeout_s = request_timeout_s(request);
 
 	sb_gc_gcs(&cfg);
 	/* Ids are unique; a request already there is this one, re-launched after a restart. */
 	if (sb_gcs_upload(&cfg, run->request_object, request, strlen(request), SB_GCS_ANY_GENERATION,
 					  NULL, &err) != 0)
 		sb_gc_raise(&err, "could not upload the request", SB_GC_NOT_FOUND_BUCKET);
+	return run;
+}
 
-	body = json_pack("{s{s[{s[sss]}]s:s}}", "overrides", "containerOverrides", "args", "cloud",
-					 sb_bucket, run->request_object, "timeout",
-					 psprintf(INT64_FORMAT "s", request_timeout_s(request)));
+/*
+ * cloud_launch_batch starts staged runs as one Cloud Run execution: the
+ * container's arguments name every request, and task i runs the i-th.
+ */
+static void
+cloud_launch_batch(SbRun **runs, int n)
+{
+	SbGcsConfig cfg;
+	SbError		err;
+	json_t	   *args = json_pack("[ss]", "cloud", sb_bucket);
+	json_t	   *body;
+	json_t	   *op;
+	char	   *body_text;
+	char	   *response;
+	const char *name;
+	int64		timeout_s = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		json_array_append_new(args, json_string(runs[i]->request_object));
+		timeout_s = Max(timeout_s, runs[i]->timeout_s);
+	}
+	body = json_pack("{s{s[{so}]s:s}}", "overrides", "containerOverrides", "args", args,
+					 "timeout", psprintf(INT64_FORMAT "s", timeout_s));
+	if (n > 1)
+		json_object_set_new(json_object_get(body, "overrides"), "taskCount", json_integer(n));
 	body_text = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
 	if (sb_gc_run_call("POST", psprintf("%s:run", job_path()), body_text, CALL_TIMEOUT_MS,
@@ -272,8 +296,10 @@ cloud_launch(const char *session, int64 id, const char *request)
 	{
 		SbError		ignored;
 
-		/* Leave nothing half-written: the request goes when its run cannot start. */
-		(void) sb_gcs_delete(&cfg, run->request_object, SB_GCS_ANY_GENERATION, &ignored);
+		/* Leave nothing half-written: the requests go when their run cannot start. */
+		sb_gc_gcs(&cfg);
+		for (int i = 0; i < n; i++)
+			(void) sb_gcs_delete(&cfg, runs[i]->request_object, SB_GCS_ANY_GENERATION, &ignored);
 		sb_gc_raise(&err, "could not start a Cloud Run execution", SB_GC_NOT_FOUND_JOB);
 	}
 	op = json_loads(response, 0, NULL);
@@ -282,10 +308,22 @@ cloud_launch(const char *session, int64 id, const char *request)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("Cloud Run answered jobs.run without an operation name")));
-	run->operation = pstrdup(name);
-	name = json_string_value(json_object_get(json_object_get(op, "metadata"), "name"));
-	run->execution = name ? pstrdup(name) : NULL;
+	for (int i = 0; i < n; i++)
+	{
+		const char *exec = json_string_value(json_object_get(json_object_get(op, "metadata"), "name"));
+
+		runs[i]->operation = pstrdup(name);
+		runs[i]->execution = exec ? pstrdup(exec) : NULL;
+	}
 	json_decref(op);
+}
+
+static SbRun *
+cloud_launch(const char *session, int64 id, const char *request)
+{
+	SbRun	   *run = cloud_stage(session, id, request);
+
+	cloud_launch_batch(&run, 1);
 	return run;
 }
 
@@ -351,6 +389,32 @@ poll_execution(SbRun *run)
 	return completed;
 }
 
+/* try_result downloads the result if it is there yet. */
+static bool
+try_result(SbRun *run)
+{
+	SbGcsConfig cfg;
+	SbError		err;
+	char	   *data;
+	size_t		len;
+
+	sb_gc_gcs(&cfg);
+	if (sb_gcs_download(&cfg, run->result_object,
+						(size_t) sb_max_output_bytes * 12 + 2 * SB_MAX_ENV_BYTES + 1024 * 1024,
+						&data, &len, NULL, &err) != 0)
+	{
+		if (err.kind == SB_ERR_NOT_FOUND || err.kind == SB_ERR_CANCELLED)
+			return false;
+		sb_gc_raise(&err, "could not read the result", SB_GC_NOT_FOUND_BUCKET);
+	}
+	run->result = palloc(len + 1);
+	memcpy(run->result, data, len);
+	run->result[len] = '\0';
+	run->result_len = len;
+	free(data);
+	return true;
+}
+
 static bool
 cloud_step(SbRun *run)
 {
@@ -363,9 +427,18 @@ cloud_step(SbRun *run)
 		return true;
 	if (sb_driver_nonblocking)
 	{
+		/*
+		 * Look for the result itself (a task of a batch finishes on its own);
+		 * now and then ask whether the execution ended without one.
+		 */
+		if (try_result(run))
+			return true;
+		if (++run->polls < 10)
+			return false;
+		run->polls = 0;
 		if (!poll_execution(run))
 			return false;
-		fetch_result(run);
+		fetch_result(run);		/* raises "ended without a result" if it is still missing */
 		return true;
 	}
 	if (sb_gc_run_call("POST", psprintf("/v2/%s:wait", run->operation),
@@ -502,6 +575,8 @@ const SbDriver sb_cloudrun_driver = {
 	.step = cloud_step,
 	.finish = cloud_finish,
 	.cancel = cloud_cancel,
+	.stage = cloud_stage,
+	.launch_batch = cloud_launch_batch,
 	.remote_name = cloud_remote_name,
 	.attach = cloud_attach,
 };

@@ -600,6 +600,8 @@ const SbDriver sb_local_driver = {
 	.step = local_step,
 	.finish = local_finish,
 	.cancel = local_cancel,
+	.stage = NULL,
+	.launch_batch = NULL,
 	.remote_name = NULL,
 	.attach = NULL,
 };

@@ -90,7 +90,7 @@ queue(const char *name, const char *command, int64 timeout_ms, Jsonb *env, Oid c
 		(void) sb_jsonb_to_env(env, "env argument");
 	if (OidIsValid(callback))
 		check_callback(callback);
-	session = sb_session_lock(name, true, (SbBackend) sb_default_backend, false);
+	session = sb_session_lock_ext(name, true, (SbBackend) sb_default_backend, false, false);
 	id = sb_execution_queue(session, command, timeout_ms, env, callback);
 	sb_wake_worker_at_commit();
 	return id;

@@ -77,6 +77,7 @@ static bool sessions_blocked = false;
 
 /* Long-lived lists of the worker live here; per-flight data in each flight's context. */
 static MemoryContext WorkerContext = NULL;
+static MemoryContext LoopContext = NULL;
 
 /* keep_list appends to a list kept in WorkerContext. */
 static List *
@@ -300,8 +301,13 @@ launch(WorkerFlight *f)
 
 		f->started_at = GetCurrentTimestamp();
 		f->deadline = sb_exec_deadline(f->driver, f->started_at, f->timeout_ms);
-		f->run = f->driver->launch(f->session, f->id, request);
-		f->launched = true;
+		if (f->driver->stage != NULL)
+			f->run = f->driver->stage(f->session, f->id, request);	/* started by launch_staged() */
+		else
+		{
+			f->run = f->driver->launch(f->session, f->id, request);
+			f->launched = true;
+		}
 	}
 	PG_CATCH();
 	{
@@ -311,6 +317,75 @@ launch(WorkerFlight *f)
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * launch_staged starts the staged flights of batching drivers in batches of
+ * up to cloudrun_sandbox.max_batch: one remote execution carries many
+ * requests, which is what Cloud Run's quota on job runs calls for.
+ */
+static void
+launch_staged(List *claimed)
+{
+	SbRun	  **runs = palloc(sizeof(SbRun *) * Max(list_length(claimed), 1));
+	WorkerFlight **batch = palloc(sizeof(WorkerFlight *) * Max(list_length(claimed), 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	for (int pass = 0; pass < 2; pass++)
+		foreach(lc, claimed)
+		{
+			WorkerFlight *f = lfirst(lc);
+
+			if (f->launched || f->done || f->run == NULL || f->driver->launch_batch == NULL ||
+				(int) f->backend != pass)
+				continue;
+			runs[n] = f->run;
+			batch[n++] = f;
+			if (n == sb_max_batch || lnext(claimed, lc) == NULL)
+			{
+				const SbDriver *driver = f->driver;
+				MemoryContext old = CurrentMemoryContext;
+
+				PG_TRY();
+				{
+					driver->launch_batch(runs, n);
+					for (int i = 0; i < n; i++)
+						batch[i]->launched = true;
+				}
+				PG_CATCH();
+				{
+					char	   *msg = caught(old);
+
+					for (int i = 0; i < n; i++)
+						flight_error(batch[i], msg);
+				}
+				PG_END_TRY();
+				MemoryContextSwitchTo(old);
+				n = 0;
+			}
+		}
+	/* A batch cut short by the end of the list above is launched here. */
+	if (n > 0)
+	{
+		MemoryContext old = CurrentMemoryContext;
+
+		PG_TRY();
+		{
+			batch[0]->driver->launch_batch(runs, n);
+			for (int i = 0; i < n; i++)
+				batch[i]->launched = true;
+		}
+		PG_CATCH();
+		{
+			char	   *msg = caught(old);
+
+			for (int i = 0; i < n; i++)
+				flight_error(batch[i], msg);
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(old);
+	}
 }
 
 /* mark_running commits the launched flights as running, with their remote names. */
@@ -536,6 +611,9 @@ run_callback(int64 id, Oid owner, Oid callback)
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("role %u may not execute callback %s", owner, format_procedure(callback))));
 		SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		/* A callback sees the search_path a new session of its role would have. */
+		(void) set_config_option("search_path", "\"$user\", public", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
 		(void) OidFunctionCall1(callback, Int64GetDatum(id));
 		SetUserIdAndSecContext(save_uid, save_sec);
 		PopActiveSnapshot();
@@ -787,6 +865,8 @@ sb_worker_main(Datum arg)
 	sb_driver_nonblocking = true;
 	WorkerContext = AllocSetContextCreate(TopMemoryContext, "cloudrun_sandbox worker",
 										  ALLOCSET_DEFAULT_SIZES);
+	LoopContext = AllocSetContextCreate(TopMemoryContext, "cloudrun_sandbox worker loop",
+										ALLOCSET_DEFAULT_SIZES);
 
 	SpinLockAcquire(&sb_shared->mutex);
 	sb_shared->worker_pgprocno = MyProc->pgprocno;
@@ -802,6 +882,9 @@ sb_worker_main(Datum arg)
 		List	   *done;
 		ListCell   *lc;
 
+		/* What one turn of the loop allocates goes at the next turn. */
+		MemoryContextSwitchTo(LoopContext);
+		MemoryContextReset(LoopContext);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -837,6 +920,7 @@ sb_worker_main(Datum arg)
 		{
 			foreach(lc, claimed)
 				launch(lfirst(lc));
+			launch_staged(claimed);
 			mark_running(claimed);
 			foreach(lc, claimed)
 				flights = keep_list(flights, lfirst(lc));

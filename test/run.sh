@@ -159,6 +159,12 @@ PGOPTIONS="-c cloudrun_sandbox.backend=cloudrun" \
 cat "$out"
 count_tap "$out" "pgtap (cloudrun backend, emulator)"
 
+# --- Crashes, restarts, an idle worker, DROP EXTENSION (last: it restarts the server).
+log "worker recovery"
+"$ROOT/test/worker_recovery.sh" >"$out" 2>&1 || true
+cat "$out"
+count_summary "$out" "worker recovery"
+
 rm -f "$out"
 if [ ${#FAILURES[@]} -gt 0 ]; then
 	log "failed suites: ${FAILURES[*]}"

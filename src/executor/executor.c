@@ -89,6 +89,26 @@ emit(const SbExecResult *res)
 static int
 run_cloud(int argc, char **argv)
 {
+	/*
+	 * A batch: "cloud BUCKET OBJECT0 OBJECT1 ..." is one Cloud Run execution
+	 * with a task per request; task i runs OBJECTi.
+	 */
+	if (argc > 4)
+	{
+		const char *index = getenv("CLOUD_RUN_TASK_INDEX");
+		char	   *end;
+		long		i = index ? strtol(index, &end, 10) : -1;
+
+		if (index == NULL || *end != '\0' || i < 0 || i >= argc - 3)
+		{
+			fprintf(stderr, "cloudrun-sandbox-executor: a batch of %d requests needs "
+					"CLOUD_RUN_TASK_INDEX between 0 and %d\n", argc - 3, argc - 4);
+			return 1;
+		}
+		argv[3] = argv[3 + i];
+		argv[4] = NULL;
+		argc = 4;
+	}
 #ifdef SB_EXECUTOR_CLOUD
 	return sb_cloud_main(argc - 1, argv + 1);
 #else
@@ -130,7 +150,7 @@ main(int argc, char **argv)
 	if (argc > 1)
 	{
 		fprintf(stderr, "usage: %s < request.json > result.json\n", argv[0]);
-		fprintf(stderr, "       %s cloud BUCKET REQUEST_OBJECT\n", argv[0]);
+		fprintf(stderr, "       %s cloud BUCKET REQUEST_OBJECT [REQUEST_OBJECT...]\n", argv[0]);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

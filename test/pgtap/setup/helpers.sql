@@ -130,3 +130,16 @@ END $$;
 -- emu_stats returns the emulator's counters.
 CREATE FUNCTION test.emu_stats() RETURNS jsonb
 LANGUAGE sql AS $$ SELECT string_agg(l, '')::jsonb FROM test.emu('hook', 'stats') l $$;
+
+-- wait_worker waits up to 20 s for the background worker (it retries its connection every 5 s).
+CREATE FUNCTION test.wait_worker() RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+	FOR i IN 1..200 LOOP
+		IF (SELECT running FROM sandbox.worker_status()) THEN
+			RETURN true;
+		END IF;
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+	RETURN false;
+END $$;
