@@ -614,7 +614,17 @@ run_callback(int64 id, Oid owner, Oid callback)
 		/* A callback sees the search_path a new session of its role would have. */
 		(void) set_config_option("search_path", "\"$user\", public", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_LOCAL, true, 0, false);
-		(void) OidFunctionCall1(callback, Int64GetDatum(id));
+		{
+			/* Called directly (it may return void, that is, null). */
+			LOCAL_FCINFO(fcinfo, 1);
+			FmgrInfo	flinfo;
+
+			fmgr_info(callback, &flinfo);
+			InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
+			fcinfo->args[0].value = Int64GetDatum(id);
+			fcinfo->args[0].isnull = false;
+			(void) FunctionCallInvoke(fcinfo);
+		}
 		SetUserIdAndSecContext(save_uid, save_sec);
 		PopActiveSnapshot();
 		CommitTransactionCommand();

@@ -1,7 +1,7 @@
 -- The background worker: submit, wait, result, cancel, triggers, callbacks, NOTIFY.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(26);
+SELECT plan(24);
 SELECT sandbox.drop_session(s, if_exists => true) FROM unnest(ARRAY['wk', 'wk2', 'wk3', 'builds', 'ord0', 'ord1', 'ord2', 'ord3']) s;
 SELECT ok(test.wait_worker(), 'the worker is running');
 
