@@ -14,13 +14,6 @@
 
 bool		sb_driver_nonblocking = false;
 
-/* sb_poll_interval_ms paces polling of runs that have nothing to wait on: more runs, slower. */
-long
-sb_poll_interval_ms(int in_flight)
-{
-	return Min(1000, 20 + 2L * in_flight);
-}
-
 /* sb_driver_for returns the driver of a backend: one line per backend. */
 const SbDriver *
 sb_driver_for(SbBackend backend)

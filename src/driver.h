@@ -86,10 +86,9 @@ typedef struct SbDriver
 
 /*
  * Set in the background worker: step() must not block (the cloud driver then
- * polls instead of long-waiting), and sb_poll_interval_ms() paces it.
+ * polls instead of long-waiting; the worker paces the polls).
  */
 extern bool sb_driver_nonblocking;
-extern long sb_poll_interval_ms(int in_flight);
 
 extern const SbDriver sb_local_driver;
 extern const SbDriver *sb_driver_for(SbBackend backend);

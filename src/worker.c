@@ -70,7 +70,12 @@ typedef struct WorkerFlight
 	char	   *failure;		/* set when the flight failed in the worker */
 	char	   *result;
 	size_t		result_len;
+	TimestampTz next_poll;		/* runs without descriptors: when to look again */
+	int			poll_ms;		/* and the current interval, doubling to a second */
 } WorkerFlight;
+
+#define FIRST_POLL_MS 5
+#define MAX_POLL_MS 1000
 
 static List *flights = NIL;		/* in WorkerContext */
 static bool sessions_blocked = false;
@@ -422,9 +427,21 @@ static void
 step_flight(WorkerFlight *f)
 {
 	MemoryContext old;
+	int			fds[8];
+	bool		polled;
 
 	if (f->done || f->run == NULL)
 		return;
+	polled = f->driver->wait_fds(f->run, fds, lengthof(fds)) == 0;
+	if (polled)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (now < f->next_poll)
+			return;
+		f->poll_ms = f->poll_ms == 0 ? FIRST_POLL_MS : Min(f->poll_ms * 2, MAX_POLL_MS);
+		f->next_poll = TimestampTzPlusMilliseconds(now, f->poll_ms);
+	}
 	old = MemoryContextSwitchTo(f->cxt);
 	PG_TRY();
 	{
@@ -814,6 +831,7 @@ wait_for_work(void)
 	int			nfds = 0;
 	long		timeout = -1;
 	bool		any_polled = false;
+	long		poll_due = -1;
 	ListCell   *lc;
 
 	set = CreateWaitEventSet(CurrentMemoryContext, MAX_WAIT_FDS + 2);
@@ -834,14 +852,19 @@ wait_for_work(void)
 			continue;
 		n = f->driver->wait_fds(f->run, fds, lengthof(fds));
 		if (n == 0)
+		{
+			long		due = Max(0, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), f->next_poll));
+
 			any_polled = true;
+			poll_due = poll_due < 0 ? due : Min(poll_due, due);
+		}
 		for (int i = 0; i < n && nfds < MAX_WAIT_FDS; i++, nfds++)
 			AddWaitEventToSet(set, WL_SOCKET_READABLE, fds[i], NULL, NULL);
 		if (nfds >= MAX_WAIT_FDS)
 			any_polled = true;
 	}
 	if (flights != NIL && timeout != 0)
-		timeout = any_polled ? sb_poll_interval_ms(list_length(flights)) : 1000;
+		timeout = any_polled ? Max(poll_due, 1) : 1000;
 	if (sessions_blocked && (timeout < 0 || timeout > BLOCKED_RETRY_MS))
 		timeout = BLOCKED_RETRY_MS;
 	(void) WaitEventSetWait(set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);

@@ -1735,16 +1735,20 @@ function handleRunJob(ctx, [project, location, jobName]) {
 // executor would write for a command that printed nothing and changed no
 // state, so a client waiting for results measures only its own overhead.
 function writeInstantResult(args) {
-  if (args.length !== 3 || args[0] !== 'cloud') return;
+  if (args.length < 3 || args[0] !== 'cloud') return;
   const b = BUCKETS.get(args[1]);
-  const m = /^(.*\/)requests\/(\d+)\.json$/.exec(args[2]);
-  if (!b || !m) return;
+  if (!b) return;
   const result = { version: 1, status: 'succeeded', exit_code: 0, stdout: '', stderr: '',
     stdout_truncated: false, stderr_truncated: false, stdout_repaired: false,
     stderr_repaired: false, duration_ms: 0, error: null };
-  try {
-    storeObject(b, `${m[1]}results/${m[2]}.json`, Buffer.from(JSON.stringify(result)), {}, { ifGenerationMatch: 0 });
-  } catch (e) { /* a result already there stays */ }
+  // One request per task: "cloud BUCKET OBJECT0 OBJECT1 ...".
+  for (const object of args.slice(2)) {
+    const m = /^(.*\/)requests\/(\d+)\.json$/.exec(object);
+    if (!m) continue;
+    try {
+      storeObject(b, `${m[1]}results/${m[2]}.json`, Buffer.from(JSON.stringify(result)), {}, { ifGenerationMatch: 0 });
+    } catch (e) { /* a result already there stays */ }
+  }
 }
 
 function findExecution(project, location, jobName, execId) {
