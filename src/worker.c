@@ -107,10 +107,14 @@ session_advisory(const char *name, bool take)
 	return DatumGetBool(DirectFunctionCall2(pg_advisory_unlock_int4, cls, key));
 }
 
+/* The memory context begin() was called in; commit() returns to it. */
+static MemoryContext outer_cxt = NULL;
+
 /* begin starts a transaction for one step of the loop. */
 static void
 begin(const char *what)
 {
+	outer_cxt = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
@@ -125,6 +129,8 @@ commit(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	/* Committing leaves TopMemoryContext current: go back, or the loop leaks there. */
+	MemoryContextSwitchTo(outer_cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -133,10 +139,12 @@ static bool
 extension_ready(void)
 {
 	bool		ready;
+	MemoryContext cxt = CurrentMemoryContext;
 
 	StartTransactionCommand();
 	ready = OidIsValid(get_extension_oid("cloudrun_sandbox", true));
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
 	return ready;
 }
 
