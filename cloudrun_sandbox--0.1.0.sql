@@ -199,6 +199,120 @@ CREATE VIEW sandbox.activity WITH (security_invoker = true) AS
 	WHERE e.status IN ('queued', 'launching', 'running')
 	ORDER BY e.id;
 
+-- File operations (src/fileops.c): done by the executor inside the sandbox,
+-- never through a shell.  Paths are relative to the session's working
+-- directory and must stay inside /workspace or /tmp.  Goes into
+-- cloudrun_sandbox--0.1.0.sql before the final REVOKE/GRANT block, which
+-- covers these functions like the others.
+
+-- One entry of sandbox.file_list() (a type, because a function's result
+-- columns may not share the name of its "path" argument).
+CREATE TYPE sandbox.file_entry AS (
+	path text,
+	type text,
+	size bigint,
+	mode integer,
+	modified_at timestamptz
+);
+REVOKE ALL ON TYPE sandbox.file_entry FROM PUBLIC;
+GRANT USAGE ON TYPE sandbox.file_entry TO sandbox_user;
+
+CREATE FUNCTION sandbox.file_write(
+	path text,
+	content text,
+	append boolean DEFAULT false,
+	leading_newline boolean DEFAULT false,
+	trailing_newline boolean DEFAULT false,
+	session text DEFAULT 'default')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'sandbox_file_write'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION sandbox.file_write(text, text, boolean, boolean, boolean, text) IS
+	'write (or append) text to a file, creating its directories; returns bytes written';
+
+CREATE FUNCTION sandbox.file_read(
+	path text,
+	start_line integer DEFAULT NULL,
+	end_line integer DEFAULT NULL,
+	session text DEFAULT 'default')
+RETURNS text
+AS 'MODULE_PATHNAME', 'sandbox_file_read'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION sandbox.file_read(text, integer, integer, text) IS
+	'read a file, or lines start_line to end_line (from 1, inclusive), as text';
+
+CREATE FUNCTION sandbox.file_exists(path text, session text DEFAULT 'default')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'sandbox_file_exists'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION sandbox.file_exists(text, text) IS
+	'whether a file or directory exists';
+
+CREATE FUNCTION sandbox.file_delete(path text, session text DEFAULT 'default')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'sandbox_file_delete'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION sandbox.file_delete(text, text) IS
+	'delete a file, symbolic link or empty directory; false if there was none';
+
+CREATE FUNCTION sandbox.file_list(
+	path text DEFAULT '.',
+	recursive boolean DEFAULT false,
+	session text DEFAULT 'default')
+RETURNS SETOF sandbox.file_entry
+AS 'MODULE_PATHNAME', 'sandbox_file_list'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION sandbox.file_list(text, boolean, text) IS
+	'list a directory (or its whole tree): path, type, size, mode, modified_at';
+
+CREATE FUNCTION sandbox.file_replace(
+	path text,
+	old_str text,
+	new_str text,
+	session text DEFAULT 'default')
+RETURNS integer
+AS 'MODULE_PATHNAME', 'sandbox_file_replace'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION sandbox.file_replace(text, text, text, text) IS
+	'replace every occurrence of a string in a file; returns how many';
+
+CREATE FUNCTION sandbox.file_search(
+	path text,
+	regex text,
+	session text DEFAULT 'default')
+RETURNS TABLE(line_number integer, line text)
+AS 'MODULE_PATHNAME', 'sandbox_file_search'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION sandbox.file_search(text, text, text) IS
+	'the lines of a file that match a POSIX extended regular expression';
+
+CREATE FUNCTION sandbox.file_find(
+	path text,
+	glob text,
+	session text DEFAULT 'default')
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'sandbox_file_find'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION sandbox.file_find(text, text, text) IS
+	'paths below a directory whose name matches a glob pattern';
+
+CREATE FUNCTION sandbox.file_upload(
+	path text,
+	data bytea,
+	session text DEFAULT 'default')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'sandbox_file_upload'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION sandbox.file_upload(text, bytea, text) IS
+	'write bytes to a file, creating its directories; returns bytes written';
+
+CREATE FUNCTION sandbox.file_download(path text, session text DEFAULT 'default')
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'sandbox_file_download'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION sandbox.file_download(text, text) IS
+	'the exact bytes of a file';
+
 -- Nothing is granted to PUBLIC; sandbox_user is what a DBA grants.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA sandbox FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA sandbox FROM PUBLIC;

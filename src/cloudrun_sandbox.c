@@ -178,6 +178,7 @@ _PG_init(void)
 							"Most queued cloud executions launched as one Cloud Run execution.",
 							"Cloud Run limits job run requests per minute; tasks of one execution are not.",
 							&sb_max_batch, 50, 1, 10000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	sb_fileops_init();
 	MarkGUCPrefixReserved("cloudrun_sandbox");
 
 	if (process_shared_preload_libraries_in_progress)

@@ -55,6 +55,10 @@ extern char *sb_worker_database;
 extern int	sb_max_concurrent;
 extern int	sb_max_batch;
 
+/* fileops.c: cloudrun_sandbox.max_transfer_bytes, defined by sb_fileops_init(). */
+extern int	sb_max_transfer_bytes;
+extern void sb_fileops_init(void);
+
 /* Which backend runs a session's commands. */
 typedef enum SbBackend
 {

@@ -311,9 +311,11 @@ cloud_launch_batch(SbRun **runs, int n)
 	for (int i = 0; i < n; i++)
 	{
 		const char *exec = json_string_value(json_object_get(json_object_get(op, "metadata"), "name"));
+		/* Each run lives in its own memory context (the worker's flights outlive this call). */
+		MemoryContext cxt = GetMemoryChunkContext(runs[i]);
 
-		runs[i]->operation = pstrdup(name);
-		runs[i]->execution = exec ? pstrdup(exec) : NULL;
+		runs[i]->operation = MemoryContextStrdup(cxt, name);
+		runs[i]->execution = exec ? MemoryContextStrdup(cxt, exec) : NULL;
 	}
 	json_decref(op);
 }

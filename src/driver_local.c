@@ -477,9 +477,12 @@ local_launch(const char *session, int64 id, const char *request)
 	run->pid_fd = (int) syscall(SYS_pidfd_open, run->pid, 0);
 	fcntl(run->out_fd, F_SETFL, O_NONBLOCK);
 	fcntl(run->err_fd, F_SETFL, O_NONBLOCK);
-	/* Results are bounded: output is capped and JSON escaping at most sextuples it. */
-	sb_buf_init(&run->out, (size_t) sb_max_output_bytes * 12 + 2 * SB_MAX_ENV_BYTES +
-				1024 * 1024);
+	/*
+	 * Results are bounded: output is capped and JSON escaping at most
+	 * sextuples it; a file operation's payload is capped and travels in base64.
+	 */
+	sb_buf_init(&run->out, Max((size_t) sb_max_output_bytes * 12 + 2 * SB_MAX_ENV_BYTES +
+							   1024 * 1024, SB_FILE_RESULT_MAX(sb_max_transfer_bytes)));
 	sb_buf_init(&run->err, SB_STDERR_CAP);
 	write_request(in[1], request);
 	return run;

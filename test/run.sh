@@ -56,6 +56,10 @@ if make -C "$ROOT/test/unit" -s >"$out" 2>&1; then
 fi
 cat "$out"
 count_tap "$out" "unit"
+log "file operations (AddressSanitizer)"
+"$ROOT/test/unit/test_fileops.sh" >"$out" 2>&1 || true
+cat "$out"
+count_summary "$out" "fileops"
 
 # --- The emulator's own tests, the shared cloud client (ASan) against it, and the
 # official Google clients against it (fidelity).

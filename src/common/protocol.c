@@ -372,3 +372,559 @@ sb_result_clear(SbExecResult *res)
 		json_decref(res->env);
 	memset(res, 0, sizeof(*res));
 }
+
+/* ---------------------------------------------------------------------
+ * File operations
+ * ---------------------------------------------------------------------
+ */
+
+static const char *const file_op_names[] = {
+	"file_write", "file_read", "file_exists", "file_delete", "file_list",
+	"file_replace", "file_search", "file_find", "file_upload", "file_download"
+};
+
+static const char *const file_error_names[] = {
+	"", "not_found", "is_directory", "not_a_directory", "outside_sandbox",
+	"invalid_regex", "too_large", "io_error", "invalid_argument"
+};
+
+#define N_FILE_OPS (sizeof(file_op_names) / sizeof(file_op_names[0]))
+#define N_FILE_ERRORS (sizeof(file_error_names) / sizeof(file_error_names[0]))
+
+/* sb_file_op_name returns the request's "op" for a file operation. */
+const char *
+sb_file_op_name(SbFileOp op)
+{
+	return file_op_names[op];
+}
+
+/* sb_file_op_parse maps an "op" to a file operation; false for any other. */
+bool
+sb_file_op_parse(const char *name, SbFileOp *op)
+{
+	for (size_t i = 0; i < N_FILE_OPS; i++)
+		if (strcmp(name, file_op_names[i]) == 0)
+		{
+			*op = (SbFileOp) i;
+			return true;
+		}
+	return false;
+}
+
+/* sb_file_error_name returns the "error_code" of a failure ("" for none). */
+const char *
+sb_file_error_name(SbFileError code)
+{
+	return file_error_names[code];
+}
+
+/* sb_file_error_parse maps an "error_code" back to the enum. */
+bool
+sb_file_error_parse(const char *name, SbFileError *code)
+{
+	for (size_t i = 1; i < N_FILE_ERRORS; i++)
+		if (strcmp(name, file_error_names[i]) == 0)
+		{
+			*code = (SbFileError) i;
+			return true;
+		}
+	return false;
+}
+
+static const char b64_alphabet[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/*
+ * splice_base64 appends a member "key": base64(data) to the JSON object
+ * text json (which it frees), without copying the payload into a JSON
+ * value first: base64 needs no escaping.  Returns NULL when out of memory.
+ */
+static char *
+splice_base64(char *json, const char *key, const char *data, size_t len)
+{
+	size_t		jlen = strlen(json);
+	size_t		b64len = (len + 2) / 3 * 4;
+	const unsigned char *in = (const unsigned char *) data;
+	char	   *out;
+	char	   *p;
+	size_t		i;
+
+	if (jlen < 2 || json[jlen - 1] != '}')
+	{
+		sb_free(json);
+		return NULL;
+	}
+	out = sb_malloc(jlen + strlen(key) + b64len + 8);
+	if (out == NULL)
+	{
+		sb_free(json);
+		return NULL;
+	}
+	memcpy(out, json, jlen - 1);
+	p = out + jlen - 1;
+	if (jlen > 2)
+		*p++ = ',';
+	p += sprintf(p, "\"%s\":\"", key);
+	for (i = 0; i + 2 < len; i += 3)
+	{
+		*p++ = b64_alphabet[in[i] >> 2];
+		*p++ = b64_alphabet[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+		*p++ = b64_alphabet[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
+		*p++ = b64_alphabet[in[i + 2] & 63];
+	}
+	if (i < len)
+	{
+		*p++ = b64_alphabet[in[i] >> 2];
+		if (i + 1 < len)
+		{
+			*p++ = b64_alphabet[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+			*p++ = b64_alphabet[(in[i + 1] & 15) << 2];
+		}
+		else
+		{
+			*p++ = b64_alphabet[(in[i] & 3) << 4];
+			*p++ = '=';
+		}
+		*p++ = '=';
+	}
+	memcpy(p, "\"}", 3);
+	sb_free(json);
+	return out;
+}
+
+/* b64_value returns the value of a base64 digit, or -1. */
+static int
+b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/*
+ * decode_base64 decodes standard, padded base64 into a new sb_malloc'd
+ * buffer; false if the text is not exactly that (or out of memory).
+ */
+static bool
+decode_base64(const char *text, size_t len, char **out, size_t *out_len)
+{
+	size_t		pad = 0;
+	char	   *buf;
+	size_t		n = 0;
+
+	*out = NULL;
+	*out_len = 0;
+	if (len % 4 != 0)
+		return false;
+	if (len > 0 && text[len - 1] == '=')
+		pad = len > 1 && text[len - 2] == '=' ? 2 : 1;
+	buf = sb_malloc(len / 4 * 3 + 1);
+	if (buf == NULL)
+		return false;
+	for (size_t i = 0; i < len; i += 4)
+	{
+		int			v[4];
+		bool		last = i + 4 == len;
+
+		for (int k = 0; k < 4; k++)
+		{
+			v[k] = last && k >= 4 - (int) pad ? 0 : b64_value((unsigned char) text[i + k]);
+			if (v[k] < 0)
+			{
+				sb_free(buf);
+				return false;
+			}
+		}
+		buf[n++] = (char) ((v[0] << 2) | (v[1] >> 4));
+		if (!last || pad < 2)
+			buf[n++] = (char) (((v[1] & 15) << 4) | (v[2] >> 2));
+		if (!last || pad < 1)
+			buf[n++] = (char) (((v[2] & 3) << 6) | v[3]);
+	}
+	*out = buf;
+	*out_len = n;
+	return true;
+}
+
+char *
+sb_file_request_encode(const SbFileRequest *req)
+{
+	json_t	   *root = json_object();
+	char	   *text;
+
+	json_object_set_new(root, "version", json_integer(SB_PROTOCOL_VERSION));
+	json_object_set_new(root, "op", json_string(sb_file_op_name(req->op)));
+	json_object_set_new(root, "id", json_integer(req->id));
+	json_object_set_new(root, "cwd", json_string(req->cwd ? req->cwd : SB_WORKSPACE));
+	json_object_set_new(root, "path", json_string(req->path));
+	json_object_set_new(root, "max_bytes", json_integer(req->max_bytes));
+	json_object_set_new(root, "timeout_ms", json_integer(req->timeout_ms));
+	switch (req->op)
+	{
+		case SB_FILE_WRITE:
+			json_object_set_new(root, "content", json_stringn(req->data, req->data_len));
+			json_object_set_new(root, "append", json_boolean(req->append));
+			json_object_set_new(root, "leading_newline", json_boolean(req->leading_newline));
+			json_object_set_new(root, "trailing_newline", json_boolean(req->trailing_newline));
+			break;
+		case SB_FILE_READ:
+			if (req->start_line > 0)
+				json_object_set_new(root, "start_line", json_integer(req->start_line));
+			if (req->end_line > 0)
+				json_object_set_new(root, "end_line", json_integer(req->end_line));
+			break;
+		case SB_FILE_LIST:
+			json_object_set_new(root, "recursive", json_boolean(req->recursive));
+			break;
+		case SB_FILE_REPLACE:
+			json_object_set_new(root, "old_str", json_string(req->old_str));
+			json_object_set_new(root, "new_str", json_string(req->new_str));
+			break;
+		case SB_FILE_SEARCH:
+		case SB_FILE_FIND:
+			json_object_set_new(root, "pattern", json_string(req->pattern));
+			break;
+		case SB_FILE_UPLOAD:
+			if (req->transfer != NULL)
+				json_object_set_new(root, "transfer", json_string(req->transfer));
+			break;
+		default:
+			break;
+	}
+	if (req->session != NULL)
+	{
+		json_object_set_new(root, "session", json_string(req->session));
+		json_object_set_new(root, "prefix", json_string(req->prefix ? req->prefix : ""));
+	}
+	text = dump(root);
+	if (text != NULL && req->op == SB_FILE_UPLOAD && req->transfer == NULL)
+		text = splice_base64(text, "data", req->data ? req->data : "", req->data_len);
+	return text;
+}
+
+/* get_string reads an optional string member into *out (NULL if absent). */
+static bool
+get_string(json_t *obj, const char *key, const char **out, size_t *len)
+{
+	json_t	   *v = json_object_get(obj, key);
+
+	*out = NULL;
+	if (len)
+		*len = 0;
+	if (v == NULL || json_is_null(v))
+		return true;
+	if (!json_is_string(v))
+		return false;
+	*out = json_string_value(v);
+	if (len)
+		*len = json_string_length(v);
+	return true;
+}
+
+/* get_bool reads an optional boolean member (false if absent). */
+static bool
+get_bool(json_t *obj, const char *key, bool *out)
+{
+	json_t	   *v = json_object_get(obj, key);
+
+	*out = false;
+	if (v == NULL || json_is_null(v))
+		return true;
+	if (!json_is_boolean(v))
+		return false;
+	*out = json_is_true(v);
+	return true;
+}
+
+/* fail_request formats a decoding error into errbuf and returns -1. */
+static int	fail_request(char *errbuf, size_t errlen, const char *fmt, ...)
+			__attribute__((format(printf, 3, 4)));
+
+static int
+fail_request(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(errbuf, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int
+sb_file_request_decode(const char *text, size_t len, SbFileRequest *out, json_t **holder,
+					   char *errbuf, size_t errlen)
+{
+	json_error_t jerr;
+	json_t	   *root;
+	json_t	   *v;
+	const char *data64 = NULL;
+	size_t		data64_len = 0;
+
+	memset(out, 0, sizeof(*out));
+	*holder = NULL;
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL)
+		return fail_request(errbuf, errlen, "request is not valid JSON: %s", jerr.text);
+	v = json_object_get(root, "op");
+	if (!json_is_string(v) || !sb_file_op_parse(json_string_value(v), &out->op))
+	{
+		json_decref(root);
+		return 0;
+	}
+	*holder = root;
+	v = json_object_get(root, "version");
+	if (!json_is_integer(v) || json_integer_value(v) != SB_PROTOCOL_VERSION)
+		return fail_request(errbuf, errlen, "unsupported request version");
+	if (!get_string(root, "path", &out->path, NULL) || out->path == NULL)
+		return fail_request(errbuf, errlen, "request has no path");
+	if (!get_string(root, "cwd", &out->cwd, NULL))
+		return fail_request(errbuf, errlen, "request has a malformed cwd");
+	if (out->cwd == NULL)
+		out->cwd = SB_WORKSPACE;
+	if (!get_int(root, "id", &out->id, 0) ||
+		!get_int(root, "max_bytes", &out->max_bytes, 100 * 1024 * 1024) ||
+		!get_int(root, "timeout_ms", &out->timeout_ms, 0) ||
+		!get_int(root, "start_line", &out->start_line, 0) ||
+		!get_int(root, "end_line", &out->end_line, 0))
+		return fail_request(errbuf, errlen, "request has a malformed number");
+	if (!get_bool(root, "append", &out->append) ||
+		!get_bool(root, "leading_newline", &out->leading_newline) ||
+		!get_bool(root, "trailing_newline", &out->trailing_newline) ||
+		!get_bool(root, "recursive", &out->recursive))
+		return fail_request(errbuf, errlen, "request has a malformed flag");
+	if (!get_string(root, "old_str", &out->old_str, NULL) ||
+		!get_string(root, "new_str", &out->new_str, NULL) ||
+		!get_string(root, "pattern", &out->pattern, NULL) ||
+		!get_string(root, "transfer", &out->transfer, NULL) ||
+		!get_string(root, "session", &out->session, NULL) ||
+		!get_string(root, "prefix", &out->prefix, NULL))
+		return fail_request(errbuf, errlen, "request has a malformed string");
+	if (out->session != NULL && !sb_session_name_valid(out->session))
+		return fail_request(errbuf, errlen, "request names an invalid session");
+	if (out->prefix == NULL)
+		out->prefix = "";
+	switch (out->op)
+	{
+		case SB_FILE_WRITE:
+			if (!get_string(root, "content", &out->data, &out->data_len) || out->data == NULL)
+				return fail_request(errbuf, errlen, "request has no content");
+			break;
+		case SB_FILE_REPLACE:
+			if (out->old_str == NULL || out->new_str == NULL)
+				return fail_request(errbuf, errlen, "request has no old_str or new_str");
+			break;
+		case SB_FILE_SEARCH:
+		case SB_FILE_FIND:
+			if (out->pattern == NULL)
+				return fail_request(errbuf, errlen, "request has no pattern");
+			break;
+		case SB_FILE_UPLOAD:
+			if (out->transfer != NULL)
+				break;
+			if (!get_string(root, "data", &data64, &data64_len) || data64 == NULL ||
+				!decode_base64(data64, data64_len, &out->owned, &out->data_len))
+				return fail_request(errbuf, errlen, "request has no valid base64 data");
+			out->data = out->owned;
+			/* The decoded copy is all that is needed: free the text now. */
+			json_object_del(root, "data");
+			break;
+		default:
+			break;
+	}
+	return 1;
+}
+
+void
+sb_file_request_clear(SbFileRequest *req, json_t *holder)
+{
+	sb_free(req->owned);
+	if (holder)
+		json_decref(holder);
+	memset(req, 0, sizeof(*req));
+}
+
+char *
+sb_file_result_encode(const SbFileResult *res)
+{
+	json_t	   *root = json_object();
+	char	   *text;
+
+	json_object_set_new(root, "version", json_integer(SB_PROTOCOL_VERSION));
+	json_object_set_new(root, "status", json_string(sb_status_name(res->status)));
+	if (res->status != SB_STATUS_SUCCEEDED && res->code != SB_FERR_NONE)
+		json_object_set_new(root, "error_code", json_string(sb_file_error_name(res->code)));
+	json_object_set_new(root, "error", res->error ? json_string(res->error) : json_null());
+	json_object_set_new(root, "flag", json_boolean(res->flag));
+	json_object_set_new(root, "count", json_integer(res->count));
+	json_object_set_new(root, "duration_ms", json_real(res->duration_ms));
+	if (res->state_generation > 0)
+		json_object_set_new(root, "state_generation", json_integer(res->state_generation));
+	if (res->transfer != NULL)
+		json_object_set_new(root, "transfer", json_string(res->transfer));
+	else if (res->items != NULL)
+		json_object_set(root, "items", res->items);
+	text = dump(root);
+	if (text != NULL && res->transfer == NULL && res->data != NULL)
+		text = splice_base64(text, "data", res->data, res->data_len);
+	return text;
+}
+
+/* items_valid checks the shape of a list, search or find result's items. */
+static bool
+items_valid(SbFileOp op, json_t *items, char *errbuf, size_t errlen)
+{
+	size_t		i;
+	json_t	   *item;
+
+	if (!json_is_array(items))
+		return fail(errbuf, errlen, "result items are not an array");
+	json_array_foreach(items, i, item)
+	{
+		bool		good;
+
+		if (op == SB_FILE_LIST)
+		{
+			const char *type = json_string_value(json_object_get(item, "type"));
+			json_t	   *size = json_object_get(item, "size");
+			json_t	   *mode = json_object_get(item, "mode");
+
+			good = json_is_string(json_object_get(item, "path")) && type != NULL &&
+				(strcmp(type, "file") == 0 || strcmp(type, "directory") == 0 ||
+				 strcmp(type, "symlink") == 0 || strcmp(type, "other") == 0) &&
+				json_is_integer(size) && json_integer_value(size) >= 0 &&
+				json_is_integer(mode) && json_integer_value(mode) >= 0 &&
+				json_integer_value(mode) <= 07777 &&
+				json_is_number(json_object_get(item, "mtime"));
+		}
+		else if (op == SB_FILE_SEARCH)
+		{
+			json_t	   *line = json_object_get(item, "line");
+
+			good = json_is_integer(line) && json_integer_value(line) >= 1 &&
+				json_integer_value(line) <= 0x7fffffff &&
+				json_is_string(json_object_get(item, "text"));
+		}
+		else
+			good = op == SB_FILE_FIND && json_is_string(item);
+		if (!good)
+			return fail(errbuf, errlen, "result item %zu is malformed", i);
+	}
+	return true;
+}
+
+bool
+sb_file_items_decode(const char *text, size_t len, SbFileOp op, json_t **items,
+					 char *errbuf, size_t errlen)
+{
+	json_error_t jerr;
+	json_t	   *root = json_loadb(text, len, 0, &jerr);
+
+	*items = NULL;
+	if (root == NULL)
+		return fail(errbuf, errlen, "result items are not valid JSON: %s", jerr.text);
+	if (!items_valid(op, root, errbuf, errlen))
+	{
+		json_decref(root);
+		return false;
+	}
+	*items = root;
+	return true;
+}
+
+bool
+sb_file_result_decode(const char *text, size_t len, SbFileOp op, SbFileResult *out,
+					  char *errbuf, size_t errlen)
+{
+	json_error_t jerr;
+	json_t	   *root;
+	json_t	   *v;
+	const char *s;
+	size_t		slen;
+	long long	n;
+	bool		ok = false;
+
+	memset(out, 0, sizeof(*out));
+	root = json_loadb(text, len, 0, &jerr);
+	if (root == NULL)
+		return fail(errbuf, errlen, "result is not valid JSON: %s", jerr.text);
+	v = json_object_get(root, "status");
+	if (!json_is_string(v) || !sb_status_parse(json_string_value(v), &out->status))
+	{
+		fail(errbuf, errlen, "result has no valid status");
+		goto done;
+	}
+	if (out->status != SB_STATUS_SUCCEEDED)
+		out->status = SB_STATUS_ERROR;
+	if (!get_string(root, "error_code", &s, NULL) ||
+		(s != NULL && !sb_file_error_parse(s, &out->code)))
+	{
+		fail(errbuf, errlen, "result has an unknown error code");
+		goto done;
+	}
+	if (!get_string(root, "error", &s, NULL))
+	{
+		fail(errbuf, errlen, "result has a malformed error");
+		goto done;
+	}
+	if (s != NULL)
+		out->error = sb_strdup(s);
+	else if (out->status == SB_STATUS_ERROR)
+		out->error = sb_strdup("the sandbox reported an error without a message");
+	out->flag = json_is_true(json_object_get(root, "flag"));
+	if (!get_int(root, "count", &out->count, 0) ||
+		!get_int(root, "state_generation", &n, 0))
+	{
+		fail(errbuf, errlen, "result has a malformed number");
+		goto done;
+	}
+	out->state_generation = n;
+	v = json_object_get(root, "duration_ms");
+	out->duration_ms = json_is_number(v) ? json_number_value(v) : 0;
+	if (!get_string(root, "transfer", &s, &slen) || (s != NULL && slen == 0))
+	{
+		fail(errbuf, errlen, "result has a malformed transfer object name");
+		goto done;
+	}
+	if (s != NULL)
+		out->transfer = sb_strdup(s);
+	if (!get_string(root, "data", &s, &slen) ||
+		(s != NULL && !decode_base64(s, slen, &out->data, &out->data_len)))
+	{
+		fail(errbuf, errlen, "result has malformed data");
+		goto done;
+	}
+	v = json_object_get(root, "items");
+	if (v != NULL && out->status == SB_STATUS_SUCCEEDED &&
+		(op == SB_FILE_LIST || op == SB_FILE_SEARCH || op == SB_FILE_FIND))
+	{
+		if (!items_valid(op, v, errbuf, errlen))
+			goto done;
+		out->items = json_incref(v);
+	}
+	ok = true;
+done:
+	json_decref(root);
+	if (!ok)
+		sb_file_result_clear(out);
+	return ok;
+}
+
+void
+sb_file_result_clear(SbFileResult *res)
+{
+	sb_free(res->error);
+	sb_free(res->data);
+	sb_free(res->transfer);
+	if (res->items)
+		json_decref(res->items);
+	memset(res, 0, sizeof(*res));
+}

@@ -112,4 +112,132 @@ extern void sb_result_clear(SbExecResult *res);
 /* sb_env_valid checks that env is an object of valid names to UTF-8 strings. */
 extern bool sb_env_valid(const json_t *env, char *errbuf, size_t errlen);
 
+/*
+ * File operations (requests whose "op" is one of the file_* names).  They
+ * are applied natively by the executor, never through a shell; paths are
+ * relative to the session's cwd and must stay inside /workspace or /tmp.
+ * They never change the session's cwd or environment, so their results
+ * carry no state.
+ */
+typedef enum SbFileOp
+{
+	SB_FILE_WRITE,
+	SB_FILE_READ,
+	SB_FILE_EXISTS,
+	SB_FILE_DELETE,
+	SB_FILE_LIST,
+	SB_FILE_REPLACE,
+	SB_FILE_SEARCH,
+	SB_FILE_FIND,
+	SB_FILE_UPLOAD,
+	SB_FILE_DOWNLOAD
+} SbFileOp;
+
+/* Why a file operation failed: the result's "error_code". */
+typedef enum SbFileError
+{
+	SB_FERR_NONE,			  /* no code: the sandbox itself failed */
+	SB_FERR_NOT_FOUND,
+	SB_FERR_IS_DIRECTORY,
+	SB_FERR_NOT_A_DIRECTORY,
+	SB_FERR_OUTSIDE_SANDBOX,
+	SB_FERR_INVALID_REGEX,
+	SB_FERR_TOO_LARGE,
+	SB_FERR_IO_ERROR,
+	SB_FERR_INVALID_ARGUMENT
+} SbFileError;
+
+extern const char *sb_file_op_name(SbFileOp op);
+extern bool sb_file_op_parse(const char *name, SbFileOp *op);
+extern const char *sb_file_error_name(SbFileError code);
+extern bool sb_file_error_parse(const char *name, SbFileError *code);
+
+/*
+ * The largest result document a file operation with a transfer limit of
+ * max_bytes may produce: its payload travels base64-encoded (4/3), plus
+ * room for everything else.
+ */
+#define SB_FILE_RESULT_MAX(max_bytes) \
+	((((size_t) (max_bytes) + 2) / 3) * 4 + (size_t) 1024 * 1024)
+
+/* One file operation. */
+typedef struct SbFileRequest
+{
+	SbFileOp	op;
+	long long	id;
+	const char *cwd;
+	const char *path;
+	/* write: the content ("content"); upload: the bytes ("data", base64) */
+	const char *data;
+	size_t		data_len;
+	bool		append;			/* write */
+	bool		leading_newline;	/* write */
+	bool		trailing_newline;	/* write */
+	long long	start_line;		/* read: first line (from 1), 0 = the start */
+	long long	end_line;		/* read: last line (inclusive), 0 = the end */
+	bool		recursive;		/* list */
+	const char *old_str;		/* replace */
+	const char *new_str;		/* replace */
+	const char *pattern;		/* search: POSIX ERE; find: glob */
+	long long	max_bytes;		/* largest payload (upload, download, read, listings) */
+	long long	timeout_ms;		/* bounds the whole run (cloud: the execution) */
+	/* Cloud backend: where the session lives, and the upload's object. */
+	const char *session;
+	const char *prefix;
+	const char *transfer;		/* upload: object holding the bytes (else inline) */
+	char	   *owned;			/* decoded bytes that data points to, or NULL */
+} SbFileRequest;
+
+/* What the executor reports back for a file operation. */
+typedef struct SbFileResult
+{
+	SbStatus	status;			/* SB_STATUS_SUCCEEDED or SB_STATUS_ERROR */
+	SbFileError code;			/* with SB_STATUS_ERROR */
+	char	   *error;			/* with SB_STATUS_ERROR: names the path */
+	bool		flag;			/* exists: it exists; delete: it was deleted */
+	long long	count;			/* bytes written, replacements, or payload bytes */
+	char	   *data;			/* read, download: the file's bytes */
+	size_t		data_len;
+	/*
+	 * list: [{"path", "type", "size", "mode", "mtime"}], search: [{"line",
+	 * "text"}], find: ["path"]; paths are as the sandbox sees them
+	 */
+	json_t	   *items;
+	char	   *transfer;		/* cloud: object holding the payload instead */
+	long long	state_generation;	/* cloud: state.json written after a change */
+	double		duration_ms;
+	bool		changed;		/* not encoded: the workspace was modified */
+} SbFileResult;
+
+extern char *sb_file_request_encode(const SbFileRequest *req);
+
+/*
+ * sb_file_request_decode returns 1 with *out filled if text is a file
+ * operation, 0 if it is a valid document of another operation (decode it
+ * with sb_request_decode), or -1 with a message in errbuf.  Strings point
+ * into *holder; sb_file_request_clear releases both.
+ */
+extern int	sb_file_request_decode(const char *text, size_t len, SbFileRequest *out,
+								   json_t **holder, char *errbuf, size_t errlen);
+extern void sb_file_request_clear(SbFileRequest *req, json_t *holder);
+
+/*
+ * sb_file_result_encode encodes a result with its payload (data in base64,
+ * or items), unless transfer is set: then the payload is in that object
+ * (the file's bytes, or the items' JSON text).
+ */
+extern char *sb_file_result_encode(const SbFileResult *res);
+
+/*
+ * sb_file_result_decode validates a result of operation op.  A result
+ * whose payload is in a transfer object has transfer set: the caller reads
+ * the object, and for list, search and find decodes it with
+ * sb_file_items_decode.
+ */
+extern bool sb_file_result_decode(const char *text, size_t len, SbFileOp op,
+								  SbFileResult *out, char *errbuf, size_t errlen);
+extern bool sb_file_items_decode(const char *text, size_t len, SbFileOp op, json_t **items,
+								 char *errbuf, size_t errlen);
+extern void sb_file_result_clear(SbFileResult *res);
+
 #endif /* SB_PROTOCOL_H */

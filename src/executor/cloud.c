@@ -12,14 +12,20 @@
  *								session's generation
  *		workspace/<id>.tar		the workspace as execution <id> left it
  *		results/<id>.json		the result, written once
+ *		transfer/<id>			a file operation's payload: the bytes to
+ *								upload (written by the extension), or a
+ *								result's data or items when too large to
+ *								travel inside the result
  *
  * One run reads the request and the state, restores the snapshot into the
  * workspace directory with the system tar, runs the command exactly as local
  * mode does, archives the workspace, replaces state.json only if its
  * generation is still the one it read (a concurrent writer is detected,
  * never overwritten) and writes the result create-only (a second run of the
- * same request never replaces the first answer).  It exits 0 whenever the
- * request has a result, 1 when none could be written.
+ * same request never replaces the first answer).  A file operation (see
+ * fileops.c) runs the same way; only one that changed the workspace saves
+ * a snapshot and a new state.json (with the cwd and env unchanged).  It
+ * exits 0 whenever the request has a result, 1 when none could be written.
  *
  * Settings come from the environment:
  *
@@ -36,6 +42,7 @@
 #define _GNU_SOURCE
 #include "cloud.h"
 #include "command.h"
+#include "fileops.h"
 #include "../common/gcs.h"
 #include "../common/oauth.h"
 #include "../common/sbutil.h"
@@ -61,6 +68,8 @@
 #define SNAPSHOT_TIMEOUT_MS (15L * 60 * 1000)
 #define TAR_STDERR_CAP 2048
 #define MSG_SIZE 1024
+/* A file operation's payload larger than this goes to a transfer object. */
+#define INLINE_PAYLOAD_MAX ((size_t) 1024 * 1024)
 
 /* Everything one run needs besides the request; see sb_cloud_main. */
 typedef struct CloudRun
@@ -132,6 +141,27 @@ set_error(SbExecResult *res, const char *fmt, ...)
 	res->status = SB_STATUS_ERROR;
 	sb_free(res->error);
 	/* Object names and tar's complaints need not be UTF-8; JSON must be. */
+	res->error = sb_utf8_repair(msg, strlen(msg), true, &n, &repaired);
+}
+
+/* file_error turns a file operation's result into a failure of the sandbox. */
+static void file_error(SbFileResult *res, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+file_error(SbFileResult *res, const char *fmt, ...)
+{
+	char msg[MSG_SIZE];
+	size_t n;
+	bool repaired;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	res->status = SB_STATUS_ERROR;
+	res->code = SB_FERR_NONE;
+	sb_free(res->error);
 	res->error = sb_utf8_repair(msg, strlen(msg), true, &n, &repaired);
 }
 
@@ -277,31 +307,30 @@ result_name_for(const char *request_name)
  * session's object names; false with msg set if the request is unusable.
  */
 static bool
-check_request(CloudRun *run, const SbExecRequest *req, char *msg, size_t msglen)
+check_request(CloudRun *run, const char *session, const char *prefix, long long id,
+			  char *msg, size_t msglen)
 {
-	size_t plen = strlen(req->prefix);
+	size_t plen = strlen(prefix);
 	char *expected;
 	bool same;
 
-	if (req->session == NULL)
+	if (session == NULL)
 	{
 		snprintf(msg, msglen, "the request names no session");
 		return false;
 	}
-	if (req->id <= 0)
+	if (id <= 0)
 	{
 		snprintf(msg, msglen, "the request has no execution id");
 		return false;
 	}
-	while (plen > 0 && req->prefix[plen - 1] == '/')
+	while (plen > 0 && prefix[plen - 1] == '/')
 		plen--;
-	run->session_dir =
-		plen > 0 ? strfmt("%.*s/sessions/%s", (int) plen, req->prefix, req->session)
-				 : strfmt("sessions/%s", req->session);
+	run->session_dir = plen > 0 ? strfmt("%.*s/sessions/%s", (int) plen, prefix, session)
+								: strfmt("sessions/%s", session);
 	run->state_name = run->session_dir ? strfmt("%s/state.json", run->session_dir) : NULL;
-	expected = run->session_dir
-				   ? strfmt("%s/requests/%lld.json", run->session_dir, req->id)
-				   : NULL;
+	expected =
+		run->session_dir ? strfmt("%s/requests/%lld.json", run->session_dir, id) : NULL;
 	if (expected == NULL || run->state_name == NULL)
 	{
 		sb_free(expected);
@@ -678,37 +707,32 @@ delete_quietly(CloudRun *run, const char *name)
 }
 
 /*
- * save_state archives the workspace and replaces state.json (if its
- * generation is still `generation`) after the command ran; on failure res
- * becomes an error result without a state.
+ * commit_state archives the workspace as snapshot workspace/<id>.tar and
+ * replaces state.json (if its generation is still `generation`) with cwd,
+ * env and last_execution id; true with *new_generation set, or false with
+ * msg set.  `what` names the work in messages ("the command").
  */
-static void
-save_state(CloudRun *run, const SbExecRequest *req, const SbState *old,
-		   long long generation, SbExecResult *res)
+static bool
+commit_state(CloudRun *run, long long id, const SbState *old, long long generation,
+			 const char *cwd, json_t *env, const char *what, long long *new_generation,
+			 char *msg, size_t msglen)
 {
-	char msg[MSG_SIZE];
 	SbBuf tarball;
 	SbState state;
 	SbError err;
 	char *snapshot;
 	char *text;
-	long long new_generation = 0;
 	int64_t written = 0;
 	int rc;
 
-	if (!archive_workspace(run, &tarball, msg, sizeof(msg)))
-	{
-		set_error(res, "%s", msg);
-		drop_state(res);
-		return;
-	}
-	snapshot = strfmt("%s/workspace/%lld.tar", run->session_dir, req->id);
+	if (!archive_workspace(run, &tarball, msg, msglen))
+		return false;
+	snapshot = strfmt("%s/workspace/%lld.tar", run->session_dir, id);
 	if (snapshot == NULL)
 	{
 		sb_buf_free(&tarball);
-		set_error(res, "out of memory");
-		drop_state(res);
-		return;
+		snprintf(msg, msglen, "out of memory");
+		return false;
 	}
 	run->gcs.timeout_ms = SNAPSHOT_TIMEOUT_MS;
 	rc = sb_gcs_upload(&run->gcs, snapshot, tarball.data ? tarball.data : "", tarball.len,
@@ -717,56 +741,73 @@ save_state(CloudRun *run, const SbExecRequest *req, const SbState *old,
 	sb_buf_free(&tarball);
 	if (rc != 0)
 	{
-		set_error(res, "cannot store the workspace snapshot %s: %s", snapshot,
-				  err.message);
-		drop_state(res);
+		snprintf(msg, msglen, "cannot store the workspace snapshot %s: %s", snapshot,
+				 err.message);
 		sb_free(snapshot);
-		return;
+		return false;
 	}
 
-	/* The new state: what the command left, or the old cwd/env if unknown. */
 	memset(&state, 0, sizeof(state));
 	state.generation = old->generation + 1;
-	state.cwd = res->has_state ? res->cwd : old->cwd;
-	state.env = res->has_state ? res->env : old->env;
-	state.last_execution = req->id;
+	state.cwd = (char *) cwd;
+	state.env = env;
+	state.last_execution = id;
 	state.workspace = snapshot;
 	text = encode_state(&state);
 	if (text == NULL)
 	{
-		set_error(res, "cannot encode the session's state");
-		drop_state(res);
+		snprintf(msg, msglen, "cannot encode the session's state");
 		delete_quietly(run, snapshot);
 		sb_free(snapshot);
-		return;
+		return false;
 	}
 	rc = sb_gcs_upload(&run->gcs, run->state_name, text, strlen(text), generation,
 					   &written, &err);
 	sb_free(text);
 	if (rc == 0)
-		new_generation = written;
-	else if (err.kind == SB_ERR_PRECONDITION &&
-			 state_records(run, req->id, &new_generation))
+		*new_generation = written;
+	else if (err.kind == SB_ERR_PRECONDITION && state_records(run, id, new_generation))
 		rc = 0; /* our own write (or a twin run's) is there */
 	if (rc != 0)
 	{
 		if (err.kind == SB_ERR_PRECONDITION)
 		{
-			set_error(res,
-					  "the session's state changed while the command ran (generation "
-					  "%lld expected)",
-					  generation);
+			snprintf(msg, msglen,
+					 "the session's state changed while %s ran (generation %lld expected)",
+					 what, generation);
 			delete_quietly(run, snapshot);
 		}
 		else
 			/* The write may have happened: keep the snapshot it would name. */
-			set_error(res, "cannot save the session's state %s: %s", run->state_name,
-					  err.message);
-		drop_state(res);
+			snprintf(msg, msglen, "cannot save the session's state %s: %s", run->state_name,
+					 err.message);
 		sb_free(snapshot);
-		return;
+		return false;
 	}
 	sb_free(snapshot);
+	return true;
+}
+
+/*
+ * save_state saves the workspace and the state (what the command left, or
+ * the old cwd/env if unknown) after the command ran; on failure res
+ * becomes an error result without a state.
+ */
+static void
+save_state(CloudRun *run, const SbExecRequest *req, const SbState *old,
+		   long long generation, SbExecResult *res)
+{
+	char msg[MSG_SIZE];
+	long long new_generation = 0;
+
+	if (!commit_state(run, req->id, old, generation, res->has_state ? res->cwd : old->cwd,
+					  res->has_state ? res->env : old->env, "the command", &new_generation,
+					  msg, sizeof(msg)))
+	{
+		set_error(res, "%s", msg);
+		drop_state(res);
+		return;
+	}
 	if (!res->has_state)
 	{
 		res->has_state = true;
@@ -774,6 +815,50 @@ save_state(CloudRun *run, const SbExecRequest *req, const SbState *old,
 		res->env = json_deep_copy(old->env);
 	}
 	res->state_generation = new_generation;
+}
+
+/*
+ * restore_session makes the workspace directory and unpacks the snapshot
+ * the state names into it; false with msg set on failure.
+ */
+static bool
+restore_session(CloudRun *run, const SbState *state, char *msg, size_t msglen)
+{
+	size_t dlen = strlen(run->session_dir);
+
+	if (state->workspace != NULL &&
+		(strncmp(state->workspace, run->session_dir, dlen) != 0 ||
+		 strncmp(state->workspace + dlen, "/workspace/", 11) != 0))
+		snprintf(msg, msglen,
+				 "the session's state names a workspace snapshot outside the session: %s",
+				 state->workspace);
+	else if (!make_dirs(run->workspace_dir))
+		snprintf(msg, msglen, "cannot create the workspace directory %s: %s",
+				 run->workspace_dir, strerror(errno));
+	else if (state->workspace != NULL &&
+			 !restore_workspace(run, state->workspace, msg, msglen))
+		; /* msg says why */
+	else
+		return true;
+	return false;
+}
+
+/*
+ * take_obsolete returns the snapshot the state named before a new state was
+ * saved by execution id (to delete once the result is written), or NULL.
+ */
+static char *
+take_obsolete(CloudRun *run, SbState *state, long long id)
+{
+	size_t dlen = strlen(run->session_dir);
+	char name[64];
+	char *old = state->workspace;
+
+	snprintf(name, sizeof(name), "%lld.tar", id);
+	if (old == NULL || strcmp(old + dlen + 11, name) == 0)
+		return NULL;
+	state->workspace = NULL;
+	return old;
 }
 
 /*
@@ -788,7 +873,6 @@ run_execution(CloudRun *run, SbExecRequest *req, SbExecResult *res, char **obsol
 	SbState state;
 	long long generation;
 	char msg[MSG_SIZE];
-	size_t dlen = strlen(run->session_dir);
 
 	*obsolete = NULL;
 	memset(res, 0, sizeof(*res));
@@ -811,18 +895,7 @@ run_execution(CloudRun *run, SbExecRequest *req, SbExecResult *res, char **obsol
 		free_state(&state);
 		return;
 	}
-	if (state.workspace != NULL &&
-		(strncmp(state.workspace, run->session_dir, dlen) != 0 ||
-		 strncmp(state.workspace + dlen, "/workspace/", 11) != 0))
-		set_error(res,
-				  "the session's state names a workspace snapshot outside the "
-				  "session: %s",
-				  state.workspace);
-	else if (!make_dirs(run->workspace_dir))
-		set_error(res, "cannot create the workspace directory %s: %s", run->workspace_dir,
-				  strerror(errno));
-	else if (state.workspace != NULL &&
-			 !restore_workspace(run, state.workspace, msg, sizeof(msg)))
+	if (!restore_session(run, &state, msg, sizeof(msg)))
 		set_error(res, "%s", msg);
 	else
 	{
@@ -835,13 +908,151 @@ run_execution(CloudRun *run, SbExecRequest *req, SbExecResult *res, char **obsol
 		/* An error means the command never properly ran: leave the session as is. */
 		if (res->status != SB_STATUS_ERROR)
 			save_state(run, req, &state, generation, res);
-		snprintf(msg, sizeof(msg), "%lld.tar", req->id);
-		if (res->state_generation > 0 && state.workspace != NULL &&
-			strcmp(state.workspace + dlen + 11, msg) != 0)
+		if (res->state_generation > 0)
+			*obsolete = take_obsolete(run, &state, req->id);
+	}
+	free_state(&state);
+}
+
+/*
+ * fetch_upload reads the bytes a file_upload request names (an object of
+ * the session's transfer/ folder) into req; false with res set otherwise.
+ * The caller frees req->owned.
+ */
+static bool
+fetch_upload(CloudRun *run, SbFileRequest *req, SbFileResult *res)
+{
+	size_t dlen = strlen(run->session_dir);
+	SbError err;
+	size_t len;
+	int rc;
+
+	if (strncmp(req->transfer, run->session_dir, dlen) != 0 ||
+		strncmp(req->transfer + dlen, "/transfer/", 10) != 0)
+	{
+		file_error(res, "the upload's object is outside the session: %s", req->transfer);
+		return false;
+	}
+	run->gcs.timeout_ms = SNAPSHOT_TIMEOUT_MS;
+	rc = sb_gcs_download(&run->gcs, req->transfer, (size_t) req->max_bytes, &req->owned,
+						 &len, NULL, &err);
+	run->gcs.timeout_ms = 0;
+	if (rc != 0)
+	{
+		file_error(res, "cannot read the upload's object %s: %s", req->transfer,
+				   err.message);
+		return false;
+	}
+	req->data = req->owned;
+	req->data_len = len;
+	return true;
+}
+
+/*
+ * move_payload moves a result's data or items to the object transfer/<id>
+ * when they would make the result too large; on failure res becomes an
+ * error result.
+ */
+static void
+move_payload(CloudRun *run, const SbFileRequest *req, SbFileResult *res)
+{
+	char *text = NULL;
+	const char *bytes;
+	size_t len;
+	char *name;
+	SbError err;
+	int rc;
+
+	if (res->data != NULL && (res->data_len + 2) / 3 * 4 > INLINE_PAYLOAD_MAX)
+	{
+		bytes = res->data;
+		len = res->data_len;
+	}
+	else if (res->items != NULL &&
+			 (text = json_dumps(res->items, JSON_COMPACT)) != NULL &&
+			 strlen(text) > INLINE_PAYLOAD_MAX)
+	{
+		bytes = text;
+		len = strlen(text);
+	}
+	else
+	{
+		sb_free(text);
+		return;
+	}
+	name = strfmt("%s/transfer/%lld", run->session_dir, req->id);
+	run->gcs.timeout_ms = SNAPSHOT_TIMEOUT_MS;
+	rc = name ? sb_gcs_upload(&run->gcs, name, bytes, len, SB_GCS_ANY_GENERATION, NULL, &err)
+			  : -1;
+	run->gcs.timeout_ms = 0;
+	sb_free(text);
+	if (rc != 0)
+	{
+		file_error(res, "cannot store the result's payload %s: %s",
+				   name ? name : "(out of memory)", name ? err.message : "");
+		sb_free(name);
+	}
+	else
+		res->transfer = name;
+	sb_free(res->data);
+	res->data = NULL;
+	res->data_len = 0;
+	if (res->items)
+		json_decref(res->items);
+	res->items = NULL;
+}
+
+/*
+ * run_file_execution applies a valid file request to its session: read
+ * the state, restore the workspace, do the operation, and if it changed
+ * the workspace save the workspace and the state (cwd and env as they
+ * were).  *obsolete is as for run_execution.
+ */
+static void
+run_file_execution(CloudRun *run, SbFileRequest *req, SbFileResult *res, char **obsolete)
+{
+	SbState state;
+	long long generation;
+	long long new_generation = 0;
+	char msg[MSG_SIZE];
+
+	*obsolete = NULL;
+	memset(res, 0, sizeof(*res));
+	if (!load_state(run, &state, &generation, msg, sizeof(msg)))
+	{
+		file_error(res, "%s", msg);
+		return;
+	}
+	if (generation > 0 && state.last_execution == req->id)
+	{
+		file_error(res,
+				   "file operation %lld already ran in an earlier attempt that saved the "
+				   "session's state but not its result",
+				   req->id);
+		res->state_generation = generation;
+	}
+	else if (!restore_session(run, &state, msg, sizeof(msg)))
+		file_error(res, "%s", msg);
+	else if (req->op != SB_FILE_UPLOAD || req->transfer == NULL ||
+			 fetch_upload(run, req, res))
+	{
+		/* The session's cwd comes from state.json, not the request. */
+		req->cwd = state.cwd;
+		sb_file_run(req, res);
+		req->cwd = NULL;
+		if (res->status == SB_STATUS_SUCCEEDED && res->changed)
 		{
-			*obsolete = state.workspace;
-			state.workspace = NULL;
+			if (commit_state(run, req->id, &state, generation, state.cwd, state.env,
+							 "the file operation", &new_generation, msg, sizeof(msg)))
+			{
+				res->state_generation = new_generation;
+				*obsolete = take_obsolete(run, &state, req->id);
+			}
+			else
+				file_error(res, "%s", msg);
 		}
+		if (res->status == SB_STATUS_SUCCEEDED)
+			move_payload(run, req, res);
 	}
 	free_state(&state);
 }
@@ -851,9 +1062,8 @@ run_execution(CloudRun *run, SbExecRequest *req, SbExecResult *res, char **obsol
  * result was there already (a duplicate run), -1 with msg set on failure.
  */
 static int
-write_result(CloudRun *run, const SbExecResult *res, char *msg, size_t msglen)
+write_result(CloudRun *run, char *text, char *msg, size_t msglen)
 {
-	char *text = sb_result_encode(res);
 	SbError err;
 	int rc;
 
@@ -879,13 +1089,17 @@ sb_cloud_main(int argc, char **argv)
 	CloudRun run;
 	SbExecRequest req;
 	SbExecResult res;
+	SbFileRequest freq;
+	SbFileResult fres;
 	SbGcsObjectInfo info;
 	SbError err;
 	json_t *holder = NULL;
 	char *text = NULL;
 	size_t len = 0;
 	char *obsolete = NULL;
+	char *result;
 	char msg[MSG_SIZE];
+	int kind;
 	int rc = 1;
 
 	if (argc != 3)
@@ -899,6 +1113,8 @@ sb_cloud_main(int argc, char **argv)
 	memset(&run, 0, sizeof(run));
 	memset(&req, 0, sizeof(req));
 	memset(&res, 0, sizeof(res));
+	memset(&freq, 0, sizeof(freq));
+	memset(&fres, 0, sizeof(fres));
 	run.bucket = argv[1];
 	run.request_name = argv[2];
 
@@ -930,24 +1146,40 @@ sb_cloud_main(int argc, char **argv)
 			err.message);
 		goto done;
 	}
-	if (!sb_request_decode(text, len, &req, &holder, msg, sizeof(msg)))
+	kind = sb_file_request_decode(text, len, &freq, &holder, msg, sizeof(msg));
+	if (kind < 0 || (kind == 0 && !sb_request_decode(text, len, &req, &holder, msg,
+													 sizeof(msg))))
 	{
 		say("the request gs://%s/%s is invalid: %s", run.bucket, run.request_name, msg);
 		goto done;
 	}
-	/* The decoder makes an env of its own when the request has none. */
-	if (req.env != NULL && req.env != json_object_get(holder, "env"))
-		json_decref(req.env);
-	req.env = NULL;
-
-	if (!check_request(&run, &req, msg, sizeof(msg)))
-		set_error(&res, "%s", msg);
-	else if (run.config_error[0] != '\0')
-		set_error(&res, "%s", run.config_error);
+	if (kind > 0)
+	{
+		if (!check_request(&run, freq.session, freq.prefix, freq.id, msg, sizeof(msg)))
+			file_error(&fres, "%s", msg);
+		else if (run.config_error[0] != '\0')
+			file_error(&fres, "%s", run.config_error);
+		else
+			run_file_execution(&run, &freq, &fres, &obsolete);
+		result = sb_file_result_encode(&fres);
+	}
 	else
-		run_execution(&run, &req, &res, &obsolete);
+	{
+		/* The decoder makes an env of its own when the request has none. */
+		if (req.env != NULL && req.env != json_object_get(holder, "env"))
+			json_decref(req.env);
+		req.env = NULL;
 
-	switch (write_result(&run, &res, msg, sizeof(msg)))
+		if (!check_request(&run, req.session, req.prefix, req.id, msg, sizeof(msg)))
+			set_error(&res, "%s", msg);
+		else if (run.config_error[0] != '\0')
+			set_error(&res, "%s", run.config_error);
+		else
+			run_execution(&run, &req, &res, &obsolete);
+		result = sb_result_encode(&res);
+	}
+
+	switch (write_result(&run, result, msg, sizeof(msg)))
 	{
 		case 0:
 			rc = 0;
@@ -968,6 +1200,8 @@ sb_cloud_main(int argc, char **argv)
 done:
 	sb_free(obsolete);
 	sb_result_clear(&res);
+	sb_file_result_clear(&fres);
+	sb_file_request_clear(&freq, NULL);
 	if (holder)
 		json_decref(holder);
 	free(text);

@@ -3,7 +3,8 @@
  *		cloudrun-sandbox-executor: the agent inside the sandbox.
  *
  * Local mode (no arguments): reads one request (JSON) on standard input,
- * applies it to the session, and writes one result (JSON) on standard output.
+ * applies it to the session (runs a command, see command.c, or does a file
+ * operation, see fileops.c), and writes one result (JSON) on standard output.
  * It exits 0 whenever it wrote a result; a failing user command is a result,
  * not an executor failure.  It is not linked with PostgreSQL.
  *
@@ -14,6 +15,7 @@
 #define _GNU_SOURCE
 #include "cloud.h"
 #include "command.h"
+#include "fileops.h"
 #include "../common/sbutil.h"
 
 #include <errno.h>
@@ -24,7 +26,8 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#define MAX_REQUEST_BYTES (64 * 1024 * 1024)
+/* A file upload travels inside the request, in base64. */
+#define MAX_REQUEST_BYTES ((size_t) 1024 * 1024 * 1024)
 
 /* read_all reads standard input up to MAX_REQUEST_BYTES. */
 static bool
@@ -65,19 +68,38 @@ write_all(int fd, const char *data, size_t len)
 	return true;
 }
 
-/* emit writes the result document followed by a newline. */
+/* emit_text writes a result document (which it frees) followed by a newline. */
 static int
-emit(const SbExecResult *res)
+emit_text(char *text)
 {
-	char	   *text = sb_result_encode(res);
-
 	if (text == NULL || !write_all(1, text, strlen(text)) || !write_all(1, "\n", 1))
 	{
 		fprintf(stderr, "cloudrun-sandbox-executor: cannot write the result\n");
+		sb_free(text);
 		return 2;
 	}
 	sb_free(text);
 	return 0;
+}
+
+/* emit writes the result document of a command followed by a newline. */
+static int
+emit(const SbExecResult *res)
+{
+	return emit_text(sb_result_encode(res));
+}
+
+/* run_file applies a file operation and writes its result document. */
+static int
+run_file(const SbFileRequest *req)
+{
+	SbFileResult res;
+	int			rc;
+
+	sb_file_run(req, &res);
+	rc = emit_text(sb_file_result_encode(&res));
+	sb_file_result_clear(&res);
+	return rc;
 }
 
 /*
@@ -136,8 +158,10 @@ main(int argc, char **argv)
 	SbBuf		input;
 	SbExecRequest req;
 	SbExecResult res;
+	SbFileRequest freq;
 	json_t	   *holder = NULL;
 	char		errbuf[512];
+	int			kind = 0;
 	int			rc;
 
 	if (argc > 1 && strcmp(argv[1], "--version") == 0)
@@ -158,20 +182,30 @@ main(int argc, char **argv)
 	prctl(PR_SET_DUMPABLE, 0);
 
 	memset(&res, 0, sizeof(res));
+	memset(&freq, 0, sizeof(freq));
 	if (!read_all(0, &input))
 	{
 		res.status = SB_STATUS_ERROR;
 		res.error = sb_strdup("cannot read the request from standard input");
 	}
-	else if (!sb_request_decode(input.data ? input.data : "", input.len, &req, &holder,
-								errbuf, sizeof(errbuf)))
+	else if ((kind = sb_file_request_decode(input.data ? input.data : "", input.len, &freq,
+											&holder, errbuf, sizeof(errbuf))) < 0 ||
+			 (kind == 0 && !sb_request_decode(input.data ? input.data : "", input.len, &req,
+											  &holder, errbuf, sizeof(errbuf))))
 	{
 		res.status = SB_STATUS_ERROR;
 		res.error = sb_strdup(errbuf);
 	}
+	sb_buf_free(&input);
+	if (kind > 0)
+		rc = run_file(&freq);
 	else
-		sb_run_command(&req, &res);
-	rc = emit(&res);
+	{
+		if (res.status != SB_STATUS_ERROR)
+			sb_run_command(&req, &res);
+		rc = emit(&res);
+	}
+	sb_file_request_clear(&freq, NULL);
 	sb_result_clear(&res);
 	if (holder)
 		json_decref(holder);
