@@ -22,7 +22,7 @@ WHERE n.nspname = 'sandbox' AND c.relkind = 'r' ORDER BY 1;
 SELECT has_schema_privilege('public', 'sandbox', 'USAGE') AS public_usage;
 
 -- settings
-SELECT name, setting, unit, context FROM pg_settings
+SELECT name, boot_val, unit, context FROM pg_settings
 WHERE name LIKE 'cloudrun_sandbox.%' AND name NOT IN ('cloudrun_sandbox.local_root', 'cloudrun_sandbox.database')
 ORDER BY name;
 
