@@ -8,7 +8,7 @@ COMMON_OBJS = src/common/sbutil.o src/common/protocol.o src/common/http.o \
 	src/common/gcs.o src/common/oauth.o
 OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
 	src/driver_cloudrun.o src/gcloud.o src/exec.o src/session.o src/shared.o src/submit.o \
-	src/worker.o src/fileops.o $(COMMON_OBJS)
+	src/worker.o src/fileops.o src/background.o $(COMMON_OBJS)
 DATA = cloudrun_sandbox--$(EXTVERSION).sql
 
 EXECUTOR = cloudrun-sandbox-executor
@@ -16,6 +16,7 @@ EXECUTOR = cloudrun-sandbox-executor
 # starts fast (jansson only), and the cloud one (libcurl, OpenSSL), which the
 # local one hands "cloud ..." invocations to.
 EXECUTOR_SRCS = src/executor/executor.c src/executor/command.c src/executor/fileops.c \
+	src/executor/background.c \
 	src/common/sbutil.c src/common/protocol.c
 EXECUTOR_LIBS = -ljansson
 EXECUTOR_CLOUD_SRCS = $(EXECUTOR_SRCS) src/executor/cloud.c src/common/http.c \

@@ -555,3 +555,20 @@ sb_execution_cancel(int64 id)
 	spi_end(&s);
 	return did;
 }
+
+/* For other files: one SPI connection as the tables' owner at a time. */
+static SbSpi owner_spi;
+
+/* sb_spi_begin_owner connects to SPI as the tables' owner with a pinned search_path. */
+void
+sb_spi_begin_owner(void)
+{
+	spi_begin(&owner_spi);
+}
+
+/* sb_spi_end_owner undoes sb_spi_begin_owner. */
+void
+sb_spi_end_owner(void)
+{
+	spi_end(&owner_spi);
+}

@@ -107,6 +107,8 @@ extern int64 sb_execution_queue(const SbSession *session, const char *command, i
 extern Datum sb_execution_row(int64 id, TupleDesc desc, bool *finished, bool *mine_uncommitted);
 extern bool sb_execution_cancel(int64 id);
 extern int32 sb_session_lock_key(const char *name);
+extern void sb_spi_begin_owner(void);
+extern void sb_spi_end_owner(void);
 
 /* Advisory-lock class of sessions (the first key of the two-int4 form). */
 #define SB_SESSION_LOCK_CLASS 0x5B0C

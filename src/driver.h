@@ -16,6 +16,7 @@
 
 #include "datatype/timestamp.h"
 #include "utils/timestamp.h"
+#include "utils/array.h"
 
 typedef struct SbRun SbRun;
 
@@ -97,6 +98,17 @@ extern const SbDriver sb_cloudrun_driver;
 
 extern char *sb_run_sync(const SbDriver *driver, const char *session, int64 id,
 						 const char *request, TimestampTz hard_deadline, size_t *len);
+
+/* driver_local.c: background processes of the local backend. */
+extern pid_t sb_local_background_spawn(const char *session, int64 handle, const char *request,
+									   pid_t *init_pid, int64 *init_start);
+extern bool sb_local_background_exit(const char *session, int64 handle, int *code);
+extern char *sb_local_background_path(const char *session, int64 handle, const char *what);
+extern int64 sb_process_start_time(pid_t pid);
+
+/* background.c: stopping a session's background processes (drop_session). */
+extern int	sb_background_kill(int64 handle, const char *session, const char *pattern,
+							   ArrayBuildState **killed);
 
 /* exec.c: the steps of running one command, shared with the worker. */
 extern char *sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh,

@@ -344,9 +344,9 @@ hide_dir(List *args, const char *path)
 	return args;
 }
 
-/* bwrap_args builds the bubblewrap command line for one session. */
+/* bwrap_args_for builds the bubblewrap command line for a session (background: a handle, or 0). */
 static char **
-bwrap_args(const char *session)
+bwrap_args_for(const char *session, int64 background)
 {
 	static const char *const sysdirs[] = {"/bin", "/sbin", "/lib", "/lib64", "/lib32",
 	"/libx32"};
@@ -364,7 +364,15 @@ bwrap_args(const char *session)
 	a = lappend(a, "--unshare-cgroup-try");
 	if (!sb_local_network)
 		a = lappend(a, "--unshare-net");
-	a = lappend(a, "--die-with-parent");
+	/* A background process outlives the worker that started it; commands do not. */
+	if (background == 0)
+		a = lappend(a, "--die-with-parent");
+	else
+	{
+		a = lappend(lappend(lappend(a, "--bind"), session_path(session, "background")),
+					"/run/background");
+		a = lappend(lappend(a, "--info-fd"), "3");
+	}
 	a = lappend(a, "--new-session");
 	a = lappend(a, "--as-pid-1");
 	a = lappend(a, "--hostname");
@@ -386,12 +394,24 @@ bwrap_args(const char *session)
 	a = lappend(lappend(a, "--chdir"), SB_WORKSPACE);
 	a = lappend(a, "--");
 	a = lappend(a, exe);
+	if (background != 0)
+	{
+		a = lappend(a, "background");
+		a = lappend(a, psprintf("/run/background/" INT64_FORMAT ".exit", background));
+	}
 
 	argv = palloc(sizeof(char *) * (list_length(a) + 1));
 	foreach(lc, a)
 		argv[i++] = lfirst(lc);
 	argv[i] = NULL;
 	return argv;
+}
+
+/* bwrap_args builds the bubblewrap command line for a command of a session. */
+static char **
+bwrap_args(const char *session)
+{
+	return bwrap_args_for(session, 0);
 }
 
 /* write_request hands the request to the executor, which reads it at once. */
@@ -608,3 +628,132 @@ const SbDriver sb_local_driver = {
 	.remote_name = NULL,
 	.attach = NULL,
 };
+
+/* sb_local_background_path returns background/<handle>.<what> of a session. */
+char *
+sb_local_background_path(const char *session, int64 handle, const char *what)
+{
+	return psprintf("%s/background/" INT64_FORMAT ".%s", session_path(session, NULL), handle, what);
+}
+
+/* sb_process_start_time returns a process's start time (clock ticks since boot), or -1. */
+int64
+sb_process_start_time(pid_t pid)
+{
+	char		path[64];
+	char		buf[1024];
+	FILE	   *f;
+	char	   *p;
+	long long	start = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) != NULL)
+	{
+		/* after "pid (comm)": field 3 is the state; the start time is field 22 */
+		int			field = 2;
+
+		for (p++; *p && field < 21; p++)
+			if (*p == ' ')
+				field++;
+		if (field == 21)
+			start = strtoll(p, NULL, 10);
+	}
+	fclose(f);
+	return start;
+}
+
+/* sb_local_background_exit reads the exit code a background process left; false if none. */
+bool
+sb_local_background_exit(const char *session, int64 handle, int *code)
+{
+	FILE	   *f = fopen(sb_local_background_path(session, handle, "exit"), "r");
+	bool		ok;
+
+	if (f == NULL)
+		return false;
+	ok = fscanf(f, "%d", code) == 1;
+	fclose(f);
+	return ok;
+}
+
+/*
+ * sb_local_background_spawn starts a background process: bwrap (without
+ * --die-with-parent) runs the executor in background mode with the session's
+ * sandbox, its output appended to background/<handle>.log.  Returns bwrap's
+ * pid; *init_pid and *init_start identify the sandbox's first process (from
+ * bwrap's --info-fd), which is what a kill signals.
+ */
+pid_t
+sb_local_background_spawn(const char *session, int64 handle, const char *request,
+						  pid_t *init_pid, int64 *init_start)
+{
+	int			in[2], info[2];
+	int			logfd;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t	none, all;
+	char	  **argv;
+	pid_t		pid;
+	int			rc;
+	char	   *empty_env[] = {NULL};
+	char		buf[256];
+	ssize_t		n = 0;
+	char	   *p;
+
+	local_prepare_session(session, false);
+	make_dir(session_path(session, "background"));
+	argv = bwrap_args_for(session, handle);
+	logfd = open(sb_local_background_path(session, handle, "log"),
+				 O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, S_IRUSR | S_IWUSR);
+	if (logfd < 0)
+		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create a background log: %m")));
+	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(info, O_CLOEXEC) != 0)
+		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create pipes: %m")));
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, logfd, 1);
+	posix_spawn_file_actions_adddup2(&fa, logfd, 2);
+	posix_spawn_file_actions_adddup2(&fa, info[1], 3);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 4);
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &all);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+							 POSIX_SPAWN_SETSID);
+	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, empty_env);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(in[0]);
+	close(info[1]);
+	close(logfd);
+	if (rc != 0)
+	{
+		close(in[1]);
+		close(info[0]);
+		errno = rc;
+		ereport(ERROR, (errcode(ERRCODE_SYSTEM_ERROR), errmsg("could not start the sandbox: %m")));
+	}
+	write_request(in[1], request);
+	/* bwrap reports the sandbox's first process once it exists: {"child-pid": N}. */
+	for (;;)
+	{
+		ssize_t		r = read(info[0], buf + n, sizeof(buf) - 1 - n);
+
+		if (r > 0 && (n += r) < (ssize_t) sizeof(buf) - 1)
+			continue;
+		if (r < 0 && errno == EINTR)
+			continue;
+		break;
+	}
+	close(info[0]);
+	buf[n] = '\0';
+	p = strstr(buf, "\"child-pid\"");
+	*init_pid = p ? (pid_t) strtol(strchr(p, ':') + 1, NULL, 10) : 0;
+	*init_start = *init_pid > 0 ? sb_process_start_time(*init_pid) : -1;
+	return pid;
+}

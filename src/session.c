@@ -86,6 +86,12 @@ sandbox_drop_session(PG_FUNCTION_ARGS)
 		ereport(NOTICE, (errmsg("session \"%s\" does not exist, skipping", name)));
 		PG_RETURN_BOOL(false);
 	}
+	/* Its background processes go first. */
+	{
+		ArrayBuildState *killed = NULL;
+
+		(void) sb_background_kill(0, name, NULL, &killed);
+	}
 	sb_session_delete(name);
 	sb_driver_for(session->backend)->drop_session(name);
 	PG_RETURN_BOOL(true);

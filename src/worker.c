@@ -16,6 +16,10 @@
  */
 #include "driver.h"
 
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
@@ -77,6 +81,19 @@ typedef struct WorkerFlight
 #define FIRST_POLL_MS 5
 #define MAX_POLL_MS 1000
 
+/* BgProc is a background process the worker watches. */
+typedef struct BgProc
+{
+	int64		handle;
+	char	   *session;
+	pid_t		bwrap_pid;		/* our child, or 0 after a restart */
+	pid_t		init_pid;		/* the sandbox's first process */
+	int64		init_start;
+	int			pidfd;			/* readable once init_pid has exited, or -1 */
+} BgProc;
+
+static List *bgprocs = NIL;		/* in WorkerContext */
+static void bg_recover(void);
 static List *flights = NIL;		/* in WorkerContext */
 static bool sessions_blocked = false;
 
@@ -828,6 +845,196 @@ recover(void)
 		elog(ERROR, "could not requeue launching executions");
 	commit();
 	recover_cloud();
+	bg_recover();
+}
+
+/* bg_track starts watching a background process. */
+static void
+bg_track(int64 handle, const char *session, pid_t bwrap_pid, pid_t init_pid, int64 init_start)
+{
+	MemoryContext old = MemoryContextSwitchTo(WorkerContext);
+	BgProc	   *b = palloc0(sizeof(BgProc));
+
+	b->handle = handle;
+	b->session = pstrdup(session);
+	b->bwrap_pid = bwrap_pid;
+	b->init_pid = init_pid;
+	b->init_start = init_start;
+	b->pidfd = init_pid > 0 ? (int) syscall(SYS_pidfd_open, init_pid, 0) : -1;
+	bgprocs = lappend(bgprocs, b);
+	MemoryContextSwitchTo(old);
+}
+
+/* bg_alive says whether a watched process still runs (same pid, same start time). */
+static bool
+bg_alive(BgProc *b)
+{
+	return b->init_pid > 0 && b->init_start >= 0 &&
+		sb_process_start_time(b->init_pid) == b->init_start;
+}
+
+/* bg_record_end records a background process's end: exited (or killed, if it was). */
+static void
+bg_record_end(int64 handle, const char *status, bool has_code, int code, const char *error)
+{
+	Oid			types[4] = {INT8OID, TEXTOID, INT4OID, TEXTOID};
+	Datum		v[4];
+	char		n[4] = {' ', ' ', has_code ? ' ' : 'n', error ? ' ' : 'n'};
+
+	v[0] = Int64GetDatum(handle);
+	v[1] = CStringGetTextDatum(status);
+	v[2] = Int32GetDatum(code);
+	v[3] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	SPI_execute_with_args("UPDATE sandbox.background_processes SET "
+						  "status = CASE WHEN status = 'killed' THEN 'killed' ELSE $2 END, "
+						  "exit_code = $3, error = $4, ended_at = COALESCE(ended_at, now()) "
+						  "WHERE pid = $1", 4, types, v, n, false, 0);
+}
+
+/* bg_reap records the background processes that have ended. */
+static void
+bg_reap(void)
+{
+	List	   *keep = NIL;
+	List	   *ended = NIL;
+	ListCell   *lc;
+
+	foreach(lc, bgprocs)
+	{
+		BgProc	   *b = lfirst(lc);
+
+		if (bg_alive(b))
+			keep = keep_list(keep, b);
+		else
+			ended = keep_list(ended, b);
+	}
+	if (ended == NIL)
+	{
+		list_free(keep);
+		return;
+	}
+	list_free(bgprocs);
+	bgprocs = keep;
+	begin("cloudrun_sandbox: background ended");
+	foreach(lc, ended)
+	{
+		BgProc	   *b = lfirst(lc);
+		int			code;
+		int			ws = 0;
+		bool		reaped = false;
+
+		if (b->bwrap_pid > 0)
+			reaped = waitpid(b->bwrap_pid, &ws, 0) == b->bwrap_pid;
+		if (sb_local_background_exit(b->session, b->handle, &code))
+			bg_record_end(b->handle, "exited", true, code, NULL);
+		else if (reaped)
+			bg_record_end(b->handle, "exited", true,
+						  WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws), NULL);
+		else
+			bg_record_end(b->handle, "failed", false, 0,
+						  "the process ended while the worker was down; its exit code is unknown");
+		if (b->pidfd >= 0)
+			close(b->pidfd);
+	}
+	commit();
+	foreach(lc, ended)
+	{
+		BgProc	   *b = lfirst(lc);
+
+		pfree(b->session);
+		pfree(b);
+	}
+	list_free(ended);
+}
+
+/* bg_start starts the background processes whose starting transaction has committed. */
+static void
+bg_start(void)
+{
+	int			ret;
+
+	begin("cloudrun_sandbox: background start");
+	ret = SPI_execute("SELECT b.pid, b.session, b.owner, b.command, s.generation "
+					  "FROM sandbox.background_processes b "
+					  "JOIN sandbox.sessions s ON s.name = b.session AND s.backend = 'local' "
+					  "WHERE b.status = 'starting' ORDER BY b.pid LIMIT 32 FOR UPDATE OF b SKIP LOCKED",
+					  false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read background processes to start");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		handle = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		SbSession	session = {.name = SPI_getvalue(tup, desc, 2),
+			.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull)),
+		.backend = SB_BACKEND_LOCAL};
+		char	   *command = SPI_getvalue(tup, desc, 4);
+		MemoryContext cxt = CurrentMemoryContext;
+		Oid			types[4] = {INT8OID, INT4OID, INT8OID, TEXTOID};
+		Datum		v[4];
+		char		n[4] = {' ', ' ', ' ', 'n'};
+
+		v[0] = Int64GetDatum(handle);
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			SbState		state;
+			pid_t		init_pid;
+			int64		init_start;
+			char	   *request = sb_prepare_exec(&session, &sb_local_driver, false, handle, command,
+												  NULL, 0, &state);
+			pid_t		bwrap = sb_local_background_spawn(session.name, handle, request, &init_pid,
+														  &init_start);
+
+			v[1] = Int32GetDatum(init_pid);
+			v[2] = Int64GetDatum(init_start);
+			SPI_execute_with_args("UPDATE sandbox.background_processes SET status = 'running', "
+								  "host_pid = $2, host_start_time = $3, started_at = now() "
+								  "WHERE pid = $1", 3, types, v, n, false, 0);
+			bg_track(handle, session.name, bwrap, init_pid, init_start);
+			ReleaseCurrentSubTransaction();
+		}
+		PG_CATCH();
+		{
+			char	   *msg = caught(cxt);
+
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			bg_record_end(handle, "failed", false, 0, msg);
+		}
+		PG_END_TRY();
+	}
+	commit();
+}
+
+/* bg_recover watches again the background processes a previous worker started. */
+static void
+bg_recover(void)
+{
+	int			ret;
+
+	begin("cloudrun_sandbox: background recover");
+	ret = SPI_execute("SELECT pid, session, host_pid, host_start_time FROM sandbox.background_processes "
+					  "WHERE status IN ('running', 'killed') AND ended_at IS NULL", true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read background processes");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		null1, null2, isnull;
+		int64		handle = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		Datum		p = SPI_getbinval(tup, desc, 3, &null1);
+		Datum		st = SPI_getbinval(tup, desc, 4, &null2);
+
+		bg_track(handle, SPI_getvalue(tup, desc, 2), 0, null1 ? 0 : DatumGetInt32(p),
+				 null2 ? -1 : DatumGetInt64(st));
+	}
+	commit();
+	bg_reap();
 }
 
 /* wait_for_work sleeps until the latch, a sandbox's pipe or a timer wakes us. */
@@ -870,6 +1077,16 @@ wait_for_work(void)
 			AddWaitEventToSet(set, WL_SOCKET_READABLE, fds[i], NULL, NULL);
 		if (nfds >= MAX_WAIT_FDS)
 			any_polled = true;
+	}
+	foreach(lc, bgprocs)
+	{
+		BgProc	   *b = lfirst(lc);
+
+		if (b->pidfd >= 0 && nfds < MAX_WAIT_FDS)
+		{
+			AddWaitEventToSet(set, WL_SOCKET_READABLE, b->pidfd, NULL, NULL);
+			nfds++;
+		}
 	}
 	if (flights != NIL && timeout != 0)
 		timeout = any_polled ? Max(poll_due, 1) : 1000;
@@ -946,6 +1163,8 @@ sb_worker_main(Datum arg)
 		}
 		foreach(lc, flights)
 			step_flight(lfirst(lc));
+		bg_reap();
+		bg_start();
 
 		/* One transaction: cancels, what finished, and what to start next. */
 		begin("cloudrun_sandbox: finish and claim");

@@ -71,9 +71,9 @@ set_error(SbExecResult *res, const char *what)
 	res->error = sb_strdup(msg);
 }
 
-/* merged_env builds the child's environment: base, then session, then call. */
-static char **
-merged_env(const SbExecRequest *req)
+/* sb_command_env builds the child's environment: base, then session, then call. */
+char **
+sb_command_env(const SbExecRequest *req)
 {
 	json_t	   *all = json_object();
 	const char *key;
@@ -98,6 +98,18 @@ merged_env(const SbExecRequest *req)
 	envp[i] = NULL;
 	json_decref(all);
 	return envp;
+}
+
+static void set_limit(int resource, long long value);
+
+/* sb_command_limits applies the request's resource limits to this process. */
+void
+sb_command_limits(const SbExecRequest *req)
+{
+	set_limit(RLIMIT_NPROC, req->limits.nproc);
+	set_limit(RLIMIT_AS, req->limits.memory_bytes);
+	set_limit(RLIMIT_FSIZE, req->limits.fsize_bytes);
+	set_limit(RLIMIT_CPU, req->limits.cpu_seconds);
 }
 
 /* set_limit applies one resource limit if it is set. */
@@ -411,7 +423,7 @@ sb_run_command(const SbExecRequest *req, SbExecResult *res)
 	}
 	if (cmd_left > 65536)
 		(void) fcntl(cmd[1], F_SETPIPE_SZ, cmd_left < 1048576 ? (int) cmd_left : 1048576);
-	envp = merged_env(req);
+	envp = sb_command_env(req);
 	child = fork();
 	if (child < 0)
 	{

@@ -14,4 +14,13 @@
  */
 extern void sb_run_command(const SbExecRequest *req, SbExecResult *res);
 
+/* sb_command_env returns the environment a command of req starts with (sb_malloc'd). */
+extern char **sb_command_env(const SbExecRequest *req);
+
+/* sb_command_limits applies req's resource limits to the calling process. */
+extern void sb_command_limits(const SbExecRequest *req);
+
+/* sb_background_main runs req's command as a background process; see background.c. */
+extern int	sb_background_main(const SbExecRequest *req, const char *exit_file);
+
 #endif							/* SB_COMMAND_H */

@@ -152,6 +152,35 @@ run_cloud(int argc, char **argv)
 #endif
 }
 
+/*
+ * run_background runs an exec request as a background process (see
+ * background.c); it answers with an exit status, not a result document.
+ */
+static int
+run_background(const char *exit_file)
+{
+	SbBuf		input;
+	SbExecRequest req;
+	json_t	   *holder = NULL;
+	char		errbuf[512];
+	int			rc;
+
+	signal(SIGPIPE, SIG_IGN);
+	prctl(PR_SET_DUMPABLE, 0);
+	if (!read_all(0, &input) ||
+		!sb_request_decode(input.data ? input.data : "", input.len, &req, &holder, errbuf,
+						   sizeof(errbuf)))
+	{
+		fprintf(stderr, "cloudrun-sandbox: bad background request: %s\n",
+				input.len ? errbuf : "nothing on standard input");
+		return 2;
+	}
+	rc = sb_background_main(&req, exit_file);
+	json_decref(holder);
+	sb_buf_free(&input);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -171,10 +200,13 @@ main(int argc, char **argv)
 	}
 	if (argc > 1 && strcmp(argv[1], "cloud") == 0)
 		return run_cloud(argc, argv);
+	if (argc == 3 && strcmp(argv[1], "background") == 0)
+		return run_background(argv[2]);
 	if (argc > 1)
 	{
 		fprintf(stderr, "usage: %s < request.json > result.json\n", argv[0]);
 		fprintf(stderr, "       %s cloud BUCKET REQUEST_OBJECT [REQUEST_OBJECT...]\n", argv[0]);
+		fprintf(stderr, "       %s background EXIT_FILE < request.json\n", argv[0]);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

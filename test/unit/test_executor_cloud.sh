@@ -44,7 +44,7 @@ trap cleanup EXIT
 EXE="$tmp/cloudrun-sandbox-executor"
 if ! (cd "$top" && cc -std=gnu11 -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter -DSB_EXECUTOR_CLOUD \
 	-fsanitize=address,undefined -fno-omit-frame-pointer -Isrc -o "$EXE" \
-	src/executor/executor.c src/executor/command.c src/executor/cloud.c src/executor/fileops.c \
+	src/executor/executor.c src/executor/command.c src/executor/cloud.c src/executor/fileops.c src/executor/background.c \
 	src/common/sbutil.c src/common/protocol.c src/common/http.c src/common/gcs.c \
 	src/common/oauth.c -ljansson -lcurl -lcrypto); then
 	echo "test_executor_cloud: cannot build the executor" >&2

@@ -1,0 +1,314 @@
+/*
+ * background.c
+ *		Background processes: sandbox.start_background(),
+ *		list_background_processes(), kill_background_process() and
+ *		get_background_logs().
+ *
+ * A background process is a row of sandbox.background_processes.  The
+ * background worker starts it after the starting transaction commits, in the
+ * session's sandbox, and reaps it (worker.c); it is not a child of any SQL
+ * connection, so it outlives the one that started it.  Killing is done here,
+ * in the caller's backend, after checking that the recorded process is still
+ * the one that was started (pid and start time), never by pid alone.
+ */
+#include "driver.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "shared.h"
+
+PG_FUNCTION_INFO_V1(sandbox_start_background);
+PG_FUNCTION_INFO_V1(sandbox_list_background_processes);
+PG_FUNCTION_INFO_V1(sandbox_kill_background_process);
+PG_FUNCTION_INFO_V1(sandbox_get_background_logs);
+
+/* Grace between SIGTERM and SIGKILL; the executor passes SIGTERM on to the sandbox. */
+#define KILL_GRACE_MS 3000
+
+Datum
+sandbox_start_background(PG_FUNCTION_ARGS)
+{
+	char	   *command = text_arg(fcinfo, 0, "command");
+	char	   *name = text_arg(fcinfo, 1, "session");
+	SbSession  *session;
+	Oid			types[3] = {TEXTOID, REGROLEOID, TEXTOID};
+	Datum		values[3];
+	bool		isnull;
+	int64		handle;
+
+	sb_require_worker_library();
+	sb_require_utf8();
+	sb_check_command(command);
+	session = sb_session_lock_ext(name, true, (SbBackend) sb_default_backend, false, false);
+	if (session->backend != SB_BACKEND_LOCAL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("background processes are not available on the cloudrun backend yet"),
+				 errhint("Use a local session, or sandbox.submit() for a long command.")));
+	sb_spi_begin_owner();
+	values[0] = CStringGetTextDatum(name);
+	values[1] = ObjectIdGetDatum(GetUserId());
+	values[2] = CStringGetTextDatum(command);
+	if (SPI_execute_with_args("INSERT INTO sandbox.background_processes (session, owner, command) "
+							  "VALUES ($1, $2, $3) RETURNING pid",
+							  3, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not record a background process");
+	handle = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	sb_spi_end_owner();
+	sb_wake_worker_at_commit();
+	PG_RETURN_INT64(handle);
+}
+
+Datum
+sandbox_list_background_processes(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			types[2] = {REGROLEOID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (!PG_ARGISNULL(0))
+	{
+		char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+		/* An explicit session must exist and be the caller's. */
+		(void) sb_session_lock_ext(name, false, SB_BACKEND_LOCAL, false, false);
+		values[1] = CStringGetTextDatum(name);
+	}
+	else
+		nulls[1] = 'n';
+	values[0] = ObjectIdGetDatum(superuser() ? InvalidOid : GetUserId());
+	sb_spi_begin_owner();
+	if (SPI_execute_with_args("SELECT pid, session, command, status IN ('starting', 'running'), "
+							  "status, exit_code, started_at, ended_at "
+							  "FROM sandbox.background_processes "
+							  "WHERE ($1 = 0 OR owner = $1) AND ($2 IS NULL OR session = $2) "
+							  "ORDER BY pid",
+							  2, types, values, nulls, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list background processes");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Datum		v[8];
+		bool		n[8];
+
+		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, v, n);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
+	}
+	sb_spi_end_owner();
+	return (Datum) 0;
+}
+
+/* alive says whether the recorded process still runs (same pid, same start time). */
+static bool
+alive(pid_t pid, int64 start)
+{
+	return pid > 0 && start >= 0 && sb_process_start_time(pid) == start;
+}
+
+/*
+ * sb_background_kill stops the caller's live background processes matching a
+ * handle, a session and/or a regular expression on the command: SIGTERM to the
+ * sandbox, SIGKILL after a grace period.  Returns how many; their handles are
+ * accumulated in *killed.
+ */
+int
+sb_background_kill(int64 handle, const char *session, const char *pattern,
+				   ArrayBuildState **killed)
+{
+	Oid			types[4] = {REGROLEOID, INT8OID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	int			n;
+	pid_t	   *pids;
+	int64	   *starts;
+	TimestampTz deadline;
+	MemoryContext outer = CurrentMemoryContext;
+
+	values[0] = ObjectIdGetDatum(superuser() ? InvalidOid : GetUserId());
+	values[1] = Int64GetDatum(handle);
+	nulls[1] = handle ? ' ' : 'n';
+	values[2] = session ? CStringGetTextDatum(session) : (Datum) 0;
+	nulls[2] = session ? ' ' : 'n';
+	values[3] = pattern ? CStringGetTextDatum(pattern) : (Datum) 0;
+	nulls[3] = pattern ? ' ' : 'n';
+	sb_spi_begin_owner();
+	if (SPI_execute_with_args("UPDATE sandbox.background_processes SET status = 'killed', "
+							  "ended_at = CASE WHEN status = 'starting' THEN now() END "
+							  "WHERE status IN ('starting', 'running') AND ($1 = 0 OR owner = $1) "
+							  "AND ($2 IS NULL OR pid = $2) AND ($3 IS NULL OR session = $3) "
+							  "AND ($4 IS NULL OR command ~ $4) "
+							  "RETURNING pid, host_pid, host_start_time",
+							  4, types, values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not select background processes to kill");
+	n = (int) SPI_processed;
+	pids = MemoryContextAllocZero(outer, sizeof(pid_t) * (n + 1));
+	starts = MemoryContextAllocZero(outer, sizeof(int64) * (n + 1));
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+
+		*killed = accumArrayResult(*killed, SPI_getbinval(tup, desc, 1, &isnull), false, INT8OID,
+								   outer);
+		d = SPI_getbinval(tup, desc, 2, &isnull);
+		pids[i] = isnull ? 0 : DatumGetInt32(d);
+		d = SPI_getbinval(tup, desc, 3, &isnull);
+		starts[i] = isnull ? -1 : DatumGetInt64(d);
+	}
+	sb_spi_end_owner();
+
+	/* SIGTERM, wait for the grace period, then SIGKILL what is left. */
+	for (int i = 0; i < n; i++)
+		if (alive(pids[i], starts[i]))
+			kill(pids[i], SIGTERM);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), KILL_GRACE_MS);
+	for (;;)
+	{
+		bool		any = false;
+
+		for (int i = 0; i < n; i++)
+			any |= alive(pids[i], starts[i]);
+		if (!any)
+			break;
+		if (GetCurrentTimestamp() > deadline)
+		{
+			for (int i = 0; i < n; i++)
+				if (alive(pids[i], starts[i]))
+					kill(pids[i], SIGKILL);
+			break;
+		}
+		pg_usleep(20000);
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (n > 0)
+		sb_wake_worker_at_commit();
+	return n;
+}
+
+Datum
+sandbox_kill_background_process(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	ArrayBuildState *killed = NULL;
+	int64		handle = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
+	char	   *session = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *pattern = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	int			n;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "function must return a composite type");
+	if (handle == 0 && session == NULL && pattern == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("give a process handle, a session or a pattern"),
+				 errhint("To stop every process of a session, pass session => 'name'.")));
+	if (session != NULL)
+		(void) sb_session_lock_ext(session, false, SB_BACKEND_LOCAL, false, false);
+	if (pattern != NULL)
+		(void) DirectFunctionCall2Coll(textregexeq, DEFAULT_COLLATION_OID, CStringGetTextDatum(""),
+								   CStringGetTextDatum(pattern));	/* a bad regex fails here */
+	n = sb_background_kill(handle, session, pattern, &killed);
+	values[0] = Int32GetDatum(n);
+	values[1] = killed ? makeArrayResult(killed, CurrentMemoryContext)
+		: PointerGetDatum(construct_empty_array(INT8OID));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+Datum
+sandbox_get_background_logs(PG_FUNCTION_ARGS)
+{
+	int64		handle;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	char	   *session;
+	Oid			owner;
+	bool		isnull;
+	char	   *path;
+	FILE	   *f;
+	struct stat st;
+	long		max = sb_max_output_bytes;
+	char	   *data;
+	size_t		len;
+	size_t		fixed_len;
+	bool		repaired;
+	char	   *out;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("pid must not be null")));
+	handle = PG_GETARG_INT64(0);
+	values[0] = Int64GetDatum(handle);
+	sb_spi_begin_owner();
+	if (SPI_execute_with_args("SELECT session, owner FROM sandbox.background_processes WHERE pid = $1",
+							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up a background process");
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("background process " INT64_FORMAT " does not exist", handle)));
+	session = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	session = MemoryContextStrdup(TopTransactionContext, session);
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	sb_spi_end_owner();
+	if (owner != GetUserId() && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for background process " INT64_FORMAT, handle)));
+	if (!PG_ARGISNULL(1) && strcmp(text_to_cstring(PG_GETARG_TEXT_PP(1)), session) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("background process " INT64_FORMAT " is not in session \"%s\"", handle,
+						text_to_cstring(PG_GETARG_TEXT_PP(1)))));
+
+	/* The last max_output_bytes of the log, cut to whole lines when tail_lines asks. */
+	path = sb_local_background_path(session, handle, "log");
+	f = fopen(path, "rb");
+	if (f == NULL)
+		PG_RETURN_TEXT_P(cstring_to_text(""));
+	if (fstat(fileno(f), &st) == 0 && st.st_size > max)
+		fseek(f, st.st_size - max, SEEK_SET);
+	data = palloc(max + 1);
+	len = fread(data, 1, max, f);
+	fclose(f);
+	if (!PG_ARGISNULL(2))
+	{
+		int			want = PG_GETARG_INT32(2);
+		size_t		start = len;
+		int			lines = 0;
+
+		if (want < 0)
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							errmsg("tail_lines must not be negative")));
+		if (start > 0 && data[start - 1] == '\n')
+			start--;
+		while (start > 0 && lines < want)
+		{
+			start--;
+			if (data[start] == '\n' && ++lines == want)
+			{
+				start++;
+				break;
+			}
+		}
+		if (want == 0)
+			start = len;
+		data += start;
+		len -= start;
+	}
+	out = sb_utf8_repair(data, len, false, &fixed_len, &repaired);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(out, fixed_len));
+}
