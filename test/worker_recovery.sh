@@ -66,6 +66,21 @@ check $? "the command queued behind it ran"
 [ "$(pgrep -c -x -f 'sleep 3.5')" = 0 ]
 check $? "no process of the dead worker's sandbox remains"
 
+# --- A background process survives the worker and is still listed and killable.
+q -c "SELECT sandbox.drop_session('rbg', if_exists => true)" >/dev/null
+h=$(q -c "SELECT sandbox.start_background('sleep 151', 'rbg')")
+for _ in $(seq 50); do [ "$(pgrep -c -x -f 'sleep 151')" = 1 ] && break; sleep 0.1; done
+kill -9 "$(worker_pid)"
+sleep 1
+wait_worker
+[ "$(pgrep -c -x -f 'sleep 151')" = 1 ] && [ "$(q -c "SELECT running FROM sandbox.list_background_processes() WHERE pid = $h")" = t ]
+check $? "a background process outlives the worker and is still listed as running"
+[ "$(q -c "SELECT killed_count FROM sandbox.kill_background_process($h)")" = 1 ] && [ "$(pgrep -c -x -f 'sleep 151')" = 0 ]
+check $? "and can still be killed"
+for _ in $(seq 50); do [ "$(q -c "SELECT exit_code FROM sandbox.list_background_processes() WHERE pid = $h")" = 143 ] && break; sleep 0.1; done
+[ "$(q -c "SELECT status || ' ' || exit_code FROM sandbox.list_background_processes() WHERE pid = $h")" = "killed 143" ]
+check $? "its exit code is recorded by the restarted worker"
+
 # --- Cloud: 200 executions in flight, each taking seconds, survive the worker.
 q -c "ALTER SYSTEM SET cloudrun_sandbox.max_concurrent = 400" -c "SELECT pg_reload_conf()" >/dev/null
 # runs_of prints, for each request object of sessions $1*, how many tasks ran it.
