@@ -50,11 +50,7 @@ sandbox_start_background(PG_FUNCTION_ARGS)
 	sb_require_utf8();
 	sb_check_command(command);
 	session = sb_session_lock_ext(name, true, (SbBackend) sb_default_backend, false, false);
-	if (session->backend != SB_BACKEND_LOCAL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("background processes are not available on the cloudrun backend yet"),
-				 errhint("Use a local session, or sandbox.submit() for a long command.")));
+	(void) session;
 	sb_spi_begin_owner();
 	values[0] = CStringGetTextDatum(name);
 	values[1] = ObjectIdGetDatum(GetUserId());
@@ -132,6 +128,9 @@ sb_background_kill(int64 handle, const char *session, const char *pattern,
 	int			n;
 	pid_t	   *pids;
 	int64	   *starts;
+	int64	   *handles;
+	char	  **remotes;
+	char	  **sessions;
 	TimestampTz deadline;
 	MemoryContext outer = CurrentMemoryContext;
 
@@ -148,12 +147,15 @@ sb_background_kill(int64 handle, const char *session, const char *pattern,
 							  "WHERE status IN ('starting', 'running') AND ($1 = 0 OR owner = $1) "
 							  "AND ($2 IS NULL OR pid = $2) AND ($3 IS NULL OR session = $3) "
 							  "AND ($4 IS NULL OR command ~ $4) "
-							  "RETURNING pid, host_pid, host_start_time",
+							  "RETURNING pid, host_pid, host_start_time, remote_name, session",
 							  4, types, values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not select background processes to kill");
 	n = (int) SPI_processed;
 	pids = MemoryContextAllocZero(outer, sizeof(pid_t) * (n + 1));
 	starts = MemoryContextAllocZero(outer, sizeof(int64) * (n + 1));
+	handles = MemoryContextAllocZero(outer, sizeof(int64) * (n + 1));
+	remotes = MemoryContextAllocZero(outer, sizeof(char *) * (n + 1));
+	sessions = MemoryContextAllocZero(outer, sizeof(char *) * (n + 1));
 	for (int i = 0; i < n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -167,8 +169,17 @@ sb_background_kill(int64 handle, const char *session, const char *pattern,
 		pids[i] = isnull ? 0 : DatumGetInt32(d);
 		d = SPI_getbinval(tup, desc, 3, &isnull);
 		starts[i] = isnull ? -1 : DatumGetInt64(d);
+		handles[i] = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		if (SPI_getvalue(tup, desc, 4) != NULL)
+			remotes[i] = MemoryContextStrdup(outer, SPI_getvalue(tup, desc, 4));
+		sessions[i] = MemoryContextStrdup(outer, SPI_getvalue(tup, desc, 5));
 	}
 	sb_spi_end_owner();
+
+	/* Cloud processes: their supervisor stops them, then the execution is cancelled. */
+	for (int i = 0; i < n; i++)
+		if (remotes[i] != NULL)
+			sb_cloud_bg_kill(sessions[i], handles[i], remotes[i]);
 
 	/* SIGTERM, wait for the grace period, then SIGKILL what is left. */
 	for (int i = 0; i < n; i++)
@@ -247,13 +258,16 @@ sandbox_get_background_logs(PG_FUNCTION_ARGS)
 	size_t		fixed_len;
 	bool		repaired;
 	char	   *out;
+	bool		cloud;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("pid must not be null")));
 	handle = PG_GETARG_INT64(0);
 	values[0] = Int64GetDatum(handle);
 	sb_spi_begin_owner();
-	if (SPI_execute_with_args("SELECT session, owner FROM sandbox.background_processes WHERE pid = $1",
+	if (SPI_execute_with_args("SELECT b.session, b.owner, s.backend = 'cloudrun' "
+							  "FROM sandbox.background_processes b "
+							  "LEFT JOIN sandbox.sessions s ON s.name = b.session WHERE b.pid = $1",
 							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up a background process");
 	if (SPI_processed != 1)
@@ -263,6 +277,8 @@ sandbox_get_background_logs(PG_FUNCTION_ARGS)
 	session = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	session = MemoryContextStrdup(TopTransactionContext, session);
 	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	cloud = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	cloud = cloud && !isnull;
 	sb_spi_end_owner();
 	if (owner != GetUserId() && !superuser())
 		ereport(ERROR,
@@ -275,15 +291,20 @@ sandbox_get_background_logs(PG_FUNCTION_ARGS)
 						text_to_cstring(PG_GETARG_TEXT_PP(1)))));
 
 	/* The last max_output_bytes of the log, cut to whole lines when tail_lines asks. */
-	path = sb_local_background_path(session, handle, "log");
-	f = fopen(path, "rb");
-	if (f == NULL)
-		PG_RETURN_TEXT_P(cstring_to_text(""));
-	if (fstat(fileno(f), &st) == 0 && st.st_size > max)
-		fseek(f, st.st_size - max, SEEK_SET);
-	data = palloc(max + 1);
-	len = fread(data, 1, max, f);
-	fclose(f);
+	if (cloud)
+		data = sb_cloud_bg_logs(session, handle, max, &len);
+	else
+	{
+		path = sb_local_background_path(session, handle, "log");
+		f = fopen(path, "rb");
+		if (f == NULL)
+			PG_RETURN_TEXT_P(cstring_to_text(""));
+		if (fstat(fileno(f), &st) == 0 && st.st_size > max)
+			fseek(f, st.st_size - max, SEEK_SET);
+		data = palloc(max + 1);
+		len = fread(data, 1, max, f);
+		fclose(f);
+	}
 	if (!PG_ARGISNULL(2))
 	{
 		int			want = PG_GETARG_INT32(2);

@@ -106,6 +106,13 @@ extern bool sb_local_background_exit(const char *session, int64 handle, int *cod
 extern char *sb_local_background_path(const char *session, int64 handle, const char *what);
 extern int64 sb_process_start_time(pid_t pid);
 
+/* driver_cloudrun.c: background processes of the cloud backend. */
+extern char *sb_cloud_bg_start(const char *session, int64 handle, const char *request);
+extern int	sb_cloud_bg_poll(const char *session, int64 handle, const char *execution,
+							 bool check_execution, int *code);
+extern void sb_cloud_bg_kill(const char *session, int64 handle, const char *execution);
+extern char *sb_cloud_bg_logs(const char *session, int64 handle, size_t max, size_t *len);
+
 /* background.c: stopping a session's background processes (drop_session). */
 extern int	sb_background_kill(int64 handle, const char *session, const char *pattern,
 							   ArrayBuildState **killed);

@@ -582,3 +582,147 @@ const SbDriver sb_cloudrun_driver = {
 	.remote_name = cloud_remote_name,
 	.attach = cloud_attach,
 };
+
+/*
+ * Background processes on the cloud backend: each is its own long-running
+ * Cloud Run execution of the executor, which supervises the process, saves
+ * its output to sessions/<s>/background/<h>.log every few seconds and writes
+ * sessions/<s>/background/<h>.exit when it ends.  A kill writes
+ * <h>.kill (the supervisor stops the process: SIGTERM, then SIGKILL), then
+ * cancels the execution.
+ */
+#define BG_TIMEOUT_S (24 * 3600)
+#define BG_KILL_WAIT_MS 8000
+
+/* bg_object names one of a background process's objects. */
+static char *
+bg_object(const char *session, int64 handle, const char *what)
+{
+	return sb_gc_object(session, psprintf("background/" INT64_FORMAT ".%s", handle, what));
+}
+
+/* sb_cloud_bg_start launches a background process; returns its execution's name. */
+char *
+sb_cloud_bg_start(const char *session, int64 handle, const char *request)
+{
+	SbGcsConfig cfg;
+	SbError		err;
+	char	   *object = bg_object(session, handle, "json");
+	json_t	   *body;
+	json_t	   *op;
+	char	   *response;
+	const char *exec;
+	char	   *name;
+
+	sb_gc_require_settings();
+	sb_gc_gcs(&cfg);
+	if (sb_gcs_upload(&cfg, object, request, strlen(request), SB_GCS_ANY_GENERATION, NULL, &err) != 0)
+		sb_gc_raise(&err, "could not upload the background request", SB_GC_NOT_FOUND_BUCKET);
+	body = json_pack("{s{s[{s[sss]}]s:s}}", "overrides", "containerOverrides", "args", "cloud",
+					 sb_bucket, object, "timeout", psprintf("%ds", BG_TIMEOUT_S));
+	if (sb_gc_run_call("POST", psprintf("%s:run", job_path()), json_dumps(body, JSON_COMPACT),
+					   CALL_TIMEOUT_MS, &response, &err) != 0)
+		sb_gc_raise(&err, "could not start a Cloud Run execution", SB_GC_NOT_FOUND_JOB);
+	json_decref(body);
+	op = json_loads(response, 0, NULL);
+	exec = json_string_value(json_object_get(json_object_get(op, "metadata"), "name"));
+	name = exec ? pstrdup(exec) : NULL;
+	json_decref(op);
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("Cloud Run answered jobs.run without an execution name")));
+	return name;
+}
+
+/*
+ * sb_cloud_bg_poll says whether a background process has ended: 1 with its
+ * exit code, -1 if its execution ended without one, 0 while it runs.
+ */
+int
+sb_cloud_bg_poll(const char *session, int64 handle, const char *execution, bool check_execution,
+				 int *code)
+{
+	SbGcsConfig cfg;
+	SbError		err;
+	char	   *data;
+	size_t		len;
+	SbRun		run;
+
+	sb_gc_gcs(&cfg);
+	if (sb_gcs_download(&cfg, bg_object(session, handle, "exit"), 4096, &data, &len, NULL, &err) == 0)
+	{
+		json_t	   *root = json_loadb(data, len, 0, NULL);
+
+		free(data);
+		*code = root ? (int) json_integer_value(json_object_get(root, "exit_code")) : -1;
+		if (root)
+			json_decref(root);
+		return 1;
+	}
+	if (err.kind != SB_ERR_NOT_FOUND)
+		sb_gc_raise(&err, "could not look at a background process", SB_GC_NOT_FOUND_BUCKET);
+	if (!check_execution || execution == NULL)
+		return 0;
+	memset(&run, 0, sizeof(run));
+	run.execution = (char *) execution;
+	return poll_execution(&run) ? -1 : 0;
+}
+
+/* sb_cloud_bg_kill asks the supervisor to stop, waits for it, then cancels the execution. */
+void
+sb_cloud_bg_kill(const char *session, int64 handle, const char *execution)
+{
+	SbGcsConfig cfg;
+	SbError		err;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BG_KILL_WAIT_MS);
+	int			code;
+	char	   *response;
+
+	sb_gc_gcs(&cfg);
+	if (sb_gcs_upload(&cfg, bg_object(session, handle, "kill"), "{}", 2, SB_GCS_ANY_GENERATION,
+					  NULL, &err) != 0)
+		sb_gc_raise(&err, "could not ask a background process to stop", SB_GC_NOT_FOUND_BUCKET);
+	while (GetCurrentTimestamp() < deadline && sb_cloud_bg_poll(session, handle, NULL, false, &code) == 0)
+	{
+		pg_usleep(200000);
+		CHECK_FOR_INTERRUPTS();
+	}
+	/* An execution that already ended (the usual case) cannot be cancelled: fine. */
+	if (execution != NULL &&
+		sb_gc_run_call("POST", psprintf("/v2/%s:cancel", execution), "{}", 10000, &response, &err) != 0 &&
+		err.kind != SB_ERR_NOT_FOUND && err.kind != SB_ERR_PRECONDITION &&
+		strcmp(err.reason, "FAILED_PRECONDITION") != 0)
+		elog(WARNING, "could not cancel Cloud Run execution %s: %s", execution, err.message);
+}
+
+/* sb_cloud_bg_logs returns the saved output of a background process (the last max bytes). */
+char *
+sb_cloud_bg_logs(const char *session, int64 handle, size_t max, size_t *len)
+{
+	SbGcsConfig cfg;
+	SbError		err;
+	char	   *data;
+	char	   *out;
+
+	sb_gc_gcs(&cfg);
+	if (sb_gcs_download(&cfg, bg_object(session, handle, "log"), 64 * 1024 * 1024, &data, len, NULL,
+						&err) != 0)
+	{
+		if (err.kind == SB_ERR_NOT_FOUND)
+		{
+			*len = 0;
+			return pstrdup("");
+		}
+		sb_gc_raise(&err, "could not read a background process's output", SB_GC_NOT_FOUND_BUCKET);
+	}
+	if (*len > max)
+	{
+		out = pnstrdup(data + *len - max, max);
+		*len = max;
+	}
+	else
+		out = pnstrdup(data, *len);
+	free(data);
+	return out;
+}

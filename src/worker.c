@@ -90,7 +90,12 @@ typedef struct BgProc
 	pid_t		init_pid;		/* the sandbox's first process */
 	int64		init_start;
 	int			pidfd;			/* readable once init_pid has exited, or -1 */
+	char	   *execution;		/* cloud: the Cloud Run execution that runs it */
+	TimestampTz next_poll;		/* cloud: when to look for its exit object */
+	int			polls;
 } BgProc;
+
+#define BG_CLOUD_POLL_MS 2000
 
 static List *bgprocs = NIL;		/* in WorkerContext */
 static void bg_recover(void);
@@ -850,11 +855,13 @@ recover(void)
 
 /* bg_track starts watching a background process. */
 static void
-bg_track(int64 handle, const char *session, pid_t bwrap_pid, pid_t init_pid, int64 init_start)
+bg_track(int64 handle, const char *session, pid_t bwrap_pid, pid_t init_pid, int64 init_start,
+		 const char *execution)
 {
 	MemoryContext old = MemoryContextSwitchTo(WorkerContext);
 	BgProc	   *b = palloc0(sizeof(BgProc));
 
+	b->execution = execution ? pstrdup(execution) : NULL;
 	b->handle = handle;
 	b->session = pstrdup(session);
 	b->bwrap_pid = bwrap_pid;
@@ -865,12 +872,41 @@ bg_track(int64 handle, const char *session, pid_t bwrap_pid, pid_t init_pid, int
 	MemoryContextSwitchTo(old);
 }
 
-/* bg_alive says whether a watched process still runs (same pid, same start time). */
+/* bg_alive says whether a watched local process still runs (same pid, same start time). */
 static bool
 bg_alive(BgProc *b)
 {
 	return b->init_pid > 0 && b->init_start >= 0 &&
 		sb_process_start_time(b->init_pid) == b->init_start;
+}
+
+/*
+ * bg_cloud_ended looks, every few seconds, whether a cloud background process
+ * has ended: 1 with its exit code, -1 without one, 0 while it runs.
+ */
+static int
+bg_cloud_ended(BgProc *b, int *code)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int			r = 0;
+
+	if (GetCurrentTimestamp() < b->next_poll)
+		return 0;
+	b->next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BG_CLOUD_POLL_MS);
+	PG_TRY();
+	{
+		r = sb_cloud_bg_poll(b->session, b->handle, b->execution, ++b->polls % 5 == 0, code);
+	}
+	PG_CATCH();
+	{
+		char	   *msg = caught(cxt);
+
+		sb_shared_set_error(msg);
+		r = 0;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	return r;
 }
 
 /* bg_record_end records a background process's end: exited (or killed, if it was). */
@@ -902,8 +938,22 @@ bg_reap(void)
 	foreach(lc, bgprocs)
 	{
 		BgProc	   *b = lfirst(lc);
+		int			code = 0;
 
-		if (bg_alive(b))
+		if (b->execution != NULL)
+		{
+			int			r = bg_cloud_ended(b, &code);
+
+			if (r == 0)
+				keep = keep_list(keep, b);
+			else
+			{
+				b->init_start = r;	/* reused below: 1 = exit code known */
+				b->init_pid = code;
+				ended = keep_list(ended, b);
+			}
+		}
+		else if (bg_alive(b))
 			keep = keep_list(keep, b);
 		else
 			ended = keep_list(ended, b);
@@ -923,6 +973,15 @@ bg_reap(void)
 		int			ws = 0;
 		bool		reaped = false;
 
+		if (b->execution != NULL)
+		{
+			if (b->init_start == 1)
+				bg_record_end(b->handle, "exited", true, b->init_pid, NULL);
+			else
+				bg_record_end(b->handle, "failed", false, 0,
+							  "the Cloud Run execution ended without an exit code");
+			continue;
+		}
 		if (b->bwrap_pid > 0)
 			reaped = waitpid(b->bwrap_pid, &ws, 0) == b->bwrap_pid;
 		if (sb_local_background_exit(b->session, b->handle, &code))
@@ -942,6 +1001,8 @@ bg_reap(void)
 		BgProc	   *b = lfirst(lc);
 
 		pfree(b->session);
+		if (b->execution)
+			pfree(b->execution);
 		pfree(b);
 	}
 	list_free(ended);
@@ -954,9 +1015,9 @@ bg_start(void)
 	int			ret;
 
 	begin("cloudrun_sandbox: background start");
-	ret = SPI_execute("SELECT b.pid, b.session, b.owner, b.command, s.generation "
+	ret = SPI_execute("SELECT b.pid, b.session, b.owner, b.command, s.backend "
 					  "FROM sandbox.background_processes b "
-					  "JOIN sandbox.sessions s ON s.name = b.session AND s.backend = 'local' "
+					  "JOIN sandbox.sessions s ON s.name = b.session "
 					  "WHERE b.status = 'starting' ORDER BY b.pid LIMIT 32 FOR UPDATE OF b SKIP LOCKED",
 					  false, 0);
 	if (ret != SPI_OK_SELECT)
@@ -969,12 +1030,12 @@ bg_start(void)
 		int64		handle = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		SbSession	session = {.name = SPI_getvalue(tup, desc, 2),
 			.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull)),
-		.backend = SB_BACKEND_LOCAL};
+		.backend = sb_backend_parse(SPI_getvalue(tup, desc, 5))};
 		char	   *command = SPI_getvalue(tup, desc, 4);
 		MemoryContext cxt = CurrentMemoryContext;
 		Oid			types[4] = {INT8OID, INT4OID, INT8OID, TEXTOID};
 		Datum		v[4];
-		char		n[4] = {' ', ' ', ' ', 'n'};
+		char		n[4] = {' ', ' ', ' ', ' '};
 
 		v[0] = Int64GetDatum(handle);
 		BeginInternalSubTransaction(NULL);
@@ -982,19 +1043,28 @@ bg_start(void)
 		PG_TRY();
 		{
 			SbState		state;
-			pid_t		init_pid;
-			int64		init_start;
-			char	   *request = sb_prepare_exec(&session, &sb_local_driver, false, handle, command,
-												  NULL, 0, &state);
-			pid_t		bwrap = sb_local_background_spawn(session.name, handle, request, &init_pid,
-														  &init_start);
+			pid_t		init_pid = 0;
+			int64		init_start = -1;
+			pid_t		bwrap = 0;
+			char	   *execution = NULL;
+			char	   *request = sb_prepare_exec(&session, sb_driver_for(session.backend), false,
+												  handle, command, NULL, 0, &state);
 
+			if (session.backend == SB_BACKEND_CLOUDRUN)
+				execution = sb_cloud_bg_start(session.name, handle, request);
+			else
+				bwrap = sb_local_background_spawn(session.name, handle, request, &init_pid,
+												  &init_start);
 			v[1] = Int32GetDatum(init_pid);
+			n[1] = init_pid ? ' ' : 'n';
 			v[2] = Int64GetDatum(init_start);
+			n[2] = init_start >= 0 ? ' ' : 'n';
+			v[3] = execution ? CStringGetTextDatum(execution) : (Datum) 0;
+			n[3] = execution ? ' ' : 'n';
 			SPI_execute_with_args("UPDATE sandbox.background_processes SET status = 'running', "
-								  "host_pid = $2, host_start_time = $3, started_at = now() "
-								  "WHERE pid = $1", 3, types, v, n, false, 0);
-			bg_track(handle, session.name, bwrap, init_pid, init_start);
+								  "host_pid = $2, host_start_time = $3, remote_name = $4, "
+								  "started_at = now() WHERE pid = $1", 4, types, v, n, false, 0);
+			bg_track(handle, session.name, bwrap, init_pid, init_start, execution);
 			ReleaseCurrentSubTransaction();
 		}
 		PG_CATCH();
@@ -1017,7 +1087,8 @@ bg_recover(void)
 	int			ret;
 
 	begin("cloudrun_sandbox: background recover");
-	ret = SPI_execute("SELECT pid, session, host_pid, host_start_time FROM sandbox.background_processes "
+	ret = SPI_execute("SELECT pid, session, host_pid, host_start_time, remote_name "
+					  "FROM sandbox.background_processes "
 					  "WHERE status IN ('running', 'killed') AND ended_at IS NULL", true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read background processes");
@@ -1031,7 +1102,7 @@ bg_recover(void)
 		Datum		st = SPI_getbinval(tup, desc, 4, &null2);
 
 		bg_track(handle, SPI_getvalue(tup, desc, 2), 0, null1 ? 0 : DatumGetInt32(p),
-				 null2 ? -1 : DatumGetInt64(st));
+				 null2 ? -1 : DatumGetInt64(st), SPI_getvalue(tup, desc, 5));
 	}
 	commit();
 	bg_reap();
@@ -1082,6 +1153,12 @@ wait_for_work(void)
 	{
 		BgProc	   *b = lfirst(lc);
 
+		if (b->execution != NULL)
+		{
+			long		due = Max(1, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), b->next_poll));
+
+			timeout = timeout < 0 ? due : Min(timeout, due);
+		}
 		if (b->pidfd >= 0 && nfds < MAX_WAIT_FDS)
 		{
 			AddWaitEventToSet(set, WL_SOCKET_READABLE, b->pidfd, NULL, NULL);

@@ -57,6 +57,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <time.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -307,8 +309,8 @@ result_name_for(const char *request_name)
  * session's object names; false with msg set if the request is unusable.
  */
 static bool
-check_request(CloudRun *run, const char *session, const char *prefix, long long id,
-			  char *msg, size_t msglen)
+check_request_in(CloudRun *run, const char *dir, const char *session, const char *prefix,
+				 long long id, char *msg, size_t msglen)
 {
 	size_t plen = strlen(prefix);
 	char *expected;
@@ -330,7 +332,7 @@ check_request(CloudRun *run, const char *session, const char *prefix, long long 
 								: strfmt("sessions/%s", session);
 	run->state_name = run->session_dir ? strfmt("%s/state.json", run->session_dir) : NULL;
 	expected =
-		run->session_dir ? strfmt("%s/requests/%lld.json", run->session_dir, id) : NULL;
+		run->session_dir ? strfmt("%s/%s/%lld.json", run->session_dir, dir, id) : NULL;
 	if (expected == NULL || run->state_name == NULL)
 	{
 		sb_free(expected);
@@ -345,6 +347,14 @@ check_request(CloudRun *run, const char *session, const char *prefix, long long 
 				 run->request_name, expected);
 	sb_free(expected);
 	return same;
+}
+
+/* check_request is check_request_in for a command or file request (requests/<id>.json). */
+static bool
+check_request(CloudRun *run, const char *session, const char *prefix, long long id,
+			  char *msg, size_t msglen)
+{
+	return check_request_in(run, "requests", session, prefix, id, msg, msglen);
 }
 
 /*
@@ -1083,6 +1093,253 @@ write_result(CloudRun *run, char *text, char *msg, size_t msglen)
 	return -1;
 }
 
+
+/* Background processes in the cloud: how often the log is saved and the kill marker looked for. */
+#define BG_TICK_MS 2000
+#define BG_KILL_GRACE_MS 3000
+#define BG_LOG_CAP ((size_t) 8 * 1024 * 1024)
+
+/* bg_now_ms reads the monotonic clock. */
+static long long
+bg_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/* bg_signal signals everything the background command started. */
+static void
+bg_signal(pid_t pgid, int sig)
+{
+	if (getpid() == 1)
+		kill(-1, sig);
+	else
+		kill(-pgid, sig);
+}
+
+/*
+ * run_background supervises one background process of a cloud session
+ * (sandbox.start_background): it restores the session's workspace, runs the
+ * command, saves its combined output to <base>.log every few seconds and at
+ * the end, stops it (SIGTERM, then SIGKILL) when <base>.kill appears or the
+ * execution is cancelled, and writes {"exit_code": N} to <base>.exit.  The
+ * workspace it changes is its own copy; the session's state is not changed.
+ */
+static int
+run_background(CloudRun *run, SbExecRequest *req, const char *base)
+{
+	SbState state;
+	long long generation;
+	char msg[MSG_SIZE];
+	char *log_name = strfmt("%s.log", base);
+	char *exit_name = strfmt("%s.exit", base);
+	char *kill_name = strfmt("%s.kill", base);
+	SbBuf out;
+	size_t saved = (size_t) -1;
+	int pipefd[2];
+	sigset_t mask;
+	int sigfd;
+	pid_t child;
+	int wstatus = 0;
+	bool exited = false;
+	long long next_tick = 0, kill_at = 0, exited_at = 0;
+	SbError err;
+	char exit_text[64];
+	int code;
+
+	sb_buf_init(&out, BG_LOG_CAP);
+	if (!load_state(run, &state, &generation, msg, sizeof(msg)) ||
+		!restore_session(run, &state, msg, sizeof(msg)))
+	{
+		say("%s", msg);
+		sb_buf_append(&out, msg, strlen(msg));
+		sb_buf_append(&out, "\n", 1);
+		(void) sb_gcs_upload(&run->gcs, log_name, out.data, out.len, SB_GCS_ANY_GENERATION,
+							 NULL, &err);
+		snprintf(exit_text, sizeof(exit_text), "{\"exit_code\":127}");
+		(void) sb_gcs_upload(&run->gcs, exit_name, exit_text, strlen(exit_text),
+							 SB_GCS_ANY_GENERATION, NULL, &err);
+		return 0;
+	}
+	req->cwd = state.cwd;
+	req->env = state.env;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (pipe2(pipefd, O_CLOEXEC) != 0 || sigfd < 0)
+	{
+		say("cannot create pipes: %s", strerror(errno));
+		return 1;
+	}
+	child = fork();
+	if (child == 0)
+	{
+		sigset_t none;
+		int devnull = open("/dev/null", O_RDONLY);
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		setpgid(0, 0);
+		if (devnull >= 0)
+			dup2(devnull, 0);
+		dup2(pipefd[1], 1);
+		dup2(pipefd[1], 2);
+		close_range(3, ~0U, 0);
+		sb_command_limits(req);
+		if (chdir(req->cwd) != 0 && chdir(run->workspace_dir) != 0 && chdir("/") != 0)
+			_exit(126);
+		execve("/bin/bash",
+			   (char *[]){"bash", "--noprofile", "--norc", "-c", (char *) req->command, NULL},
+			   sb_command_env(req));
+		_exit(127);
+	}
+	close(pipefd[1]);
+	if (child < 0)
+	{
+		say("cannot start the background command: %s", strerror(errno));
+		return 1;
+	}
+	setpgid(child, child);
+	fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
+
+	while (!exited || pipefd[0] >= 0)
+	{
+		struct pollfd pfd[2] = {{.fd = sigfd, .events = POLLIN}, {.fd = pipefd[0], .events = POLLIN}};
+		long long now = bg_now_ms();
+		char chunk[65536];
+		ssize_t n = -1;
+		struct signalfd_siginfo si;
+		bool stop = false;
+
+		if (now >= next_tick)
+		{
+			SbGcsObjectInfo info;
+
+			/* Save the output so far, and look for a request to stop. */
+			if (out.len != saved &&
+				sb_gcs_upload(&run->gcs, log_name, out.data ? out.data : "", out.len,
+							  SB_GCS_ANY_GENERATION, NULL, &err) == 0)
+				saved = out.len;
+			if (kill_at == 0 && sb_gcs_stat(&run->gcs, kill_name, &info, &err) == 0)
+				stop = true;
+			next_tick = now + BG_TICK_MS;
+		}
+		if (kill_at != 0 && now >= kill_at)
+		{
+			bg_signal(child, SIGKILL);
+			kill_at = -1;
+		}
+		if (exited && pipefd[0] >= 0 && now >= exited_at + 500)
+		{
+			close(pipefd[0]);		/* leftovers of a finished command: stop waiting */
+			pipefd[0] = -1;
+		}
+		if (!stop && poll(pfd, pipefd[0] >= 0 ? 2 : 1, 200) > 0)
+		{
+			while (read(sigfd, &si, sizeof(si)) == sizeof(si))
+			{
+				if (si.ssi_signo == SIGCHLD)
+				{
+					pid_t pid;
+					int ws;
+
+					while ((pid = waitpid(-1, &ws, WNOHANG)) > 0)
+						if (pid == child)
+						{
+							wstatus = ws;
+							exited = true;
+							exited_at = bg_now_ms();
+							bg_signal(child, SIGKILL);
+						}
+				}
+				else
+					stop = true;	/* the execution is being cancelled */
+			}
+			while (pipefd[0] >= 0 && (n = read(pipefd[0], chunk, sizeof(chunk))) != 0)
+			{
+				if (n < 0)
+				{
+					if (errno != EAGAIN && errno != EINTR)
+						close(pipefd[0]), pipefd[0] = -1;
+					break;
+				}
+				sb_buf_append(&out, chunk, (size_t) n);
+			}
+			if (n == 0 && pipefd[0] >= 0)
+				close(pipefd[0]), pipefd[0] = -1;
+		}
+		if (stop && kill_at == 0 && !exited)
+		{
+			bg_signal(child, SIGTERM);
+			kill_at = bg_now_ms() + BG_KILL_GRACE_MS;
+		}
+	}
+	code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+	(void) sb_gcs_upload(&run->gcs, log_name, out.data ? out.data : "", out.len,
+						 SB_GCS_ANY_GENERATION, NULL, &err);
+	snprintf(exit_text, sizeof(exit_text), "{\"exit_code\":%d}", code);
+	if (sb_gcs_upload(&run->gcs, exit_name, exit_text, strlen(exit_text), SB_GCS_ANY_GENERATION,
+					  NULL, &err) != 0)
+		say("cannot write gs://%s/%s: %s", run->bucket, exit_name, err.message);
+	req->cwd = NULL;
+	req->env = NULL;
+	free_state(&state);
+	sb_buf_free(&out);
+	sb_free(log_name);
+	sb_free(exit_name);
+	sb_free(kill_name);
+	return 0;
+}
+
+/* background_base returns "P/sessions/S/background/H" for ".../background/H.json", or NULL. */
+static char *
+background_base(const char *request_name)
+{
+	const char *slash = strrchr(request_name, '/');
+	size_t len = strlen(request_name);
+
+	if (slash == NULL || slash - request_name < 11 || memcmp(slash - 11, "/background", 11) != 0 ||
+		len < 6 || strcmp(request_name + len - 5, ".json") != 0)
+		return NULL;
+	return strfmt("%.*s", (int) (len - 5), request_name);
+}
+
+/* sb_cloud_background runs a background request object; see run_background. */
+static int
+sb_cloud_background(CloudRun *run, const char *base)
+{
+	SbExecRequest req;
+	json_t *holder = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	char msg[MSG_SIZE];
+	SbError err;
+	int rc = 1;
+
+	if (!setup_storage(run, msg, sizeof(msg)))
+		say("%s", msg);
+	else if (sb_gcs_download(&run->gcs, run->request_name, MAX_REQUEST_BYTES, &text, &len, NULL,
+							 &err) != 0)
+		say("cannot read the request gs://%s/%s: %s", run->bucket, run->request_name,
+			err.message);
+	else if (!sb_request_decode(text, len, &req, &holder, msg, sizeof(msg)) ||
+			 !check_request_in(run, "background", req.session, req.prefix, req.id, msg,
+							   sizeof(msg)))
+		say("the request gs://%s/%s is invalid: %s", run->bucket, run->request_name, msg);
+	else
+		rc = run_background(run, &req, base);
+	if (holder)
+		json_decref(holder);
+	free(text);
+	return rc;
+}
+
 int
 sb_cloud_main(int argc, char **argv)
 {
@@ -1117,6 +1374,18 @@ sb_cloud_main(int argc, char **argv)
 	memset(&fres, 0, sizeof(fres));
 	run.bucket = argv[1];
 	run.request_name = argv[2];
+
+	/* A background process: supervised here for as long as it runs. */
+	{
+		char *base = background_base(run.request_name);
+
+		if (base != NULL)
+		{
+			rc = sb_cloud_background(&run, base);
+			sb_free(base);
+			goto done;
+		}
+	}
 
 	run.result_name = result_name_for(run.request_name);
 	if (run.result_name == NULL)
