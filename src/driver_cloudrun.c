@@ -45,6 +45,7 @@ struct SbRun
 	char	   *result;
 	size_t		result_len;
 	int64		timeout_s;		/* the execution's timeout */
+	int			batch_size;		/* requests carried by the execution */
 	int			polls;			/* result lookups since the execution was last checked */
 };
 
@@ -316,6 +317,7 @@ cloud_launch_batch(SbRun **runs, int n)
 
 		runs[i]->operation = MemoryContextStrdup(cxt, name);
 		runs[i]->execution = exec ? MemoryContextStrdup(cxt, exec) : NULL;
+		runs[i]->batch_size = n;
 	}
 	json_decref(op);
 }
@@ -475,6 +477,13 @@ cloud_cancel(SbRun *run)
 	if (run->cancelled || run->result != NULL || run->execution == NULL)
 		return;
 	run->cancelled = true;
+	/*
+	 * Cancelling the execution would stop every request of its batch, so a
+	 * batched request is only abandoned here: its task runs to the end and its
+	 * result is ignored.
+	 */
+	if (run->batch_size > 1)
+		return;
 	if (sb_gc_run_call("POST", psprintf("/v2/%s:cancel", run->execution), "{}", 10000,
 					   &response, &err) != 0)
 		elog(WARNING, "could not cancel Cloud Run execution %s: %s", run->execution,
@@ -549,6 +558,8 @@ cloud_attach(const char *session, int64 id, const char *remote_name)
 	run->id = id;
 	run->request_object = sb_gc_object(session, psprintf("requests/" INT64_FORMAT ".json", id));
 	run->result_object = sb_gc_object(session, psprintf("results/" INT64_FORMAT ".json", id));
+	/* Whether the execution carried other requests is not known: never cancel it for one. */
+	run->batch_size = 2;
 	if (remote_name != NULL)
 	{
 		run->execution = pstrdup(remote_name);

@@ -85,6 +85,7 @@ session_path(const char *session, const char *sub)
 }
 
 static void remove_tree(const char *path);
+static void read_child_pid(int fd, pid_t *init_pid, int64 *init_start);
 
 /* make_dir creates one directory (mode 0700) unless it exists. */
 static void
@@ -436,17 +437,21 @@ write_request(int fd, const char *request)
 	close(fd);
 }
 
-static SbRun *
-local_launch(const char *session, int64 id, const char *request)
+/*
+ * spawn_sandbox starts bwrap with the given descriptors as its 0, 1, 2 (and
+ * 3, if extra >= 0) and nothing else of the backend's: the client socket and
+ * every other descriptor stay behind.  It runs in a session of its own, with
+ * default signal handling.  Returns its pid.
+ */
+static pid_t
+spawn_sandbox(char **argv, int fd0, int fd1, int fd2, int extra)
 {
-	int			in[2], out[2], err[2];
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t	none, all;
-	char	  **argv = bwrap_args(session);
-	SbRun	   *run;
-	int			rc;
 	char	   *empty_env[] = {NULL};
+	pid_t		pid;
+	int			rc;
 
 	if (access(sb_bwrap_path, X_OK) != 0)
 		ereport(ERROR,
@@ -458,15 +463,13 @@ local_launch(const char *session, int64 id, const char *request)
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("the sandbox executor is not available at \"%s\": %m", executor_path()),
 				 errhint("Run make install, or set cloudrun_sandbox.executor_path.")));
-	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
-		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create pipes: %m")));
-
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-	/* The client socket and every other descriptor of the backend stay behind. */
-	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	posix_spawn_file_actions_adddup2(&fa, fd0, 0);
+	posix_spawn_file_actions_adddup2(&fa, fd1, 1);
+	posix_spawn_file_actions_adddup2(&fa, fd2, 2);
+	if (extra >= 0)
+		posix_spawn_file_actions_adddup2(&fa, extra, 3);
+	posix_spawn_file_actions_addclosefrom_np(&fa, extra >= 0 ? 4 : 3);
 	posix_spawnattr_init(&attr);
 	sigemptyset(&none);
 	sigfillset(&all);
@@ -474,24 +477,42 @@ local_launch(const char *session, int64 id, const char *request)
 	posix_spawnattr_setsigdefault(&attr, &all);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
 							 POSIX_SPAWN_SETSID);
-
-	run = palloc0(sizeof(SbRun));
-	rc = posix_spawn(&run->pid, argv[0], &fa, &attr, argv, empty_env);
+	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, empty_env);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
-	close(in[0]);
-	close(out[1]);
-	close(err[1]);
 	if (rc != 0)
 	{
-		close(in[1]);
-		close(out[0]);
-		close(err[0]);
 		errno = rc;
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not start the sandbox \"%s\": %m", argv[0])));
 	}
+	return pid;
+}
+
+static SbRun *
+local_launch(const char *session, int64 id, const char *request)
+{
+	int			in[2], out[2], err[2];
+	char	  **argv = bwrap_args(session);
+	SbRun	   *run;
+
+	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
+		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create pipes: %m")));
+	run = palloc0(sizeof(SbRun));
+	PG_TRY();
+	{
+		run->pid = spawn_sandbox(argv, in[0], out[1], err[1], -1);
+	}
+	PG_CATCH();
+	{
+		close(in[0]), close(in[1]), close(out[0]), close(out[1]), close(err[0]), close(err[1]);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	close(in[0]);
+	close(out[1]);
+	close(err[1]);
 	run->out_fd = out[0];
 	run->err_fd = err[0];
 	run->pid_fd = (int) syscall(SYS_pidfd_open, run->pid, 0);
@@ -692,16 +713,8 @@ sb_local_background_spawn(const char *session, int64 handle, const char *request
 {
 	int			in[2], info[2];
 	int			logfd;
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t	none, all;
 	char	  **argv;
 	pid_t		pid;
-	int			rc;
-	char	   *empty_env[] = {NULL};
-	char		buf[256];
-	ssize_t		n = 0;
-	char	   *p;
 
 	local_prepare_session(session, false);
 	make_dir(session_path(session, "background"));
@@ -712,37 +725,36 @@ sb_local_background_spawn(const char *session, int64 handle, const char *request
 		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create a background log: %m")));
 	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(info, O_CLOEXEC) != 0)
 		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create pipes: %m")));
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-	posix_spawn_file_actions_adddup2(&fa, logfd, 1);
-	posix_spawn_file_actions_adddup2(&fa, logfd, 2);
-	posix_spawn_file_actions_adddup2(&fa, info[1], 3);
-	posix_spawn_file_actions_addclosefrom_np(&fa, 4);
-	posix_spawnattr_init(&attr);
-	sigemptyset(&none);
-	sigfillset(&all);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &all);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-							 POSIX_SPAWN_SETSID);
-	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, empty_env);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
+	PG_TRY();
+	{
+		pid = spawn_sandbox(argv, in[0], logfd, logfd, info[1]);
+	}
+	PG_CATCH();
+	{
+		close(in[0]), close(in[1]), close(info[0]), close(info[1]), close(logfd);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	close(in[0]);
 	close(info[1]);
 	close(logfd);
-	if (rc != 0)
-	{
-		close(in[1]);
-		close(info[0]);
-		errno = rc;
-		ereport(ERROR, (errcode(ERRCODE_SYSTEM_ERROR), errmsg("could not start the sandbox: %m")));
-	}
 	write_request(in[1], request);
+	read_child_pid(info[0], init_pid, init_start);
+	return pid;
+}
+
+/* read_child_pid reads bwrap's --info-fd report of the sandbox's first process. */
+static void
+read_child_pid(int fd, pid_t *init_pid, int64 *init_start)
+{
+	char		buf[256];
+	ssize_t		n = 0;
+	char	   *p;
+
 	/* bwrap reports the sandbox's first process once it exists: {"child-pid": N}. */
 	for (;;)
 	{
-		ssize_t		r = read(info[0], buf + n, sizeof(buf) - 1 - n);
+		ssize_t		r = read(fd, buf + n, sizeof(buf) - 1 - n);
 
 		if (r > 0 && (n += r) < (ssize_t) sizeof(buf) - 1)
 			continue;
@@ -750,10 +762,9 @@ sb_local_background_spawn(const char *session, int64 handle, const char *request
 			continue;
 		break;
 	}
-	close(info[0]);
+	close(fd);
 	buf[n] = '\0';
 	p = strstr(buf, "\"child-pid\"");
 	*init_pid = p ? (pid_t) strtol(strchr(p, ':') + 1, NULL, 10) : 0;
 	*init_start = *init_pid > 0 ? sb_process_start_time(*init_pid) : -1;
-	return pid;
 }

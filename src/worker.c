@@ -354,6 +354,29 @@ launch(WorkerFlight *f)
 	MemoryContextSwitchTo(old);
 }
 
+/* launch_batch starts n staged flights as one batch; a failure fails them all. */
+static void
+launch_batch(WorkerFlight **batch, SbRun **runs, int n)
+{
+	MemoryContext old = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		batch[0]->driver->launch_batch(runs, n);
+		for (int i = 0; i < n; i++)
+			batch[i]->launched = true;
+	}
+	PG_CATCH();
+	{
+		char	   *msg = caught(old);
+
+		for (int i = 0; i < n; i++)
+			flight_error(batch[i], msg);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+}
+
 /*
  * launch_staged starts the staged flights of batching drivers in batches of
  * up to cloudrun_sandbox.max_batch: one remote execution carries many
@@ -367,60 +390,22 @@ launch_staged(List *claimed)
 	int			n = 0;
 	ListCell   *lc;
 
-	for (int pass = 0; pass < 2; pass++)
-		foreach(lc, claimed)
-		{
-			WorkerFlight *f = lfirst(lc);
-
-			if (f->launched || f->done || f->run == NULL || f->driver->launch_batch == NULL ||
-				(int) f->backend != pass)
-				continue;
-			runs[n] = f->run;
-			batch[n++] = f;
-			if (n == sb_max_batch || lnext(claimed, lc) == NULL)
-			{
-				const SbDriver *driver = f->driver;
-				MemoryContext old = CurrentMemoryContext;
-
-				PG_TRY();
-				{
-					driver->launch_batch(runs, n);
-					for (int i = 0; i < n; i++)
-						batch[i]->launched = true;
-				}
-				PG_CATCH();
-				{
-					char	   *msg = caught(old);
-
-					for (int i = 0; i < n; i++)
-						flight_error(batch[i], msg);
-				}
-				PG_END_TRY();
-				MemoryContextSwitchTo(old);
-				n = 0;
-			}
-		}
-	/* A batch cut short by the end of the list above is launched here. */
-	if (n > 0)
+	foreach(lc, claimed)
 	{
-		MemoryContext old = CurrentMemoryContext;
+		WorkerFlight *f = lfirst(lc);
 
-		PG_TRY();
+		if (f->launched || f->done || f->run == NULL || f->driver->launch_batch == NULL)
+			continue;
+		runs[n] = f->run;
+		batch[n++] = f;
+		if (n == sb_max_batch)
 		{
-			batch[0]->driver->launch_batch(runs, n);
-			for (int i = 0; i < n; i++)
-				batch[i]->launched = true;
+			launch_batch(batch, runs, n);
+			n = 0;
 		}
-		PG_CATCH();
-		{
-			char	   *msg = caught(old);
-
-			for (int i = 0; i < n; i++)
-				flight_error(batch[i], msg);
-		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(old);
 	}
+	if (n > 0)
+		launch_batch(batch, runs, n);
 }
 
 /* mark_running commits the launched flights as running, with their remote names. */

@@ -87,26 +87,7 @@ sb_background_main(const SbExecRequest *req, const char *exit_file)
 		return 127;
 	}
 	if (child == 0)
-	{
-		sigset_t	none;
-		int			devnull = open("/dev/null", O_RDONLY);
-
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		setpgid(0, 0);
-		if (devnull >= 0)
-			dup2(devnull, 0);
-		close_range(3, ~0U, 0);
-		sb_command_limits(req);
-		if (chdir(req->cwd) != 0 && chdir(SB_WORKSPACE) != 0 && chdir("/") != 0)
-			_exit(126);
-		execve("/bin/bash",
-			   (char *[]) {"bash", "--noprofile", "--norc", "-c", (char *) req->command, NULL},
-			   sb_command_env(req));
-		fprintf(stderr, "cloudrun-sandbox: cannot execute /bin/bash: %s\n", strerror(errno));
-		_exit(127);
-	}
+		sb_background_child(req, -1, SB_WORKSPACE);
 	setpgid(child, child);
 
 	for (;;)

@@ -1178,27 +1178,7 @@ run_background(CloudRun *run, SbExecRequest *req, const char *base)
 	}
 	child = fork();
 	if (child == 0)
-	{
-		sigset_t none;
-		int devnull = open("/dev/null", O_RDONLY);
-
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		setpgid(0, 0);
-		if (devnull >= 0)
-			dup2(devnull, 0);
-		dup2(pipefd[1], 1);
-		dup2(pipefd[1], 2);
-		close_range(3, ~0U, 0);
-		sb_command_limits(req);
-		if (chdir(req->cwd) != 0 && chdir(run->workspace_dir) != 0 && chdir("/") != 0)
-			_exit(126);
-		execve("/bin/bash",
-			   (char *[]){"bash", "--noprofile", "--norc", "-c", (char *) req->command, NULL},
-			   sb_command_env(req));
-		_exit(127);
-	}
+		sb_background_child(req, pipefd[1], run->workspace_dir);
 	close(pipefd[1]);
 	if (child < 0)
 	{

@@ -569,3 +569,37 @@ sb_run_command(const SbExecRequest *req, SbExecResult *res)
 	sb_buf_free(&ebuf);
 	sb_buf_free(&sbuf);
 }
+
+/*
+ * sb_background_child turns a freshly forked child into the background
+ * command: default signals, its own process group, stdin from /dev/null,
+ * stdout and stderr to out_fd (or as inherited, if out_fd < 0), the request's
+ * limits, cwd (else fallback_cwd) and environment.  It never returns.
+ */
+void
+sb_background_child(const SbExecRequest *req, int out_fd, const char *fallback_cwd)
+{
+	sigset_t	none;
+	int			devnull = open("/dev/null", O_RDONLY);
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	setpgid(0, 0);
+	if (devnull >= 0)
+		dup2(devnull, 0);
+	if (out_fd >= 0)
+	{
+		dup2(out_fd, 1);
+		dup2(out_fd, 2);
+	}
+	close_range(3, ~0U, 0);
+	sb_command_limits(req);
+	if (chdir(req->cwd) != 0 && chdir(fallback_cwd) != 0 && chdir("/") != 0)
+		_exit(126);
+	execve("/bin/bash",
+		   (char *[]) {"bash", "--noprofile", "--norc", "-c", (char *) req->command, NULL},
+		   sb_command_env(req));
+	dprintf(2, "cloudrun-sandbox: cannot execute /bin/bash: %s\n", strerror(errno));
+	_exit(127);
+}

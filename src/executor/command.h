@@ -20,6 +20,10 @@ extern char **sb_command_env(const SbExecRequest *req);
 /* sb_command_limits applies req's resource limits to the calling process. */
 extern void sb_command_limits(const SbExecRequest *req);
 
+/* sb_background_child runs a background command in a forked child; never returns. */
+extern void sb_background_child(const SbExecRequest *req, int out_fd, const char *fallback_cwd)
+			__attribute__((noreturn));
+
 /* sb_background_main runs req's command as a background process; see background.c. */
 extern int	sb_background_main(const SbExecRequest *req, const char *exit_file);
 
