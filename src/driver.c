@@ -5,7 +5,9 @@
  */
 #include "driver.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
+#include "utils/memutils.h"
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/timestamp.h"
@@ -98,4 +100,104 @@ sb_run_sync(const SbDriver *driver, const char *session, int64 id, const char *r
 		FreeWaitEventSet(set);
 	result = driver->finish(run, len);
 	return result;
+}
+
+/*
+ * Work deferred to the end of the transaction: what a driver cannot take back
+ * (deleting a session's files) waits for the commit; what it did and can undo
+ * (moving them aside) is undone if the transaction, or the subtransaction that
+ * did it, rolls back.
+ */
+typedef struct SbPending
+{
+	SbPendingFn on_commit;
+	SbPendingFn on_abort;
+	char	   *arg;
+	SubTransactionId subid;		/* InvalidSubTransactionId once undone */
+} SbPending;
+
+static List *pending = NIL;		/* in TopMemoryContext */
+static bool pending_registered = false;
+
+/* pending_xact_callback runs the commit or abort actions at the end of the transaction. */
+static void
+pending_xact_callback(XactEvent event, void *arg)
+{
+	bool		commit = event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT;
+	ListCell   *lc;
+
+	if (pending == NIL || (!commit && event != XACT_EVENT_ABORT &&
+						   event != XACT_EVENT_PARALLEL_ABORT))
+		return;
+	foreach(lc, pending)
+	{
+		SbPending  *p = lfirst(lc);
+
+		if (p->subid == InvalidSubTransactionId)
+			continue;
+		PG_TRY();
+		{
+			if (commit && p->on_commit)
+				p->on_commit(p->arg);
+			else if (!commit && p->on_abort)
+				p->on_abort(p->arg);
+		}
+		PG_CATCH();
+		{
+			/* The transaction has ended: report, never raise. */
+			FlushErrorState();
+			elog(WARNING, "cloudrun_sandbox: could not finish deferred work on \"%s\"", p->arg);
+		}
+		PG_END_TRY();
+	}
+	foreach(lc, pending)
+		pfree(((SbPending *) lfirst(lc))->arg);
+	list_free_deep(pending);
+	pending = NIL;
+}
+
+/* pending_subxact_callback undoes, or hands to the parent, a subtransaction's deferred work. */
+static void
+pending_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending)
+	{
+		SbPending  *p = lfirst(lc);
+
+		if (p->subid != mySubid)
+			continue;
+		if (event == SUBXACT_EVENT_COMMIT_SUB)
+			p->subid = parentSubid;
+		else if (event == SUBXACT_EVENT_ABORT_SUB)
+		{
+			if (p->on_abort)
+				p->on_abort(p->arg);
+			p->subid = InvalidSubTransactionId;
+		}
+	}
+}
+
+void
+sb_at_end_of_xact(SbPendingFn on_commit, SbPendingFn on_abort, const char *arg)
+{
+	MemoryContext old;
+	SbPending  *p;
+
+	if (!pending_registered)
+	{
+		RegisterXactCallback(pending_xact_callback, NULL);
+		RegisterSubXactCallback(pending_subxact_callback, NULL);
+		pending_registered = true;
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	p = palloc(sizeof(SbPending));
+	p->on_commit = on_commit;
+	p->on_abort = on_abort;
+	p->arg = pstrdup(arg);
+	p->subid = GetCurrentSubTransactionId();
+	pending = lappend(pending, p);
+	MemoryContextSwitchTo(old);
 }

@@ -99,6 +99,15 @@ extern const SbDriver sb_cloudrun_driver;
 extern char *sb_run_sync(const SbDriver *driver, const char *session, int64 id,
 						 const char *request, TimestampTz hard_deadline, size_t *len);
 
+/*
+ * sb_at_end_of_xact runs on_commit(arg) if the transaction commits, and
+ * on_abort(arg) if it, or the subtransaction that called this, rolls back
+ * (either may be NULL).  They run after the end of the transaction: an error
+ * in them is reported as a WARNING.
+ */
+typedef void (*SbPendingFn) (const char *arg);
+extern void sb_at_end_of_xact(SbPendingFn on_commit, SbPendingFn on_abort, const char *arg);
+
 /* driver_local.c: background processes of the local backend. */
 extern pid_t sb_local_background_spawn(const char *session, int64 handle, const char *request,
 									   pid_t *init_pid, int64 *init_start);

@@ -49,15 +49,6 @@ struct SbRun
 	int			polls;			/* result lookups since the execution was last checked */
 };
 
-/* A session whose objects go when the dropping transaction commits. */
-typedef struct PendingDrop
-{
-	char	   *prefix;
-	SubTransactionId subid;
-} PendingDrop;
-
-static List *pending_drops = NIL;
-static bool callbacks_registered = false;
 
 /* delete_prefix deletes every object under a session's prefix; returns false on error. */
 static int
@@ -90,84 +81,20 @@ cloud_prepare_session(const char *session, bool fresh)
 		sb_gc_raise(&err, "could not clear the session's objects", SB_GC_NOT_FOUND_BUCKET);
 }
 
-/* drop_xact_callback deletes dropped sessions' objects once the drop has committed. */
+/* drop_commit deletes a dropped session's objects once the drop has committed. */
 static void
-drop_xact_callback(XactEvent event, void *arg)
+drop_commit(const char *prefix)
 {
-	ListCell   *lc;
+	SbError		err;
 
-	if (pending_drops == NIL)
-		return;
-	if (event == XACT_EVENT_COMMIT)
-	{
-		foreach(lc, pending_drops)
-		{
-			PendingDrop *d = lfirst(lc);
-			SbError		err;
-
-			if (d->subid == InvalidSubTransactionId)
-				continue;		/* dropped in a subtransaction that rolled back */
-			PG_TRY();
-			{
-				if (!delete_prefix(d->prefix, &err))
-					elog(WARNING, "could not delete the objects under \"%s\": %s", d->prefix,
-						 err.message);
-			}
-			PG_CATCH();
-			{
-				FlushErrorState();
-				elog(WARNING, "could not delete the objects under \"%s\"", d->prefix);
-			}
-			PG_END_TRY();
-		}
-	}
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
-	{
-		foreach(lc, pending_drops)
-			pfree(((PendingDrop *) lfirst(lc))->prefix);
-		list_free_deep(pending_drops);
-		pending_drops = NIL;
-	}
-}
-
-/* drop_subxact_callback forgets drops made in a subtransaction that rolled back. */
-static void
-drop_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-					  SubTransactionId parentSubid, void *arg)
-{
-	ListCell   *lc;
-
-	foreach(lc, pending_drops)
-	{
-		PendingDrop *d = lfirst(lc);
-
-		if (d->subid != mySubid)
-			continue;
-		if (event == SUBXACT_EVENT_COMMIT_SUB)
-			d->subid = parentSubid;
-		else if (event == SUBXACT_EVENT_ABORT_SUB)
-			d->subid = InvalidSubTransactionId;
-	}
+	if (!delete_prefix(prefix, &err))
+		elog(WARNING, "could not delete the objects under \"%s\": %s", prefix, err.message);
 }
 
 static void
 cloud_drop_session(const char *session)
 {
-	MemoryContext old;
-	PendingDrop *d;
-
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(drop_xact_callback, NULL);
-		RegisterSubXactCallback(drop_subxact_callback, NULL);
-		callbacks_registered = true;
-	}
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	d = palloc(sizeof(PendingDrop));
-	d->prefix = pstrdup(sb_gc_session_prefix(session));
-	d->subid = GetCurrentSubTransactionId();
-	pending_drops = lappend(pending_drops, d);
-	MemoryContextSwitchTo(old);
+	sb_at_end_of_xact(drop_commit, NULL, sb_gc_session_prefix(session));
 }
 
 static bool

@@ -49,16 +49,6 @@ struct SbRun
 	int			wstatus;
 };
 
-/* A session directory moved to trash by a transaction that has not ended. */
-typedef struct PendingDrop
-{
-	char	   *from;
-	char	   *to;
-	SubTransactionId subid;
-} PendingDrop;
-
-static List *pending_drops = NIL;
-static bool callbacks_registered = false;
 
 /* storage_root returns cloudrun_sandbox.local_root or its default. */
 static char *
@@ -146,61 +136,33 @@ remove_tree(const char *path)
 	(void) nftw(path, remove_entry, 32, FTW_PHYS | FTW_DEPTH);
 }
 
-/* drop_xact_callback finishes or undoes pending drops at the end of the transaction. */
+/*
+ * A dropped session's directory is moved to trash/<name>.<pid>.<n> at once;
+ * the argument of these two is "<trash path>\n<original path>".
+ */
 static void
-drop_xact_callback(XactEvent event, void *arg)
+drop_commit(const char *arg)
 {
-	ListCell   *lc;
+	char	   *to = pnstrdup(arg, strcspn(arg, "\n"));
 
-	if (pending_drops == NIL)
-		return;
-	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
-		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT)
-		return;
-	foreach(lc, pending_drops)
-	{
-		PendingDrop *d = lfirst(lc);
-
-		if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
-			remove_tree(d->to);
-		else if (rename(d->to, d->from) != 0)
-			elog(WARNING, "could not restore dropped session directory \"%s\": %m", d->from);
-	}
-	list_free_deep(pending_drops);
-	pending_drops = NIL;
+	remove_tree(to);
 }
 
-/* drop_subxact_callback undoes drops made in an aborted subtransaction. */
+/* drop_abort puts a dropped session's directory back. */
 static void
-drop_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-					  SubTransactionId parentSubid, void *arg)
+drop_abort(const char *arg)
 {
-	ListCell   *lc;
+	char	   *to = pnstrdup(arg, strcspn(arg, "\n"));
+	const char *from = strchr(arg, '\n') + 1;
 
-	foreach(lc, pending_drops)
-	{
-		PendingDrop *d = lfirst(lc);
-
-		if (d->subid != mySubid)
-			continue;
-		if (event == SUBXACT_EVENT_COMMIT_SUB)
-			d->subid = parentSubid;
-		else if (event == SUBXACT_EVENT_ABORT_SUB)
-		{
-			if (rename(d->to, d->from) != 0)
-				elog(WARNING, "could not restore dropped session directory \"%s\": %m",
-					 d->from);
-			d->subid = InvalidSubTransactionId;
-		}
-	}
+	if (rename(to, from) != 0)
+		elog(WARNING, "could not restore dropped session directory \"%s\": %m", from);
 }
 
 static void
 local_drop_session(const char *session)
 {
 	static uint32 counter = 0;
-	MemoryContext old;
-	PendingDrop *d;
 	char	   *from = session_path(session, NULL);
 	char	   *to;
 
@@ -212,19 +174,7 @@ local_drop_session(const char *session)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not move session directory \"%s\" to \"%s\": %m", from, to)));
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(drop_xact_callback, NULL);
-		RegisterSubXactCallback(drop_subxact_callback, NULL);
-		callbacks_registered = true;
-	}
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	d = palloc(sizeof(PendingDrop));
-	d->from = pstrdup(from);
-	d->to = pstrdup(to);
-	d->subid = GetCurrentSubTransactionId();
-	pending_drops = lappend(pending_drops, d);
-	MemoryContextSwitchTo(old);
+	sb_at_end_of_xact(drop_commit, drop_abort, psprintf("%s\n%s", to, from));
 }
 
 /* read_file reads a whole small file; returns NULL if it does not exist. */
