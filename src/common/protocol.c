@@ -398,17 +398,25 @@ sb_file_op_name(SbFileOp op)
 	return file_op_names[op];
 }
 
+/* find_name returns the index of name in names[from..n), or -1. */
+static int
+find_name(const char *const *names, size_t n, size_t from, const char *name)
+{
+	for (size_t i = from; i < n; i++)
+		if (strcmp(name, names[i]) == 0)
+			return (int) i;
+	return -1;
+}
+
 /* sb_file_op_parse maps an "op" to a file operation; false for any other. */
 bool
 sb_file_op_parse(const char *name, SbFileOp *op)
 {
-	for (size_t i = 0; i < N_FILE_OPS; i++)
-		if (strcmp(name, file_op_names[i]) == 0)
-		{
-			*op = (SbFileOp) i;
-			return true;
-		}
-	return false;
+	int			i = find_name(file_op_names, N_FILE_OPS, 0, name);
+
+	if (i >= 0)
+		*op = (SbFileOp) i;
+	return i >= 0;
 }
 
 /* sb_file_error_name returns the "error_code" of a failure ("" for none). */
@@ -422,13 +430,11 @@ sb_file_error_name(SbFileError code)
 bool
 sb_file_error_parse(const char *name, SbFileError *code)
 {
-	for (size_t i = 1; i < N_FILE_ERRORS; i++)
-		if (strcmp(name, file_error_names[i]) == 0)
-		{
-			*code = (SbFileError) i;
-			return true;
-		}
-	return false;
+	int			i = find_name(file_error_names, N_FILE_ERRORS, 1, name);
+
+	if (i >= 0)
+		*code = (SbFileError) i;
+	return i >= 0;
 }
 
 static const char b64_alphabet[] =

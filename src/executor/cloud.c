@@ -146,27 +146,6 @@ set_error(SbExecResult *res, const char *fmt, ...)
 	res->error = sb_utf8_repair(msg, strlen(msg), true, &n, &repaired);
 }
 
-/* file_error turns a file operation's result into a failure of the sandbox. */
-static void file_error(SbFileResult *res, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void
-file_error(SbFileResult *res, const char *fmt, ...)
-{
-	char msg[MSG_SIZE];
-	size_t n;
-	bool repaired;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	res->status = SB_STATUS_ERROR;
-	res->code = SB_FERR_NONE;
-	sb_free(res->error);
-	res->error = sb_utf8_repair(msg, strlen(msg), true, &n, &repaired);
-}
-
 /* drop_state removes the new cwd and env from a result whose state was not saved. */
 static void
 drop_state(SbExecResult *res)
@@ -940,7 +919,7 @@ fetch_upload(CloudRun *run, SbFileRequest *req, SbFileResult *res)
 	if (strncmp(req->transfer, run->session_dir, dlen) != 0 ||
 		strncmp(req->transfer + dlen, "/transfer/", 10) != 0)
 	{
-		file_error(res, "the upload's object is outside the session: %s", req->transfer);
+		sb_file_set_error(res, SB_FERR_NONE, "the upload's object is outside the session: %s", req->transfer);
 		return false;
 	}
 	run->gcs.timeout_ms = SNAPSHOT_TIMEOUT_MS;
@@ -949,7 +928,7 @@ fetch_upload(CloudRun *run, SbFileRequest *req, SbFileResult *res)
 	run->gcs.timeout_ms = 0;
 	if (rc != 0)
 	{
-		file_error(res, "cannot read the upload's object %s: %s", req->transfer,
+		sb_file_set_error(res, SB_FERR_NONE, "cannot read the upload's object %s: %s", req->transfer,
 				   err.message);
 		return false;
 	}
@@ -998,7 +977,7 @@ move_payload(CloudRun *run, const SbFileRequest *req, SbFileResult *res)
 	sb_free(text);
 	if (rc != 0)
 	{
-		file_error(res, "cannot store the result's payload %s: %s",
+		sb_file_set_error(res, SB_FERR_NONE, "cannot store the result's payload %s: %s",
 				   name ? name : "(out of memory)", name ? err.message : "");
 		sb_free(name);
 	}
@@ -1030,19 +1009,19 @@ run_file_execution(CloudRun *run, SbFileRequest *req, SbFileResult *res, char **
 	memset(res, 0, sizeof(*res));
 	if (!load_state(run, &state, &generation, msg, sizeof(msg)))
 	{
-		file_error(res, "%s", msg);
+		sb_file_set_error(res, SB_FERR_NONE, "%s", msg);
 		return;
 	}
 	if (generation > 0 && state.last_execution == req->id)
 	{
-		file_error(res,
+		sb_file_set_error(res, SB_FERR_NONE,
 				   "file operation %lld already ran in an earlier attempt that saved the "
 				   "session's state but not its result",
 				   req->id);
 		res->state_generation = generation;
 	}
 	else if (!restore_session(run, &state, msg, sizeof(msg)))
-		file_error(res, "%s", msg);
+		sb_file_set_error(res, SB_FERR_NONE, "%s", msg);
 	else if (req->op != SB_FILE_UPLOAD || req->transfer == NULL ||
 			 fetch_upload(run, req, res))
 	{
@@ -1059,7 +1038,7 @@ run_file_execution(CloudRun *run, SbFileRequest *req, SbFileResult *res, char **
 				*obsolete = take_obsolete(run, &state, req->id);
 			}
 			else
-				file_error(res, "%s", msg);
+				sb_file_set_error(res, SB_FERR_NONE, "%s", msg);
 		}
 		if (res->status == SB_STATUS_SUCCEEDED)
 			move_payload(run, req, res);
@@ -1405,9 +1384,9 @@ sb_cloud_main(int argc, char **argv)
 	if (kind > 0)
 	{
 		if (!check_request(&run, freq.session, freq.prefix, freq.id, msg, sizeof(msg)))
-			file_error(&fres, "%s", msg);
+			sb_file_set_error(&fres, SB_FERR_NONE, "%s", msg);
 		else if (run.config_error[0] != '\0')
-			file_error(&fres, "%s", run.config_error);
+			sb_file_set_error(&fres, SB_FERR_NONE, "%s", run.config_error);
 		else
 			run_file_execution(&run, &freq, &fres, &obsolete);
 		result = sb_file_result_encode(&fres);

@@ -74,12 +74,12 @@ now_ms(void)
 	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
 }
 
-/* set_error makes res an error result with a code and a message. */
-static void set_error(SbFileResult *res, SbFileError code, const char *fmt, ...)
+/* sb_file_set_error makes res an error result with a code and a message. */
+void sb_file_set_error(SbFileResult *res, SbFileError code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-static void
-set_error(SbFileResult *res, SbFileError code, const char *fmt, ...)
+void
+sb_file_set_error(SbFileResult *res, SbFileError code, const char *fmt, ...)
 {
 	char		msg[MSG_SIZE];
 	size_t		n;
@@ -103,24 +103,24 @@ set_errno(SbFileResult *res, int err, const char *what, const char *virt)
 	switch (err)
 	{
 		case ENOENT:
-			set_error(res, SB_FERR_NOT_FOUND, "file \"%s\" does not exist", virt);
+			sb_file_set_error(res, SB_FERR_NOT_FOUND, "file \"%s\" does not exist", virt);
 			break;
 		case ENOTDIR:
-			set_error(res, SB_FERR_NOT_A_DIRECTORY,
+			sb_file_set_error(res, SB_FERR_NOT_A_DIRECTORY,
 					  "a component of the path \"%s\" is not a directory", virt);
 			break;
 		case EISDIR:
-			set_error(res, SB_FERR_IS_DIRECTORY, "\"%s\" is a directory", virt);
+			sb_file_set_error(res, SB_FERR_IS_DIRECTORY, "\"%s\" is a directory", virt);
 			break;
 		case ENAMETOOLONG:
-			set_error(res, SB_FERR_INVALID_ARGUMENT, "path \"%s\" is too long", virt);
+			sb_file_set_error(res, SB_FERR_INVALID_ARGUMENT, "path \"%s\" is too long", virt);
 			break;
 		case EFBIG:
-			set_error(res, SB_FERR_TOO_LARGE, "cannot %s \"%s\": %s", what, virt,
+			sb_file_set_error(res, SB_FERR_TOO_LARGE, "cannot %s \"%s\": %s", what, virt,
 					  strerror(err));
 			break;
 		default:
-			set_error(res, SB_FERR_IO_ERROR, "cannot %s \"%s\": %s", what, virt,
+			sb_file_set_error(res, SB_FERR_IO_ERROR, "cannot %s \"%s\": %s", what, virt,
 					  strerror(err));
 			break;
 	}
@@ -341,24 +341,24 @@ locate(const Roots *roots, const SbFileRequest *req, bool follow, Target *t,
 	memset(t, 0, sizeof(*t));
 	if (req->path[0] == '\0')
 	{
-		set_error(res, SB_FERR_INVALID_ARGUMENT, "path must not be empty");
+		sb_file_set_error(res, SB_FERR_INVALID_ARGUMENT, "path must not be empty");
 		return false;
 	}
 	if (strlen(req->path) >= PATH_MAX || strlen(cwd) >= PATH_MAX)
 	{
-		set_error(res, SB_FERR_INVALID_ARGUMENT, "path \"%.200s...\" is too long", req->path);
+		sb_file_set_error(res, SB_FERR_INVALID_ARGUMENT, "path \"%.200s...\" is too long", req->path);
 		return false;
 	}
 	t->virt = normalize(cwd, req->path);
 	host = t->virt ? to_host(roots, t->virt) : NULL;
 	if (t->virt == NULL)
 	{
-		set_error(res, SB_FERR_IO_ERROR, "out of memory");
+		sb_file_set_error(res, SB_FERR_IO_ERROR, "out of memory");
 		return false;
 	}
 	if (host == NULL)
 	{
-		set_error(res, SB_FERR_OUTSIDE_SANDBOX, "path \"%s\" is outside the sandbox",
+		sb_file_set_error(res, SB_FERR_OUTSIDE_SANDBOX, "path \"%s\" is outside the sandbox",
 				  t->virt);
 		return false;
 	}
@@ -389,7 +389,7 @@ locate(const Roots *roots, const SbFileRequest *req, bool follow, Target *t,
 	}
 	if (!under(t->real, roots->ws_real) && !under(t->real, roots->tmp_real))
 	{
-		set_error(res, SB_FERR_OUTSIDE_SANDBOX,
+		sb_file_set_error(res, SB_FERR_OUTSIDE_SANDBOX,
 				  "path \"%s\" leads outside the sandbox through a symbolic link", t->virt);
 		return false;
 	}
@@ -410,9 +410,9 @@ static bool
 need_file(const Target *t, SbFileResult *res)
 {
 	if (!t->exists)
-		set_error(res, SB_FERR_NOT_FOUND, "file \"%s\" does not exist", t->virt);
+		sb_file_set_error(res, SB_FERR_NOT_FOUND, "file \"%s\" does not exist", t->virt);
 	else if (S_ISDIR(t->st.st_mode))
-		set_error(res, SB_FERR_IS_DIRECTORY, "\"%s\" is a directory, not a file", t->virt);
+		sb_file_set_error(res, SB_FERR_IS_DIRECTORY, "\"%s\" is a directory, not a file", t->virt);
 	else
 		return true;
 	return false;
@@ -423,9 +423,9 @@ static bool
 need_dir(const Target *t, SbFileResult *res)
 {
 	if (!t->exists)
-		set_error(res, SB_FERR_NOT_FOUND, "directory \"%s\" does not exist", t->virt);
+		sb_file_set_error(res, SB_FERR_NOT_FOUND, "directory \"%s\" does not exist", t->virt);
 	else if (!S_ISDIR(t->st.st_mode))
-		set_error(res, SB_FERR_NOT_A_DIRECTORY, "\"%s\" is not a directory", t->virt);
+		sb_file_set_error(res, SB_FERR_NOT_A_DIRECTORY, "\"%s\" is not a directory", t->virt);
 	else
 		return true;
 	return false;
@@ -449,7 +449,7 @@ open_regular(const Target *t, SbFileResult *res)
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
 	{
 		close(fd);
-		set_error(res, SB_FERR_INVALID_ARGUMENT, "\"%s\" is not a regular file", t->virt);
+		sb_file_set_error(res, SB_FERR_INVALID_ARGUMENT, "\"%s\" is not a regular file", t->virt);
 		return -1;
 	}
 	return fd;
@@ -487,7 +487,7 @@ read_whole(int fd, const Target *t, long long max, SbBuf *buf, SbFileResult *res
 			goto oom;
 		if (buf->len > (size_t) max)
 		{
-			set_error(res, SB_FERR_TOO_LARGE,
+			sb_file_set_error(res, SB_FERR_TOO_LARGE,
 					  "file \"%s\" is larger than the transfer limit of %lld bytes", t->virt,
 					  max);
 			sb_buf_free(buf);
@@ -496,7 +496,7 @@ read_whole(int fd, const Target *t, long long max, SbBuf *buf, SbFileResult *res
 	}
 	return true;
 oom:
-	set_error(res, SB_FERR_IO_ERROR, "out of memory reading \"%s\"", t->virt);
+	sb_file_set_error(res, SB_FERR_IO_ERROR, "out of memory reading \"%s\"", t->virt);
 	sb_buf_free(buf);
 	return false;
 }
@@ -536,7 +536,7 @@ make_parents(const char *real, const Target *t, SbFileResult *res)
 
 	if (copy == NULL)
 	{
-		set_error(res, SB_FERR_IO_ERROR, "out of memory");
+		sb_file_set_error(res, SB_FERR_IO_ERROR, "out of memory");
 		return false;
 	}
 	if (slash == NULL || slash == copy)
@@ -557,7 +557,7 @@ make_parents(const char *real, const Target *t, SbFileResult *res)
 		{
 			if (!S_ISDIR(st.st_mode))
 			{
-				set_error(res, SB_FERR_NOT_A_DIRECTORY,
+				sb_file_set_error(res, SB_FERR_NOT_A_DIRECTORY,
 						  "a component of the path \"%s\" is not a directory", t->virt);
 				ok = false;
 			}
@@ -591,12 +591,12 @@ put_file(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 		goto done;
 	if (t.exists && S_ISDIR(t.st.st_mode))
 	{
-		set_error(res, SB_FERR_IS_DIRECTORY, "\"%s\" is a directory, not a file", t.virt);
+		sb_file_set_error(res, SB_FERR_IS_DIRECTORY, "\"%s\" is a directory, not a file", t.virt);
 		goto done;
 	}
 	if (total > (size_t) req->max_bytes)
 	{
-		set_error(res, SB_FERR_TOO_LARGE,
+		sb_file_set_error(res, SB_FERR_TOO_LARGE,
 				  "%zu bytes for \"%s\" are more than the transfer limit of %lld bytes",
 				  total, t.virt, req->max_bytes);
 		goto done;
@@ -613,7 +613,7 @@ put_file(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
 	{
 		close(fd);
-		set_error(res, SB_FERR_INVALID_ARGUMENT, "\"%s\" is not a regular file", t.virt);
+		sb_file_set_error(res, SB_FERR_INVALID_ARGUMENT, "\"%s\" is not a regular file", t.virt);
 		goto done;
 	}
 	res->changed = true;
@@ -650,7 +650,7 @@ get_file(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 		goto done;
 	if (t.st.st_size > req->max_bytes)
 	{
-		set_error(res, SB_FERR_TOO_LARGE,
+		sb_file_set_error(res, SB_FERR_TOO_LARGE,
 				  "file \"%s\" is %lld bytes, more than the transfer limit of %lld bytes",
 				  t.virt, (long long) t.st.st_size, req->max_bytes);
 		goto done;
@@ -682,7 +682,7 @@ read_lines(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 
 	if (last > 0 && first > last)
 	{
-		set_error(res, SB_FERR_INVALID_ARGUMENT,
+		sb_file_set_error(res, SB_FERR_INVALID_ARGUMENT,
 				  "start_line %lld is after end_line %lld", first, last);
 		return;
 	}
@@ -723,7 +723,7 @@ read_lines(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 		}
 		if (out.len > (size_t) req->max_bytes || out.data == NULL)
 		{
-			set_error(res, SB_FERR_TOO_LARGE,
+			sb_file_set_error(res, SB_FERR_TOO_LARGE,
 					  "lines %lld to %lld of \"%s\" are more than the transfer limit of "
 					  "%lld bytes", first, last > 0 ? last : line, t.virt, req->max_bytes);
 			break;
@@ -774,7 +774,7 @@ file_delete(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 		goto done;
 	if (strcmp(t.virt, SB_WORKSPACE) == 0 || strcmp(t.virt, TMP_ROOT) == 0)
 	{
-		set_error(res, SB_FERR_INVALID_ARGUMENT, "cannot delete \"%s\" itself", t.virt);
+		sb_file_set_error(res, SB_FERR_INVALID_ARGUMENT, "cannot delete \"%s\" itself", t.virt);
 		goto done;
 	}
 	if (!t.exists)
@@ -782,7 +782,7 @@ file_delete(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 	if (S_ISDIR(t.st.st_mode) ? rmdir(t.real) != 0 : unlink(t.real) != 0)
 	{
 		if (errno == ENOTEMPTY || errno == EEXIST)
-			set_error(res, SB_FERR_IS_DIRECTORY, "directory \"%s\" is not empty", t.virt);
+			sb_file_set_error(res, SB_FERR_IS_DIRECTORY, "directory \"%s\" is not empty", t.virt);
 		else if (errno == ENOENT)
 			;					/* gone meanwhile: not deleted by us */
 		else
@@ -815,7 +815,7 @@ add_item(Walk *w, json_t *item, size_t estimate)
 	if (item == NULL || w->res->items == NULL ||
 		json_array_append_new(w->res->items, item) != 0)
 	{
-		set_error(w->res, SB_FERR_IO_ERROR, "out of memory");
+		sb_file_set_error(w->res, SB_FERR_IO_ERROR, "out of memory");
 		return false;
 	}
 	w->bytes += estimate;
@@ -896,7 +896,7 @@ walk(Walk *w, const char *real, const char *virt, bool recursive, bool top)
 
 		if (ok && (child_real == NULL || child_virt == NULL))
 		{
-			set_error(w->res, SB_FERR_IO_ERROR, "out of memory");
+			sb_file_set_error(w->res, SB_FERR_IO_ERROR, "out of memory");
 			ok = false;
 		}
 		if (ok && strlen(child_real) < PATH_MAX && lstat(child_real, &st) == 0)
@@ -927,10 +927,10 @@ finish_items(const SbFileRequest *req, SbFileResult *res, bool too_large, const 
 		text = json_dumps(res->items, JSON_COMPACT);
 		too_large = text != NULL && strlen(text) > (size_t) req->max_bytes;
 		if (text == NULL)
-			set_error(res, SB_FERR_IO_ERROR, "out of memory");
+			sb_file_set_error(res, SB_FERR_IO_ERROR, "out of memory");
 	}
 	if (too_large)
-		set_error(res, SB_FERR_TOO_LARGE, "the %s of \"%s\" is larger than the transfer "
+		sb_file_set_error(res, SB_FERR_TOO_LARGE, "the %s of \"%s\" is larger than the transfer "
 				  "limit of %lld bytes", what, virt, req->max_bytes);
 	sb_free(text);
 	if (res->status != SB_STATUS_SUCCEEDED)
@@ -949,7 +949,7 @@ list_or_find(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 
 	if (req->op == SB_FILE_FIND && req->pattern[0] == '\0')
 	{
-		set_error(res, SB_FERR_INVALID_ARGUMENT, "the glob pattern must not be empty");
+		sb_file_set_error(res, SB_FERR_INVALID_ARGUMENT, "the glob pattern must not be empty");
 		return;
 	}
 	if (locate(roots, req, true, &t, res) && need_dir(&t, res))
@@ -976,7 +976,7 @@ file_replace(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 
 	if (olen == 0)
 	{
-		set_error(res, SB_FERR_INVALID_ARGUMENT, "old_str must not be empty");
+		sb_file_set_error(res, SB_FERR_INVALID_ARGUMENT, "old_str must not be empty");
 		return;
 	}
 	if (!locate(roots, req, true, &t, res) || !need_file(&t, res) ||
@@ -1001,7 +1001,7 @@ file_replace(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 		if (!sb_buf_append(&out, p, (size_t) (stop - p)) ||
 			(hit && !sb_buf_append(&out, req->new_str, nlen)))
 		{
-			set_error(res, SB_FERR_IO_ERROR, "out of memory replacing in \"%s\"", t.virt);
+			sb_file_set_error(res, SB_FERR_IO_ERROR, "out of memory replacing in \"%s\"", t.virt);
 			break;
 		}
 		if (hit)
@@ -1010,7 +1010,7 @@ file_replace(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 	}
 	if (res->status == SB_STATUS_SUCCEEDED &&
 		(out.truncated || out.len > (size_t) req->max_bytes))
-		set_error(res, SB_FERR_TOO_LARGE,
+		sb_file_set_error(res, SB_FERR_TOO_LARGE,
 				  "\"%s\" would be larger than the transfer limit of %lld bytes", t.virt,
 				  req->max_bytes);
 	else if (res->status == SB_STATUS_SUCCEEDED && count > 0)
@@ -1072,7 +1072,7 @@ file_search(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 		char		why[256];
 
 		regerror(rc, &re, why, sizeof(why));
-		set_error(res, SB_FERR_INVALID_REGEX, "invalid regular expression \"%.200s\": %s",
+		sb_file_set_error(res, SB_FERR_INVALID_REGEX, "invalid regular expression \"%.200s\": %s",
 				  req->pattern, why);
 		return;
 	}

@@ -18,4 +18,8 @@
  */
 extern void sb_file_run(const SbFileRequest *req, SbFileResult *res);
 
+/* sb_file_set_error makes res an error result with a code and a message (repaired to UTF-8). */
+extern void sb_file_set_error(SbFileResult *res, SbFileError code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif							/* SB_FILEOPS_H */
