@@ -44,6 +44,8 @@ char	   *sb_token_endpoint = NULL;
 char	   *sb_metadata_host = NULL;
 char	   *sb_worker_database = NULL;
 int			sb_max_concurrent = 64;
+int			sb_warm_sessions = 128;
+int			sb_warm_idle_timeout_s = 60;
 int			sb_max_batch = 50;
 
 static const struct config_enum_entry backend_options[] = {
@@ -174,6 +176,14 @@ _PG_init(void)
 	DefineCustomIntVariable("cloudrun_sandbox.max_concurrent",
 							"Executions the background worker runs at once (different sessions).",
 							NULL, &sb_max_concurrent, 64, 1, 10000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.local_warm_sessions",
+							"Local sessions whose sandbox the background worker keeps running between commands; 0 = none.",
+							"A warm sandbox answers a queued command without starting bubblewrap again.",
+							&sb_warm_sessions, 128, 0, 10000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.local_warm_idle_timeout",
+							"How long an unused warm sandbox is kept.",
+							NULL, &sb_warm_idle_timeout_s, 60, 1, 86400, PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("cloudrun_sandbox.max_batch",
 							"Most queued cloud executions launched as one Cloud Run execution.",
 							"Cloud Run limits job run requests per minute; tasks of one execution are not.",

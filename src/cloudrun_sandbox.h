@@ -54,6 +54,8 @@ extern char *sb_metadata_host;
 extern char *sb_worker_database;
 extern int	sb_max_concurrent;
 extern int	sb_max_batch;
+extern int	sb_warm_sessions;
+extern int	sb_warm_idle_timeout_s;
 
 /* fileops.c: cloudrun_sandbox.max_transfer_bytes, defined by sb_fileops_init(). */
 extern int	sb_max_transfer_bytes;

@@ -111,6 +111,8 @@ extern void sb_at_end_of_xact(SbPendingFn on_commit, SbPendingFn on_abort, const
 /* driver_local.c: background processes of the local backend. */
 extern pid_t sb_local_background_spawn(const char *session, int64 handle, const char *request,
 									   pid_t *init_pid, int64 *init_start);
+extern bool sb_local_warm;
+extern long sb_local_warm_tick(void);
 extern bool sb_local_background_exit(const char *session, int64 handle, int *code);
 extern char *sb_local_background_path(const char *session, int64 handle, const char *what);
 extern int64 sb_process_start_time(pid_t pid);

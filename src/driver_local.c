@@ -37,6 +37,8 @@
 
 #define SB_STDERR_CAP 65536
 
+typedef struct WarmSandbox WarmSandbox;
+
 struct SbRun
 {
 	pid_t		pid;
@@ -47,7 +49,42 @@ struct SbRun
 	SbBuf		err;
 	bool		reaped;
 	int			wstatus;
+	WarmSandbox *warm;			/* the warm sandbox answering this run, if any */
+	size_t		frame_start;	/* warm: where the result document starts in out */
+	size_t		frame_len;		/* warm: its length, once the frame is complete */
+	bool		complete;		/* warm: the whole result frame has arrived */
+	bool		was_warm;		/* sent to a warm sandbox */
 };
+
+/*
+ * A warm sandbox: one session's bubblewrap sandbox kept running by the
+ * background worker, with the executor in serve mode as its PID 1, answering
+ * one framed request after another (see executor.c).  It is reused only while
+ * it was started with the same command line and binds the same session
+ * directories; it is stopped after cloudrun_sandbox.local_warm_idle_timeout
+ * unused, and dies with the worker.
+ */
+struct WarmSandbox
+{
+	char	   *session;
+	char	   *signature;		/* the bwrap command line it was started with */
+	dev_t		dev;			/* the session's workspace and tmp it binds */
+	ino_t		ws_ino;
+	ino_t		tmp_ino;
+	pid_t		pid;
+	int			pid_fd;
+	int			in_fd;
+	int			out_fd;
+	int			err_fd;
+	SbRun	   *busy;			/* the run it is answering, or NULL */
+	TimestampTz last_used;
+	bool		reaped;			/* bwrap has exited and been waited for */
+};
+
+/* Set by the background worker: local runs go to warm sandboxes. */
+bool		sb_local_warm = false;
+
+static List *warm_pool = NIL;	/* of WarmSandbox, in TopMemoryContext */
 
 
 /* storage_root returns cloudrun_sandbox.local_root or its default. */
@@ -295,9 +332,13 @@ hide_dir(List *args, const char *path)
 	return args;
 }
 
-/* bwrap_args_for builds the bubblewrap command line for a session (background: a handle, or 0). */
+/*
+ * bwrap_args_for builds the bubblewrap command line for a session: a command
+ * (background 0), a background process (its handle), or with serve a warm
+ * sandbox.
+ */
 static char **
-bwrap_args_for(const char *session, int64 background)
+bwrap_args_for(const char *session, int64 background, bool serve)
 {
 	static const char *const sysdirs[] = {"/bin", "/sbin", "/lib", "/lib64", "/lib32",
 	"/libx32"};
@@ -345,6 +386,8 @@ bwrap_args_for(const char *session, int64 background)
 	a = lappend(lappend(a, "--chdir"), SB_WORKSPACE);
 	a = lappend(a, "--");
 	a = lappend(a, exe);
+	if (serve)
+		a = lappend(a, "serve");
 	if (background != 0)
 	{
 		a = lappend(a, "background");
@@ -362,28 +405,19 @@ bwrap_args_for(const char *session, int64 background)
 static char **
 bwrap_args(const char *session)
 {
-	return bwrap_args_for(session, 0);
+	return bwrap_args_for(session, 0, false);
 }
 
 /* write_request hands the request to the executor, which reads it at once. */
 static void
 write_request(int fd, const char *request)
 {
-	size_t		left = strlen(request);
+	size_t		len = strlen(request);
 
-	if (left > 65536)
-		(void) fcntl(fd, F_SETPIPE_SZ, left < 1048576 ? (int) left : 1048576);
-	while (left > 0)
-	{
-		ssize_t		n = write(fd, request, left);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;				/* the executor died; its stderr will say why */
-		request += n;
-		left -= (size_t) n;
-	}
+	if (len > 65536)
+		(void) fcntl(fd, F_SETPIPE_SZ, len < 1048576 ? (int) len : 1048576);
+	/* If the executor died, its stderr says why. */
+	(void) sb_write_all(fd, request, len);
 	close(fd);
 }
 
@@ -440,12 +474,256 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, int extra)
 	return pid;
 }
 
+/* warm_signature joins a command line, to tell whether a warm sandbox still matches. */
+static char *
+warm_signature(char **argv)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; argv[i] != NULL; i++)
+		appendStringInfo(&buf, "%s%c", argv[i], '\x1f');
+	return buf.data;
+}
+
+/* warm_destroy stops a warm sandbox and everything in it, and forgets it. */
+static void
+warm_destroy(WarmSandbox *w)
+{
+	if (!w->reaped)
+	{
+		kill(-w->pid, SIGKILL);
+		kill(w->pid, SIGKILL);
+		while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	if (w->in_fd >= 0)
+		close(w->in_fd);
+	if (w->out_fd >= 0)
+		close(w->out_fd);
+	if (w->err_fd >= 0)
+		close(w->err_fd);
+	if (w->pid_fd >= 0)
+		close(w->pid_fd);
+	if (w->busy != NULL)
+	{
+		SbRun	   *run = w->busy;
+
+		run->warm = NULL;
+		run->reaped = true;
+	}
+	warm_pool = list_delete_ptr(warm_pool, w);
+	pfree(w->session);
+	pfree(w->signature);
+	pfree(w);
+}
+
+/* warm_alive tells whether a warm sandbox's bwrap is still running. */
+static bool
+warm_alive(WarmSandbox *w)
+{
+	if (!w->reaped && waitpid(w->pid, NULL, WNOHANG) == w->pid)
+		w->reaped = true;
+	return !w->reaped && w->out_fd >= 0;
+}
+
+/*
+ * warm_for returns the session's warm sandbox, starting one if needed, or
+ * NULL when the pool is full of busy sandboxes (the run then starts a sandbox
+ * of its own).  A sandbox that died, was started with other settings, or binds
+ * directories a dropped session left behind is replaced.
+ */
+static pg_noinline WarmSandbox *
+warm_for(const char *session)
+{
+	char	  **argv = bwrap_args_for(session, 0, true);
+	char	   *signature = warm_signature(argv);
+	struct stat ws, tmp;
+	WarmSandbox *w = NULL, *lru = NULL;
+	ListCell   *lc;
+	int			in[2], out[2], err[2];
+	MemoryContext old;
+
+	if (stat(session_path(session, "workspace"), &ws) != 0 ||
+		stat(session_path(session, "tmp"), &tmp) != 0)
+		return NULL;			/* the cold path reports it */
+	foreach(lc, warm_pool)
+	{
+		WarmSandbox *c = lfirst(lc);
+
+		if (strcmp(c->session, session) == 0)
+			w = c;
+		else if (c->busy == NULL && (lru == NULL || c->last_used < lru->last_used))
+			lru = c;
+	}
+	if (w != NULL)
+	{
+		/* Busy means its last run never finished: only one run per session is in flight. */
+		if (w->busy == NULL && warm_alive(w) && strcmp(w->signature, signature) == 0 &&
+			w->dev == ws.st_dev && w->ws_ino == ws.st_ino && w->tmp_ino == tmp.st_ino)
+			return w;
+		warm_destroy(w);
+	}
+	if (list_length(warm_pool) >= sb_warm_sessions)
+	{
+		if (lru == NULL)
+			return NULL;
+		warm_destroy(lru);
+	}
+
+	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
+		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create pipes: %m")));
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	w = palloc0(sizeof(WarmSandbox));
+	w->session = pstrdup(session);
+	w->signature = pstrdup(signature);
+	MemoryContextSwitchTo(old);
+	w->dev = ws.st_dev;
+	w->ws_ino = ws.st_ino;
+	w->tmp_ino = tmp.st_ino;
+	PG_TRY();
+	{
+		w->pid = spawn_sandbox(argv, in[0], out[1], err[1], -1);
+	}
+	PG_CATCH();
+	{
+		close(in[0]), close(in[1]), close(out[0]), close(out[1]), close(err[0]), close(err[1]);
+		pfree(w->session);
+		pfree(w->signature);
+		pfree(w);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	close(in[0]);
+	close(out[1]);
+	close(err[1]);
+	w->in_fd = in[1];
+	w->out_fd = out[0];
+	w->err_fd = err[0];
+	w->pid_fd = (int) syscall(SYS_pidfd_open, w->pid, 0);
+	fcntl(w->out_fd, F_SETFL, O_NONBLOCK);
+	fcntl(w->err_fd, F_SETFL, O_NONBLOCK);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	warm_pool = lappend(warm_pool, w);
+	MemoryContextSwitchTo(old);
+	return w;
+}
+
+/* warm_send writes one framed request; false if the sandbox is gone. */
+static bool
+warm_send(WarmSandbox *w, const char *request)
+{
+	char		header[32];
+	size_t		len = strlen(request);
+
+	snprintf(header, sizeof(header), "%zu\n", len);
+	return sb_write_all(w->in_fd, header, strlen(header)) && sb_write_all(w->in_fd, request, len);
+}
+
+/*
+ * warm_launch sends the request to the session's warm sandbox.  A sandbox
+ * that turns out to be gone before it took the request is replaced once.
+ * Returns NULL when no warm sandbox can take it.
+ */
+static pg_noinline SbRun *
+warm_launch(const char *session, const char *request)
+{
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		WarmSandbox *w = warm_for(session);
+		SbRun	   *run;
+
+		if (w == NULL)
+			return NULL;
+		if (!warm_send(w, request))
+		{
+			warm_destroy(w);
+			continue;
+		}
+		run = palloc0(sizeof(SbRun));
+		run->pid = w->pid;
+		run->pid_fd = run->out_fd = run->err_fd = -1;
+		run->warm = w;
+		run->was_warm = true;
+		w->busy = run;
+		sb_buf_init(&run->out, Max((size_t) sb_max_output_bytes * 12 + 2 * SB_MAX_ENV_BYTES +
+								   1024 * 1024, SB_FILE_RESULT_MAX(sb_max_transfer_bytes)));
+		sb_buf_init(&run->err, SB_STDERR_CAP);
+		return run;
+	}
+	return NULL;
+}
+
+/*
+ * warm_frame_done tells whether out holds a whole result frame,
+ * "<length>\n<document>", and records where the document is.
+ */
+static bool
+warm_frame_done(SbRun *run)
+{
+	const char *nl;
+	char	   *end;
+	unsigned long long len;
+
+	if (run->out.len == 0)
+		return false;
+	nl = memchr(run->out.data, '\n', Min(run->out.len, (size_t) 24));
+	if (nl == NULL)
+		return false;
+	errno = 0;
+	len = strtoull(run->out.data, &end, 10);
+	if (end != nl || errno != 0)
+		return false;
+	run->frame_start = (size_t) (nl - run->out.data) + 1;
+	run->frame_len = (size_t) len;
+	return run->out.len >= run->frame_start + run->frame_len;
+}
+
+/*
+ * sb_local_warm_tick stops warm sandboxes that have been idle longer than
+ * cloudrun_sandbox.local_warm_idle_timeout (or that are over the pool's
+ * size), and returns the milliseconds until the next one expires, or -1 if
+ * none is idle.  The worker calls it before it sleeps.
+ */
+long
+sb_local_warm_tick(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		next = -1;
+	ListCell   *lc;
+
+	foreach(lc, warm_pool)
+	{
+		WarmSandbox *w = lfirst(lc);
+		TimestampTz expires = TimestampTzPlusMilliseconds(w->last_used,
+														  (int64) sb_warm_idle_timeout_s * 1000);
+
+		if (w->busy != NULL)
+			continue;
+		if (expires <= now || list_length(warm_pool) > sb_warm_sessions)
+		{
+			warm_destroy(w);
+			return sb_local_warm_tick();	/* the list changed */
+		}
+		{
+			long		due = TimestampDifferenceMilliseconds(now, expires) + 1;
+
+			next = next < 0 ? due : Min(next, due);
+		}
+	}
+	return next;
+}
+
 static SbRun *
 local_launch(const char *session, int64 id, const char *request)
 {
 	int			in[2], out[2], err[2];
-	char	  **argv = bwrap_args(session);
+	char	  **argv;
 	SbRun	   *run;
+
+	if (sb_local_warm && sb_warm_sessions > 0 && (run = warm_launch(session, request)) != NULL)
+		return run;
+	argv = bwrap_args(session);
 
 	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
 		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create pipes: %m")));
@@ -484,6 +762,14 @@ local_wait_fds(SbRun *run, int *fds, int max_fds)
 {
 	int			n = 0;
 
+	if (run->warm != NULL && !run->complete)
+	{
+		if (run->warm->out_fd >= 0 && n < max_fds)
+			fds[n++] = run->warm->out_fd;
+		if (run->warm->err_fd >= 0 && n < max_fds)
+			fds[n++] = run->warm->err_fd;
+		return n;
+	}
 	if (run->out_fd >= 0 && n < max_fds)
 		fds[n++] = run->out_fd;
 	if (run->err_fd >= 0 && n < max_fds)
@@ -519,9 +805,46 @@ drain(int *fd, SbBuf *buf)
 	}
 }
 
+/*
+ * warm_step reads what the warm sandbox answered.  The run is over once the
+ * whole frame arrived (the sandbox is then free for the session's next
+ * command), or the sandbox died or overflowed (it is then stopped).
+ */
+static bool
+warm_step(SbRun *run)
+{
+	WarmSandbox *w = run->warm;
+
+	if (w == NULL || run->complete)
+		return true;
+	drain(&w->out_fd, &run->out);
+	drain(&w->err_fd, &run->err);
+	if (warm_frame_done(run))
+	{
+		if (run->out.len > run->frame_start + run->frame_len)
+			warm_destroy(w);	/* it said more than asked: do not trust it again */
+		else
+		{
+			w->busy = NULL;
+			w->last_used = GetCurrentTimestamp();
+		}
+		run->warm = NULL;
+		run->complete = true;
+		return true;
+	}
+	if (run->out.truncated || w->out_fd < 0)
+	{
+		warm_destroy(w);
+		return true;
+	}
+	return false;
+}
+
 static bool
 local_step(SbRun *run)
 {
+	if (run->warm != NULL || run->complete)
+		return warm_step(run);
 	drain(&run->out_fd, &run->out);
 	drain(&run->err_fd, &run->err);
 	if (run->out.truncated)
@@ -538,6 +861,8 @@ local_step(SbRun *run)
 static void
 local_cancel(SbRun *run)
 {
+	if (run->warm != NULL)
+		warm_destroy(run->warm);
 	if (!run->reaped && run->pid > 0)
 	{
 		kill(-run->pid, SIGKILL);
@@ -557,6 +882,23 @@ local_cancel(SbRun *run)
 static char *
 local_finish(SbRun *run, size_t *len)
 {
+	if (run->complete)
+	{
+		*len = run->frame_len;
+		run->out.data[run->frame_start + run->frame_len] = '\0';
+		return run->out.data + run->frame_start;
+	}
+	if (run->was_warm && !run->out.truncated)
+	{
+		char	   *why = run->err.len ? run->err.data : "no message";
+
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("the session's warm sandbox stopped before it returned a result"),
+				 errdetail("The sandbox said: %s", pnstrdup(why, strcspn(why, "\n"))),
+				 errhint("Setting cloudrun_sandbox.local_warm_sessions to 0 starts a sandbox "
+						 "per command.")));
+	}
 	if (run->out.truncated)
 	{
 		local_cancel(run);
@@ -668,7 +1010,7 @@ sb_local_background_spawn(const char *session, int64 handle, const char *request
 
 	local_prepare_session(session, false);
 	make_dir(session_path(session, "background"));
-	argv = bwrap_args_for(session, handle);
+	argv = bwrap_args_for(session, handle, false);
 	logfd = open(sb_local_background_path(session, handle, "log"),
 				 O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, S_IRUSR | S_IWUSR);
 	if (logfd < 0)

@@ -1103,6 +1103,7 @@ wait_for_work(void)
 	long		timeout = -1;
 	bool		any_polled = false;
 	long		poll_due = -1;
+	long		warm_due;
 	ListCell   *lc;
 
 	set = CreateWaitEventSet(CurrentMemoryContext, MAX_WAIT_FDS + 2);
@@ -1154,6 +1155,10 @@ wait_for_work(void)
 		timeout = any_polled ? Max(poll_due, 1) : 1000;
 	if (sessions_blocked && (timeout < 0 || timeout > BLOCKED_RETRY_MS))
 		timeout = BLOCKED_RETRY_MS;
+	/* Idle warm sandboxes are stopped on time; with none, no timer. */
+	warm_due = sb_local_warm_tick();
+	if (warm_due >= 0 && (timeout < 0 || warm_due < timeout))
+		timeout = warm_due;
 	(void) WaitEventSetWait(set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
 	FreeWaitEventSet(set);
 	ResetLatch(MyLatch);
@@ -1183,6 +1188,7 @@ sb_worker_main(Datum arg)
 	SetConfigOption("application_name", "cloudrun_sandbox worker", PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_appname("cloudrun_sandbox worker");
 	sb_driver_nonblocking = true;
+	sb_local_warm = true;
 	WorkerContext = AllocSetContextCreate(TopMemoryContext, "cloudrun_sandbox worker",
 										  ALLOCSET_DEFAULT_SIZES);
 	LoopContext = AllocSetContextCreate(TopMemoryContext, "cloudrun_sandbox worker loop",

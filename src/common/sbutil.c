@@ -5,10 +5,12 @@
  */
 #include "sbutil.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
+#include <unistd.h>
 
 void *(*sb_malloc_hook)(size_t size) = malloc;
 void (*sb_free_hook)(void *ptr) = free;
@@ -122,6 +124,30 @@ sb_buf_append(SbBuf *buf, const void *data, size_t n)
 	memcpy(buf->data + buf->len, data, keep);
 	buf->len += keep;
 	buf->data[buf->len] = '\0';
+	return true;
+}
+
+/* sb_write_all writes len bytes, retrying short writes; false with errno set. */
+bool
+sb_write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0)
+	{
+		ssize_t n = write(fd, p, len > (1 << 30) ? (1 << 30) : len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+		{
+			if (n == 0)
+				errno = EIO;
+			return false;
+		}
+		p += n;
+		len -= (size_t) n;
+	}
 	return true;
 }
 

@@ -49,6 +49,9 @@ extern void sb_buf_init(SbBuf *buf, size_t cap);
 extern bool sb_buf_append(SbBuf *buf, const void *data, size_t n);
 extern void sb_buf_free(SbBuf *buf);
 
+/* sb_write_all writes len bytes to fd, retrying short writes; false with errno set. */
+extern bool sb_write_all(int fd, const void *data, size_t len);
+
 /*
  * sb_utf8_repair returns a newly allocated, NUL-terminated copy of data in
  * which every invalid UTF-8 sequence and every NUL byte is replaced by U+FFFD.

@@ -8,6 +8,10 @@
  * It exits 0 whenever it wrote a result; a failing user command is a result,
  * not an executor failure.  It is not linked with PostgreSQL.
  *
+ * Serve mode (`serve`) keeps a session's sandbox warm for the worker: the
+ * same requests and results, framed as "<length>\n<document>", one after
+ * another until standard input ends.
+ *
  * Cloud mode (`cloud BUCKET REQUEST_OBJECT`, the Cloud Run Job's container
  * arguments) keeps the request, the session and the result in GCS; see
  * cloud.c.
@@ -24,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* A file upload travels inside the request, in base64. */
@@ -50,29 +55,11 @@ read_all(int fd, SbBuf *buf)
 	}
 }
 
-/* write_all writes the whole buffer, retrying short writes. */
-static bool
-write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0)
-	{
-		ssize_t		n = write(fd, data, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		data += n;
-		len -= (size_t) n;
-	}
-	return true;
-}
-
 /* emit_text writes a result document (which it frees) followed by a newline. */
 static int
 emit_text(char *text)
 {
-	if (text == NULL || !write_all(1, text, strlen(text)) || !write_all(1, "\n", 1))
+	if (text == NULL || !sb_write_all(1, text, strlen(text)) || !sb_write_all(1, "\n", 1))
 	{
 		fprintf(stderr, "cloudrun-sandbox-executor: cannot write the result\n");
 		sb_free(text);
@@ -87,19 +74,6 @@ static int
 emit(const SbExecResult *res)
 {
 	return emit_text(sb_result_encode(res));
-}
-
-/* run_file applies a file operation and writes its result document. */
-static int
-run_file(const SbFileRequest *req)
-{
-	SbFileResult res;
-	int			rc;
-
-	sb_file_run(req, &res);
-	rc = emit_text(sb_file_result_encode(&res));
-	sb_file_result_clear(&res);
-	return rc;
 }
 
 /*
@@ -181,18 +155,162 @@ run_background(const char *exit_file)
 	return rc;
 }
 
-int
-main(int argc, char **argv)
+/*
+ * answer applies one request document (a command or a file operation) and
+ * returns its result document.  A request that cannot be decoded gets an
+ * error result, never a crash.
+ */
+static char *
+answer(const SbBuf *input)
 {
-	SbBuf		input;
 	SbExecRequest req;
 	SbExecResult res;
 	SbFileRequest freq;
 	json_t	   *holder = NULL;
 	char		errbuf[512];
-	int			kind = 0;
+	char	   *text;
+	int			kind;
+
+	memset(&res, 0, sizeof(res));
+	memset(&freq, 0, sizeof(freq));
+	kind = sb_file_request_decode(input->data ? input->data : "", input->len, &freq, &holder,
+								  errbuf, sizeof(errbuf));
+	if (kind > 0)
+	{
+		SbFileResult fres;
+
+		sb_file_run(&freq, &fres);
+		text = sb_file_result_encode(&fres);
+		sb_file_result_clear(&fres);
+	}
+	else
+	{
+		if (kind < 0 || !sb_request_decode(input->data ? input->data : "", input->len, &req,
+										   &holder, errbuf, sizeof(errbuf)))
+		{
+			res.status = SB_STATUS_ERROR;
+			res.error = sb_strdup(errbuf);
+		}
+		else
+			sb_run_command(&req, &res);
+		text = sb_result_encode(&res);
+		sb_result_clear(&res);
+	}
+	sb_file_request_clear(&freq, NULL);
+	if (holder)
+		json_decref(holder);
+	return text;
+}
+
+/*
+ * read_exactly reads len bytes of standard input into buf (which keeps them);
+ * false at end of input or on an error.
+ */
+static bool
+read_exactly(SbBuf *buf, size_t len)
+{
+	char		chunk[65536];
+
+	while (len > 0)
+	{
+		ssize_t		n = read(0, chunk, len < sizeof(chunk) ? len : sizeof(chunk));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		sb_buf_append(buf, chunk, (size_t) n);
+		len -= (size_t) n;
+	}
+	return true;
+}
+
+/*
+ * read_frame reads one framed request, "<decimal length>\n<that many bytes>",
+ * from standard input.  Returns 1 with the request in buf, 0 at a clean end
+ * of input, -1 on a malformed frame.
+ */
+static int
+read_frame(SbBuf *buf)
+{
+	char		header[24];
+	size_t		n = 0;
+	char	   *end;
+	unsigned long long len;
+
+	sb_buf_init(buf, MAX_REQUEST_BYTES);
+	for (;;)
+	{
+		ssize_t		r = read(0, header + n, 1);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return n == 0 ? 0 : -1;
+		if (header[n] == '\n')
+			break;
+		if (++n >= sizeof(header) - 1)
+			return -1;
+	}
+	header[n] = '\0';
+	errno = 0;
+	len = strtoull(header, &end, 10);
+	if (n == 0 || *end != '\0' || errno != 0 || len > MAX_REQUEST_BYTES)
+		return -1;
+	return read_exactly(buf, (size_t) len) ? 1 : -1;
+}
+
+/*
+ * serve keeps a session's sandbox warm: it answers framed requests on
+ * standard input with framed results on standard output, one at a time,
+ * until the input ends.  As the sandbox's PID 1 it kills whatever a command
+ * left behind (see command.c) and reaps it before the next request, so each
+ * command starts in a sandbox as empty as a fresh one.
+ */
+static int
+serve(void)
+{
+	for (;;)
+	{
+		SbBuf		input;
+		char	   *text;
+		char		header[32];
+		int			got;
+
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		got = read_frame(&input);
+		if (got <= 0)
+		{
+			if (got < 0)
+				fprintf(stderr, "cloudrun-sandbox-executor: malformed request frame\n");
+			sb_buf_free(&input);
+			return got == 0 ? 0 : 2;
+		}
+		text = answer(&input);
+		sb_buf_free(&input);
+		if (text == NULL)
+		{
+			fprintf(stderr, "cloudrun-sandbox-executor: cannot encode the result\n");
+			return 2;
+		}
+		snprintf(header, sizeof(header), "%zu\n", strlen(text));
+		if (!sb_write_all(1, header, strlen(header)) || !sb_write_all(1, text, strlen(text)))
+		{
+			sb_free(text);
+			return 2;
+		}
+		sb_free(text);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	SbBuf		input;
 	int			rc;
 
+	sb_buf_init(&input, 0);
 	if (argc > 1 && strcmp(argv[1], "--version") == 0)
 	{
 		printf("cloudrun-sandbox-executor protocol %d\n", SB_PROTOCOL_VERSION);
@@ -202,9 +320,10 @@ main(int argc, char **argv)
 		return run_cloud(argc, argv);
 	if (argc == 3 && strcmp(argv[1], "background") == 0)
 		return run_background(argv[2]);
-	if (argc > 1)
+	if (argc > 2 || (argc == 2 && strcmp(argv[1], "serve") != 0))
 	{
 		fprintf(stderr, "usage: %s < request.json > result.json\n", argv[0]);
+		fprintf(stderr, "       %s serve < framed requests > framed results\n", argv[0]);
 		fprintf(stderr, "       %s cloud BUCKET REQUEST_OBJECT [REQUEST_OBJECT...]\n", argv[0]);
 		fprintf(stderr, "       %s background EXIT_FILE < request.json\n", argv[0]);
 		return 2;
@@ -212,35 +331,20 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	/* Keep the sandboxed command out of our /proc entries (and our pipes). */
 	prctl(PR_SET_DUMPABLE, 0);
-
-	memset(&res, 0, sizeof(res));
-	memset(&freq, 0, sizeof(freq));
-	if (!read_all(0, &input))
+	if (argc == 2)
+		rc = serve();
+	else if (!read_all(0, &input))
 	{
+		SbExecResult res;
+
+		memset(&res, 0, sizeof(res));
 		res.status = SB_STATUS_ERROR;
 		res.error = sb_strdup("cannot read the request from standard input");
-	}
-	else if ((kind = sb_file_request_decode(input.data ? input.data : "", input.len, &freq,
-											&holder, errbuf, sizeof(errbuf))) < 0 ||
-			 (kind == 0 && !sb_request_decode(input.data ? input.data : "", input.len, &req,
-											  &holder, errbuf, sizeof(errbuf))))
-	{
-		res.status = SB_STATUS_ERROR;
-		res.error = sb_strdup(errbuf);
-	}
-	sb_buf_free(&input);
-	if (kind > 0)
-		rc = run_file(&freq);
-	else
-	{
-		if (res.status != SB_STATUS_ERROR)
-			sb_run_command(&req, &res);
 		rc = emit(&res);
+		sb_result_clear(&res);
 	}
-	sb_file_request_clear(&freq, NULL);
-	sb_result_clear(&res);
-	if (holder)
-		json_decref(holder);
+	else
+		rc = emit_text(answer(&input));
 	sb_buf_free(&input);
 	if (getpid() == 1)
 		kill(-1, SIGKILL);

@@ -501,28 +501,6 @@ oom:
 	return false;
 }
 
-/* write_all writes len bytes, retrying short writes; false with errno set. */
-static bool
-write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0)
-	{
-		ssize_t		n = write(fd, data, len > (1 << 30) ? (1 << 30) : len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-		{
-			if (n == 0)
-				errno = EIO;
-			return false;
-		}
-		data += n;
-		len -= (size_t) n;
-	}
-	return true;
-}
-
 /*
  * make_parents creates the missing directories above real (which lies
  * inside root), like mkdir -p; false with res set on failure.
@@ -617,9 +595,9 @@ put_file(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 		goto done;
 	}
 	res->changed = true;
-	ok = (req->op != SB_FILE_WRITE || !req->leading_newline || write_all(fd, "\n", 1)) &&
-		write_all(fd, req->data ? req->data : "", req->data_len) &&
-		(req->op != SB_FILE_WRITE || !req->trailing_newline || write_all(fd, "\n", 1));
+	ok = (req->op != SB_FILE_WRITE || !req->leading_newline || sb_write_all(fd, "\n", 1)) &&
+		sb_write_all(fd, req->data ? req->data : "", req->data_len) &&
+		(req->op != SB_FILE_WRITE || !req->trailing_newline || sb_write_all(fd, "\n", 1));
 	if (!ok)
 	{
 		int			err = errno;
@@ -1017,7 +995,7 @@ file_replace(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 	{
 		fd = open(t.real, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
 		res->changed = fd >= 0;
-		if (fd < 0 || !write_all(fd, out.data ? out.data : "", out.len))
+		if (fd < 0 || !sb_write_all(fd, out.data ? out.data : "", out.len))
 			set_errno(res, errno, "write", t.virt);
 		if (fd >= 0 && close(fd) != 0 && res->status == SB_STATUS_SUCCEEDED)
 			set_errno(res, errno, "write", t.virt);

@@ -8,8 +8,11 @@
 #define _GNU_SOURCE
 #include "tap.h"
 
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/protocol.h"
@@ -355,6 +358,129 @@ test_executor(void)
 	json_decref(req.env);
 }
 
+/* A serve-mode executor: its pid and our ends of its standard input and output. */
+typedef struct Server
+{
+	pid_t		pid;
+	FILE	   *in;
+	FILE	   *out;
+} Server;
+
+static bool
+server_start(Server *srv)
+{
+	int			in[2], out[2];
+
+	if (pipe(in) != 0 || pipe(out) != 0)
+		return false;
+	srv->pid = fork();
+	if (srv->pid == 0)
+	{
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+		execl(executor, executor, "serve", (char *) NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	srv->in = fdopen(in[1], "w");
+	srv->out = fdopen(out[0], "r");
+	return srv->pid > 0 && srv->in && srv->out;
+}
+
+/* server_call sends one framed request and decodes the framed result. */
+static bool
+server_call(Server *srv, const SbExecRequest *req, SbExecResult *res)
+{
+	char	   *text = sb_request_encode(req);
+	size_t		len;
+	char	   *buf;
+	char		err[256];
+	bool		okay;
+
+	fprintf(srv->in, "%zu\n%s", strlen(text), text);
+	fflush(srv->in);
+	sb_free(text);
+	if (fscanf(srv->out, "%zu", &len) != 1 || fgetc(srv->out) != '\n')
+		return false;
+	buf = malloc(len + 1);
+	okay = fread(buf, 1, len, srv->out) == len;
+	okay = okay && sb_result_decode(buf, len, res, err, sizeof(err));
+	if (!okay)
+		printf("# serve call failed\n");
+	free(buf);
+	return okay;
+}
+
+/* server_stop closes the executor's input and returns its exit status. */
+static int
+server_stop(Server *srv)
+{
+	int			status = -1;
+
+	fclose(srv->in);
+	waitpid(srv->pid, &status, 0);
+	fclose(srv->out);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void
+test_serve(void)
+{
+	Server		srv;
+	SbExecRequest req;
+	SbExecResult r;
+	int			answered = 0;
+	bool		started = server_start(&srv);
+
+	ok(started, "serve: the executor starts in serve mode");
+	if (!started)
+		return;
+	req = request("cd /; export ROUND=1; echo one", NULL);
+	ok(server_call(&srv, &req, &r) && r.status == SB_STATUS_SUCCEEDED &&
+	   strcmp(r.stdout_data, "one\n") == 0 && strcmp(r.cwd, "/") == 0,
+	   "serve: answers a framed request with a framed result");
+	free_result(&r);
+	json_decref(req.env);
+	req = request("echo \"[$ROUND]\" $PWD; exit 4", NULL);
+	ok(server_call(&srv, &req, &r) && r.exit_code == 4 && strcmp(r.stdout_data, "[] /tmp\n") == 0,
+	   "serve: the next request starts from its own state, not the last command's");
+	free_result(&r);
+	json_decref(req.env);
+	req = request("echo x", NULL);
+	for (int i = 0; i < 50; i++)
+	{
+		req.command = "echo $((6 * 7))";
+		if (server_call(&srv, &req, &r) && strcmp(r.stdout_data, "42\n") == 0)
+			answered++;
+		free_result(&r);
+	}
+	is_int(answered, 50, "serve: answers many requests in a row");
+	json_decref(req.env);
+	is_int(server_stop(&srv), 0, "serve: exits 0 at the end of its input");
+
+	if (server_start(&srv))
+	{
+		fputs("12x\n{}", srv.in);
+		fflush(srv.in);
+		is_int(server_stop(&srv), 2, "serve: a malformed frame stops it with status 2");
+	}
+	if (server_start(&srv))
+	{
+		fputs("100\n{\"version\":1}", srv.in);
+		is_int(server_stop(&srv), 2, "serve: a frame cut short stops it with status 2");
+	}
+	if (server_start(&srv))
+	{
+		fputs("13\n{\"version\":1}", srv.in);
+		fflush(srv.in);
+		ok(fscanf(srv.out, "%*u\n") >= 0 && fgetc(srv.out) == '{',
+		   "serve: a request it cannot decode gets an error result");
+		is_int(server_stop(&srv), 0, "serve: and it goes on serving");
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -364,5 +490,6 @@ main(int argc, char **argv)
 	test_names();
 	test_protocol();
 	test_executor();
+	test_serve();
 	return tap_done();
 }
