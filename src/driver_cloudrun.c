@@ -406,11 +406,21 @@ cloud_cancel(SbRun *run)
 	run->cancelled = true;
 	/*
 	 * Cancelling the execution would stop every request of its batch, so a
-	 * batched request is only abandoned here: its task runs to the end and its
-	 * result is ignored.
+	 * batched request gets a cancel marker instead: its task looks for it
+	 * while the command runs, kills the command and leaves the session's
+	 * state as it was.
 	 */
 	if (run->batch_size > 1)
+	{
+		SbGcsConfig cfg;
+
+		sb_gc_gcs(&cfg);
+		if (sb_gcs_upload(&cfg, sb_gc_object(run->session, psprintf("requests/" INT64_FORMAT ".cancel", run->id)),
+						  "{}", 2, SB_GCS_ANY_GENERATION, NULL, &err) != 0)
+			elog(WARNING, "could not cancel execution " INT64_FORMAT " of its batch: %s",
+				 run->id, err.message);
 		return;
+	}
 	if (sb_gc_run_call("POST", psprintf("/v2/%s:cancel", run->execution), "{}", 10000,
 					   &response, &err) != 0)
 		elog(WARNING, "could not cancel Cloud Run execution %s: %s", run->execution,

@@ -19,6 +19,7 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_registered = false;
 static bool wake_pending = false;
+static bool cancel_pending = false;
 
 /* shmem_request asks the postmaster for our shared memory. */
 static void
@@ -96,10 +97,22 @@ wake_xact_callback(XactEvent event, void *arg)
 	if (!wake_pending)
 		return;
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+	{
+		/*
+		 * Only now are the cancel flags visible: a worker that looked before
+		 * must look again.
+		 */
+		if (cancel_pending)
+		{
+			SpinLockAcquire(&sb_shared->mutex);
+			sb_shared->cancel_seq++;
+			SpinLockRelease(&sb_shared->mutex);
+		}
 		sb_wake_worker();
+	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
 		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		wake_pending = false;
+		wake_pending = cancel_pending = false;
 }
 
 /* sb_wake_worker_at_commit arranges one wake-up at the end of this transaction, if it commits. */
@@ -112,6 +125,14 @@ sb_wake_worker_at_commit(void)
 		wake_registered = true;
 	}
 	wake_pending = true;
+}
+
+/* sb_cancel_at_commit tells the worker, once this transaction commits, to look for cancels. */
+void
+sb_cancel_at_commit(void)
+{
+	sb_wake_worker_at_commit();
+	cancel_pending = true;
 }
 
 /* sb_shared_set_error records the worker's last error for sandbox.worker_status(). */

@@ -20,7 +20,7 @@ typedef struct SbShared
 	TimestampTz worker_started_at;
 	int			in_flight[2];	/* by SbBackend */
 	int64		completed;
-	int64		cancel_seq;		/* bumped by sandbox.cancel(): the worker looks */
+	int64		cancel_seq;		/* bumped when a sandbox.cancel() commits: the worker looks */
 	TimestampTz last_error_at;
 	char		last_error[256];
 	ConditionVariable completion_cv;	/* broadcast after each batch of completions */
@@ -32,6 +32,7 @@ extern bool sb_preloaded;
 extern void sb_shared_init_hooks(void);
 extern void sb_require_worker_library(void);
 extern void sb_wake_worker_at_commit(void);
+extern void sb_cancel_at_commit(void);
 extern void sb_wake_worker(void);
 extern void sb_shared_set_error(const char *message);
 extern void sb_register_worker(void);

@@ -198,12 +198,7 @@ sandbox_cancel(PG_FUNCTION_ARGS)
 	(void) sb_execution_row(id, CreateTemplateTupleDesc(0), &finished, &mine);
 	did = sb_execution_cancel(id);
 	if (did)
-	{
-		SpinLockAcquire(&sb_shared->mutex);
-		sb_shared->cancel_seq++;
-		SpinLockRelease(&sb_shared->mutex);
-		sb_wake_worker_at_commit();
-	}
+		sb_cancel_at_commit();
 	PG_RETURN_BOOL(did);
 }
 

@@ -12,6 +12,9 @@
  *								session's generation
  *		workspace/<id>.tar		the workspace as execution <id> left it
  *		results/<id>.json		the result, written once
+ *		requests/<id>.cancel	written by the extension to cancel one request of
+ *								a batch: its task kills the command and leaves
+ *								the session as it was
  *		transfer/<id>			a file operation's payload: the bytes to
  *								upload (written by the extension), or a
  *								result's data or items when too large to
@@ -70,6 +73,9 @@
 #define SNAPSHOT_TIMEOUT_MS (15L * 60 * 1000)
 #define TAR_STDERR_CAP 2048
 #define MSG_SIZE 1024
+/* How often a task of a batch looks for its request's cancel marker. */
+#define CANCEL_POLL_MS 1000
+#define CANCEL_CHECK_TIMEOUT_MS 5000
 /* A file operation's payload larger than this goes to a transfer object. */
 #define INLINE_PAYLOAD_MAX ((size_t) 1024 * 1024)
 
@@ -87,6 +93,7 @@ typedef struct CloudRun
 	const char *workspace_dir;
 	size_t max_snapshot;
 	char config_error[256]; /* a setting that fails every execution, or "" */
+	char *cancel_name;		/* watched for while the command runs, or NULL */
 } CloudRun;
 
 /* say prints one diagnostic line on standard error. */
@@ -851,6 +858,28 @@ take_obsolete(CloudRun *run, SbState *state, long long id)
 }
 
 /*
+ * cancel_requested says whether the extension left the cancel marker of this
+ * run's request (requests/<id>.cancel).  A task of a batch cannot be stopped
+ * by cancelling its execution without stopping the other requests, so the
+ * extension cancels one request this way.  A failed lookup is not a cancel.
+ */
+static bool
+cancel_requested(void *arg)
+{
+	CloudRun *run = arg;
+	SbGcsObjectInfo info;
+	SbError err;
+	int rc;
+
+	if (run->cancel_name == NULL)
+		return false;
+	run->gcs.timeout_ms = CANCEL_CHECK_TIMEOUT_MS;
+	rc = sb_gcs_stat(&run->gcs, run->cancel_name, &info, &err);
+	run->gcs.timeout_ms = 0;
+	return rc == 0;
+}
+
+/*
  * run_execution applies a valid request to its session: read the state,
  * restore the workspace, run the command, save the workspace and the state.
  * It fills *res; *obsolete receives the snapshot the new state replaced (to
@@ -888,10 +917,15 @@ run_execution(CloudRun *run, SbExecRequest *req, SbExecResult *res, char **obsol
 		set_error(res, "%s", msg);
 	else
 	{
+		SbCancelWatch watch = {cancel_requested, run, CANCEL_POLL_MS};
+
 		/* The session's cwd and env come from state.json, not the request. */
 		req->cwd = state.cwd;
 		req->env = state.env;
-		sb_run_command(req, res);
+		if (run->cancel_name != NULL && cancel_requested(run))
+			set_error(res, "cancelled by sandbox.cancel()");
+		else
+			sb_run_command_watched(req, res, run->cancel_name ? &watch : NULL);
 		req->cwd = NULL;
 		req->env = NULL;
 		/* An error means the command never properly ran: leave the session as is. */
@@ -1359,6 +1393,15 @@ sb_cloud_main(int argc, char **argv)
 		say("%s", msg);
 		goto done;
 	}
+	/* A task of a batch watches for its own request's cancel marker. */
+	{
+		const char *count = getenv("CLOUD_RUN_TASK_COUNT");
+		size_t n = strlen(run.request_name);
+
+		if (count != NULL && atoi(count) > 1 && n > 5 &&
+			strcmp(run.request_name + n - 5, ".json") == 0)
+			run.cancel_name = strfmt("%.*s.cancel", (int) (n - 5), run.request_name);
+	}
 	/* A request that already has its answer is not run again. */
 	if (sb_gcs_stat(&run.gcs, run.result_name, &info, &err) == 0)
 	{
@@ -1434,6 +1477,7 @@ done:
 		json_decref(holder);
 	free(text);
 	sb_free(run.result_name);
+	sb_free(run.cancel_name);
 	sb_free(run.session_dir);
 	sb_free(run.state_name);
 	sb_auth_free(run.auth);

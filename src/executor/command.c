@@ -392,6 +392,12 @@ read_into(int fd, SbBuf *buf)
 void
 sb_run_command(const SbExecRequest *req, SbExecResult *res)
 {
+	sb_run_command_watched(req, res, NULL);
+}
+
+void
+sb_run_command_watched(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *watch)
+{
 	int			out[2] = {-1, -1}, err[2] = {-1, -1}, cmd[2] = {-1, -1}, st[2] = {-1, -1};
 	int			sigfd;
 	sigset_t	mask;
@@ -401,7 +407,8 @@ sb_run_command(const SbExecRequest *req, SbExecResult *res)
 	double		start = now_ms();
 	double		deadline = req->timeout_ms > 0 ? start + req->timeout_ms : 0;
 	double		kill_at = 0, drain_until = 0;
-	bool		timed_out = false, exited = false;
+	double		next_check = watch ? start + watch->interval_ms : 0;
+	bool		timed_out = false, exited = false, cancelled = false;
 	int			wstatus = 0;
 	const char *cmdp = req->command;
 	size_t		cmd_left = strlen(req->command);
@@ -470,12 +477,24 @@ sb_run_command(const SbExecRequest *req, SbExecResult *res)
 			kill_all(child, SIGKILL);
 			kill_at = 0;
 		}
+		if (!exited && !cancelled && watch != NULL && now >= next_check)
+		{
+			if (watch->check(watch->arg))
+			{
+				cancelled = true;
+				kill_all(child, SIGKILL);
+			}
+			now = now_ms();
+			next_check = now + watch->interval_ms;
+		}
 		if (exited && now >= drain_until)
 			break;
 		if (!exited && !timed_out && deadline > 0)
 			wake = deadline;
 		if (!exited && kill_at > 0)
 			wake = kill_at;
+		if (!exited && !cancelled && watch != NULL && (wake == 0 || next_check < wake))
+			wake = next_check;
 		if (exited)
 			wake = drain_until;
 		timeout = wake > 0 ? (int) (wake - now) + 1 : -1;
@@ -554,7 +573,12 @@ sb_run_command(const SbExecRequest *req, SbExecResult *res)
 		else if (WIFSIGNALED(wstatus))
 			res->exit_code = 128 + WTERMSIG(wstatus);
 		res->has_exit_code = exited;
-		if (timed_out)
+		if (cancelled)
+		{
+			res->status = SB_STATUS_ERROR;
+			res->error = sb_strdup("cancelled by sandbox.cancel()");
+		}
+		else if (timed_out)
 			res->status = SB_STATUS_TIMED_OUT;
 		else if (!exited)
 		{
@@ -563,7 +587,8 @@ sb_run_command(const SbExecRequest *req, SbExecResult *res)
 		}
 		else
 			res->status = res->exit_code == 0 ? SB_STATUS_SUCCEEDED : SB_STATUS_FAILED;
-		parse_state(req, &sbuf, res);
+		if (!cancelled)
+			parse_state(req, &sbuf, res);
 	}
 	sb_buf_free(&obuf);
 	sb_buf_free(&ebuf);

@@ -14,6 +14,22 @@
  */
 extern void sb_run_command(const SbExecRequest *req, SbExecResult *res);
 
+/*
+ * A cancel watch: while the command runs, check(arg) is called about every
+ * interval_ms; once it returns true the command and everything it started
+ * are killed and the result is an error saying it was cancelled.
+ */
+typedef struct SbCancelWatch
+{
+	bool		(*check) (void *arg);
+	void	   *arg;
+	int			interval_ms;
+} SbCancelWatch;
+
+/* sb_run_command_watched is sb_run_command with a cancel watch (or NULL). */
+extern void sb_run_command_watched(const SbExecRequest *req, SbExecResult *res,
+								   const SbCancelWatch *watch);
+
 /* sb_command_env returns the environment a command of req starts with (sb_malloc'd). */
 extern char **sb_command_env(const SbExecRequest *req);
 
