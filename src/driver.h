@@ -18,6 +18,8 @@
 #include "utils/timestamp.h"
 #include "utils/array.h"
 
+#include "common/http.h"
+
 typedef struct SbRun SbRun;
 
 typedef struct SbDriver
@@ -64,6 +66,13 @@ typedef struct SbDriver
 
 	/* Stop the run and everything it started; safe to call twice. */
 	void		(*cancel) (SbRun *run);
+
+	/*
+	 * For a run without fds (polled): true when an answer it waits for has
+	 * arrived, so step() should run now rather than at the next poll (NULL:
+	 * never).
+	 */
+	bool		(*ready) (SbRun *run);
 
 	/*
 	 * Batching (NULL for drivers without it): stage() prepares a run without
@@ -116,6 +125,10 @@ extern long sb_local_warm_tick(void);
 extern bool sb_local_background_exit(const char *session, int64 handle, int *code);
 extern char *sb_local_background_path(const char *session, int64 handle, const char *what);
 extern int64 sb_process_start_time(pid_t pid);
+
+/* driver_cloudrun.c: the worker's asynchronous result lookups (curl multi). */
+extern void sb_cloud_drive(void);
+extern int	sb_cloud_wait_fds(SbHttpWaitFd *fds, int max_fds, long *timeout_ms);
 
 /* driver_cloudrun.c: background processes of the cloud backend. */
 extern char *sb_cloud_bg_start(const char *session, int64 handle, const char *request);

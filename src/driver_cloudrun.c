@@ -16,6 +16,12 @@
  * (operations/{op}:wait in short slices, so a query cancel is noticed), then
  * read the result object.  Cancelling a run cancels the execution.  The
  * executor commits the new state.json itself, with ifGenerationMatch.
+ *
+ * In the background worker nothing waits: the result object is looked up
+ * with downloads that run on the connection cache's curl multi handle,
+ * whose sockets the worker's event loop waits on (sb_cloud_wait_fds,
+ * sb_cloud_drive), so many runs are polled at once and a slow answer holds
+ * up nothing else.
  */
 #include "driver.h"
 
@@ -47,7 +53,11 @@ struct SbRun
 	int64		timeout_s;		/* the execution's timeout */
 	int			batch_size;		/* requests carried by the execution */
 	int			polls;			/* result lookups since the execution was last checked */
+	SbHttpRequest *poll;		/* the worker's result lookup in progress, or NULL */
 };
+
+/* Result lookups the worker has in progress on the connection cache. */
+static int	polls_in_progress = 0;
 
 
 /* delete_prefix deletes every object under a session's prefix; returns false on error. */
@@ -264,6 +274,20 @@ cloud_wait_fds(SbRun *run, int *fds, int max_fds)
 	return 0;					/* calls block in short slices instead */
 }
 
+/* The largest result document: output capped, escaped at most sixfold, state. */
+#define RESULT_MAX ((size_t) sb_max_output_bytes * 12 + 2 * SB_MAX_ENV_BYTES + 1024 * 1024)
+
+/* keep_result copies a downloaded result (malloc'd, freed here) into the run. */
+static void
+keep_result(SbRun *run, char *data, size_t len)
+{
+	run->result = palloc(len + 1);
+	memcpy(run->result, data, len);
+	run->result[len] = '\0';
+	run->result_len = len;
+	free(data);
+}
+
 /* fetch_result downloads the result object of a finished run. */
 static void
 fetch_result(SbRun *run)
@@ -274,9 +298,7 @@ fetch_result(SbRun *run)
 	size_t		len;
 
 	sb_gc_gcs(&cfg);
-	if (sb_gcs_download(&cfg, run->result_object,
-						(size_t) sb_max_output_bytes * 12 + 2 * SB_MAX_ENV_BYTES + 1024 * 1024,
-						&data, &len, NULL, &err) != 0)
+	if (sb_gcs_download(&cfg, run->result_object, RESULT_MAX, &data, &len, NULL, &err) != 0)
 	{
 		if (err.kind == SB_ERR_NOT_FOUND)
 			ereport(ERROR,
@@ -288,11 +310,7 @@ fetch_result(SbRun *run)
 							 "runs cloudrun-sandbox-executor.")));
 		sb_gc_raise(&err, "could not read the result", SB_GC_NOT_FOUND_BUCKET);
 	}
-	run->result = palloc(len + 1);
-	memcpy(run->result, data, len);
-	run->result[len] = '\0';
-	run->result_len = len;
-	free(data);
+	keep_result(run, data, len);
 }
 
 /* poll_execution asks, without waiting, whether the run's execution has completed. */
@@ -320,30 +338,108 @@ poll_execution(SbRun *run)
 	return completed;
 }
 
-/* try_result downloads the result if it is there yet. */
+/* drop_poll abandons the run's result lookup in progress, if any. */
+static void
+drop_poll(SbRun *run)
+{
+	if (run->poll == NULL)
+		return;
+	sb_http_request_cleanup(run->poll);
+	pfree(run->poll);
+	run->poll = NULL;
+	polls_in_progress--;
+}
+
+/*
+ * poll_result looks for the result without blocking (in the worker): one
+ * step starts a download of the result object, a later one reads how it
+ * ended.  Returns true once the result is in.  Not there yet, or a failure
+ * that may pass (the network, a 5xx, a 429, an expired token), means look
+ * again later; anything else is an error.
+ */
 static bool
-try_result(SbRun *run)
+poll_result(SbRun *run)
 {
 	SbGcsConfig cfg;
 	SbError		err;
 	char	   *data;
 	size_t		len;
+	int			rc;
 
 	sb_gc_gcs(&cfg);
-	if (sb_gcs_download(&cfg, run->result_object,
-						(size_t) sb_max_output_bytes * 12 + 2 * SB_MAX_ENV_BYTES + 1024 * 1024,
-						&data, &len, NULL, &err) != 0)
+	if (run->poll == NULL)
 	{
-		if (err.kind == SB_ERR_NOT_FOUND || err.kind == SB_ERR_CANCELLED)
-			return false;
-		sb_gc_raise(&err, "could not read the result", SB_GC_NOT_FOUND_BUCKET);
+		run->poll = palloc0(sizeof(SbHttpRequest));
+		if (sb_gcs_download_start(&cfg, run->result_object, RESULT_MAX, run->poll, &err) != 0)
+		{
+			pfree(run->poll);
+			run->poll = NULL;
+			if (err.kind == SB_ERR_CANCELLED || err.kind == SB_ERR_NETWORK ||
+				err.kind == SB_ERR_TIMEOUT)
+				return false;
+			sb_gc_raise(&err, "could not read the result", SB_GC_NOT_FOUND_BUCKET);
+		}
+		polls_in_progress++;
+		return false;
 	}
-	run->result = palloc(len + 1);
-	memcpy(run->result, data, len);
-	run->result[len] = '\0';
-	run->result_len = len;
-	free(data);
-	return true;
+	if (!run->poll->finished)
+		return false;
+	rc = sb_gcs_download_end(&cfg, run->poll, &data, &len, &err);
+	pfree(run->poll);
+	run->poll = NULL;
+	polls_in_progress--;
+	if (rc == 0)
+	{
+		keep_result(run, data, len);
+		return true;
+	}
+	switch (err.kind)
+	{
+		case SB_ERR_NOT_FOUND:
+		case SB_ERR_NETWORK:
+		case SB_ERR_TIMEOUT:
+		case SB_ERR_HTTP:
+		case SB_ERR_AUTH:
+		case SB_ERR_CANCELLED:
+			return false;
+		default:
+			sb_gc_raise(&err, "could not read the result", SB_GC_NOT_FOUND_BUCKET);
+	}
+}
+
+/* cloud_ready says whether the run's result lookup has an answer to read. */
+static bool
+cloud_ready(SbRun *run)
+{
+	return run->poll != NULL && run->poll->finished;
+}
+
+/* sb_cloud_drive makes progress on the worker's result lookups, without blocking. */
+void
+sb_cloud_drive(void)
+{
+	SbGcsConfig cfg;
+
+	if (polls_in_progress <= 0)
+		return;
+	sb_gc_gcs(&cfg);
+	sb_http_client_drive(cfg.http);
+}
+
+/*
+ * sb_cloud_wait_fds lists the sockets the worker's result lookups wait on
+ * and sets *timeout_ms to when they must be driven anyway (-1: never).
+ */
+int
+sb_cloud_wait_fds(SbHttpWaitFd *fds, int max_fds, long *timeout_ms)
+{
+	SbGcsConfig cfg;
+
+	*timeout_ms = -1;
+	if (polls_in_progress <= 0)
+		return 0;
+	sb_gc_gcs(&cfg);
+	return sb_http_client_fds(cfg.http, fds, max_fds, timeout_ms);
 }
 
 static bool
@@ -362,9 +458,11 @@ cloud_step(SbRun *run)
 		 * Look for the result itself (a task of a batch finishes on its own);
 		 * now and then ask whether the execution ended without one.
 		 */
-		if (try_result(run))
+		bool		answered = cloud_ready(run);
+
+		if (poll_result(run))
 			return true;
-		if (++run->polls < 10)
+		if (!answered || ++run->polls < 10)
 			return false;
 		run->polls = 0;
 		if (!poll_execution(run))
@@ -401,6 +499,7 @@ cloud_cancel(SbRun *run)
 	SbError		err;
 	char	   *response;
 
+	drop_poll(run);
 	if (run->cancelled || run->result != NULL || run->execution == NULL)
 		return;
 	run->cancelled = true;
@@ -525,6 +624,7 @@ const SbDriver sb_cloudrun_driver = {
 	.step = cloud_step,
 	.finish = cloud_finish,
 	.cancel = cloud_cancel,
+	.ready = cloud_ready,
 	.stage = cloud_stage,
 	.launch_batch = cloud_launch_batch,
 	.remote_name = cloud_remote_name,

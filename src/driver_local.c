@@ -474,6 +474,54 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, int extra)
 	return pid;
 }
 
+/*
+ * spawn_piped starts bwrap (spawn_sandbox) with new pipes as its standard
+ * input, output and error, and returns their ends on our side: in_fd
+ * (blocking) for the request, out_fd and err_fd (non-blocking), and a pidfd.
+ */
+static pid_t
+spawn_piped(char **argv, int *in_fd, int *out_fd, int *err_fd, int *pid_fd)
+{
+	int			in[2], out[2], err[2];
+	pid_t		pid;
+
+	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
+		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create pipes: %m")));
+	PG_TRY();
+	{
+		pid = spawn_sandbox(argv, in[0], out[1], err[1], -1);
+	}
+	PG_CATCH();
+	{
+		close(in[0]), close(in[1]), close(out[0]), close(out[1]), close(err[0]), close(err[1]);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	close(in[0]);
+	close(out[1]);
+	close(err[1]);
+	*in_fd = in[1];
+	*out_fd = out[0];
+	*err_fd = err[0];
+	*pid_fd = (int) syscall(SYS_pidfd_open, pid, 0);
+	fcntl(*out_fd, F_SETFL, O_NONBLOCK);
+	fcntl(*err_fd, F_SETFL, O_NONBLOCK);
+	return pid;
+}
+
+/*
+ * init_result_buffers sizes a run's buffers.  Results are bounded: output is
+ * capped and JSON escaping at most sextuples it; a file operation's payload
+ * is capped and travels in base64.
+ */
+static void
+init_result_buffers(SbRun *run)
+{
+	sb_buf_init(&run->out, Max((size_t) sb_max_output_bytes * 12 + 2 * SB_MAX_ENV_BYTES +
+							   1024 * 1024, SB_FILE_RESULT_MAX(sb_max_transfer_bytes)));
+	sb_buf_init(&run->err, SB_STDERR_CAP);
+}
+
 /* warm_signature joins a command line, to tell whether a warm sandbox still matches. */
 static char *
 warm_signature(char **argv)
@@ -541,7 +589,7 @@ warm_for(const char *session)
 	struct stat ws, tmp;
 	WarmSandbox *w = NULL, *lru = NULL;
 	ListCell   *lc;
-	int			in[2], out[2], err[2];
+	WarmSandbox started;
 	MemoryContext old;
 
 	if (stat(session_path(session, "workspace"), &ws) != 0 ||
@@ -562,6 +610,7 @@ warm_for(const char *session)
 		if (w->busy == NULL && warm_alive(w) && strcmp(w->signature, signature) == 0 &&
 			w->dev == ws.st_dev && w->ws_ino == ws.st_ino && w->tmp_ino == tmp.st_ino)
 			return w;
+		w->busy = NULL;			/* a run that never finished: do not touch it */
 		warm_destroy(w);
 	}
 	if (list_length(warm_pool) >= sb_warm_sessions)
@@ -571,39 +620,17 @@ warm_for(const char *session)
 		warm_destroy(lru);
 	}
 
-	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
-		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create pipes: %m")));
+	memset(&started, 0, sizeof(started));
+	started.pid = spawn_piped(argv, &started.in_fd, &started.out_fd, &started.err_fd,
+							  &started.pid_fd);
+	started.dev = ws.st_dev;
+	started.ws_ino = ws.st_ino;
+	started.tmp_ino = tmp.st_ino;
 	old = MemoryContextSwitchTo(TopMemoryContext);
-	w = palloc0(sizeof(WarmSandbox));
+	w = palloc(sizeof(WarmSandbox));
+	*w = started;
 	w->session = pstrdup(session);
 	w->signature = pstrdup(signature);
-	MemoryContextSwitchTo(old);
-	w->dev = ws.st_dev;
-	w->ws_ino = ws.st_ino;
-	w->tmp_ino = tmp.st_ino;
-	PG_TRY();
-	{
-		w->pid = spawn_sandbox(argv, in[0], out[1], err[1], -1);
-	}
-	PG_CATCH();
-	{
-		close(in[0]), close(in[1]), close(out[0]), close(out[1]), close(err[0]), close(err[1]);
-		pfree(w->session);
-		pfree(w->signature);
-		pfree(w);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	close(in[0]);
-	close(out[1]);
-	close(err[1]);
-	w->in_fd = in[1];
-	w->out_fd = out[0];
-	w->err_fd = err[0];
-	w->pid_fd = (int) syscall(SYS_pidfd_open, w->pid, 0);
-	fcntl(w->out_fd, F_SETFL, O_NONBLOCK);
-	fcntl(w->err_fd, F_SETFL, O_NONBLOCK);
-	old = MemoryContextSwitchTo(TopMemoryContext);
 	warm_pool = lappend(warm_pool, w);
 	MemoryContextSwitchTo(old);
 	return w;
@@ -646,9 +673,7 @@ warm_launch(const char *session, const char *request)
 		run->warm = w;
 		run->was_warm = true;
 		w->busy = run;
-		sb_buf_init(&run->out, Max((size_t) sb_max_output_bytes * 12 + 2 * SB_MAX_ENV_BYTES +
-								   1024 * 1024, SB_FILE_RESULT_MAX(sb_max_transfer_bytes)));
-		sb_buf_init(&run->err, SB_STDERR_CAP);
+		init_result_buffers(run);
 		return run;
 	}
 	return NULL;
@@ -717,43 +742,16 @@ sb_local_warm_tick(void)
 static SbRun *
 local_launch(const char *session, int64 id, const char *request)
 {
-	int			in[2], out[2], err[2];
-	char	  **argv;
 	SbRun	   *run;
+	int			in_fd;
 
 	if (sb_local_warm && sb_warm_sessions > 0 && (run = warm_launch(session, request)) != NULL)
 		return run;
-	argv = bwrap_args(session);
-
-	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
-		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create pipes: %m")));
 	run = palloc0(sizeof(SbRun));
-	PG_TRY();
-	{
-		run->pid = spawn_sandbox(argv, in[0], out[1], err[1], -1);
-	}
-	PG_CATCH();
-	{
-		close(in[0]), close(in[1]), close(out[0]), close(out[1]), close(err[0]), close(err[1]);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	close(in[0]);
-	close(out[1]);
-	close(err[1]);
-	run->out_fd = out[0];
-	run->err_fd = err[0];
-	run->pid_fd = (int) syscall(SYS_pidfd_open, run->pid, 0);
-	fcntl(run->out_fd, F_SETFL, O_NONBLOCK);
-	fcntl(run->err_fd, F_SETFL, O_NONBLOCK);
-	/*
-	 * Results are bounded: output is capped and JSON escaping at most
-	 * sextuples it; a file operation's payload is capped and travels in base64.
-	 */
-	sb_buf_init(&run->out, Max((size_t) sb_max_output_bytes * 12 + 2 * SB_MAX_ENV_BYTES +
-							   1024 * 1024, SB_FILE_RESULT_MAX(sb_max_transfer_bytes)));
-	sb_buf_init(&run->err, SB_STDERR_CAP);
-	write_request(in[1], request);
+	run->pid = spawn_piped(bwrap_args(session), &in_fd, &run->out_fd, &run->err_fd,
+						   &run->pid_fd);
+	init_result_buffers(run);
+	write_request(in_fd, request);
 	return run;
 }
 

@@ -5,9 +5,10 @@
  *		time in submission order, and survives crashes and restarts.
  *
  * One loop, woken by its latch (set when a transaction that queued or
- * cancelled work commits), by the pipes of local sandboxes, or by a timer
- * while cloud executions are in flight; with nothing queued it sleeps and
- * issues no queries.  Each state change is its own short transaction:
+ * cancelled work commits), by the pipes of local sandboxes, by the sockets of
+ * the cloud result lookups in progress (curl multi, see driver_cloudrun.c),
+ * or by a timer (the next lookup of a cloud result, an idle warm sandbox to
+ * stop); with nothing queued it sleeps and issues no queries.  Each state change is its own short transaction:
  * queued -> launching (committed before any launch) -> running (committed
  * after it, with the remote execution's name) -> finished.  No transaction is
  * held across I/O.  While an execution is in flight the worker holds its
@@ -448,7 +449,8 @@ step_flight(WorkerFlight *f)
 	if (f->done || f->run == NULL)
 		return;
 	polled = f->driver->wait_fds(f->run, fds, lengthof(fds)) == 0;
-	if (polled)
+	/* An answer that has arrived is read now, whatever the polling pace. */
+	if (polled && !(f->driver->ready != NULL && f->driver->ready(f->run)))
 	{
 		TimestampTz now = GetCurrentTimestamp();
 
@@ -1155,6 +1157,19 @@ wait_for_work(void)
 		timeout = any_polled ? Max(poll_due, 1) : 1000;
 	if (sessions_blocked && (timeout < 0 || timeout > BLOCKED_RETRY_MS))
 		timeout = BLOCKED_RETRY_MS;
+	/* The sockets of the cloud result lookups in progress. */
+	{
+		SbHttpWaitFd hfds[MAX_WAIT_FDS];
+		long		http_due = -1;
+		int			n = sb_cloud_wait_fds(hfds, MAX_WAIT_FDS - nfds, &http_due);
+
+		for (int i = 0; i < n; i++, nfds++)
+			AddWaitEventToSet(set, (hfds[i].readable ? WL_SOCKET_READABLE : 0) |
+							  (hfds[i].writable ? WL_SOCKET_WRITEABLE : 0),
+							  hfds[i].fd, NULL, NULL);
+		if (http_due >= 0 && (timeout < 0 || http_due < timeout))
+			timeout = http_due;
+	}
 	/* Idle warm sandboxes are stopped on time; with none, no timer. */
 	warm_due = sb_local_warm_tick();
 	if (warm_due >= 0 && (timeout < 0 || warm_due < timeout))
@@ -1229,6 +1244,7 @@ sb_worker_main(Datum arg)
 			recover();
 			recovered = true;
 		}
+		sb_cloud_drive();
 		foreach(lc, flights)
 			step_flight(lfirst(lc));
 		bg_reap();

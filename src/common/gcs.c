@@ -324,6 +324,77 @@ done:
 	return rc;
 }
 
+/*
+ * sb_gcs_download_start starts one attempt to download an object on
+ * cfg->http without waiting (for an event loop; see sb_http_start): req is
+ * then driven by sb_http_client_drive() and, once req->finished, read with
+ * sb_gcs_download_end().  Getting a token may block (rarely: it is cached).
+ */
+int
+sb_gcs_download_start(SbGcsConfig *cfg, const char *name, size_t max_bytes,
+					  SbHttpRequest *req, SbError *err)
+{
+	const char *header = NULL;
+
+	memset(req, 0, sizeof(*req));
+	if (CheckArgs(cfg, name, 1, err) != 0)
+		return -1;
+	if (cfg->http == NULL)
+	{
+		sb_error_set(err, SB_ERR_INVALID, 0, "", "an asynchronous download needs an HTTP client");
+		return -1;
+	}
+	if (StartRequest(cfg, req, "GET", ObjectUrl(cfg, "/storage/v1", name, "alt=media"), err) !=
+		0)
+		return -1;
+	if (max_bytes > 0)
+		req->max_response_bytes = max_bytes;
+	if (cfg->auth != NULL)
+	{
+		header = sb_auth_header_ex(cfg->auth, cfg->http, req->deadline_ms, &req->policy, err);
+		if (header == NULL && err->kind != SB_OK)
+		{
+			sb_http_request_cleanup(req);
+			return -1;
+		}
+	}
+	if (sb_http_request_set_auth_header(req, header, err) != 0 ||
+		sb_http_start(cfg->http, req, err) != 0)
+	{
+		sb_http_request_cleanup(req);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * sb_gcs_download_end reads a finished download started with
+ * sb_gcs_download_start: 0 with the object's bytes in *data (malloc'd), or
+ * -1 with *err set (SB_ERR_NOT_FOUND: no such object; an expired token is
+ * SB_ERR_AUTH, after which the cached token is dropped).  Cleans up req.
+ */
+int
+sb_gcs_download_end(SbGcsConfig *cfg, SbHttpRequest *req, char **data, size_t *len,
+					SbError *err)
+{
+	int rc = -1;
+
+	*data = NULL;
+	*len = 0;
+	if (sb_http_finish(req, err) == 0)
+	{
+		*data = sb_httpbuf_steal(&req->response, len);
+		if (*data == NULL)
+			sb_error_set(err, SB_ERR_INTERNAL, 0, "", "out of memory");
+		else
+			rc = 0;
+	}
+	else if (req->status == 401 && cfg->auth != NULL)
+		sb_auth_invalidate(cfg->auth);
+	sb_http_request_cleanup(req);
+	return rc;
+}
+
 /* sb_gcs_stat reads object name's metadata (generation, size, md5) into *info. */
 int
 sb_gcs_stat(SbGcsConfig *cfg, const char *name, SbGcsObjectInfo *info, SbError *err)

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +43,7 @@
 struct SbHttpClient
 {
 	CURLM *multi;
+	int started; /* attempts started with sb_http_start and not yet over */
 };
 
 static int sb_http_initialized = 0;
@@ -531,6 +533,8 @@ sb_http_request_set_auth_header(SbHttpRequest *req, const char *header, SbError 
 void
 sb_http_request_cleanup(SbHttpRequest *req)
 {
+	if (req->in_multi && req->started_on != NULL)
+		sb_http_abandon(req->started_on, req);
 	if (req->easy)
 		curl_easy_cleanup(req->easy);
 	req->easy = NULL;
@@ -944,6 +948,29 @@ sb_sleep_ms(int64_t ms, const SbHttpPolicy *policy)
 }
 
 /*
+ * NoteDone records the end of an attempt started with sb_http_start (found
+ * by whichever call reads the multi handle's messages) on its request.
+ */
+static void
+NoteDone(CURLM *multi, CURLMsg *msg)
+{
+	SbHttpRequest *other = NULL;
+
+	if (msg->msg != CURLMSG_DONE)
+		return;
+	curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &other);
+	curl_multi_remove_handle(multi, msg->easy_handle);
+	if (other == NULL || !other->in_multi)
+		return;
+	if (other->started_on != NULL)
+		other->started_on->started--;
+	other->started_on = NULL;
+	other->in_multi = 0;
+	other->finished = 1;
+	other->result = msg->data.result;
+}
+
+/*
  * RunAttempt performs one prepared attempt on a multi handle, checking the
  * cancel hook at least every SB_POLL_SLICE_MS; returns the transfer's
  * CURLcode, or -1 with *err set when the multi interface itself fails.
@@ -973,6 +1000,8 @@ RunAttempt(CURLM *multi, SbHttpRequest *req, CURLcode *result, SbError *err)
 				*result = msg->data.result;
 				done = 1;
 			}
+			else
+				NoteDone(multi, msg);
 		}
 		if (done)
 			break;
@@ -1058,6 +1087,109 @@ sb_http_perform(SbHttpClient *client, SbHttpRequest *req, SbError *err)
 	if (client == NULL)
 		curl_multi_cleanup(multi);
 	return rc;
+}
+
+/* sb_http_start starts one attempt of req on the client without waiting; 0 or -1. */
+int
+sb_http_start(SbHttpClient *client, SbHttpRequest *req, SbError *err)
+{
+	CURLMcode mc;
+
+	req->finished = 0;
+	req->in_multi = 0;
+	req->aborted = 0;
+	if (sb_http_request_prepare(req, err) != 0)
+		return -1;
+	mc = curl_multi_add_handle(client->multi, req->easy);
+	if (mc != CURLM_OK)
+	{
+		sb_error_set(err, SB_ERR_INTERNAL, 0, "", "curl multi interface failed: %s",
+					 curl_multi_strerror(mc));
+		return -1;
+	}
+	req->in_multi = 1;
+	req->started_on = client;
+	client->started++;
+	return 0;
+}
+
+/* sb_http_client_drive makes progress on the client's started attempts without blocking. */
+void
+sb_http_client_drive(SbHttpClient *client)
+{
+	int running = 0;
+	int left = 0;
+	CURLMsg *msg;
+
+	(void) curl_multi_perform(client->multi, &running);
+	while ((msg = curl_multi_info_read(client->multi, &left)) != NULL)
+		NoteDone(client->multi, msg);
+}
+
+/*
+ * sb_http_finish classifies a finished attempt: 0 for a 2xx response (the
+ * body is in req->response), else -1 with *err set (a transient failure is
+ * an error too: the caller starts again when it sees fit).
+ */
+int
+sb_http_finish(SbHttpRequest *req, SbError *err)
+{
+	int64_t retry_at = 0;
+
+	return sb_http_request_complete(req, req->result, &retry_at, err) == SB_HTTP_DONE ? 0
+																					  : -1;
+}
+
+/* sb_http_abandon takes an unfinished attempt off the client. */
+void
+sb_http_abandon(SbHttpClient *client, SbHttpRequest *req)
+{
+	if (req->in_multi && req->easy != NULL)
+	{
+		curl_multi_remove_handle(client->multi, req->easy);
+		client->started--;
+	}
+	req->in_multi = 0;
+	req->started_on = NULL;
+}
+
+/*
+ * sb_http_client_fds lists up to max_fds sockets the client's started
+ * attempts wait on and sets *timeout_ms to when it must be driven anyway
+ * (-1: no deadline).  Returns how many it listed.  A socket curl cannot
+ * report (beyond FD_SETSIZE) shortens the timeout instead.
+ */
+int
+sb_http_client_fds(SbHttpClient *client, SbHttpWaitFd *fds, int max_fds, long *timeout_ms)
+{
+	fd_set rd, wr, ex;
+	int max_fd = -1;
+	int n = 0;
+	long t = -1;
+
+	FD_ZERO(&rd);
+	FD_ZERO(&wr);
+	FD_ZERO(&ex);
+	if (curl_multi_fdset(client->multi, &rd, &wr, &ex, &max_fd) != CURLM_OK)
+		max_fd = -1;
+	for (int fd = 0; fd <= max_fd && n < max_fds; fd++)
+	{
+		int r = FD_ISSET(fd, &rd) || FD_ISSET(fd, &ex);
+		int w = FD_ISSET(fd, &wr);
+
+		if (!r && !w)
+			continue;
+		fds[n].fd = fd;
+		fds[n].readable = r;
+		fds[n].writable = w;
+		n++;
+	}
+	(void) curl_multi_timeout(client->multi, &t);
+	/* Attempts in progress without a socket to wait on: look again soon. */
+	if ((max_fd < 0 || n == max_fds) && client->started > 0 && (t < 0 || t > 10))
+		t = 10;
+	*timeout_ms = t;
+	return n;
 }
 
 /*

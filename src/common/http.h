@@ -120,6 +120,10 @@ typedef struct SbHttpRequest
 	SbHttpBuf resp_headers;
 	int sends; /* requests sent in this attempt */
 	int aborted;
+	int in_multi;	   /* started with sb_http_start, not yet finished */
+	struct SbHttpClient *started_on;
+	int finished;	   /* the started attempt is over; see result */
+	CURLcode result;   /* with finished: the transfer's outcome */
 	char errbuf[CURL_ERROR_SIZE];
 } SbHttpRequest;
 
@@ -182,6 +186,31 @@ extern int sb_http_perform_auth(SbHttpClient *client, SbHttpRequest *req, SbAuth
 								SbError *err);
 
 extern char *sb_http_response_header(const SbHttpRequest *req, const char *name);
+
+/*
+ * --- one attempt at a time, driven by an event loop ---------------------
+ *
+ * sb_http_start() prepares one attempt and adds it to the client's multi
+ * handle without waiting; sb_http_client_drive() makes progress on every
+ * started attempt (and is also done by any blocking call on the same
+ * client); once req->finished, sb_http_finish() classifies the outcome.
+ * There are no retries: the caller decides when to start again.
+ * sb_http_abandon() takes an unfinished attempt back (before cleanup).
+ * sb_http_client_fds() says which sockets to wait for and for how long.
+ */
+typedef struct SbHttpWaitFd
+{
+	int fd;
+	int readable; /* wait until it can be read */
+	int writable; /* wait until it can be written */
+} SbHttpWaitFd;
+
+extern int sb_http_start(SbHttpClient *client, SbHttpRequest *req, SbError *err);
+extern void sb_http_client_drive(SbHttpClient *client);
+extern int sb_http_finish(SbHttpRequest *req, SbError *err);
+extern void sb_http_abandon(SbHttpClient *client, SbHttpRequest *req);
+extern int sb_http_client_fds(SbHttpClient *client, SbHttpWaitFd *fds, int max_fds,
+							  long *timeout_ms);
 
 /* --- helpers ----------------------------------------------------------- */
 

@@ -403,6 +403,101 @@ TestRoundtrip(SbGcsConfig *cfg)
 	}
 }
 
+/* WaitAsync drives the client until every request is finished, waiting on its sockets; 0 if all finished. */
+static int
+WaitAsync(SbHttpClient *http, SbHttpRequest **reqs, int n, int *woken_by_socket)
+{
+	int64_t deadline = sb_now_ms() + 10000;
+
+	for (;;)
+	{
+		SbHttpWaitFd fds[16];
+		struct pollfd pfd[16];
+		long timeout = -1;
+		int nfds;
+		int pending = 0;
+
+		sb_http_client_drive(http);
+		for (int i = 0; i < n; i++)
+			pending += !reqs[i]->finished;
+		if (pending == 0)
+			return 0;
+		if (sb_now_ms() > deadline)
+			return -1;
+		nfds = sb_http_client_fds(http, fds, 16, &timeout);
+		for (int i = 0; i < nfds; i++)
+		{
+			pfd[i].fd = fds[i].fd;
+			pfd[i].events = (short) ((fds[i].readable ? POLLIN : 0) | (fds[i].writable ? POLLOUT : 0));
+			pfd[i].revents = 0;
+		}
+		if (poll(pfd, (nfds_t) nfds, timeout < 0 || timeout > 1000 ? 1000 : (int) timeout) > 0)
+			(*woken_by_socket)++;
+	}
+}
+
+/* TestAsync checks downloads started without waiting and driven by an event loop. */
+static void
+TestAsync(SbGcsConfig *cfg)
+{
+	SbHttpRequest a, b, missing, dropped;
+	SbHttpRequest *all[3] = {&a, &b, &missing};
+	SbError err;
+	SbGcsObjectInfo info;
+	char big[50000];
+	char *data;
+	size_t len;
+	int woken = 0;
+
+	memset(big, 'x', sizeof(big));
+	big[0] = 'B';
+	if (!Ok(sb_gcs_upload(cfg, Name("async/a"), "object a", 8, SB_GCS_ANY_GENERATION, NULL, &err) == 0 &&
+				sb_gcs_upload(cfg, Name("async/b"), big, sizeof(big), SB_GCS_ANY_GENERATION, NULL, &err) == 0,
+			"async: two objects to download"))
+		return;
+	Ok(sb_gcs_download_start(cfg, Name("async/a"), 0, &a, &err) == 0 &&
+		   sb_gcs_download_start(cfg, Name("async/b"), 0, &b, &err) == 0 &&
+		   sb_gcs_download_start(cfg, Name("async/missing"), 0, &missing, &err) == 0,
+	   "async: three downloads start at once");
+	Ok(!a.finished && !b.finished && !missing.finished, "async: starting one does not wait for it");
+	Ok(WaitAsync(cfg->http, all, 3, &woken) == 0, "async: all three finish when driven");
+	Ok(woken > 0, "async: the client's sockets wake the event loop (%d times)", woken);
+	{
+		int rc = sb_gcs_download_end(cfg, &a, &data, &len, &err);
+
+		Ok(rc == 0 && len == 8 && memcmp(data, "object a", 8) == 0,
+		   "async: the first download has its object");
+		free(data);
+		rc = sb_gcs_download_end(cfg, &b, &data, &len, &err);
+		Ok(rc == 0 && len == sizeof(big) && data[0] == 'B',
+		   "async: the second download has its object (%zu bytes)", len);
+		free(data);
+		rc = sb_gcs_download_end(cfg, &missing, &data, &len, &err);
+		Ok(rc == -1 && err.kind == SB_ERR_NOT_FOUND && data == NULL,
+		   "async: a missing object ends NOT_FOUND");
+	}
+	/* A blocking call on the same client meanwhile must not swallow its end. */
+	all[0] = &a;
+	Ok(sb_gcs_download_start(cfg, Name("async/a"), 0, &a, &err) == 0 &&
+		   sb_gcs_stat(cfg, Name("async/b"), &info, &err) == 0 && info.size == (int64_t) sizeof(big) &&
+		   WaitAsync(cfg->http, all, 1, &woken) == 0 &&
+		   sb_gcs_download_end(cfg, &a, &data, &len, &err) == 0 && len == 8,
+	   "async: a blocking call on the same client meanwhile leaves the download's end to it");
+	free(data);
+	Ok(sb_gcs_download_start(cfg, Name("async/a"), 0, &dropped, &err) == 0, "async: another download starts");
+	sb_http_request_cleanup(&dropped);
+	{
+		long t = 0;
+		SbHttpWaitFd fds[4];
+
+		Ok(sb_http_client_fds(cfg->http, fds, 4, &t) == 0,
+		   "async: an abandoned download leaves nothing to wait on");
+	}
+	Ok(sb_gcs_download(cfg, Name("async/a"), 0, &data, &len, NULL, &err) == 0 && len == 8,
+	   "async: the client works after an abandoned download");
+	free(data);
+}
+
 /* TestPreconditions checks create-only and ifGenerationMatch semantics. */
 static void
 TestPreconditions(SbGcsConfig *cfg)
@@ -1306,6 +1401,7 @@ main(int argc, char **argv)
 	sb_auth_set_http(auth, http, NULL);
 	InitCfg(&cfg, base_url, auth, http);
 	TestRoundtrip(&cfg);
+	TestAsync(&cfg);
 	TestPreconditions(&cfg);
 	TestMissing(&cfg);
 	TestList(&cfg);
