@@ -59,6 +59,8 @@ CREATE INDEX executions_finished_idx ON sandbox.executions (finished_at);
 -- The worker's queue: what is waiting or in flight.
 CREATE INDEX executions_active_idx ON sandbox.executions (session, id)
 	WHERE status IN ('queued', 'launching', 'running');
+-- The worker claims the oldest queued executions first.
+CREATE INDEX executions_queued_idx ON sandbox.executions (id) WHERE status = 'queued';
 
 -- Background processes: long-running commands of a session, supervised by
 -- the background worker.  "pid" is the handle every call takes; host_pid and

@@ -423,7 +423,12 @@ sb_cloud_drive(void)
 	if (polls_in_progress <= 0)
 		return;
 	sb_gc_gcs(&cfg);
-	sb_http_client_drive(cfg.http);
+	/*
+	 * Answers come in bursts (a batch's tasks end together, and their lookups
+	 * were started together): once one is in, give the rest up to 20 ms, so
+	 * that the burst is finished, and the next batch claimed, in one turn.
+	 */
+	(void) sb_http_client_drive(cfg.http, 20);
 }
 
 /*

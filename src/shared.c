@@ -85,6 +85,7 @@ sb_wake_worker(void)
 		return;
 	SpinLockAcquire(&sb_shared->mutex);
 	procno = sb_shared->worker_pgprocno;
+	sb_shared->wake_seq++;
 	SpinLockRelease(&sb_shared->mutex);
 	if (procno >= 0)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);

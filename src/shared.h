@@ -21,6 +21,7 @@ typedef struct SbShared
 	int			in_flight[2];	/* by SbBackend */
 	int64		completed;
 	int64		cancel_seq;		/* bumped when a sandbox.cancel() commits: the worker looks */
+	int64		wake_seq;		/* bumped by every sb_wake_worker(): there is new work */
 	TimestampTz last_error_at;
 	char		last_error[256];
 	ConditionVariable completion_cv;	/* broadcast after each batch of completions */

@@ -103,6 +103,29 @@ static void bg_recover(void);
 static List *flights = NIL;		/* in WorkerContext */
 static bool sessions_blocked = false;
 
+/*
+ * Set when someone woke the worker (a transaction queued, cancelled or
+ * started something: sb_shared->wake_seq moved) and at start: only then, or
+ * when a flight finished, can there be anything new to claim or start, so
+ * only then does the loop look at the queue.
+ */
+static bool woken = true;
+static int64 wake_seen = -1;
+
+/* note_wakes sets woken if sb_wake_worker() was called since the last look. */
+static void
+note_wakes(void)
+{
+	int64		seq;
+
+	SpinLockAcquire(&sb_shared->mutex);
+	seq = sb_shared->wake_seq;
+	SpinLockRelease(&sb_shared->mutex);
+	if (seq != wake_seen)
+		woken = true;
+	wake_seen = seq;
+}
+
 /* Long-lived lists of the worker live here; per-flight data in each flight's context. */
 static MemoryContext WorkerContext = NULL;
 static MemoryContext LoopContext = NULL;
@@ -995,11 +1018,15 @@ bg_reap(void)
 	list_free(ended);
 }
 
-/* bg_start starts the background processes whose starting transaction has committed. */
-static void
+/*
+ * bg_start starts the background processes whose starting transaction has
+ * committed; true if there may be more than it took.
+ */
+static bool
 bg_start(void)
 {
 	int			ret;
+	bool		more;
 
 	begin("cloudrun_sandbox: background start");
 	ret = SPI_execute("SELECT b.pid, b.session, b.owner, b.command, s.backend "
@@ -1064,7 +1091,9 @@ bg_start(void)
 		}
 		PG_END_TRY();
 	}
+	more = SPI_processed == 32;
 	commit();
+	return more;
 }
 
 /* bg_recover watches again the background processes a previous worker started. */
@@ -1222,6 +1251,8 @@ sb_worker_main(Datum arg)
 		List	   *claimed;
 		List	   *done;
 		ListCell   *lc;
+		bool		any_done;
+		bool		look;
 
 		/* What one turn of the loop allocates goes at the next turn. */
 		MemoryContextSwitchTo(LoopContext);
@@ -1243,22 +1274,35 @@ sb_worker_main(Datum arg)
 		{
 			recover();
 			recovered = true;
+			woken = true;		/* recovery may have queued work again */
 		}
 		sb_cloud_drive();
+		any_done = false;
 		foreach(lc, flights)
+		{
 			step_flight(lfirst(lc));
+			any_done |= ((WorkerFlight *) lfirst(lc))->done;
+		}
 		bg_reap();
-		bg_start();
+		note_wakes();
+		look = woken || sessions_blocked;
+		woken = false;
+		if (look && bg_start())
+			woken = true;
 
 		/* One transaction: cancels, what finished, and what to start next. */
-		begin("cloudrun_sandbox: finish and claim");
-		apply_cancels();
-		done = take_done();
-		foreach(lc, done)
-			finish_flight(lfirst(lc));
-		claimed = claim();
-		commit();
-		after_commit(done);
+		claimed = NIL;
+		if (look || any_done)
+		{
+			begin("cloudrun_sandbox: finish and claim");
+			apply_cancels();
+			done = take_done();
+			foreach(lc, done)
+				finish_flight(lfirst(lc));
+			claimed = claim();
+			commit();
+			after_commit(done);
+		}
 
 		if (claimed != NIL)
 		{

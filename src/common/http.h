@@ -192,8 +192,7 @@ extern char *sb_http_response_header(const SbHttpRequest *req, const char *name)
  *
  * sb_http_start() prepares one attempt and adds it to the client's multi
  * handle without waiting; sb_http_client_drive() makes progress on every
- * started attempt (and is also done by any blocking call on the same
- * client); once req->finished, sb_http_finish() classifies the outcome.
+ * started attempt (so does any blocking call on the same client); once req->finished, sb_http_finish() classifies the outcome.
  * There are no retries: the caller decides when to start again.
  * sb_http_abandon() takes an unfinished attempt back (before cleanup).
  * sb_http_client_fds() says which sockets to wait for and for how long.
@@ -206,7 +205,7 @@ typedef struct SbHttpWaitFd
 } SbHttpWaitFd;
 
 extern int sb_http_start(SbHttpClient *client, SbHttpRequest *req, SbError *err);
-extern void sb_http_client_drive(SbHttpClient *client);
+extern int sb_http_client_drive(SbHttpClient *client, int settle_ms);
 extern int sb_http_finish(SbHttpRequest *req, SbError *err);
 extern void sb_http_abandon(SbHttpClient *client, SbHttpRequest *req);
 extern int sb_http_client_fds(SbHttpClient *client, SbHttpWaitFd *fds, int max_fds,

@@ -417,7 +417,7 @@ WaitAsync(SbHttpClient *http, SbHttpRequest **reqs, int n, int *woken_by_socket)
 		int nfds;
 		int pending = 0;
 
-		sb_http_client_drive(http);
+		(void) sb_http_client_drive(http, 0);
 		for (int i = 0; i < n; i++)
 			pending += !reqs[i]->finished;
 		if (pending == 0)
