@@ -72,7 +72,6 @@ struct WarmSandbox
 	ino_t		ws_ino;
 	ino_t		tmp_ino;
 	pid_t		pid;
-	int			pid_fd;
 	int			in_fd;
 	int			out_fd;
 	int			err_fd;
@@ -477,7 +476,8 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, int extra)
 /*
  * spawn_piped starts bwrap (spawn_sandbox) with new pipes as its standard
  * input, output and error, and returns their ends on our side: in_fd
- * (blocking) for the request, out_fd and err_fd (non-blocking), and a pidfd.
+ * (blocking) for the request, out_fd and err_fd (non-blocking), and, unless
+ * pid_fd is NULL, a pidfd.
  */
 static pid_t
 spawn_piped(char **argv, int *in_fd, int *out_fd, int *err_fd, int *pid_fd)
@@ -503,7 +503,8 @@ spawn_piped(char **argv, int *in_fd, int *out_fd, int *err_fd, int *pid_fd)
 	*in_fd = in[1];
 	*out_fd = out[0];
 	*err_fd = err[0];
-	*pid_fd = (int) syscall(SYS_pidfd_open, pid, 0);
+	if (pid_fd != NULL)
+		*pid_fd = (int) syscall(SYS_pidfd_open, pid, 0);
 	fcntl(*out_fd, F_SETFL, O_NONBLOCK);
 	fcntl(*err_fd, F_SETFL, O_NONBLOCK);
 	return pid;
@@ -551,15 +552,8 @@ warm_destroy(WarmSandbox *w)
 		close(w->out_fd);
 	if (w->err_fd >= 0)
 		close(w->err_fd);
-	if (w->pid_fd >= 0)
-		close(w->pid_fd);
 	if (w->busy != NULL)
-	{
-		SbRun	   *run = w->busy;
-
-		run->warm = NULL;
-		run->reaped = true;
-	}
+		w->busy->warm = NULL;
 	warm_pool = list_delete_ptr(warm_pool, w);
 	pfree(w->session);
 	pfree(w->signature);
@@ -581,7 +575,7 @@ warm_alive(WarmSandbox *w)
  * of its own).  A sandbox that died, was started with other settings, or binds
  * directories a dropped session left behind is replaced.
  */
-static pg_noinline WarmSandbox *
+static WarmSandbox *
 warm_for(const char *session)
 {
 	char	  **argv = bwrap_args_for(session, 0, true);
@@ -621,8 +615,7 @@ warm_for(const char *session)
 	}
 
 	memset(&started, 0, sizeof(started));
-	started.pid = spawn_piped(argv, &started.in_fd, &started.out_fd, &started.err_fd,
-							  &started.pid_fd);
+	started.pid = spawn_piped(argv, &started.in_fd, &started.out_fd, &started.err_fd, NULL);
 	started.dev = ws.st_dev;
 	started.ws_ino = ws.st_ino;
 	started.tmp_ino = tmp.st_ino;
@@ -652,7 +645,7 @@ warm_send(WarmSandbox *w, const char *request)
  * that turns out to be gone before it took the request is replaced once.
  * Returns NULL when no warm sandbox can take it.
  */
-static pg_noinline SbRun *
+static SbRun *
 warm_launch(const char *session, const char *request)
 {
 	for (int attempt = 0; attempt < 2; attempt++)
@@ -668,7 +661,8 @@ warm_launch(const char *session, const char *request)
 			continue;
 		}
 		run = palloc0(sizeof(SbRun));
-		run->pid = w->pid;
+		/* The sandbox belongs to the pool: only warm_destroy() stops it. */
+		run->reaped = true;
 		run->pid_fd = run->out_fd = run->err_fd = -1;
 		run->warm = w;
 		run->was_warm = true;
@@ -760,11 +754,11 @@ local_wait_fds(SbRun *run, int *fds, int max_fds)
 {
 	int			n = 0;
 
-	if (run->warm != NULL && !run->complete)
+	if (run->was_warm)
 	{
-		if (run->warm->out_fd >= 0 && n < max_fds)
+		if (run->warm != NULL && run->warm->out_fd >= 0 && n < max_fds)
 			fds[n++] = run->warm->out_fd;
-		if (run->warm->err_fd >= 0 && n < max_fds)
+		if (run->warm != NULL && run->warm->err_fd >= 0 && n < max_fds)
 			fds[n++] = run->warm->err_fd;
 		return n;
 	}
@@ -813,8 +807,8 @@ warm_step(SbRun *run)
 {
 	WarmSandbox *w = run->warm;
 
-	if (w == NULL || run->complete)
-		return true;
+	if (w == NULL)
+		return true;			/* answered, or the sandbox is gone */
 	drain(&w->out_fd, &run->out);
 	drain(&w->err_fd, &run->err);
 	if (warm_frame_done(run))
@@ -841,7 +835,7 @@ warm_step(SbRun *run)
 static bool
 local_step(SbRun *run)
 {
-	if (run->warm != NULL || run->complete)
+	if (run->was_warm)
 		return warm_step(run);
 	drain(&run->out_fd, &run->out);
 	drain(&run->err_fd, &run->err);
