@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# test/tap.sh FILE...: build and install, start a throwaway cluster and the
+# emulator, prepare the pgTAP database as test/run.sh does, and run the given
+# pgTAP files with pg_prove (verbose).  For working on a few tests at a time;
+# PGOPTIONS="-c cloudrun_sandbox.backend=cloudrun" runs them on the cloud backend.
+source "$(dirname "$0")/lib.sh"
+
+[ $# -gt 0 ] || { echo "usage: test/tap.sh FILE..." >&2; exit 2; }
+install_deps
+build_install
+WORKER_DB=sandbox_tap cluster_start
+tap_setup
+rc=0
+pg_prove -v -d sandbox_tap "$@" || rc=$?
+if [ "$rc" != 0 ]; then
+	log "server log tail:"
+	tail -40 "$CLUSTER_DIR/server.log" >&2 || true
+fi
+exit "$rc"
