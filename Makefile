@@ -1,15 +1,15 @@
 # cloudrun_sandbox: PGXS build of the extension and the executor program.
 
 EXTENSION = cloudrun_sandbox
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 
 MODULE_big = cloudrun_sandbox
 COMMON_OBJS = src/common/sbutil.o src/common/protocol.o src/common/http.o \
 	src/common/gcs.o src/common/oauth.o
 OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
 	src/driver_cloudrun.o src/gcloud.o src/exec.o src/session.o src/shared.o src/submit.o \
-	src/worker.o src/fileops.o src/background.o $(COMMON_OBJS)
-DATA = cloudrun_sandbox--$(EXTVERSION).sql
+	src/worker.o src/fileops.o src/background.o src/roles.o $(COMMON_OBJS)
+DATA = cloudrun_sandbox--0.1.0.sql cloudrun_sandbox--0.1.0--0.2.0.sql
 
 EXECUTOR = cloudrun-sandbox-executor
 # The executor is two programs from one set of sources: the local one, which
@@ -26,7 +26,7 @@ EXECUTOR_CLOUD_LIBS = -ljansson -lcurl -lcrypto
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=.
 
-PG_CPPFLAGS = -I$(srcdir)/src
+PG_CPPFLAGS = -I$(srcdir)/src -DSB_EXTENSION_VERSION=\"$(EXTVERSION)\"
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
 	-Wno-sign-compare -Wno-cast-function-type
 # The postgres binary exports a json_object() of its own, which would take the

@@ -41,8 +41,8 @@ sandbox_start_background(PG_FUNCTION_ARGS)
 	char	   *command = text_arg(fcinfo, 0, "command");
 	char	   *name = text_arg(fcinfo, 1, "session");
 	SbSession  *session;
-	Oid			types[3] = {TEXTOID, REGROLEOID, TEXTOID};
-	Datum		values[3];
+	Oid			types[4] = {TEXTOID, REGROLEOID, TEXTOID, INT8OID};
+	Datum		values[4];
 	bool		isnull;
 	int64		handle;
 
@@ -50,14 +50,15 @@ sandbox_start_background(PG_FUNCTION_ARGS)
 	sb_require_utf8();
 	sb_check_command(command);
 	session = sb_session_lock_ext(name, true, (SbBackend) sb_default_backend, false, false);
-	(void) session;
-	sb_spi_begin_owner();
+	/* The owner is the caller: read before becoming the tables' owner. */
 	values[0] = CStringGetTextDatum(name);
-	values[1] = ObjectIdGetDatum(GetUserId());
+	values[1] = ObjectIdGetDatum(session->owner);
 	values[2] = CStringGetTextDatum(command);
-	if (SPI_execute_with_args("INSERT INTO sandbox.background_processes (session, owner, command) "
-							  "VALUES ($1, $2, $3) RETURNING pid",
-							  3, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+	values[3] = Int64GetDatum(session->id);
+	sb_spi_begin_owner();
+	if (SPI_execute_with_args("INSERT INTO sandbox.background_processes (session, owner, command, "
+							  "session_id) VALUES ($1, $2, $3, $4) RETURNING pid",
+							  4, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not record a background process");
 	handle = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	sb_spi_end_owner();
@@ -69,7 +70,7 @@ Datum
 sandbox_list_background_processes(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Oid			types[2] = {REGROLEOID, TEXTOID};
+	Oid			types[2] = {REGROLEOID, INT8OID};
 	Datum		values[2];
 	char		nulls[2] = {' ', ' '};
 
@@ -78,9 +79,9 @@ sandbox_list_background_processes(PG_FUNCTION_ARGS)
 	{
 		char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
-		/* An explicit session must exist and be the caller's. */
-		(void) sb_session_lock_ext(name, false, SB_BACKEND_LOCAL, false, false);
-		values[1] = CStringGetTextDatum(name);
+		/* An explicit session must be one of the caller's. */
+		values[1] = Int64GetDatum(sb_session_lock_ext(name, false, SB_BACKEND_LOCAL, false,
+													  false)->id);
 	}
 	else
 		nulls[1] = 'n';
@@ -89,7 +90,7 @@ sandbox_list_background_processes(PG_FUNCTION_ARGS)
 	if (SPI_execute_with_args("SELECT pid, session, command, status IN ('starting', 'running'), "
 							  "status, exit_code, started_at, ended_at "
 							  "FROM sandbox.background_processes "
-							  "WHERE ($1 = 0 OR owner = $1) AND ($2 IS NULL OR session = $2) "
+							  "WHERE ($1 = 0 OR owner = $1) AND ($2 IS NULL OR session_id = $2) "
 							  "ORDER BY pid",
 							  2, types, values, nulls, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not list background processes");
@@ -119,10 +120,10 @@ alive(pid_t pid, int64 start)
  * accumulated in *killed.
  */
 int
-sb_background_kill(int64 handle, const char *session, const char *pattern,
+sb_background_kill(int64 handle, int64 session_id, const char *pattern,
 				   ArrayBuildState **killed)
 {
-	Oid			types[4] = {REGROLEOID, INT8OID, TEXTOID, TEXTOID};
+	Oid			types[4] = {REGROLEOID, INT8OID, INT8OID, TEXTOID};
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	int			n;
@@ -137,17 +138,18 @@ sb_background_kill(int64 handle, const char *session, const char *pattern,
 	values[0] = ObjectIdGetDatum(superuser() ? InvalidOid : GetUserId());
 	values[1] = Int64GetDatum(handle);
 	nulls[1] = handle ? ' ' : 'n';
-	values[2] = session ? CStringGetTextDatum(session) : (Datum) 0;
-	nulls[2] = session ? ' ' : 'n';
+	values[2] = Int64GetDatum(session_id);
+	nulls[2] = session_id ? ' ' : 'n';
 	values[3] = pattern ? CStringGetTextDatum(pattern) : (Datum) 0;
 	nulls[3] = pattern ? ' ' : 'n';
 	sb_spi_begin_owner();
 	if (SPI_execute_with_args("UPDATE sandbox.background_processes SET status = 'killed', "
 							  "ended_at = CASE WHEN status = 'starting' THEN now() END "
 							  "WHERE status IN ('starting', 'running') AND ($1 = 0 OR owner = $1) "
-							  "AND ($2 IS NULL OR pid = $2) AND ($3 IS NULL OR session = $3) "
+							  "AND ($2 IS NULL OR pid = $2) AND ($3 IS NULL OR session_id = $3) "
 							  "AND ($4 IS NULL OR command ~ $4) "
-							  "RETURNING pid, host_pid, host_start_time, remote_name, session",
+							  "RETURNING pid, host_pid, host_start_time, remote_name, "
+							  "(SELECT s.storage_key FROM sandbox.sessions s WHERE s.id = session_id)",
 							  4, types, values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not select background processes to kill");
 	n = (int) SPI_processed;
@@ -172,13 +174,14 @@ sb_background_kill(int64 handle, const char *session, const char *pattern,
 		handles[i] = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		if (SPI_getvalue(tup, desc, 4) != NULL)
 			remotes[i] = MemoryContextStrdup(outer, SPI_getvalue(tup, desc, 4));
-		sessions[i] = MemoryContextStrdup(outer, SPI_getvalue(tup, desc, 5));
+		if (SPI_getvalue(tup, desc, 5) != NULL)
+			sessions[i] = MemoryContextStrdup(outer, SPI_getvalue(tup, desc, 5));
 	}
 	sb_spi_end_owner();
 
 	/* Cloud processes: their supervisor stops them, then the execution is cancelled. */
 	for (int i = 0; i < n; i++)
-		if (remotes[i] != NULL)
+		if (remotes[i] != NULL && sessions[i] != NULL)
 			sb_cloud_bg_kill(sessions[i], handles[i], remotes[i]);
 
 	/* SIGTERM, wait for the grace period, then SIGKILL what is left. */
@@ -217,6 +220,7 @@ sandbox_kill_background_process(PG_FUNCTION_ARGS)
 	int64		handle = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
 	char	   *session = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *pattern = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	int64		session_id = 0;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
 	int			n;
@@ -229,11 +233,11 @@ sandbox_kill_background_process(PG_FUNCTION_ARGS)
 				 errmsg("give a process handle, a session or a pattern"),
 				 errhint("To stop every process of a session, pass session => 'name'.")));
 	if (session != NULL)
-		(void) sb_session_lock_ext(session, false, SB_BACKEND_LOCAL, false, false);
+		session_id = sb_session_lock_ext(session, false, SB_BACKEND_LOCAL, false, false)->id;
 	if (pattern != NULL)
 		(void) DirectFunctionCall2Coll(textregexeq, DEFAULT_COLLATION_OID, CStringGetTextDatum(""),
 								   CStringGetTextDatum(pattern));	/* a bad regex fails here */
-	n = sb_background_kill(handle, session, pattern, &killed);
+	n = sb_background_kill(handle, session_id, pattern, &killed);
 	values[0] = Int32GetDatum(n);
 	values[1] = killed ? makeArrayResult(killed, CurrentMemoryContext)
 		: PointerGetDatum(construct_empty_array(INT8OID));
@@ -247,6 +251,7 @@ sandbox_get_background_logs(PG_FUNCTION_ARGS)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
 	char	   *session;
+	char	   *name;
 	Oid			owner;
 	bool		isnull;
 	char	   *path;
@@ -265,17 +270,21 @@ sandbox_get_background_logs(PG_FUNCTION_ARGS)
 	handle = PG_GETARG_INT64(0);
 	values[0] = Int64GetDatum(handle);
 	sb_spi_begin_owner();
-	if (SPI_execute_with_args("SELECT b.session, b.owner, s.backend = 'cloudrun' "
+	if (SPI_execute_with_args("SELECT s.storage_key, b.owner, s.backend = 'cloudrun', b.session "
 							  "FROM sandbox.background_processes b "
-							  "LEFT JOIN sandbox.sessions s ON s.name = b.session WHERE b.pid = $1",
+							  "LEFT JOIN sandbox.sessions s ON s.id = b.session_id WHERE b.pid = $1",
 							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up a background process");
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("background process " INT64_FORMAT " does not exist", handle)));
+	/* The storage key (NULL once the session is gone) and the name it was started in. */
 	session = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	session = MemoryContextStrdup(TopTransactionContext, session);
+	if (session != NULL)
+		session = MemoryContextStrdup(TopTransactionContext, session);
+	name = MemoryContextStrdup(TopTransactionContext,
+							   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4));
 	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	cloud = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	cloud = cloud && !isnull;
@@ -284,13 +293,15 @@ sandbox_get_background_logs(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for background process " INT64_FORMAT, handle)));
-	if (!PG_ARGISNULL(1) && strcmp(text_to_cstring(PG_GETARG_TEXT_PP(1)), session) != 0)
+	if (!PG_ARGISNULL(1) && strcmp(text_to_cstring(PG_GETARG_TEXT_PP(1)), name) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("background process " INT64_FORMAT " is not in session \"%s\"", handle,
 						text_to_cstring(PG_GETARG_TEXT_PP(1)))));
 
 	/* The last max_output_bytes of the log, cut to whole lines when tail_lines asks. */
+	if (session == NULL)
+		PG_RETURN_TEXT_P(cstring_to_text(""));
 	if (cloud)
 		data = sb_cloud_bg_logs(session, handle, max, &len);
 	else

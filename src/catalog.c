@@ -18,7 +18,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "common/hashfn.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
@@ -43,6 +43,8 @@ typedef struct SbSpi
 /* Prepared plans, kept for the life of the backend. */
 static SPIPlanPtr plan_insert_session;
 static SPIPlanPtr plan_lock_session;
+static SPIPlanPtr plan_lookup_session;
+static SPIPlanPtr plan_cancel_session_queue;
 static SPIPlanPtr plan_update_session;
 static SPIPlanPtr plan_delete_session;
 static SPIPlanPtr plan_insert_execution;
@@ -139,19 +141,6 @@ sb_check_session_name(const char *name)
 						   "starting with a letter or digit.")));
 }
 
-/* check_owner raises insufficient_privilege unless the caller may use the session. */
-static void
-check_owner(const char *name, Oid owner)
-{
-	if (owner == GetUserId() || superuser())
-		return;
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied for session \"%s\"", name),
-			 errdetail("The session belongs to another role."),
-			 errhint("Session names are shared by all roles; use a name of your own.")));
-}
-
 bool
 sb_session_insert(const char *name, SbBackend backend)
 {
@@ -164,9 +153,12 @@ sb_session_insert(const char *name, SbBackend backend)
 	values[0] = CStringGetTextDatum(name);
 	values[1] = ObjectIdGetDatum(s.save_uid);
 	values[2] = CStringGetTextDatum(sb_backend_name(backend));
+	/* A new session's storage is named by its id, never by its name. */
 	run(prepare(&plan_insert_session,
-				"INSERT INTO sandbox.sessions (name, owner, backend) VALUES ($1, $2, $3) "
-				"ON CONFLICT (name) DO NOTHING",
+				"INSERT INTO sandbox.sessions (id, name, owner, backend, storage_key) "
+				"SELECT n, $1, $2, $3, '_' || n FROM (SELECT "
+				"nextval(pg_get_serial_sequence('sandbox.sessions', 'id')) AS n) q "
+				"ON CONFLICT (owner, name) DO NOTHING",
 				3, types),
 		values, NULL, SPI_OK_INSERT);
 	inserted = SPI_processed == 1;
@@ -174,11 +166,94 @@ sb_session_insert(const char *name, SbBackend backend)
 	return inserted;
 }
 
-/* sb_session_lock_key is the advisory-lock key of a session (class, hash of the name). */
-int32
-sb_session_lock_key(const char *name)
+/*
+ * session_locktag fills the lock tag of session id.  It is an advisory lock
+ * tag with a field4 that pg_advisory_lock() and its relatives never use (they
+ * use 1 and 2), so no SQL caller can take, hold or release it.
+ */
+static void
+session_locktag(LOCKTAG *tag, int64 id)
 {
-	return (int32) hash_bytes((const unsigned char *) name, strlen(name));
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) ((uint64) id >> 32), (uint32) id,
+						 SB_SESSION_LOCK_CLASS);
+}
+
+bool
+sb_session_lock_id(int64 id, bool session_level, bool wait)
+{
+	LOCKTAG		tag;
+
+	session_locktag(&tag, id);
+	return LockAcquire(&tag, ExclusiveLock, session_level, !wait) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+void
+sb_session_unlock_id(int64 id)
+{
+	LOCKTAG		tag;
+
+	session_locktag(&tag, id);
+	(void) LockRelease(&tag, ExclusiveLock, true);
+}
+
+/* session_lookup returns the id of the caller's session name, or 0. */
+static int64
+session_lookup(const char *name)
+{
+	SbSpi		s;
+	Oid			types[2] = {TEXTOID, REGROLEOID};
+	Datum		values[2];
+	int64		id = 0;
+	bool		isnull;
+
+	spi_begin(&s);
+	values[0] = CStringGetTextDatum(name);
+	values[1] = ObjectIdGetDatum(s.save_uid);
+	run(prepare(&plan_lookup_session,
+				"SELECT id FROM sandbox.sessions WHERE name = $1 AND owner = $2", 2, types),
+		values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 1)
+		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										 &isnull));
+	spi_end(&s);
+	return id;
+}
+
+/* session_row_lock locks session id's row and returns it, or NULL if it is gone. */
+static SbSession *
+session_row_lock(int64 id)
+{
+	SbSpi		s;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	SbSession  *session = NULL;
+
+	spi_begin(&s);
+	values[0] = Int64GetDatum(id);
+	run(prepare(&plan_lock_session,
+				"SELECT name, owner, backend, generation, storage_key FROM sandbox.sessions "
+				"WHERE id = $1 FOR UPDATE",
+				1, types),
+		values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		MemoryContext old = MemoryContextSwitchTo(s.outer);
+
+		session = palloc0(sizeof(SbSession));
+		session->id = id;
+		session->name = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+		session->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+		session->backend = sb_backend_parse(TextDatumGetCString(SPI_getbinval(tup, desc, 3,
+																			  &isnull)));
+		session->generation = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+		session->key = TextDatumGetCString(SPI_getbinval(tup, desc, 5, &isnull));
+		MemoryContextSwitchTo(old);
+	}
+	spi_end(&s);
+	return session;
 }
 
 SbSession *
@@ -188,54 +263,42 @@ sb_session_lock(const char *name, bool create, SbBackend backend, bool missing_o
 }
 
 /*
- * sb_session_lock_ext is sb_session_lock; with wait_for_runs false it does
- * not wait for the session's execution in flight in the worker (submit only
- * queues, it does not run anything).
+ * sb_session_lock_ext finds the caller's session called name (creating it
+ * with create), takes its session lock for the rest of the transaction and
+ * locks its row.  Names are per role: the same name of another role is
+ * another session.  With wait_for_runs false it does not take the session
+ * lock, so it does not wait for the session's execution in flight in the
+ * worker (submit only queues, it does not run anything).
  */
 SbSession *
 sb_session_lock_ext(const char *name, bool create, SbBackend backend, bool missing_ok,
 					bool wait_for_runs)
 {
-	SbSpi		s;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
 	SbSession  *session = NULL;
 	bool		created = false;
 
 	sb_check_session_name(name);
-	/*
-	 * The advisory lock comes first: the background worker holds it (at
-	 * session level) while one of the session's executions is in flight, and
-	 * takes no row lock meanwhile, so the two can never wait for each other.
-	 */
-	if (wait_for_runs)
-		DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(SB_SESSION_LOCK_CLASS),
-							Int32GetDatum(sb_session_lock_key(name)));
-	if (create)
-		created = sb_session_insert(name, backend);
-	spi_begin(&s);
-	values[0] = CStringGetTextDatum(name);
-	run(prepare(&plan_lock_session,
-				"SELECT owner, backend, generation FROM sandbox.sessions "
-				"WHERE name = $1 FOR UPDATE",
-				1, types),
-		values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 1)
+	for (int attempt = 0; attempt < 3 && session == NULL; attempt++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		char	   *backend_name;
+		int64		id;
 
-		session = MemoryContextAllocZero(s.outer, sizeof(SbSession));
-		session->name = MemoryContextStrdup(s.outer, name);
-		session->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
-		backend_name = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
-		session->backend = sb_backend_parse(backend_name);
-		session->generation = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-		session->created = created;
+		if (create)
+			created = sb_session_insert(name, backend);
+		id = session_lookup(name);
+		if (id == 0)
+			break;
+
+		/*
+		 * The session lock comes before the row lock: the background worker
+		 * holds it (at session level) while one of the session's executions
+		 * is in flight, and takes no row lock meanwhile, so the two can never
+		 * wait for each other.
+		 */
+		if (wait_for_runs)
+			(void) sb_session_lock_id(id, false, true);
+		/* NULL: dropped meanwhile by a transaction that committed; look again. */
+		session = session_row_lock(id);
 	}
-	spi_end(&s);
 	if (session == NULL)
 	{
 		if (missing_ok)
@@ -245,22 +308,29 @@ sb_session_lock_ext(const char *name, bool create, SbBackend backend, bool missi
 				 errmsg("session \"%s\" does not exist", name),
 				 errhint("Create it with sandbox.create_session(), or run a command in it.")));
 	}
-	check_owner(name, session->owner);
+	session->created = created;
 	return session;
 }
 
 void
-sb_session_delete(const char *name)
+sb_session_delete(const SbSession *session)
 {
 	SbSpi		s;
-	Oid			types[1] = {TEXTOID};
+	Oid			types[1] = {INT8OID};
 	Datum		values[1];
 
 	spi_begin(&s);
-	values[0] = CStringGetTextDatum(name);
-	run(prepare(&plan_delete_session, "DELETE FROM sandbox.sessions WHERE name = $1", 1,
+	values[0] = Int64GetDatum(session->id);
+	run(prepare(&plan_delete_session, "DELETE FROM sandbox.sessions WHERE id = $1", 1,
 				types),
 		values, NULL, SPI_OK_DELETE);
+	/* Its queued commands never run: not in this session, not in a later one. */
+	run(prepare(&plan_cancel_session_queue,
+				"UPDATE sandbox.executions SET status = 'cancelled', finished_at = now(), "
+				"error = 'its session was dropped before it started' "
+				"WHERE session_id = $1 AND status = 'queued'",
+				1, types),
+		values, NULL, SPI_OK_UPDATE);
 	spi_end(&s);
 }
 
@@ -268,13 +338,13 @@ void
 sb_session_update(const SbSession *session, const SbState *state)
 {
 	SbSpi		s;
-	Oid			types[5] = {TEXTOID, TEXTOID, JSONBOID, INT8OID, INT8OID};
+	Oid			types[5] = {INT8OID, TEXTOID, JSONBOID, INT8OID, INT8OID};
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	Jsonb	   *env = sb_env_to_jsonb(state->env);
 
 	spi_begin(&s);
-	values[0] = CStringGetTextDatum(session->name);
+	values[0] = Int64GetDatum(session->id);
 	values[1] = CStringGetTextDatum(state->cwd);
 	values[2] = JsonbPGetDatum(env);
 	values[3] = Int64GetDatum(state->generation);
@@ -284,7 +354,7 @@ sb_session_update(const SbSession *session, const SbState *state)
 	run(prepare(&plan_update_session,
 				"UPDATE sandbox.sessions SET cwd = $2, env = $3, generation = $4, "
 				"last_execution = COALESCE($5, last_execution), updated_at = now() "
-				"WHERE name = $1",
+				"WHERE id = $1",
 				5, types),
 		values, nulls, SPI_OK_UPDATE);
 	spi_end(&s);
@@ -294,15 +364,14 @@ List *
 sb_session_names_visible(void)
 {
 	SbSpi		s;
-	Oid			types[2] = {REGROLEOID, BOOLOID};
-	Datum		values[2];
+	Oid			types[1] = {REGROLEOID};
+	Datum		values[1];
 	List	   *names = NIL;
 
 	spi_begin(&s);
 	values[0] = ObjectIdGetDatum(s.save_uid);
-	values[1] = BoolGetDatum(superuser_arg(s.save_uid));
 	run(prepare(&plan_visible_sessions,
-				"SELECT name FROM sandbox.sessions WHERE owner = $1 OR $2 ORDER BY name", 2,
+				"SELECT name FROM sandbox.sessions WHERE owner = $1 ORDER BY name", 1,
 				types),
 		values, NULL, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -318,16 +387,16 @@ sb_session_names_visible(void)
 }
 
 Datum
-sb_session_datum(const char *name, TupleDesc result_desc)
+sb_session_datum(const SbSession *session, TupleDesc result_desc)
 {
 	SbSpi		s;
-	Oid			types[1] = {TEXTOID};
+	Oid			types[1] = {INT8OID};
 	Datum		values[1];
 	Datum		result = (Datum) 0;
 
 	spi_begin(&s);
-	values[0] = CStringGetTextDatum(name);
-	run(prepare(&plan_session_row, "SELECT * FROM sandbox.sessions WHERE name = $1", 1,
+	values[0] = Int64GetDatum(session->id);
+	run(prepare(&plan_session_row, "SELECT * FROM sandbox.sessions WHERE id = $1", 1,
 				types),
 		values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 1)
@@ -346,7 +415,7 @@ sb_session_datum(const char *name, TupleDesc result_desc)
 	}
 	spi_end(&s);
 	if (result == (Datum) 0)
-		elog(ERROR, "session \"%s\" vanished", name);
+		elog(ERROR, "session \"%s\" vanished", session->name);
 	return result;
 }
 
@@ -370,10 +439,10 @@ void
 sb_execution_insert(const SbSession *session, const SbOutcome *o)
 {
 	SbSpi		s;
-	Oid			types[14] = {TEXTOID, REGROLEOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
-	BOOLOID, BOOLOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID};
-	Datum		values[14];
-	char		nulls[14];
+	Oid			types[15] = {TEXTOID, REGROLEOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
+	BOOLOID, BOOLOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID};
+	Datum		values[15];
+	char		nulls[15];
 	const SbExecResult *r = &o->result;
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -398,12 +467,13 @@ sb_execution_insert(const SbSession *session, const SbOutcome *o)
 	values[11] = TimestampTzGetDatum(o->started_at);
 	values[12] = TimestampTzGetDatum(o->finished_at);
 	values[13] = Int64GetDatum(o->id);
+	values[14] = Int64GetDatum(session->id);
 	run(prepare(&plan_insert_execution,
 				"INSERT INTO sandbox.executions (id, session, owner, command, status, exit_code, "
 				"stdout, stderr, stdout_truncated, stderr_truncated, cwd, error, "
-				"submitted_at, started_at, finished_at, duration) "
-				"VALUES ($14, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $13 - $12)",
-				14, types),
+				"submitted_at, started_at, finished_at, duration, session_id) "
+				"VALUES ($14, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $13 - $12, $15)",
+				15, types),
 		values, nulls, SPI_OK_INSERT);
 	spi_end(&s);
 }
@@ -438,9 +508,10 @@ sb_execution_queue(const SbSession *session, const char *command, int64 timeout_
 				   Jsonb *call_env, Oid callback)
 {
 	SbSpi		s;
-	Oid			types[6] = {TEXTOID, REGROLEOID, TEXTOID, INTERVALOID, JSONBOID, REGPROCEDUREOID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[7] = {TEXTOID, REGROLEOID, TEXTOID, INTERVALOID, JSONBOID, REGPROCEDUREOID,
+	INT8OID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Interval   *tmo = palloc0(sizeof(Interval));
 	int64		id;
 	bool		isnull;
@@ -455,10 +526,12 @@ sb_execution_queue(const SbSession *session, const char *command, int64 timeout_
 	nulls[4] = call_env ? ' ' : 'n';
 	values[5] = ObjectIdGetDatum(callback);
 	nulls[5] = OidIsValid(callback) ? ' ' : 'n';
+	values[6] = Int64GetDatum(session->id);
 	run(prepare(&plan_queue_execution,
 				"INSERT INTO sandbox.executions (session, owner, command, status, timeout, "
-				"call_env, callback) VALUES ($1, $2, $3, 'queued', $4, $5, $6) RETURNING id",
-				6, types),
+				"call_env, callback, session_id) VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7) "
+				"RETURNING id",
+				7, types),
 		values, nulls, SPI_OK_INSERT_RETURNING);
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	spi_end(&s);

@@ -15,6 +15,7 @@
 #include "utils/memutils.h"
 
 #include "common/sbutil.h"
+#include "roles.h"
 #include "shared.h"
 
 PG_MODULE_MAGIC;
@@ -194,6 +195,7 @@ _PG_init(void)
 	if (process_shared_preload_libraries_in_progress)
 	{
 		sb_shared_init_hooks();
+		sb_roles_init_hooks();
 		sb_register_worker();
 	}
 }

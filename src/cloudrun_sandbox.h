@@ -74,7 +74,9 @@ extern SbBackend sb_backend_parse(const char *name);
 /* A session row, locked for the rest of the transaction. */
 typedef struct SbSession
 {
-	char	   *name;
+	int64		id;				/* sandbox.sessions.id: its identity */
+	char	   *name;			/* the name its owner calls it by */
+	char	   *key;			/* storage_key: the drivers' name for its storage */
 	Oid			owner;
 	SbBackend	backend;
 	int64		generation;
@@ -98,7 +100,7 @@ extern SbSession *sb_session_lock(const char *name, bool create, SbBackend backe
 extern SbSession *sb_session_lock_ext(const char *name, bool create, SbBackend backend,
 									 bool missing_ok, bool wait_for_runs);
 extern bool sb_session_insert(const char *name, SbBackend backend);
-extern void sb_session_delete(const char *name);
+extern void sb_session_delete(const SbSession *session);
 extern void sb_session_update(const SbSession *session, const SbState *state);
 extern List *sb_session_names_visible(void);
 extern int64 sb_execution_next_id(void);
@@ -108,13 +110,17 @@ extern int64 sb_execution_queue(const SbSession *session, const char *command, i
 								Jsonb *call_env, Oid callback);
 extern Datum sb_execution_row(int64 id, TupleDesc desc, bool *finished, bool *mine_uncommitted);
 extern bool sb_execution_cancel(int64 id);
-extern int32 sb_session_lock_key(const char *name);
+extern bool sb_session_lock_id(int64 id, bool session_level, bool wait);
+extern void sb_session_unlock_id(int64 id);
 extern void sb_spi_begin_owner(void);
 extern void sb_spi_end_owner(void);
 
-/* Advisory-lock class of sessions (the first key of the two-int4 form). */
+/*
+ * field4 of the advisory lock tag of a session lock: pg_advisory_lock() and
+ * its relatives use only 1 and 2, so SQL can never take this lock.
+ */
 #define SB_SESSION_LOCK_CLASS 0x5B0C
-extern Datum sb_session_datum(const char *name, TupleDesc result_desc);
+extern Datum sb_session_datum(const SbSession *session, TupleDesc result_desc);
 
 /* cloudrun_sandbox.c: JSON helpers between jsonb and jansson. */
 extern json_t *sb_jsonb_to_env(Jsonb *jb, const char *what);

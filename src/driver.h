@@ -138,7 +138,7 @@ extern void sb_cloud_bg_kill(const char *session, int64 handle, const char *exec
 extern char *sb_cloud_bg_logs(const char *session, int64 handle, size_t max, size_t *len);
 
 /* background.c: stopping a session's background processes (drop_session). */
-extern int	sb_background_kill(int64 handle, const char *session, const char *pattern,
+extern int	sb_background_kill(int64 handle, int64 session_id, const char *pattern,
 							   ArrayBuildState **killed);
 
 /* exec.c: the steps of running one command, shared with the worker. */
@@ -155,6 +155,7 @@ extern Datum sb_result_datum(TupleDesc desc, int64 id, const char *status, bool 
 							 const char *cwd, Interval *duration, bool out_truncated,
 							 bool err_truncated);
 extern int64 sb_timeout_ms(Interval *iv);
+extern int64 sb_timeout_cap_ms(int64 ms);
 extern void sb_check_command(const char *command);
 extern char *text_arg(FunctionCallInfo fcinfo, int n, const char *name);
 

@@ -30,6 +30,17 @@ sb_require_utf8(void)
 				 errdetail("This database uses %s.", GetDatabaseEncodingName())));
 }
 
+/*
+ * sb_timeout_cap_ms caps a timeout at cloudrun_sandbox.max_timeout.  Every
+ * timeout goes through it: default_timeout is settable by any role, and a
+ * queued command may have been submitted under a larger max_timeout.
+ */
+int64
+sb_timeout_cap_ms(int64 ms)
+{
+	return Min(ms, (int64) sb_max_timeout_s * 1000);
+}
+
 /* sb_timeout_ms converts a timeout argument to milliseconds, with the limits checked. */
 int64
 sb_timeout_ms(Interval *iv)
@@ -37,7 +48,7 @@ sb_timeout_ms(Interval *iv)
 	int64		ms;
 
 	if (iv == NULL)
-		return (int64) sb_default_timeout_s * 1000;
+		return sb_timeout_cap_ms((int64) sb_default_timeout_s * 1000);
 	ms = (iv->time / 1000) + ((int64) iv->day * SECS_PER_DAY * 1000) +
 		((int64) iv->month * DAYS_PER_MONTH * SECS_PER_DAY * 1000);
 	if (ms <= 0)
@@ -95,8 +106,8 @@ sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh, in
 	SbExecRequest req;
 	char	   *request;
 
-	driver->prepare_session(session->name, fresh);
-	if (driver->executor_writes_state || fresh || !driver->load_state(session->name, state))
+	driver->prepare_session(session->key, fresh);
+	if (driver->executor_writes_state || fresh || !driver->load_state(session->key, state))
 	{
 		memset(state, 0, sizeof(*state));
 		state->cwd = SB_WORKSPACE;
@@ -106,7 +117,7 @@ sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh, in
 	req.id = id;
 	if (driver->executor_writes_state)
 	{
-		req.session = session->name;
+		req.session = session->key;
 		req.prefix = sb_prefix;
 	}
 	req.command = command;
@@ -164,7 +175,7 @@ sb_apply_state(const SbSession *session, const SbDriver *driver, const SbOutcome
 	else
 	{
 		state->generation++;
-		driver->store_state(session->name, state);
+		driver->store_state(session->key, state);
 	}
 	sb_session_update(session, state);
 }
@@ -241,7 +252,7 @@ sandbox_exec(PG_FUNCTION_ARGS)
 							  tmo, &state);
 	outcome.command = command;
 	outcome.started_at = GetCurrentTimestamp();
-	text = sb_run_sync(driver, name, outcome.id, request,
+	text = sb_run_sync(driver, session->key, outcome.id, request,
 					   sb_exec_deadline(driver, outcome.started_at, tmo), &len);
 	outcome.finished_at = GetCurrentTimestamp();
 	sb_decode_result(&outcome, text, len);

@@ -210,6 +210,7 @@ static void
 run_file_op(FunctionCallInfo fcinfo, int session_arg, SbFileRequest *req, SbFileResult *res)
 {
 	char	   *name = arg_text(fcinfo, session_arg, "session");
+	char	   *key;
 	SbSession  *session;
 	const SbDriver *driver;
 	SbState		state;
@@ -226,26 +227,27 @@ run_file_op(FunctionCallInfo fcinfo, int session_arg, SbFileRequest *req, SbFile
 
 	/* Lock the session (creating it on first use): one call at a time. */
 	session = sb_session_lock(name, true, (SbBackend) sb_default_backend, false);
+	key = session->key;
 	driver = sb_driver_for(session->backend);
-	driver->prepare_session(name, session->created);
+	driver->prepare_session(key, session->created);
 	cloud = driver->executor_writes_state;
 
 	/* The cwd paths start from; on the cloud the executor reads state.json. */
 	req->cwd = SB_WORKSPACE;
-	if (!cloud && !session->created && driver->load_state(name, &state))
+	if (!cloud && !session->created && driver->load_state(key, &state))
 		req->cwd = state.cwd;
 	req->id = sb_execution_next_id();
 	req->max_bytes = sb_max_transfer_bytes;
-	req->timeout_ms = (int64) sb_default_timeout_s * 1000;
+	req->timeout_ms = sb_timeout_ms(NULL);
 	if (cloud)
 	{
-		req->session = name;
+		req->session = key;
 		req->prefix = sb_prefix;
 		sb_gc_gcs(&cfg);
 	}
 	if (req->op == SB_FILE_UPLOAD && cloud)
 	{
-		char	   *object = sb_gc_object(name, psprintf("transfer/%lld", req->id));
+		char	   *object = sb_gc_object(key, psprintf("transfer/%lld", req->id));
 
 		if (sb_gcs_upload(&cfg, object, req->data, req->data_len, 0, NULL, &err) != 0)
 			sb_gc_raise(&err, "could not upload the file's bytes", SB_GC_NOT_FOUND_BUCKET);
@@ -259,7 +261,7 @@ run_file_op(FunctionCallInfo fcinfo, int session_arg, SbFileRequest *req, SbFile
 	{
 		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 											   req->timeout_ms + driver->slack_ms);
-		text = sb_run_sync(driver, name, req->id, request, deadline, &len);
+		text = sb_run_sync(driver, key, req->id, request, deadline, &len);
 		pfree(request);
 		if (!sb_file_result_decode(text, len, req->op, res, errbuf, sizeof(errbuf)))
 			ereport(ERROR,
@@ -274,7 +276,7 @@ run_file_op(FunctionCallInfo fcinfo, int session_arg, SbFileRequest *req, SbFile
 						(errcode(ERRCODE_PROTOCOL_VIOLATION),
 						 errmsg("the sandbox returned a malformed result"),
 						 errdetail("A local result names a payload object.")));
-			fetch_payload(&cfg, name, req, res);
+			fetch_payload(&cfg, key, req, res);
 		}
 	}
 	PG_FINALLY();
@@ -286,7 +288,7 @@ run_file_op(FunctionCallInfo fcinfo, int session_arg, SbFileRequest *req, SbFile
 	PG_END_TRY();
 
 	/* A change on the cloud wrote a new state.json: keep the mirror in step. */
-	if (cloud && res->state_generation > 0 && driver->load_state(name, &state))
+	if (cloud && res->state_generation > 0 && driver->load_state(key, &state))
 	{
 		state.last_execution = 0;	/* the mirror names commands only */
 		sb_session_update(session, &state);

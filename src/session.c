@@ -54,24 +54,31 @@ sandbox_create_session(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_DUPLICATE_OBJECT),
 					 errmsg("session \"%s\" already exists", name),
 					 errhint("Pass if_not_exists => true to reuse it.")));
+		if (!PG_ARGISNULL(1) && session->backend != backend)
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("session \"%s\" already exists on the %s backend", name,
+							sb_backend_name(session->backend)),
+					 errhint("Drop it first, or use another name for a %s session.",
+							 sb_backend_name(backend))));
 		ereport(NOTICE, (errmsg("session \"%s\" already exists, skipping", name)));
 	}
 	else
 	{
 		session = sb_session_lock(name, false, backend, false);
-		driver->prepare_session(name, true);
+		driver->prepare_session(session->key, true);
 		memset(&state, 0, sizeof(state));
 		state.cwd = SB_WORKSPACE;
 		state.env = json_object();
 		if (env != NULL)
 			json_object_update(state.env, env);
 		state.generation++;
-		driver->store_state(name, &state);
+		driver->store_state(session->key, &state);
 		sb_session_update(session, &state);
 	}
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "sandbox.create_session must return a composite type");
-	PG_RETURN_DATUM(sb_session_datum(name, desc));
+	PG_RETURN_DATUM(sb_session_datum(session, desc));
 }
 
 Datum
@@ -86,14 +93,14 @@ sandbox_drop_session(PG_FUNCTION_ARGS)
 		ereport(NOTICE, (errmsg("session \"%s\" does not exist, skipping", name)));
 		PG_RETURN_BOOL(false);
 	}
-	/* Its background processes go first. */
+	/* Its background processes go first; its queued commands are cancelled. */
 	{
 		ArrayBuildState *killed = NULL;
 
-		(void) sb_background_kill(0, name, NULL, &killed);
+		(void) sb_background_kill(0, session->id, NULL, &killed);
 	}
-	sb_session_delete(name);
-	sb_driver_for(session->backend)->drop_session(name);
+	sb_session_delete(session);
+	sb_driver_for(session->backend)->drop_session(session->key);
 	PG_RETURN_BOOL(true);
 }
 
@@ -106,7 +113,7 @@ sync_one(const char *name)
 
 	if (session == NULL)
 		return false;
-	if (!sb_driver_for(session->backend)->load_state(name, &state))
+	if (!sb_driver_for(session->backend)->load_state(session->key, &state))
 	{
 		memset(&state, 0, sizeof(state));
 		state.cwd = SB_WORKSPACE;
@@ -126,7 +133,7 @@ sandbox_sync(PG_FUNCTION_ARGS)
 	{
 		char	   *name = name_arg(fcinfo, 0);
 
-		/* An explicit name must exist and be the caller's. */
+		/* An explicit name must be one of the caller's sessions. */
 		(void) sb_session_lock(name, false, SB_BACKEND_LOCAL, false);
 		count = sync_one(name) ? 1 : 0;
 	}

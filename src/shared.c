@@ -20,6 +20,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_registered = false;
 static bool wake_pending = false;
 static bool cancel_pending = false;
+static bool roles_pending = false;
 
 /* shmem_request asks the postmaster for our shared memory. */
 static void
@@ -103,17 +104,20 @@ wake_xact_callback(XactEvent event, void *arg)
 		 * Only now are the cancel flags visible: a worker that looked before
 		 * must look again.
 		 */
-		if (cancel_pending)
+		if (cancel_pending || roles_pending)
 		{
 			SpinLockAcquire(&sb_shared->mutex);
-			sb_shared->cancel_seq++;
+			if (cancel_pending)
+				sb_shared->cancel_seq++;
+			if (roles_pending)
+				sb_shared->roles_seq++;
 			SpinLockRelease(&sb_shared->mutex);
 		}
 		sb_wake_worker();
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
 		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		wake_pending = cancel_pending = false;
+		wake_pending = cancel_pending = roles_pending = false;
 }
 
 /* sb_wake_worker_at_commit arranges one wake-up at the end of this transaction, if it commits. */
@@ -134,6 +138,14 @@ sb_cancel_at_commit(void)
 {
 	sb_wake_worker_at_commit();
 	cancel_pending = true;
+}
+
+/* sb_roles_changed_at_commit tells the worker, once this transaction commits, that roles were dropped. */
+void
+sb_roles_changed_at_commit(void)
+{
+	sb_wake_worker_at_commit();
+	roles_pending = true;
 }
 
 /* sb_shared_set_error records the worker's last error for sandbox.worker_status(). */

@@ -22,6 +22,7 @@ typedef struct SbShared
 	int64		completed;
 	int64		cancel_seq;		/* bumped when a sandbox.cancel() commits: the worker looks */
 	int64		wake_seq;		/* bumped by every sb_wake_worker(): there is new work */
+	int64		roles_seq;		/* bumped when a DROP ROLE commits: the worker sweeps */
 	TimestampTz last_error_at;
 	char		last_error[256];
 	ConditionVariable completion_cv;	/* broadcast after each batch of completions */
@@ -34,6 +35,7 @@ extern void sb_shared_init_hooks(void);
 extern void sb_require_worker_library(void);
 extern void sb_wake_worker_at_commit(void);
 extern void sb_cancel_at_commit(void);
+extern void sb_roles_changed_at_commit(void);
 extern void sb_wake_worker(void);
 extern void sb_shared_set_error(const char *message);
 extern void sb_register_worker(void);

@@ -43,6 +43,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "roles.h"
 #include "shared.h"
 
 PGDLLEXPORT void sb_worker_main(Datum arg);
@@ -55,7 +56,9 @@ PGDLLEXPORT void sb_worker_main(Datum arg);
 typedef struct WorkerFlight
 {
 	int64		id;
-	char	   *session;
+	int64		session_id;		/* the session's identity */
+	char	   *session;		/* its name */
+	char	   *key;			/* its storage key, what the driver takes */
 	Oid			owner;
 	SbBackend	backend;
 	bool		fresh;			/* the session has never run anything */
@@ -141,16 +144,17 @@ keep_list(List *list, void *item)
 	return list;
 }
 
-/* session_advisory calls an advisory-lock function on a session's key at session level. */
+/*
+ * session_lock takes (without waiting) or releases a session's lock at
+ * session level: held while one of its executions is in flight.
+ */
 static bool
-session_advisory(const char *name, bool take)
+session_lock(int64 session_id, bool take)
 {
-	Datum		cls = Int32GetDatum(SB_SESSION_LOCK_CLASS);
-	Datum		key = Int32GetDatum(sb_session_lock_key(name));
-
 	if (take)
-		return DatumGetBool(DirectFunctionCall2(pg_try_advisory_lock_int4, cls, key));
-	return DatumGetBool(DirectFunctionCall2(pg_advisory_unlock_int4, cls, key));
+		return sb_session_lock_id(session_id, true, false);
+	sb_session_unlock_id(session_id);
+	return true;
 }
 
 /* The memory context begin() was called in; commit() returns to it. */
@@ -180,18 +184,81 @@ commit(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* extension_ready says whether the extension exists in the worker's database. */
+static char *caught(MemoryContext cxt);
+
+/*
+ * extension_ready says whether the extension exists in the worker's database
+ * at the version this library serves (an older one waits for ALTER EXTENSION
+ * ... UPDATE; the worker says so once).
+ */
 static bool
 extension_ready(void)
 {
-	bool		ready;
+	static bool warned = false;
+	bool		ready = false;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	StartTransactionCommand();
-	ready = OidIsValid(get_extension_oid("cloudrun_sandbox", true));
+	if (OidIsValid(get_extension_oid("cloudrun_sandbox", true)))
+	{
+		char	   *version = NULL;
+
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension "
+						"WHERE extname = 'cloudrun_sandbox'", true, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1)
+			version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		ready = version != NULL && strcmp(version, SB_EXTENSION_VERSION) == 0;
+		if (!ready && !warned)
+			ereport(LOG,
+					(errmsg("cloudrun_sandbox worker waits: the extension is at version %s, "
+							"this library serves %s", version ? version : "?",
+							SB_EXTENSION_VERSION),
+					 errhint("Run ALTER EXTENSION cloudrun_sandbox UPDATE.")));
+		warned = !ready;
+		PopActiveSnapshot();
+		SPI_finish();
+	}
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(cxt);
 	return ready;
+}
+
+/*
+ * sweep_roles removes the sessions of dropped roles once a DROP ROLE has
+ * committed (and at start); a failure is logged and tried at the next one.
+ */
+static void
+sweep_roles(void)
+{
+	static int64 roles_seen = -1;
+	int64		seq;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	SpinLockAcquire(&sb_shared->mutex);
+	seq = sb_shared->roles_seq;
+	SpinLockRelease(&sb_shared->mutex);
+	if (seq == roles_seen)
+		return;
+	roles_seen = seq;
+	begin("cloudrun_sandbox: sessions of dropped roles");
+	PG_TRY();
+	{
+		(void) sb_sweep_dropped_roles();
+		commit();
+	}
+	PG_CATCH();
+	{
+		char	   *msg = caught(cxt);
+
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(cxt);
+		ereport(WARNING,
+				(errmsg("cloudrun_sandbox: could not remove the sessions of dropped roles: %s",
+						msg)));
+	}
+	PG_END_TRY();
 }
 
 /* flight_error remembers why a flight failed in the worker (not in the sandbox). */
@@ -250,18 +317,21 @@ new_flight(HeapTuple tup, TupleDesc desc)
 	f->cxt = cxt;
 	f->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 	f->session = SPI_getvalue(tup, desc, 2);
+	d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "session_id"), &isnull);
+	f->session_id = isnull ? 0 : DatumGetInt64(d);
+	f->key = SPI_getvalue(tup, desc, SPI_fnumber(desc, "storage_key"));
 	f->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
 	f->command = SPI_getvalue(tup, desc, 4);
 	d = SPI_getbinval(tup, desc, 5, &isnull);
-	f->timeout_ms = isnull ? (int64) sb_default_timeout_s * 1000
-		: DatumGetIntervalP(d)->time / 1000 + (int64) DatumGetIntervalP(d)->day * 86400000;
+	f->timeout_ms = sb_timeout_cap_ms(isnull ? (int64) sb_default_timeout_s * 1000
+		: DatumGetIntervalP(d)->time / 1000 + (int64) DatumGetIntervalP(d)->day * 86400000);
 	d = SPI_getbinval(tup, desc, 6, &isnull);
 	if (!isnull)
 		f->call_env = sb_jsonb_to_env(DatumGetJsonbP(d), "env");
 	d = SPI_getbinval(tup, desc, 7, &isnull);
 	f->callback = isnull ? InvalidOid : DatumGetObjectId(d);
 	d = SPI_getbinval(tup, desc, 8, &isnull);
-	if (isnull)
+	if (isnull || f->key == NULL)
 		f->failure = pstrdup("the session was dropped before the execution started");
 	else
 		f->backend = sb_backend_parse(TextDatumGetCString(d));
@@ -295,12 +365,12 @@ claim(void)
 		plan_claim = SPI_prepare(
 			"WITH c AS (SELECT e.id FROM sandbox.executions e "
 			"  WHERE e.status = 'queued' AND e.id = (SELECT min(q.id) FROM sandbox.executions q "
-			"    WHERE q.session = e.session AND q.status IN ('queued', 'launching', 'running')) "
+			"    WHERE q.session_id = e.session_id AND q.status IN ('queued', 'launching', 'running')) "
 			"  ORDER BY e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED) "
 			"SELECT e.id, e.session, e.owner, e.command, e.timeout, e.call_env, e.callback, "
-			"  s.backend, s.generation "
+			"  s.backend, s.generation, e.session_id, s.storage_key "
 			"FROM c JOIN sandbox.executions e ON e.id = c.id "
-			"LEFT JOIN sandbox.sessions s ON s.name = e.session ORDER BY e.id",
+			"LEFT JOIN sandbox.sessions s ON s.id = e.session_id ORDER BY e.id",
 			1, &argtype);
 		SPI_keepplan(plan_claim);
 	}
@@ -313,7 +383,7 @@ claim(void)
 	{
 		WorkerFlight *f = new_flight(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
 
-		if (!session_advisory(f->session, true))
+		if (f->failure == NULL && !session_lock(f->session_id, true))
 		{
 			/* A synchronous exec has the session: try again shortly. */
 			sessions_blocked = true;
@@ -345,7 +415,8 @@ static void
 launch(WorkerFlight *f)
 {
 	MemoryContext old = MemoryContextSwitchTo(f->cxt);
-	SbSession	session = {.name = f->session, .owner = f->owner, .backend = f->backend};
+	SbSession	session = {.id = f->session_id, .name = f->session, .key = f->key,
+	.owner = f->owner, .backend = f->backend};
 
 	if (f->failure != NULL)
 	{
@@ -361,10 +432,10 @@ launch(WorkerFlight *f)
 		f->started_at = GetCurrentTimestamp();
 		f->deadline = sb_exec_deadline(f->driver, f->started_at, f->timeout_ms);
 		if (f->driver->stage != NULL)
-			f->run = f->driver->stage(f->session, f->id, request);	/* started by launch_staged() */
+			f->run = f->driver->stage(f->key, f->id, request);	/* started by launch_staged() */
 		else
 		{
-			f->run = f->driver->launch(f->session, f->id, request);
+			f->run = f->driver->launch(f->key, f->id, request);
 			f->launched = true;
 		}
 	}
@@ -569,7 +640,8 @@ finish_flight(WorkerFlight *f)
 	char		n[11];
 	SbOutcome	outcome;
 	SbExecResult *r = &outcome.result;
-	SbSession	session = {.name = f->session, .owner = f->owner, .backend = f->backend};
+	SbSession	session = {.id = f->session_id, .name = f->session, .key = f->key,
+	.owner = f->owner, .backend = f->backend};
 	const char *status;
 	const char *volatile error = f->failure;
 
@@ -732,7 +804,12 @@ after_commit(List *done)
 	if (done == NIL)
 		return;
 	foreach(lc, done)
-		(void) session_advisory(((WorkerFlight *) lfirst(lc))->session, false);
+	{
+		WorkerFlight *f = lfirst(lc);
+
+		if (f->session_id != 0 && f->key != NULL)
+			(void) session_lock(f->session_id, false);
+	}
 	SpinLockAcquire(&sb_shared->mutex);
 	sb_shared->completed += list_length(done);
 	SpinLockRelease(&sb_shared->mutex);
@@ -774,8 +851,8 @@ recover_cloud(void)
 
 	begin("cloudrun_sandbox: recover cloud");
 	ret = SPI_execute("SELECT e.id, e.session, e.owner, e.command, e.timeout, e.call_env, e.callback, "
-					  "s.backend, s.generation, e.status, e.remote_name FROM sandbox.executions e "
-					  "JOIN sandbox.sessions s ON s.name = e.session "
+					  "s.backend, s.generation, e.status, e.remote_name, e.session_id, s.storage_key "
+					  "FROM sandbox.executions e JOIN sandbox.sessions s ON s.id = e.session_id "
 					  "WHERE s.backend = 'cloudrun' AND e.status IN ('launching', 'running') "
 					  "ORDER BY e.id", true, 0);
 	if (ret != SPI_OK_SELECT)
@@ -788,10 +865,10 @@ recover_cloud(void)
 		char	   *remote = SPI_getvalue(tup, desc, 11);
 		MemoryContext old = MemoryContextSwitchTo(f->cxt);
 
-		(void) session_advisory(f->session, true);
+		(void) session_lock(f->session_id, true);
 		PG_TRY();
 		{
-			f->run = f->driver->attach(f->session, f->id, remote);
+			f->run = f->driver->attach(f->key, f->id, remote);
 		}
 		PG_CATCH();
 		{
@@ -823,7 +900,7 @@ recover_cloud(void)
 		Datum		v = Int64GetDatum(f->id);
 
 		SPI_execute_plan(plan_requeue, &v, NULL, false, 0);
-		(void) session_advisory(f->session, false);
+		(void) session_lock(f->session_id, false);
 		MemoryContextDelete(f->cxt);
 	}
 	list_free(requeue);
@@ -846,7 +923,7 @@ recover(void)
 	begin("cloudrun_sandbox: recover");
 	ret = SPI_execute("UPDATE sandbox.executions e SET status = 'failed', error = 'worker restarted', "
 					  "finished_at = now(), duration = now() - started_at "
-					  "FROM sandbox.sessions s WHERE s.name = e.session AND s.backend = 'local' "
+					  "FROM sandbox.sessions s WHERE s.id = e.session_id AND s.backend = 'local' "
 					  "AND e.status = 'running'", false, 0);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "could not recover running executions");
@@ -854,7 +931,7 @@ recover(void)
 		ereport(LOG, (errmsg("cloudrun_sandbox: %llu local executions failed: worker restarted",
 							 (unsigned long long) SPI_processed)));
 	ret = SPI_execute("UPDATE sandbox.executions e SET status = 'queued', started_at = NULL "
-					  "FROM sandbox.sessions s WHERE s.name = e.session AND s.backend = 'local' "
+					  "FROM sandbox.sessions s WHERE s.id = e.session_id AND s.backend = 'local' "
 					  "AND e.status = 'launching'", false, 0);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "could not requeue launching executions");
@@ -1029,9 +1106,9 @@ bg_start(void)
 	bool		more;
 
 	begin("cloudrun_sandbox: background start");
-	ret = SPI_execute("SELECT b.pid, b.session, b.owner, b.command, s.backend "
+	ret = SPI_execute("SELECT b.pid, s.storage_key, b.owner, b.command, s.backend, s.id, b.session "
 					  "FROM sandbox.background_processes b "
-					  "JOIN sandbox.sessions s ON s.name = b.session "
+					  "JOIN sandbox.sessions s ON s.id = b.session_id "
 					  "WHERE b.status = 'starting' ORDER BY b.pid LIMIT 32 FOR UPDATE OF b SKIP LOCKED",
 					  false, 0);
 	if (ret != SPI_OK_SELECT)
@@ -1042,9 +1119,11 @@ bg_start(void)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 		int64		handle = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		SbSession	session = {.name = SPI_getvalue(tup, desc, 2),
+		SbSession	session = {.key = SPI_getvalue(tup, desc, 2),
 			.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull)),
-		.backend = sb_backend_parse(SPI_getvalue(tup, desc, 5))};
+			.backend = sb_backend_parse(SPI_getvalue(tup, desc, 5)),
+			.id = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull)),
+		.name = SPI_getvalue(tup, desc, 7)};
 		char	   *command = SPI_getvalue(tup, desc, 4);
 		MemoryContext cxt = CurrentMemoryContext;
 		Oid			types[4] = {INT8OID, INT4OID, INT8OID, TEXTOID};
@@ -1065,9 +1144,9 @@ bg_start(void)
 												  handle, command, NULL, 0, &state);
 
 			if (session.backend == SB_BACKEND_CLOUDRUN)
-				execution = sb_cloud_bg_start(session.name, handle, request);
+				execution = sb_cloud_bg_start(session.key, handle, request);
 			else
-				bwrap = sb_local_background_spawn(session.name, handle, request, &init_pid,
+				bwrap = sb_local_background_spawn(session.key, handle, request, &init_pid,
 												  &init_start);
 			v[1] = Int32GetDatum(init_pid);
 			n[1] = init_pid ? ' ' : 'n';
@@ -1078,7 +1157,7 @@ bg_start(void)
 			SPI_execute_with_args("UPDATE sandbox.background_processes SET status = 'running', "
 								  "host_pid = $2, host_start_time = $3, remote_name = $4, "
 								  "started_at = now() WHERE pid = $1", 4, types, v, n, false, 0);
-			bg_track(handle, session.name, bwrap, init_pid, init_start, execution);
+			bg_track(handle, session.key, bwrap, init_pid, init_start, execution);
 			ReleaseCurrentSubTransaction();
 		}
 		PG_CATCH();
@@ -1103,9 +1182,10 @@ bg_recover(void)
 	int			ret;
 
 	begin("cloudrun_sandbox: background recover");
-	ret = SPI_execute("SELECT pid, session, host_pid, host_start_time, remote_name "
-					  "FROM sandbox.background_processes "
-					  "WHERE status IN ('running', 'killed') AND ended_at IS NULL", true, 0);
+	ret = SPI_execute("SELECT b.pid, COALESCE(s.storage_key, b.session), b.host_pid, "
+					  "b.host_start_time, b.remote_name FROM sandbox.background_processes b "
+					  "LEFT JOIN sandbox.sessions s ON s.id = b.session_id "
+					  "WHERE b.status IN ('running', 'killed') AND b.ended_at IS NULL", true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read background processes");
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -1284,6 +1364,7 @@ sb_worker_main(Datum arg)
 			any_done |= ((WorkerFlight *) lfirst(lc))->done;
 		}
 		bg_reap();
+		sweep_roles();
 		note_wakes();
 		look = woken || sessions_blocked;
 		woken = false;

@@ -107,54 +107,16 @@ else
 	tally "pg_regress" $((total - failed)) "$failed"
 fi
 
-# --- The loopback emulator of Cloud Run, Cloud Storage and OAuth.
-log "starting the emulator"
-mkdir -p "$CLUSTER_DIR/bin"
-cp "$ROOT/test/emu.sh" "$CLUSTER_DIR/bin/"
-"$ROOT/test/emulator/make-test-key" -o "$CLUSTER_DIR/bin/sa-key.json" >/dev/null
-"$ROOT/test/emulator/make-test-key" -o "$CLUSTER_DIR/bin/unknown-key.json" >/dev/null
-[ "$(id -u)" = 0 ] && chown -R postgres: "$CLUSTER_DIR/bin"
-emulator_start --test-key-file "$CLUSTER_DIR/bin/sa-key.json" \
-	--executor "$("$PG_CONFIG" --bindir)/cloudrun-sandbox-executor" \
-	--env CLOUDRUN_SANDBOX_CREDENTIALS=metadata
+# --- The loopback emulator of Cloud Run, Cloud Storage and OAuth, and the
+# pgTAP database prepared with the test roles (test/lib.sh: tap_setup).
+log "starting the emulator; pgTAP setup"
+tap_setup
 
-# --- pgTAP: behaviour, in a database prepared with the test roles; the
-# backend-independent files run once per backend.
+# --- pgTAP: behaviour; the backend-independent files run once per backend, the
+# security group (attacks that must fail) with the local pass.
 log "pgTAP"
-psql -X -q -v ON_ERROR_STOP=1 <<SQL
-CREATE DATABASE sandbox_tap;
-ALTER DATABASE sandbox_tap SET test.emulator_url = '$EMULATOR_URL';
-ALTER DATABASE sandbox_tap SET test.bin = '$CLUSTER_DIR/bin';
-ALTER SYSTEM SET cloudrun_sandbox.project = 'test-project';
-ALTER SYSTEM SET cloudrun_sandbox.region = 'us-central1';
-ALTER SYSTEM SET cloudrun_sandbox.job = 'sandbox';
-ALTER SYSTEM SET cloudrun_sandbox.bucket = 'sandbox-test';
-ALTER SYSTEM SET cloudrun_sandbox.prefix = 'tap';
-ALTER SYSTEM SET cloudrun_sandbox.credentials = '$CLUSTER_DIR/bin/sa-key.json';
-ALTER SYSTEM SET cloudrun_sandbox.run_endpoint = '$EMULATOR_URL';
-ALTER SYSTEM SET cloudrun_sandbox.storage_endpoint = '$EMULATOR_URL';
-ALTER SYSTEM SET cloudrun_sandbox.token_endpoint = '$EMULATOR_URL/token';
-ALTER SYSTEM SET cloudrun_sandbox.metadata_host = '${EMULATOR_URL#http://}';
-SELECT pg_reload_conf();
-SQL
-psql -X -q -v ON_ERROR_STOP=1 -d sandbox_tap <<'SQL'
-CREATE EXTENSION pgtap;
-CREATE EXTENSION dblink;
-CREATE EXTENSION cloudrun_sandbox;
-DO $$
-BEGIN
-	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'alice') THEN
-		CREATE ROLE alice LOGIN;
-		CREATE ROLE bob LOGIN;
-		CREATE ROLE carol LOGIN;
-	END IF;
-END $$;
-GRANT sandbox_user TO alice, bob;
-GRANT CREATE ON DATABASE sandbox_tap TO alice, bob;
-SQL
-psql -X -q -v ON_ERROR_STOP=1 -d sandbox_tap -f "$ROOT/test/pgtap/setup/helpers.sql"
-
-pg_prove -v -d sandbox_tap "$ROOT"/test/pgtap/common/*.sql "$ROOT"/test/pgtap/local/*.sql >"$out" 2>&1 || true
+pg_prove -v -d sandbox_tap "$ROOT"/test/pgtap/common/*.sql "$ROOT"/test/pgtap/local/*.sql \
+	"$ROOT"/test/pgtap/security/*.sql >"$out" 2>&1 || true
 cat "$out"
 count_tap "$out" "pgtap (local backend)"
 

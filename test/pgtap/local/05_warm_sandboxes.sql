@@ -11,7 +11,7 @@ SELECT sandbox.drop_session(s, if_exists => true) FROM unnest(ARRAY['warm1', 'wa
 CREATE FUNCTION pg_temp.warm_pids(name text) RETURNS SETOF integer
 LANGUAGE sql AS $$
 	SELECT line::integer FROM test.program_lines('pgrep -P ' || (SELECT pid FROM sandbox.worker_status())
-		|| ' -f ' || test.sh_quote('/sessions/' || name || '/workspace .* serve$') || ' || true') line
+		|| ' -f ' || test.sh_quote('/sessions/' || test.storage_key(name) || '/workspace .* serve$') || ' || true') line
 	WHERE line <> ''
 $$;
 

@@ -32,11 +32,35 @@ $$;
 CREATE FUNCTION test.cloud() RETURNS boolean
 LANGUAGE sql AS $$ SELECT current_setting('cloudrun_sandbox.backend') = 'cloudrun' $$;
 
+-- Storage keys seen so far, so that a helper can still find a session's storage
+-- after the session was dropped (its row is gone, its key is not a function of its name).
+CREATE TABLE test.storage_keys (owner oid, name text, storage_key text, PRIMARY KEY (owner, name));
+
+-- storage_key is the storage key (directory / object prefix name) of the caller's session
+-- called name, or, once it is gone, the key it had when a helper last looked.
+CREATE FUNCTION test.storage_key(name text, owner oid DEFAULT current_user::regrole) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+	k text;
+BEGIN
+	SELECT s.storage_key INTO k FROM sandbox.sessions s WHERE s.name = $1 AND s.owner = $2;
+	IF k IS NOT NULL THEN
+		INSERT INTO test.storage_keys VALUES ($2, $1, k)
+			ON CONFLICT ON CONSTRAINT storage_keys_pkey DO UPDATE SET storage_key = excluded.storage_key;
+		RETURN k;
+	END IF;
+	SELECT t.storage_key INTO k FROM test.storage_keys t WHERE t.name = $1 AND t.owner = $2;
+	IF k IS NULL THEN
+		RAISE EXCEPTION 'test.storage_key: role % has no session "%" and none was seen before', $2::regrole, $1;
+	END IF;
+	RETURN k;
+END $$;
+
 -- object_prefix is where a cloud session's objects live.
 CREATE FUNCTION test.object_prefix(name text) RETURNS text
 LANGUAGE sql AS $$
 	SELECT CASE WHEN current_setting('cloudrun_sandbox.prefix') = '' THEN ''
-		ELSE current_setting('cloudrun_sandbox.prefix') || '/' END || 'sessions/' || name || '/'
+		ELSE current_setting('cloudrun_sandbox.prefix') || '/' END || 'sessions/' || test.storage_key(name) || '/'
 $$;
 
 -- host_procs counts processes on the host whose whole command line is cmdline.
@@ -67,13 +91,32 @@ LANGUAGE sql AS $$
 	SELECT line::bigint FROM test.program_lines('awk ''/^VmHWM:/ {print $2}'' /proc/' || pid || '/status') line
 $$;
 
--- session_dir is where the local backend keeps a session of this database.
-CREATE FUNCTION test.session_dir(name text) RETURNS text
+-- session_dir_of is where the local backend keeps the storage of a key in this database.
+CREATE FUNCTION test.session_dir_of(key text) RETURNS text
 LANGUAGE sql AS $$
 	SELECT current_setting('data_directory') || '/cloudrun_sandbox/'
 		|| (SELECT oid FROM pg_database WHERE datname = current_database())
-		|| '/sessions/' || name
+		|| '/sessions/' || key
 $$;
+
+-- session_dir is where the local backend keeps the caller's session called name.
+CREATE FUNCTION test.session_dir(name text) RETURNS text
+LANGUAGE sql AS $$ SELECT test.session_dir_of(test.storage_key(name)) $$;
+
+-- wait_until waits up to max_s seconds for a boolean query to return true; returns the last answer.
+CREATE FUNCTION test.wait_until(query text, max_s float8 DEFAULT 10) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+	ok boolean;
+	deadline timestamptz := clock_timestamp() + make_interval(secs => max_s);
+BEGIN
+	LOOP
+		EXECUTE query INTO ok;
+		EXIT WHEN ok OR clock_timestamp() > deadline;
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+	RETURN coalesce(ok, false);
+END $$;
 
 -- session_storage_exists says whether a session has storage (a directory, or objects).
 CREATE FUNCTION test.session_storage_exists(name text) RETURNS boolean
