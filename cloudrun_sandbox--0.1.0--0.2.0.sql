@@ -52,3 +52,8 @@ CREATE OR REPLACE VIEW sandbox.activity WITH (security_invoker = true) AS
 
 COMMENT ON FUNCTION sandbox.drop_session(text, boolean) IS
 	'drop one of the caller''s sessions: its background processes, queued commands, mirror row and storage (files go at commit)';
+
+-- 0.1.0 recorded the extension owner, not the caller, as the owner of every
+-- background process; each belongs to its session's owner.
+UPDATE sandbox.background_processes b SET owner = s.owner
+	FROM sandbox.sessions s WHERE s.id = b.session_id AND b.owner <> s.owner;

@@ -131,6 +131,12 @@ log "worker recovery"
 cat "$out"
 count_summary "$out" "worker recovery"
 
+# --- ALTER EXTENSION ... UPDATE from 0.1.0 with data in place (a cluster of its own).
+log "upgrade from 0.1.0"
+"$ROOT/test/upgrade.sh" >"$out" 2>&1 || true
+cat "$out"
+count_summary "$out" "upgrade"
+
 rm -f "$out"
 if [ ${#FAILURES[@]} -gt 0 ]; then
 	log "failed suites: ${FAILURES[*]}"
