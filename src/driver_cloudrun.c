@@ -541,7 +541,7 @@ cloud_finish(SbRun *run, size_t *len)
 static const char *
 cloud_remote_name(SbRun *run)
 {
-	return run->execution;
+	return run != NULL ? run->execution : NULL;
 }
 
 /* find_execution looks through the job's recent executions for one that ran request_object. */

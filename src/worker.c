@@ -521,12 +521,18 @@ mark_running(List *launched)
 	foreach(lc, launched)
 	{
 		WorkerFlight *f = lfirst(lc);
-		const char *remote = f->driver->remote_name ? f->driver->remote_name(f->run) : NULL;
-		Datum		v[2] = {Int64GetDatum(f->id), remote ? CStringGetTextDatum(remote) : (Datum) 0};
-		char		n[2] = {' ', remote ? ' ' : 'n'};
+		const char *remote;
+		Datum		v[2];
+		char		n[2];
 
-		if (!f->launched)
+		/* A launch that failed has no run: it is recorded as an error, not running. */
+		if (!f->launched || f->done || f->run == NULL)
 			continue;
+		remote = f->driver->remote_name ? f->driver->remote_name(f->run) : NULL;
+		v[0] = Int64GetDatum(f->id);
+		v[1] = remote ? CStringGetTextDatum(remote) : (Datum) 0;
+		n[0] = ' ';
+		n[1] = remote ? ' ' : 'n';
 		SPI_execute_plan(plan, v, n, false, 0);
 	}
 	commit();
