@@ -11,8 +11,9 @@
  *		trash/						sessions dropped by a transaction not yet committed
  *
  * The sandbox has its own user, PID, IPC, UTS and (unless
- * cloudrun_sandbox.local_network) network namespaces, sees the system
- * read-only and nothing of the data directory.  The executor runs as the
+ * cloudrun_sandbox.local_network) network namespaces, cannot create more
+ * (--disable-userns), runs under a seccomp filter (src/local/seccomp.c), sees
+ * the system read-only and nothing of the data directory.  The executor runs as the
  * namespace's PID 1, so when it, or bwrap, dies every process in the sandbox
  * dies with it; bwrap dies with the backend (--die-with-parent).
  */
@@ -34,8 +35,15 @@
 #include "utils/memutils.h"
 
 #include "common/sbutil.h"
+#include "local/seccomp.h"
 
 #define SB_STDERR_CAP 65536
+
+/* Where the executor is inside every sandbox: a fixed path, not the host's. */
+#define SB_SANDBOX_EXECUTOR "/run/sandbox/executor"
+
+/* The descriptor on which bwrap reads the seccomp program (src/local/seccomp.c). */
+#define SB_SECCOMP_CHILD_FD 4
 
 typedef struct WarmSandbox WarmSandbox;
 
@@ -349,6 +357,9 @@ bwrap_args_for(const char *session, int64 background, bool serve)
 
 	a = lappend(a, sb_bwrap_path);
 	a = lappend(a, "--unshare-user");
+	/* No nested user namespace, hence no nested mount or network namespace either. */
+	a = lappend(a, "--disable-userns");
+	a = lappend(lappend(a, "--seccomp"), CppAsString2(SB_SECCOMP_CHILD_FD));
 	a = lappend(a, "--unshare-pid");
 	a = lappend(a, "--unshare-ipc");
 	a = lappend(a, "--unshare-uts");
@@ -380,11 +391,11 @@ bwrap_args_for(const char *session, int64 background, bool serve)
 	a = lappend(lappend(a, "--dev"), "/dev");
 	a = lappend(lappend(lappend(a, "--bind"), session_path(session, "workspace")), SB_WORKSPACE);
 	a = lappend(lappend(lappend(a, "--bind"), session_path(session, "tmp")), "/tmp");
-	a = lappend(lappend(lappend(a, "--ro-bind"), exe), exe);
+	a = lappend(lappend(lappend(a, "--ro-bind"), exe), SB_SANDBOX_EXECUTOR);
 	a = lappend(lappend(a, "--remount-ro"), "/");
 	a = lappend(lappend(a, "--chdir"), SB_WORKSPACE);
 	a = lappend(a, "--");
-	a = lappend(a, exe);
+	a = lappend(a, SB_SANDBOX_EXECUTOR);
 	if (serve)
 		a = lappend(a, "serve");
 	if (background != 0)
@@ -422,9 +433,11 @@ write_request(int fd, const char *request)
 
 /*
  * spawn_sandbox starts bwrap with the given descriptors as its 0, 1, 2 (and
- * 3, if extra >= 0) and nothing else of the backend's: the client socket and
- * every other descriptor stay behind.  It runs in a session of its own, with
- * default signal handling.  Returns its pid.
+ * 3, if extra >= 0), the seccomp program on SB_SECCOMP_CHILD_FD (bwrap reads
+ * and closes it before the sandbox's first process starts), and nothing else
+ * of the backend's: the client socket and every other descriptor stay behind.
+ * It runs in a session of its own, with default signal handling.  Returns its
+ * pid.
  */
 static pid_t
 spawn_sandbox(char **argv, int fd0, int fd1, int fd2, int extra)
@@ -435,6 +448,7 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, int extra)
 	char	   *empty_env[] = {NULL};
 	pid_t		pid;
 	int			rc;
+	int			seccomp_fd;
 
 	if (access(sb_bwrap_path, X_OK) != 0)
 		ereport(ERROR,
@@ -446,13 +460,18 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, int extra)
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("the sandbox executor is not available at \"%s\": %m", executor_path()),
 				 errhint("Run make install, or set cloudrun_sandbox.executor_path.")));
+	/* Above the descriptors dup'ed before it, so that none of them overwrites it. */
+	seccomp_fd = sb_seccomp_open(SB_SECCOMP_CHILD_FD + 1);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, fd0, 0);
 	posix_spawn_file_actions_adddup2(&fa, fd1, 1);
 	posix_spawn_file_actions_adddup2(&fa, fd2, 2);
 	if (extra >= 0)
 		posix_spawn_file_actions_adddup2(&fa, extra, 3);
-	posix_spawn_file_actions_addclosefrom_np(&fa, extra >= 0 ? 4 : 3);
+	else
+		posix_spawn_file_actions_addclose(&fa, 3);
+	posix_spawn_file_actions_adddup2(&fa, seccomp_fd, SB_SECCOMP_CHILD_FD);
+	posix_spawn_file_actions_addclosefrom_np(&fa, SB_SECCOMP_CHILD_FD + 1);
 	posix_spawnattr_init(&attr);
 	sigemptyset(&none);
 	sigfillset(&all);
@@ -463,6 +482,7 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, int extra)
 	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, empty_env);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
+	close(seccomp_fd);
 	if (rc != 0)
 	{
 		errno = rc;
