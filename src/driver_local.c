@@ -94,13 +94,65 @@ bool		sb_local_warm = false;
 static List *warm_pool = NIL;	/* of WarmSandbox, in TopMemoryContext */
 
 
+/*
+ * default_storage_root returns, creating it (mode 0700) if missing, the
+ * storage directory used when cloudrun_sandbox.local_root is empty:
+ * cloudrun_sandbox/<name of the data directory> next to the data directory,
+ * outside it (so that base backups, crash recovery and the data directory's
+ * filesystem never see the workspaces), one per cluster even when several
+ * data directories share a parent.
+ */
+static char *
+default_storage_root(void)
+{
+	static char *root = NULL;
+	char		parent[MAXPGPATH];
+	char	   *name;
+	char	   *dirs[2];
+
+	if (root != NULL)
+		return root;
+	strlcpy(parent, DataDir, sizeof(parent));
+	canonicalize_path(parent);
+	name = pstrdup(last_dir_separator(parent) ? last_dir_separator(parent) + 1 : parent);
+	get_parent_directory(parent);
+	dirs[0] = psprintf("%s/cloudrun_sandbox", parent);
+	canonicalize_path(dirs[0]);
+	dirs[1] = psprintf("%s/%s", dirs[0], name);
+	for (int i = 0; i < 2; i++)
+	{
+		struct stat st;
+
+		if (mkdir(dirs[i], S_IRWXU) != 0 && errno != EEXIST)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not create the local backend's storage directory \"%s\": %m",
+							dirs[i]),
+					 errdetail("cloudrun_sandbox.local_root is empty, so sessions are kept in "
+							   "\"%s\", next to the data directory.", dirs[1]),
+					 errhint("Create \"%s\", owned by the server's operating-system user with mode 0700, "
+							 "or set cloudrun_sandbox.local_root to a directory outside the data directory "
+							 "that this user owns.", dirs[0])));
+		if (stat(dirs[i], &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+			(st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("the local backend's storage directory \"%s\" is not a directory that only "
+							"the server's operating-system user can write", dirs[i]),
+					 errhint("Make it a directory owned by that user with mode 0700, or set "
+							 "cloudrun_sandbox.local_root.")));
+	}
+	root = MemoryContextStrdup(TopMemoryContext, dirs[1]);
+	return root;
+}
+
 /* storage_root returns cloudrun_sandbox.local_root or its default. */
 static char *
 storage_root(void)
 {
 	if (sb_local_root != NULL && sb_local_root[0] != '\0')
 		return sb_local_root;
-	return psprintf("%s/cloudrun_sandbox", DataDir);
+	return default_storage_root();
 }
 
 /* local_root returns this database's storage directory (the "bucket prefix"). */
