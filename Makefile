@@ -8,7 +8,7 @@ COMMON_OBJS = src/common/sbutil.o src/common/protocol.o src/common/http.o \
 	src/common/gcs.o src/common/oauth.o
 OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
 	src/driver_cloudrun.o src/gcloud.o src/exec.o src/session.o src/shared.o src/submit.o \
-	src/worker.o src/fileops.o src/background.o src/roles.o $(COMMON_OBJS)
+	src/worker.o src/fileops.o src/background.o src/roles.o src/local/seccomp.o $(COMMON_OBJS)
 DATA = cloudrun_sandbox--0.1.0.sql cloudrun_sandbox--0.1.0--0.2.0.sql
 
 EXECUTOR = cloudrun-sandbox-executor
@@ -32,7 +32,7 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initi
 # The postgres binary exports a json_object() of its own, which would take the
 # place of jansson's; src/common/sbutil.h routes calls to sb_json_object(), and
 # test/check_symbols.sh proves no reference to json_object is left.
-SHLIB_LINK = -lcurl -ljansson -lcrypto
+SHLIB_LINK = -lcurl -ljansson -lcrypto -lseccomp
 EXTRA_CLEAN = $(EXECUTOR) $(EXECUTOR)-cloud $(EXECUTOR)-asan results regression.diffs regression.out
 
 # No LLVM bitcode: JIT inlining of this code is not worth a clang dependency.
@@ -72,4 +72,4 @@ uninstall-executor:
 .PHONY: install-executor uninstall-executor
 
 # PGXS does not track headers; rebuild everything when one changes.
-$(OBJS): $(wildcard src/*.h src/common/*.h)
+$(OBJS): $(wildcard src/*.h src/common/*.h src/local/*.h)

@@ -81,7 +81,7 @@ _PG_init(void)
 
 	DefineCustomStringVariable("cloudrun_sandbox.local_root",
 							   "Directory that holds the local backend's sessions.",
-							   "Empty means the cloudrun_sandbox directory inside the data directory.",
+							   "Empty means cloudrun_sandbox/<data directory's name> next to the data directory.",
 							   &sb_local_root, "", PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("cloudrun_sandbox.bwrap_path",
 							   "Path of the bubblewrap program used by the local backend.",

@@ -11,8 +11,9 @@
  *		trash/						sessions dropped by a transaction not yet committed
  *
  * The sandbox has its own user, PID, IPC, UTS and (unless
- * cloudrun_sandbox.local_network) network namespaces, sees the system
- * read-only and nothing of the data directory.  The executor runs as the
+ * cloudrun_sandbox.local_network) network namespaces, cannot create more
+ * (--disable-userns), runs under a seccomp filter (src/local/seccomp.c), sees
+ * the system read-only and nothing of the data directory.  The executor runs as the
  * namespace's PID 1, so when it, or bwrap, dies every process in the sandbox
  * dies with it; bwrap dies with the backend (--die-with-parent).
  */
@@ -34,8 +35,15 @@
 #include "utils/memutils.h"
 
 #include "common/sbutil.h"
+#include "local/seccomp.h"
 
 #define SB_STDERR_CAP 65536
+
+/* Where the executor is inside every sandbox: a fixed path, not the host's. */
+#define SB_SANDBOX_EXECUTOR "/run/sandbox/executor"
+
+/* The descriptor on which bwrap reads the seccomp program (src/local/seccomp.c). */
+#define SB_SECCOMP_CHILD_FD 4
 
 typedef struct WarmSandbox WarmSandbox;
 
@@ -86,13 +94,88 @@ bool		sb_local_warm = false;
 static List *warm_pool = NIL;	/* of WarmSandbox, in TopMemoryContext */
 
 
+/*
+ * default_storage_root returns, creating it (mode 0700) if missing, the
+ * storage directory used when cloudrun_sandbox.local_root is empty:
+ * cloudrun_sandbox/<name of the data directory> next to the data directory,
+ * outside it (so that base backups, crash recovery and the data directory's
+ * filesystem never see the workspaces), one per cluster even when several
+ * data directories share a parent.
+ */
+static char *
+default_storage_root(void)
+{
+	static char *root = NULL;
+	char		parent[MAXPGPATH];
+	char	   *name;
+	char	   *dirs[2];
+
+	if (root != NULL)
+		return root;
+
+	/*
+	 * 0.1.0 kept sessions in the data directory.  An install that has them
+	 * there keeps using them (its sessions stay where their files are), and
+	 * the server log says how to move them out.
+	 */
+	{
+		char	   *legacy = psprintf("%s/cloudrun_sandbox", DataDir);
+		struct stat st;
+
+		if (lstat(legacy, &st) == 0 && S_ISDIR(st.st_mode))
+		{
+			ereport(LOG,
+					(errmsg("cloudrun_sandbox: sessions are kept in \"%s\", inside the data directory",
+							legacy),
+					 errdetail("This is where version 0.1.0 kept them; base backups and crash recovery "
+							   "walk that directory."),
+					 errhint("With the server stopped, move the directory out and set "
+							 "cloudrun_sandbox.local_root to its new place.")));
+			root = MemoryContextStrdup(TopMemoryContext, legacy);
+			return root;
+		}
+	}
+	strlcpy(parent, DataDir, sizeof(parent));
+	canonicalize_path(parent);
+	name = pstrdup(last_dir_separator(parent) ? last_dir_separator(parent) + 1 : parent);
+	get_parent_directory(parent);
+	dirs[0] = psprintf("%s/cloudrun_sandbox", parent);
+	canonicalize_path(dirs[0]);
+	dirs[1] = psprintf("%s/%s", dirs[0], name);
+	for (int i = 0; i < 2; i++)
+	{
+		struct stat st;
+
+		if (mkdir(dirs[i], S_IRWXU) != 0 && errno != EEXIST)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not create the local backend's storage directory \"%s\": %m",
+							dirs[i]),
+					 errdetail("cloudrun_sandbox.local_root is empty, so sessions are kept in "
+							   "\"%s\", next to the data directory.", dirs[1]),
+					 errhint("Create \"%s\", owned by the server's operating-system user with mode 0700, "
+							 "or set cloudrun_sandbox.local_root to a directory outside the data directory "
+							 "that this user owns.", dirs[0])));
+		if (stat(dirs[i], &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+			(st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("the local backend's storage directory \"%s\" is not a directory that only "
+							"the server's operating-system user can write", dirs[i]),
+					 errhint("Make it a directory owned by that user with mode 0700, or set "
+							 "cloudrun_sandbox.local_root.")));
+	}
+	root = MemoryContextStrdup(TopMemoryContext, dirs[1]);
+	return root;
+}
+
 /* storage_root returns cloudrun_sandbox.local_root or its default. */
 static char *
 storage_root(void)
 {
 	if (sb_local_root != NULL && sb_local_root[0] != '\0')
 		return sb_local_root;
-	return psprintf("%s/cloudrun_sandbox", DataDir);
+	return default_storage_root();
 }
 
 /* local_root returns this database's storage directory (the "bucket prefix"). */
@@ -349,6 +432,9 @@ bwrap_args_for(const char *session, int64 background, bool serve)
 
 	a = lappend(a, sb_bwrap_path);
 	a = lappend(a, "--unshare-user");
+	/* No nested user namespace, hence no nested mount or network namespace either. */
+	a = lappend(a, "--disable-userns");
+	a = lappend(lappend(a, "--seccomp"), CppAsString2(SB_SECCOMP_CHILD_FD));
 	a = lappend(a, "--unshare-pid");
 	a = lappend(a, "--unshare-ipc");
 	a = lappend(a, "--unshare-uts");
@@ -380,11 +466,11 @@ bwrap_args_for(const char *session, int64 background, bool serve)
 	a = lappend(lappend(a, "--dev"), "/dev");
 	a = lappend(lappend(lappend(a, "--bind"), session_path(session, "workspace")), SB_WORKSPACE);
 	a = lappend(lappend(lappend(a, "--bind"), session_path(session, "tmp")), "/tmp");
-	a = lappend(lappend(lappend(a, "--ro-bind"), exe), exe);
+	a = lappend(lappend(lappend(a, "--ro-bind"), exe), SB_SANDBOX_EXECUTOR);
 	a = lappend(lappend(a, "--remount-ro"), "/");
 	a = lappend(lappend(a, "--chdir"), SB_WORKSPACE);
 	a = lappend(a, "--");
-	a = lappend(a, exe);
+	a = lappend(a, SB_SANDBOX_EXECUTOR);
 	if (serve)
 		a = lappend(a, "serve");
 	if (background != 0)
@@ -422,9 +508,11 @@ write_request(int fd, const char *request)
 
 /*
  * spawn_sandbox starts bwrap with the given descriptors as its 0, 1, 2 (and
- * 3, if extra >= 0) and nothing else of the backend's: the client socket and
- * every other descriptor stay behind.  It runs in a session of its own, with
- * default signal handling.  Returns its pid.
+ * 3, if extra >= 0), the seccomp program on SB_SECCOMP_CHILD_FD (bwrap reads
+ * and closes it before the sandbox's first process starts), and nothing else
+ * of the backend's: the client socket and every other descriptor stay behind.
+ * It runs in a session of its own, with default signal handling.  Returns its
+ * pid.
  */
 static pid_t
 spawn_sandbox(char **argv, int fd0, int fd1, int fd2, int extra)
@@ -435,6 +523,7 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, int extra)
 	char	   *empty_env[] = {NULL};
 	pid_t		pid;
 	int			rc;
+	int			seccomp_fd;
 
 	if (access(sb_bwrap_path, X_OK) != 0)
 		ereport(ERROR,
@@ -446,13 +535,18 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, int extra)
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("the sandbox executor is not available at \"%s\": %m", executor_path()),
 				 errhint("Run make install, or set cloudrun_sandbox.executor_path.")));
+	/* Above the descriptors dup'ed before it, so that none of them overwrites it. */
+	seccomp_fd = sb_seccomp_open(SB_SECCOMP_CHILD_FD + 1);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, fd0, 0);
 	posix_spawn_file_actions_adddup2(&fa, fd1, 1);
 	posix_spawn_file_actions_adddup2(&fa, fd2, 2);
 	if (extra >= 0)
 		posix_spawn_file_actions_adddup2(&fa, extra, 3);
-	posix_spawn_file_actions_addclosefrom_np(&fa, extra >= 0 ? 4 : 3);
+	else
+		posix_spawn_file_actions_addclose(&fa, 3);
+	posix_spawn_file_actions_adddup2(&fa, seccomp_fd, SB_SECCOMP_CHILD_FD);
+	posix_spawn_file_actions_addclosefrom_np(&fa, SB_SECCOMP_CHILD_FD + 1);
 	posix_spawnattr_init(&attr);
 	sigemptyset(&none);
 	sigfillset(&all);
@@ -463,6 +557,7 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, int extra)
 	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, empty_env);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
+	close(seccomp_fd);
 	if (rc != 0)
 	{
 		errno = rc;

@@ -8,7 +8,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_MAJOR=${PG_MAJOR:-15}
 DEB_PACKAGES="build-essential postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
 	postgresql-$PG_MAJOR-pgtap libtap-parser-sourcehandler-pgtap-perl libjansson-dev
-	libcurl4-openssl-dev libssl-dev bubblewrap procps openssl curl ca-certificates"
+	libcurl4-openssl-dev libssl-dev libseccomp-dev bubblewrap procps openssl curl ca-certificates"
 
 log() { printf '==> %s\n' "$*" >&2; }
 

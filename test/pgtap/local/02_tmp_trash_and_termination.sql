@@ -15,7 +15,7 @@ BEGIN;
 SELECT sandbox.drop_session('t1');
 SELECT ok(NOT test.session_storage_exists('t1'), 'inside the dropping transaction the directory has moved to the trash');
 COMMIT;
-SELECT is((SELECT count(*)::int FROM pg_ls_dir(current_setting('data_directory') || '/cloudrun_sandbox/'
+SELECT is((SELECT count(*)::int FROM pg_ls_dir(regexp_replace(current_setting('data_directory'), '/([^/]+)$', '/cloudrun_sandbox/\1/')
 		|| (SELECT oid FROM pg_database WHERE datname = current_database()) || '/trash', true, false)), 0,
 		  'nothing is left in the trash after commit');
 

@@ -91,10 +91,11 @@ LANGUAGE sql AS $$
 	SELECT line::bigint FROM test.program_lines('awk ''/^VmHWM:/ {print $2}'' /proc/' || pid || '/status') line
 $$;
 
--- session_dir_of is where the local backend keeps the storage of a key in this database.
+-- session_dir_of is where the local backend keeps the storage of a key in this database
+-- (the default local_root: cloudrun_sandbox/<data directory's name> next to the data directory).
 CREATE FUNCTION test.session_dir_of(key text) RETURNS text
 LANGUAGE sql AS $$
-	SELECT current_setting('data_directory') || '/cloudrun_sandbox/'
+	SELECT regexp_replace(current_setting('data_directory'), '/([^/]+)$', '/cloudrun_sandbox/\1/')
 		|| (SELECT oid FROM pg_database WHERE datname = current_database())
 		|| '/sessions/' || key
 $$;
