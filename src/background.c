@@ -45,6 +45,7 @@ sandbox_start_background(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	bool		isnull;
 	int64		handle;
+	Oid			caller = GetUserId();	/* before becoming the tables' owner */
 
 	sb_require_worker_library();
 	sb_require_utf8();
@@ -53,7 +54,7 @@ sandbox_start_background(PG_FUNCTION_ARGS)
 	(void) session;
 	sb_spi_begin_owner();
 	values[0] = CStringGetTextDatum(name);
-	values[1] = ObjectIdGetDatum(GetUserId());
+	values[1] = ObjectIdGetDatum(caller);
 	values[2] = CStringGetTextDatum(command);
 	if (SPI_execute_with_args("INSERT INTO sandbox.background_processes (session, owner, command) "
 							  "VALUES ($1, $2, $3) RETURNING pid",
