@@ -1,14 +1,8 @@
 /*
  * driver_local.c
- *		The local backend: sessions in a storage directory, commands run by the
- *		executor inside a bubblewrap sandbox spawned from the backend.
- *
- * Storage layout: cloudrun_sandbox.local_root/<database oid>/ plays the role
- * of the bucket prefix, so two databases never share a session:
- *		sessions/<name>/state.json	cwd, env, generation (replaced atomically)
- *		sessions/<name>/workspace/	bound read-write at /workspace
- *		sessions/<name>/tmp/		bound read-write at /tmp
- *		trash/						sessions dropped by a transaction not yet committed
+ *		The local backend: sessions in a storage directory (src/local/storage.c,
+ *		which also has its layout), commands run by the executor inside a
+ *		bubblewrap sandbox spawned from the backend.
  *
  * The sandbox has its own user, PID, IPC, UTS and (unless
  * cloudrun_sandbox.local_network) network namespaces, cannot create more
@@ -19,9 +13,7 @@
  */
 #include "driver.h"
 
-#include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -29,13 +21,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "access/xact.h"
 #include "miscadmin.h"
-#include "storage/fd.h"
 #include "utils/memutils.h"
 
 #include "common/sbutil.h"
 #include "local/seccomp.h"
+#include "local/storage.h"
 
 #define SB_STDERR_CAP 65536
 
@@ -94,281 +85,14 @@ bool		sb_local_warm = false;
 static List *warm_pool = NIL;	/* of WarmSandbox, in TopMemoryContext */
 
 
-/*
- * default_storage_root returns, creating it (mode 0700) if missing, the
- * storage directory used when cloudrun_sandbox.local_root is empty:
- * cloudrun_sandbox/<name of the data directory> next to the data directory,
- * outside it (so that base backups, crash recovery and the data directory's
- * filesystem never see the workspaces), one per cluster even when several
- * data directories share a parent.
- */
-static char *
-default_storage_root(void)
-{
-	static char *root = NULL;
-	char		parent[MAXPGPATH];
-	char	   *name;
-	char	   *dirs[2];
-
-	if (root != NULL)
-		return root;
-
-	/*
-	 * 0.1.0 kept sessions in the data directory.  An install that has them
-	 * there keeps using them (its sessions stay where their files are), and
-	 * the server log says how to move them out.
-	 */
-	{
-		char	   *legacy = psprintf("%s/cloudrun_sandbox", DataDir);
-		struct stat st;
-
-		if (lstat(legacy, &st) == 0 && S_ISDIR(st.st_mode))
-		{
-			ereport(LOG,
-					(errmsg("cloudrun_sandbox: sessions are kept in \"%s\", inside the data directory",
-							legacy),
-					 errdetail("This is where version 0.1.0 kept them; base backups and crash recovery "
-							   "walk that directory."),
-					 errhint("With the server stopped, move the directory out and set "
-							 "cloudrun_sandbox.local_root to its new place.")));
-			root = MemoryContextStrdup(TopMemoryContext, legacy);
-			return root;
-		}
-	}
-	strlcpy(parent, DataDir, sizeof(parent));
-	canonicalize_path(parent);
-	name = pstrdup(last_dir_separator(parent) ? last_dir_separator(parent) + 1 : parent);
-	get_parent_directory(parent);
-	dirs[0] = psprintf("%s/cloudrun_sandbox", parent);
-	canonicalize_path(dirs[0]);
-	dirs[1] = psprintf("%s/%s", dirs[0], name);
-	for (int i = 0; i < 2; i++)
-	{
-		struct stat st;
-
-		if (mkdir(dirs[i], S_IRWXU) != 0 && errno != EEXIST)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not create the local backend's storage directory \"%s\": %m",
-							dirs[i]),
-					 errdetail("cloudrun_sandbox.local_root is empty, so sessions are kept in "
-							   "\"%s\", next to the data directory.", dirs[1]),
-					 errhint("Create \"%s\", owned by the server's operating-system user with mode 0700, "
-							 "or set cloudrun_sandbox.local_root to a directory outside the data directory "
-							 "that this user owns.", dirs[0])));
-		if (stat(dirs[i], &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
-			(st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("the local backend's storage directory \"%s\" is not a directory that only "
-							"the server's operating-system user can write", dirs[i]),
-					 errhint("Make it a directory owned by that user with mode 0700, or set "
-							 "cloudrun_sandbox.local_root.")));
-	}
-	root = MemoryContextStrdup(TopMemoryContext, dirs[1]);
-	return root;
-}
-
-/* storage_root returns cloudrun_sandbox.local_root or its default. */
-static char *
-storage_root(void)
-{
-	if (sb_local_root != NULL && sb_local_root[0] != '\0')
-		return sb_local_root;
-	return default_storage_root();
-}
-
-/* local_root returns this database's storage directory (the "bucket prefix"). */
-static char *
-local_root(void)
-{
-	return psprintf("%s/%u", storage_root(), MyDatabaseId);
-}
-
-/* session_path returns <root>/sessions/<name>[/<sub>]. */
+/* session_path returns a session's directory [/<sub>], for bwrap's binds. */
 static char *
 session_path(const char *session, const char *sub)
 {
-	return sub ? psprintf("%s/sessions/%s/%s", local_root(), session, sub)
-		: psprintf("%s/sessions/%s", local_root(), session);
+	return sb_storage_session_path(session, sub);
 }
 
-static void remove_tree(const char *path);
 static void read_child_pid(int fd, pid_t *init_pid, int64 *init_start);
-
-/* make_dir creates one directory (mode 0700) unless it exists. */
-static void
-make_dir(const char *path)
-{
-	if (mkdir(path, S_IRWXU) != 0 && errno != EEXIST)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not create directory \"%s\": %m", path),
-				 errhint("Check cloudrun_sandbox.local_root; the server's operating-system user "
-						 "must be able to write there.")));
-}
-
-static void
-local_prepare_session(const char *session, bool fresh)
-{
-	struct stat st;
-	char	   *ws = session_path(session, "workspace");
-	char	   *tmp = session_path(session, "tmp");
-
-	if (fresh)
-		remove_tree(session_path(session, NULL));
-	else if (stat(ws, &st) == 0 && stat(tmp, &st) == 0)
-		return;
-	make_dir(storage_root());
-	make_dir(local_root());
-	make_dir(psprintf("%s/sessions", local_root()));
-	make_dir(session_path(session, NULL));
-	make_dir(ws);
-	make_dir(tmp);
-}
-
-/* unlock_entry makes a directory entry removable, whatever the sandbox did to it. */
-static int
-unlock_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	if (flag == FTW_D || flag == FTW_DNR)
-		(void) chmod(path, S_IRWXU);
-	return 0;
-}
-
-/* remove_entry deletes one entry during a depth-first walk. */
-static int
-remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	if (flag == FTW_DP || flag == FTW_D)
-		(void) rmdir(path);
-	else
-		(void) unlink(path);
-	return 0;
-}
-
-/* remove_tree deletes a directory tree, ignoring entries that vanish meanwhile. */
-static void
-remove_tree(const char *path)
-{
-	(void) nftw(path, unlock_entry, 32, FTW_PHYS);
-	(void) nftw(path, remove_entry, 32, FTW_PHYS | FTW_DEPTH);
-}
-
-/*
- * A dropped session's directory is moved to trash/<name>.<pid>.<n> at once;
- * the argument of these two is "<trash path>\n<original path>".
- */
-static void
-drop_commit(const char *arg)
-{
-	char	   *to = pnstrdup(arg, strcspn(arg, "\n"));
-
-	remove_tree(to);
-}
-
-/* drop_abort puts a dropped session's directory back. */
-static void
-drop_abort(const char *arg)
-{
-	char	   *to = pnstrdup(arg, strcspn(arg, "\n"));
-	const char *from = strchr(arg, '\n') + 1;
-
-	if (rename(to, from) != 0)
-		elog(WARNING, "could not restore dropped session directory \"%s\": %m", from);
-}
-
-static void
-local_drop_session(const char *session)
-{
-	static uint32 counter = 0;
-	char	   *from = session_path(session, NULL);
-	char	   *to;
-
-	if (access(from, F_OK) != 0)
-		return;
-	make_dir(psprintf("%s/trash", local_root()));
-	to = psprintf("%s/trash/%s.%d.%u", local_root(), session, MyProcPid, ++counter);
-	if (rename(from, to) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not move session directory \"%s\" to \"%s\": %m", from, to)));
-	sb_at_end_of_xact(drop_commit, drop_abort, psprintf("%s\n%s", to, from));
-}
-
-/* read_file reads a whole small file; returns NULL if it does not exist. */
-static char *
-read_file(const char *path, size_t *len)
-{
-	int			fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
-	struct stat st;
-	char	   *data;
-	ssize_t		n;
-
-	if (fd < 0)
-	{
-		if (errno == ENOENT)
-			return NULL;
-		ereport(ERROR, (errcode_for_file_access(), errmsg("could not open \"%s\": %m", path)));
-	}
-	if (fstat(fd, &st) != 0 || st.st_size > 64 * 1024 * 1024)
-		ereport(ERROR, (errcode_for_file_access(), errmsg("could not read \"%s\"", path)));
-	data = palloc(st.st_size + 1);
-	n = read(fd, data, st.st_size);
-	if (n != st.st_size)
-		ereport(ERROR, (errcode_for_file_access(), errmsg("could not read \"%s\": %m", path)));
-	data[n] = '\0';
-	CloseTransientFile(fd);
-	*len = (size_t) n;
-	return data;
-}
-
-static bool
-local_load_state(const char *session, SbState *state)
-{
-	char	   *path = session_path(session, "state.json");
-	size_t		len;
-	char	   *text = read_file(path, &len);
-	char		errbuf[256];
-
-	if (text == NULL)
-		return false;
-	if (!sb_state_decode(text, len, state, errbuf, sizeof(errbuf)))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("session state file \"%s\" is damaged", path),
-				 errdetail("%s", errbuf),
-				 errhint("Fix or remove the file; without it the session starts in "
-						 "/workspace with an empty environment.")));
-	return true;
-}
-
-static void
-local_store_state(const char *session, const SbState *state)
-{
-	char	   *path = session_path(session, "state.json");
-	char	   *tmp = psprintf("%s.%d.tmp", path, MyProcPid);
-	char	   *text = sb_state_encode(state);
-	size_t		len = strlen(text);
-	int			fd;
-
-	fd = OpenTransientFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
-	if (fd < 0)
-		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create \"%s\": %m", tmp)));
-	if (write(fd, text, len) != (ssize_t) len)
-	{
-		int			save = errno;
-
-		CloseTransientFile(fd);
-		unlink(tmp);
-		errno = save ? save : ENOSPC;
-		ereport(ERROR, (errcode_for_file_access(), errmsg("could not write \"%s\": %m", tmp)));
-	}
-	CloseTransientFile(fd);
-	if (rename(tmp, path) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(), errmsg("could not rename \"%s\": %m", tmp)));
-}
 
 /* executor_path returns the executor program's path. */
 static char *
@@ -1014,10 +738,10 @@ const SbDriver sb_local_driver = {
 	.name = "local",
 	.executor_writes_state = false,
 	.slack_ms = 10000,
-	.prepare_session = local_prepare_session,
-	.drop_session = local_drop_session,
-	.load_state = local_load_state,
-	.store_state = local_store_state,
+	.prepare_session = sb_storage_prepare_session,
+	.drop_session = sb_storage_drop_session,
+	.load_state = sb_storage_load_state,
+	.store_state = sb_storage_store_state,
 	.launch = local_launch,
 	.wait_fds = local_wait_fds,
 	.step = local_step,
@@ -1095,8 +819,8 @@ sb_local_background_spawn(const char *session, int64 handle, const char *request
 	char	  **argv;
 	pid_t		pid;
 
-	local_prepare_session(session, false);
-	make_dir(session_path(session, "background"));
+	sb_storage_prepare_session(session, false);
+	sb_storage_make_subdir(session, "background");
 	argv = bwrap_args_for(session, handle, false);
 	logfd = open(sb_local_background_path(session, handle, "log"),
 				 O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, S_IRUSR | S_IWUSR);

@@ -1,0 +1,41 @@
+/*
+ * storage.h
+ *		The local backend's storage directory: session directories, their
+ *		state.json, and deleting them, all through directory descriptors so
+ *		that nothing a sandbox plants makes the host touch anything else.
+ *
+ * Layout, under cloudrun_sandbox.local_root (by default
+ * <data directory>/cloudrun_sandbox), per database:
+ *		<database oid>/sessions/<s>/state.json	cwd, env, generation (replaced atomically)
+ *		<database oid>/sessions/<s>/workspace/	bound read-write at /workspace
+ *		<database oid>/sessions/<s>/tmp/		bound read-write at /tmp
+ *		<database oid>/sessions/<s>/background/	bound read-write at /run/background
+ *		<database oid>/trash/					sessions dropped by a transaction not yet committed
+ * <s> is the session argument the driver gets, an opaque path component.
+ */
+#ifndef SB_LOCAL_STORAGE_H
+#define SB_LOCAL_STORAGE_H
+
+#include "cloudrun_sandbox.h"
+
+/* The path of sessions/<s>[/<sub>], for bwrap's binds and for messages only. */
+extern char *sb_storage_session_path(const char *session, const char *sub);
+
+/*
+ * A descriptor (O_DIRECTORY, close-on-exec; the caller closes it) of
+ * sessions/<s>, each level opened without following symlinks; with create,
+ * the levels are made first.  Without create, -1 (errno ENOENT) if it does
+ * not exist.  Any other failure is an ERROR.
+ */
+extern int	sb_storage_open_session(const char *session, bool create);
+
+/* Creates directory sub of sessions/<s> (mode 0700) unless it exists. */
+extern void sb_storage_make_subdir(const char *session, const char *sub);
+
+/* The driver's storage callbacks (see driver.h). */
+extern void sb_storage_prepare_session(const char *session, bool fresh);
+extern void sb_storage_drop_session(const char *session);
+extern bool sb_storage_load_state(const char *session, SbState *state);
+extern void sb_storage_store_state(const char *session, const SbState *state);
+
+#endif							/* SB_LOCAL_STORAGE_H */
