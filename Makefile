@@ -8,7 +8,7 @@ COMMON_OBJS = src/common/sbutil.o src/common/protocol.o src/common/http.o \
 	src/common/gcs.o src/common/oauth.o
 OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
 	src/driver_cloudrun.o src/gcloud.o src/exec.o src/session.o src/shared.o src/submit.o \
-	src/worker.o src/fileops.o src/background.o $(COMMON_OBJS)
+	src/worker.o src/worker/callback.o src/fileops.o src/background.o $(COMMON_OBJS)
 DATA = cloudrun_sandbox--$(EXTVERSION).sql
 
 EXECUTOR = cloudrun-sandbox-executor
@@ -72,4 +72,4 @@ uninstall-executor:
 .PHONY: install-executor uninstall-executor
 
 # PGXS does not track headers; rebuild everything when one changes.
-$(OBJS): $(wildcard src/*.h src/common/*.h)
+$(OBJS): $(wildcard src/*.h src/common/*.h src/worker/*.h)

@@ -61,6 +61,14 @@ CREATE INDEX executions_active_idx ON sandbox.executions (session, id)
 	WHERE status IN ('queued', 'launching', 'running');
 -- The worker claims the oldest queued executions first.
 CREATE INDEX executions_queued_idx ON sandbox.executions (id) WHERE status = 'queued';
+-- TEMPORARY (branch callback): the same DDL as the block in
+-- cloudrun_sandbox--0.1.0--0.2.0.sql.callback, here only to test on this branch.
+ALTER TABLE sandbox.executions
+	ADD COLUMN callback_state text CHECK (callback_state IN ('pending', 'running', 'done', 'failed')),
+	ADD COLUMN callback_error text;
+CREATE INDEX executions_callback_idx ON sandbox.executions (owner, id)
+	WHERE callback_state IN ('pending', 'running');
+-- END TEMPORARY
 
 -- Background processes: long-running commands of a session, supervised by
 -- the background worker.  "pid" is the handle every call takes; host_pid and
