@@ -13,7 +13,7 @@
 -- test), so that every test is one that failed before callbacks were isolated.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(29);
+SELECT plan(30);
 
 -- wait_for polls a query returning a boolean until it is true or max_s passed
 -- (with a fresh look at pg_stat_activity each time).
@@ -122,6 +122,21 @@ CREATE FUNCTION alice.slow(execution bigint) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
 	PERFORM pg_sleep(30);
+END $$;
+
+-- Catches the cancel of its timeout and goes on (holding advisory lock 4343,
+-- which shows whether its process still lives).
+CREATE FUNCTION alice.stubborn(execution bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM pg_advisory_lock(4343);
+	LOOP
+		BEGIN
+			PERFORM pg_sleep(10);
+		EXCEPTION WHEN query_canceled THEN
+			NULL;
+		END;
+	END LOOP;
 END $$;
 
 CREATE FUNCTION alice.touch(execution bigint) RETURNS void
@@ -283,6 +298,15 @@ RESET ROLE;
 SELECT dblink_exec('lk', 'ROLLBACK');
 SELECT ok((SELECT last_error LIKE format('%%execution %s %%', :a4) FROM sandbox.worker_status()),
 		  'a superuser does');
+SET ROLE alice;
+SELECT sandbox.submit('true', 'cbiso-a', callback => 'alice.stubborn(bigint)') AS a5 \gset
+RESET ROLE;
+SELECT pg_temp.must(pg_temp.wait_for($$SELECT EXISTS (SELECT FROM pg_locks
+										WHERE locktype = 'advisory' AND objid = 4343 AND granted)$$),
+					'the stubborn callback runs');
+SELECT ok(pg_temp.wait_for($$SELECT NOT EXISTS (SELECT FROM pg_locks
+							   WHERE locktype = 'advisory' AND objid = 4343)$$, 15),
+		  'a callback that catches its timeout''s cancel and goes on is ended with its process');
 SELECT pg_temp.set_quietly('ALTER ROLE alice RESET cloudrun_sandbox.callback_timeout');
 
 -- 6. A callback waiting for a free slot is kept in its row: it runs once after
@@ -327,9 +351,9 @@ SELECT pg_reload_conf();
 
 -- Each callback's outcome is kept in its execution's row, for its role.
 SET ROLE alice;
-SELECT results_eq(format('SELECT callback_state FROM sandbox.executions WHERE id IN (%s, %s, %s, %s, %s) ORDER BY id',
-						 :a1, :a1f, :a2, :a3, :a4),
-				  $$VALUES ('done'::text), ('failed'), ('done'), ('failed'), ('failed')$$,
+SELECT results_eq(format('SELECT callback_state FROM sandbox.executions WHERE id IN (%s, %s, %s, %s, %s, %s) ORDER BY id',
+						 :a1, :a1f, :a2, :a3, :a4, :a5),
+				  $$VALUES ('done'::text), ('failed'), ('done'), ('failed'), ('failed'), ('failed')$$,
 				  'each callback''s outcome is in its row');
 SELECT ok((SELECT callback_error LIKE '%timeout%' FROM sandbox.executions WHERE id = :a4),
 		  'with the error of the one that timed out');
