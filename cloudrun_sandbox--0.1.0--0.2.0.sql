@@ -57,3 +57,17 @@ COMMENT ON FUNCTION sandbox.drop_session(text, boolean) IS
 -- background process; each belongs to its session's owner.
 UPDATE sandbox.background_processes b SET owner = s.owner
 	FROM sandbox.sessions s WHERE s.id = b.session_id AND b.owner <> s.owner;
+
+-- Callbacks run in processes of their own; each one's state is kept in its
+-- execution's row, so a callback queued when the worker stops still runs once.
+--   callback_state: NULL (no callback, or finished before 0.2.0: nothing to run),
+--   'pending' (to run), 'running' (a callback process was started for it),
+--   'done' (its transaction committed), 'failed' (see callback_error).
+ALTER TABLE sandbox.executions
+	ADD COLUMN callback_state text CHECK (callback_state IN ('pending', 'running', 'done', 'failed')),
+	ADD COLUMN callback_error text;
+COMMENT ON COLUMN sandbox.executions.callback_state IS
+	'the callback: pending, running, done (committed) or failed (callback_error says why)';
+-- The worker's queue of callbacks: what waits for a process, or has one.
+CREATE INDEX executions_callback_idx ON sandbox.executions (owner, id)
+	WHERE callback_state IN ('pending', 'running');

@@ -17,6 +17,7 @@
 #include "common/sbutil.h"
 #include "roles.h"
 #include "shared.h"
+#include "worker/callback.h"
 
 PG_MODULE_MAGIC;
 
@@ -190,6 +191,7 @@ _PG_init(void)
 							"Cloud Run limits job run requests per minute; tasks of one execution are not.",
 							&sb_max_batch, 50, 1, 10000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	sb_fileops_init();
+	sb_callbacks_define_settings();
 	MarkGUCPrefixReserved("cloudrun_sandbox");
 
 	if (process_shared_preload_libraries_in_progress)

@@ -148,14 +148,84 @@ sb_roles_changed_at_commit(void)
 	roles_pending = true;
 }
 
-/* sb_shared_set_error records the worker's last error for sandbox.worker_status(). */
+/*
+ * sb_shared_set_error records an error of the worker's own, not of any role's
+ * work, for sandbox.worker_status(): only superusers see it.
+ */
 void
 sb_shared_set_error(const char *message)
 {
+	sb_shared_set_role_error(InvalidOid, message);
+}
+
+/*
+ * sb_shared_set_role_error records an error of a role's work (an execution,
+ * a callback) for sandbox.worker_status(): that role and superusers see it,
+ * no other role does.
+ */
+void
+sb_shared_set_role_error(Oid role, const char *message)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	SbRoleError *slot = NULL;
+
 	if (sb_shared == NULL)
 		return;
 	SpinLockAcquire(&sb_shared->mutex);
-	strlcpy(sb_shared->last_error, message, sizeof(sb_shared->last_error));
-	sb_shared->last_error_at = GetCurrentTimestamp();
+	sb_shared->last_error.role = role;
+	sb_shared->last_error.at = now;
+	strlcpy(sb_shared->last_error.message, message, sizeof(sb_shared->last_error.message));
+	if (OidIsValid(role))
+	{
+		/* The role's own slot, or else the one whose error is oldest. */
+		for (int i = 0; i < SB_ROLE_ERRORS; i++)
+		{
+			SbRoleError *e = &sb_shared->role_errors[i];
+
+			if (e->role == role)
+			{
+				slot = e;
+				break;
+			}
+			if (slot == NULL || e->at < slot->at)
+				slot = e;
+		}
+		slot->role = role;
+		slot->at = now;
+		strlcpy(slot->message, message, sizeof(slot->message));
+	}
 	SpinLockRelease(&sb_shared->mutex);
+}
+
+/*
+ * sb_shared_get_error copies the newest error viewer may see: with all (a
+ * superuser), the newest of all; otherwise viewer's own.  False if none.
+ */
+bool
+sb_shared_get_error(Oid viewer, bool all, SbRoleError *error)
+{
+	bool		found = false;
+
+	memset(error, 0, sizeof(*error));
+	if (sb_shared == NULL)
+		return false;
+	SpinLockAcquire(&sb_shared->mutex);
+	if (all)
+	{
+		*error = sb_shared->last_error;
+		found = error->at != 0;
+	}
+	else if (OidIsValid(viewer))
+	{
+		for (int i = 0; i < SB_ROLE_ERRORS && !found; i++)
+		{
+			if (sb_shared->role_errors[i].role == viewer && sb_shared->role_errors[i].at != 0)
+			{
+				*error = sb_shared->role_errors[i];
+				found = true;
+			}
+		}
+	}
+	SpinLockRelease(&sb_shared->mutex);
+	return found;
 }

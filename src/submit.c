@@ -335,31 +335,38 @@ sandbox_worker_status(PG_FUNCTION_ARGS)
 	TupleDesc	desc = result_desc(fcinfo);
 	Datum		values[9];
 	bool		nulls[9] = {0};
-	SbShared	copy;
+	int			procno = -1;
+	pid_t		pid = 0;
+	TimestampTz started_at = 0;
+	int			in_flight[2] = {0, 0};
+	int64		completed = 0;
+	SbRoleError error;
 
-	if (sb_shared == NULL)
-	{
-		memset(&copy, 0, sizeof(copy));
-		copy.worker_pgprocno = -1;
-	}
-	else
+	if (sb_shared != NULL)
 	{
 		SpinLockAcquire(&sb_shared->mutex);
-		memcpy(&copy, sb_shared, sizeof(copy));
+		procno = sb_shared->worker_pgprocno;
+		pid = sb_shared->worker_pid;
+		started_at = sb_shared->worker_started_at;
+		in_flight[0] = sb_shared->in_flight[0];
+		in_flight[1] = sb_shared->in_flight[1];
+		completed = sb_shared->completed;
 		SpinLockRelease(&sb_shared->mutex);
 	}
-	values[0] = BoolGetDatum(copy.worker_pgprocno >= 0);
-	values[1] = Int32GetDatum(copy.worker_pid);
-	nulls[1] = copy.worker_pgprocno < 0;
+	/* Each role sees its own errors only; a superuser sees the newest of all. */
+	(void) sb_shared_get_error(GetUserId(), superuser(), &error);
+	values[0] = BoolGetDatum(procno >= 0);
+	values[1] = Int32GetDatum(pid);
+	nulls[1] = procno < 0;
 	values[2] = CStringGetTextDatum(sb_worker_database);
-	values[3] = TimestampTzGetDatum(copy.worker_started_at);
-	nulls[3] = copy.worker_started_at == 0;
-	values[4] = Int32GetDatum(copy.in_flight[SB_BACKEND_LOCAL]);
-	values[5] = Int32GetDatum(copy.in_flight[SB_BACKEND_CLOUDRUN]);
-	values[6] = Int64GetDatum(copy.completed);
-	values[7] = CStringGetTextDatum(copy.last_error);
-	nulls[7] = copy.last_error[0] == '\0';
-	values[8] = TimestampTzGetDatum(copy.last_error_at);
-	nulls[8] = copy.last_error_at == 0;
+	values[3] = TimestampTzGetDatum(started_at);
+	nulls[3] = started_at == 0;
+	values[4] = Int32GetDatum(in_flight[SB_BACKEND_LOCAL]);
+	values[5] = Int32GetDatum(in_flight[SB_BACKEND_CLOUDRUN]);
+	values[6] = Int64GetDatum(completed);
+	values[7] = CStringGetTextDatum(error.message);
+	nulls[7] = error.at == 0;
+	values[8] = TimestampTzGetDatum(error.at);
+	nulls[8] = error.at == 0;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

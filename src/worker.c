@@ -45,6 +45,7 @@
 
 #include "roles.h"
 #include "shared.h"
+#include "worker/callback.h"
 
 PGDLLEXPORT void sb_worker_main(Datum arg);
 
@@ -270,7 +271,7 @@ flight_error(WorkerFlight *f, const char *message)
 	f->failure = pstrdup(message);
 	f->done = true;
 	MemoryContextSwitchTo(old);
-	sb_shared_set_error(message);
+	sb_shared_set_role_error(f->owner, message);
 }
 
 /* caught copies the current error's message and clears the error state. */
@@ -700,7 +701,9 @@ finish_flight(WorkerFlight *f)
 		plan = SPI_prepare("UPDATE sandbox.executions SET status = $2, exit_code = $3, stdout = $4, "
 						   "stderr = $5, stdout_truncated = $6, stderr_truncated = $7, cwd = $8, "
 						   "error = $9, finished_at = $10, duration = $10 - started_at, "
-						   "remote_name = COALESCE($11, remote_name) WHERE id = $1",
+						   "remote_name = COALESCE($11, remote_name), "
+						   "callback_state = CASE WHEN callback IS NOT NULL AND $2 <> 'cancelled' "
+						   "THEN 'pending' END WHERE id = $1",
 						   11, types);
 		SPI_keepplan(plan);
 	}
@@ -725,59 +728,6 @@ finish_flight(WorkerFlight *f)
 	Async_Notify("sandbox_executions", psprintf(INT64_FORMAT, f->id));
 }
 
-/* run_callback calls a finished execution's callback as its owner, in its own transaction. */
-static void
-run_callback(int64 id, Oid owner, Oid callback)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "cloudrun_sandbox: callback");
-	PG_TRY();
-	{
-		Oid			save_uid;
-		int			save_sec;
-
-		GetUserIdAndSecContext(&save_uid, &save_sec);
-		if (pg_proc_aclcheck(callback, owner, ACL_EXECUTE) != ACLCHECK_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("role %u may not execute callback %s", owner, format_procedure(callback))));
-		SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-		/* A callback sees the search_path a new session of its role would have. */
-		(void) set_config_option("search_path", "\"$user\", public", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_LOCAL, true, 0, false);
-		{
-			/* Called directly (it may return void, that is, null). */
-			LOCAL_FCINFO(fcinfo, 1);
-			FmgrInfo	flinfo;
-
-			fmgr_info(callback, &flinfo);
-			InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
-			fcinfo->args[0].value = Int64GetDatum(id);
-			fcinfo->args[0].isnull = false;
-			(void) FunctionCallInvoke(fcinfo);
-		}
-		SetUserIdAndSecContext(save_uid, save_sec);
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-	}
-	PG_CATCH();
-	{
-		char	   *msg = caught(cxt);
-
-		AbortCurrentTransaction();
-		ereport(LOG, (errmsg("cloudrun_sandbox: callback of execution " INT64_FORMAT " failed: %s",
-							 id, msg)));
-		sb_shared_set_error(psprintf("callback of execution " INT64_FORMAT ": %s", id, msg));
-	}
-	PG_END_TRY();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextSwitchTo(cxt);
-}
-
 /* take_done removes the finished flights from the list and returns them. */
 static List *
 take_done(void)
@@ -800,7 +750,10 @@ take_done(void)
 	return done;
 }
 
-/* after_commit releases finished flights' sessions, wakes waiters and runs callbacks. */
+/*
+ * after_commit releases finished flights' sessions and wakes waiters; their
+ * callbacks, queued in their rows, run in processes of their own (callback.c).
+ */
 static void
 after_commit(List *done)
 {
@@ -825,7 +778,7 @@ after_commit(List *done)
 		WorkerFlight *f = lfirst(lc);
 
 		if (OidIsValid(f->callback) && !f->cancelled)
-			run_callback(f->id, f->owner, f->callback);
+			sb_callbacks_wake();
 		MemoryContextDelete(f->cxt);
 	}
 	list_free(done);
@@ -928,7 +881,8 @@ recover(void)
 
 	begin("cloudrun_sandbox: recover");
 	ret = SPI_execute("UPDATE sandbox.executions e SET status = 'failed', error = 'worker restarted', "
-					  "finished_at = now(), duration = now() - started_at "
+					  "finished_at = now(), duration = now() - started_at, "
+					  "callback_state = CASE WHEN e.callback IS NOT NULL THEN 'pending' END "
 					  "FROM sandbox.sessions s WHERE s.id = e.session_id AND s.backend = 'local' "
 					  "AND e.status = 'running'", false, 0);
 	if (ret != SPI_OK_UPDATE)
@@ -1221,6 +1175,7 @@ wait_for_work(void)
 	bool		any_polled = false;
 	long		poll_due = -1;
 	long		warm_due;
+	long		callback_due;
 	ListCell   *lc;
 
 	set = CreateWaitEventSet(CurrentMemoryContext, MAX_WAIT_FDS + 2);
@@ -1289,6 +1244,19 @@ wait_for_work(void)
 	warm_due = sb_local_warm_tick();
 	if (warm_due >= 0 && (timeout < 0 || warm_due < timeout))
 		timeout = warm_due;
+	callback_due = sb_callbacks_due();
+	if (callback_due >= 0 && (timeout < 0 || callback_due < timeout))
+		timeout = callback_due;
+
+	/*
+	 * A wake-up that came after this turn's note_wakes() may have had its
+	 * latch reset already (by a lock wait of one of our queries, say): the
+	 * counter still shows it, so do not sleep on it.
+	 */
+	SpinLockAcquire(&sb_shared->mutex);
+	if (sb_shared->wake_seq != wake_seen)
+		timeout = 0;
+	SpinLockRelease(&sb_shared->mutex);
 	(void) WaitEventSetWait(set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
 	FreeWaitEventSet(set);
 	ResetLatch(MyLatch);
@@ -1353,6 +1321,7 @@ sb_worker_main(Datum arg)
 		{
 			/* Nothing to do until the extension exists and someone queues work. */
 			recovered = false;
+			note_wakes();
 			wait_for_work();
 			continue;
 		}
@@ -1361,6 +1330,7 @@ sb_worker_main(Datum arg)
 			recover();
 			recovered = true;
 			woken = true;		/* recovery may have queued work again */
+			sb_callbacks_wake();	/* and callbacks */
 		}
 		sb_cloud_drive();
 		any_done = false;
@@ -1409,6 +1379,8 @@ sb_worker_main(Datum arg)
 			after_commit(done);
 		}
 		count_in_flight();
+		/* Last before waiting: its processes' ends set the latch. */
+		sb_callbacks_tick();
 		wait_for_work();
 	}
 }
