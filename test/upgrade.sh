@@ -62,6 +62,8 @@ make -C "$work/old" -s PG_CONFIG="$PG_CONFIG" >/dev/null 2>&1 &&
 	make -C "$work/old" -s PG_CONFIG="$PG_CONFIG" install >/dev/null 2>&1
 check $? "0.1.0 builds and installs"
 
+# A cluster of its own, even when called with another one's settings (test/run.sh).
+unset PGPORT PGHOST PGDATA CLUSTER_DIR EMULATOR_PID
 WORKER_DB=postgres cluster_start
 trap cleanup EXIT
 q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }

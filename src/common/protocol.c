@@ -179,7 +179,7 @@ sb_request_decode(const char *text, size_t len, SbExecRequest *out, json_t **hol
 		return fail(errbuf, errlen, "request has a malformed number");
 	v = json_object_get(root, "session");
 	out->session = json_is_string(v) ? json_string_value(v) : NULL;
-	if (out->session != NULL && !sb_session_name_valid(out->session))
+	if (out->session != NULL && !sb_storage_key_valid(out->session))
 		return fail(errbuf, errlen, "request names an invalid session");
 	v = json_object_get(root, "prefix");
 	out->prefix = json_is_string(v) ? json_string_value(v) : "";
@@ -714,7 +714,7 @@ sb_file_request_decode(const char *text, size_t len, SbFileRequest *out, json_t 
 		!get_string(root, "session", &out->session, NULL) ||
 		!get_string(root, "prefix", &out->prefix, NULL))
 		return fail_request(errbuf, errlen, "request has a malformed string");
-	if (out->session != NULL && !sb_session_name_valid(out->session))
+	if (out->session != NULL && !sb_storage_key_valid(out->session))
 		return fail_request(errbuf, errlen, "request names an invalid session");
 	if (out->prefix == NULL)
 		out->prefix = "";

@@ -278,6 +278,26 @@ sb_session_name_valid(const char *name)
 	return true;
 }
 
+/*
+ * sb_storage_key_valid says whether a string can name a session's storage:
+ * a session name (0.1.0 named storage after the session) or "_" and digits
+ * (sandbox.sessions.storage_key of a later session).
+ */
+bool
+sb_storage_key_valid(const char *key)
+{
+	size_t		n = strlen(key);
+
+	if (n >= 2 && n <= 20 && key[0] == '_')
+	{
+		for (size_t i = 1; i < n; i++)
+			if (key[i] < '0' || key[i] > '9')
+				return false;
+		return true;
+	}
+	return sb_session_name_valid(key);
+}
+
 bool
 sb_env_name_valid(const char *name)
 {

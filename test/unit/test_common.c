@@ -78,6 +78,11 @@ test_names(void)
 	ok(!sb_session_name_valid("-x"), "session name: a leading dash is rejected");
 	ok(!sb_session_name_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
 	   "session name: 64 characters is too long");
+	ok(sb_storage_key_valid("_42") && sb_storage_key_valid("legacy-name"),
+	   "storage key: _<id>, or a 0.1.0 session name");
+	ok(!sb_storage_key_valid("_") && !sb_storage_key_valid("_4a") && !sb_storage_key_valid("_../x") &&
+	   !sb_storage_key_valid("a/b") && !sb_storage_key_valid(".."),
+	   "storage key: anything else is rejected");
 	ok(sb_env_name_valid("_FOO1"), "env name: valid");
 	ok(!sb_env_name_valid("1FOO") && !sb_env_name_valid("A-B") && !sb_env_name_valid("A=B"),
 	   "env name: invalid names are rejected");

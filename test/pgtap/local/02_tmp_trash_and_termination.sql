@@ -11,6 +11,7 @@ SELECT is((SELECT status FROM sandbox.exec('echo t > /tmp/t1', 't1')), 'succeede
 SELECT is((SELECT stdout FROM sandbox.exec('cat /tmp/t1', 't1')), E't\n', 'the local backend keeps a session''s /tmp between calls');
 SELECT is((SELECT stdout FROM sandbox.exec('find /tmp -mindepth 1 | wc -l', 't2')), E'0\n', 'another session''s /tmp is its own, and empty');
 
+SELECT test.storage_key('t1');
 BEGIN;
 SELECT sandbox.drop_session('t1');
 SELECT ok(NOT test.session_storage_exists('t1'), 'inside the dropping transaction the directory has moved to the trash');

@@ -83,6 +83,7 @@ BEGIN
 	IF (SELECT status FROM sandbox.exec('cc -O2 -o race race.c && ' || pg_temp.populate(), 'drop1')) <> 'succeeded' THEN
 		RAISE EXCEPTION 'could not prepare the session';
 	END IF;
+	PERFORM test.storage_key('drop1');
 	RETURN sandbox.start_background(format('exec ./race %s 20 15', target), 'drop1');
 END $$;
 -- user_drop: once the racer runs, alice drops the session.
@@ -134,6 +135,7 @@ SELECT is((SELECT status FROM sandbox.exec(format(
 	'&& chmod 000 locked/a/b locked/a && chmod 500 locked && mkfifo fifo && ln -s loop loop '
 	'&& mkdir -p /tmp/x/y && touch /tmp/x/y/z && chmod 000 /tmp/x/y /tmp/x', :'target'), 'drop3')),
 	'succeeded', 'alice fills a session with symlinks to the target, chmod 000 directories and a FIFO');
+SELECT test.storage_key('drop3');
 SELECT is(sandbox.drop_session('drop3'), true, 'she drops it');
 RESET ROLE;
 SELECT ok(NOT test.session_storage_exists('drop3'), 'its directory is gone, locked directories included');
