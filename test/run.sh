@@ -154,12 +154,12 @@ GRANT CREATE ON DATABASE sandbox_tap TO alice, bob;
 SQL
 psql -X -q -v ON_ERROR_STOP=1 -d sandbox_tap -f "$ROOT/test/pgtap/setup/helpers.sql"
 
-pg_prove -v -d sandbox_tap "$ROOT"/test/pgtap/common/*.sql "$ROOT"/test/pgtap/local/*.sql >"$out" 2>&1 || true
+pg_prove -U tap -v -d sandbox_tap "$ROOT"/test/pgtap/common/*.sql "$ROOT"/test/pgtap/local/*.sql >"$out" 2>&1 || true
 cat "$out"
 count_tap "$out" "pgtap (local backend)"
 
 PGOPTIONS="-c cloudrun_sandbox.backend=cloudrun" \
-	pg_prove -v -d sandbox_tap "$ROOT"/test/pgtap/common/*.sql "$ROOT"/test/pgtap/cloud/*.sql >"$out" 2>&1 || true
+	pg_prove -U tap -v -d sandbox_tap "$ROOT"/test/pgtap/common/*.sql "$ROOT"/test/pgtap/cloud/*.sql >"$out" 2>&1 || true
 cat "$out"
 count_tap "$out" "pgtap (cloudrun backend, emulator)"
 

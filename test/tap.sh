@@ -11,7 +11,7 @@ build_install
 WORKER_DB=sandbox_tap cluster_start
 tap_setup
 rc=0
-pg_prove -v -d sandbox_tap "$@" || rc=$?
+pg_prove -U tap -v -d sandbox_tap "$@" || rc=$?
 if [ "$rc" != 0 ]; then
 	log "server log tail:"
 	tail -40 "$CLUSTER_DIR/server.log" >&2 || true
