@@ -26,7 +26,7 @@ list)
 	;;
 hook)
 	if [ $# -ge 2 ]; then
-		curl -sf -X POST -H 'Content-Type: application/json' -d "$2" "$url/_emulator/$1"
+		curl -sf -X POST -H 'Content-Type: application/json' --data-raw "$2" "$url/_emulator/$1"
 	else
 		curl -sf "$url/_emulator/$1"
 	fi

@@ -114,7 +114,9 @@ cluster_stop() {
 
 # tap_setup starts the emulator and prepares the pgTAP database sandbox_tap: the
 # cloud settings pointing at the emulator, the extensions, the test roles and
-# test/pgtap/setup/helpers.sql.  Needs a cluster started with WORKER_DB=sandbox_tap.
+# test/pgtap/setup/helpers.sql, which also makes the role "tap" (sandbox_user
+# only) that pg_prove runs the files as.  Needs a cluster started with
+# WORKER_DB=sandbox_tap.
 tap_setup() {
 	mkdir -p "$CLUSTER_DIR/bin"
 	cp "$ROOT/test/emu.sh" "$CLUSTER_DIR/bin/"

@@ -11,7 +11,12 @@ build_install
 WORKER_DB=sandbox_tap cluster_start
 tap_setup
 rc=0
-pg_prove -v -d sandbox_tap "$@" || rc=$?
+# Behaviour files run as the role tap (sandbox_user only); the security group's
+# files as the superuser that sets up their attacks (test/run.sh does the same).
+sec=() other=()
+for f in "$@"; do case "$f" in */security/*) sec+=("$f") ;; *) other+=("$f") ;; esac; done
+[ ${#other[@]} -eq 0 ] || pg_prove -U tap -v -d sandbox_tap "${other[@]}" || rc=$?
+[ ${#sec[@]} -eq 0 ] || pg_prove -v -d sandbox_tap "${sec[@]}" || rc=$?
 if [ "$rc" != 0 ]; then
 	log "server log tail:"
 	tail -40 "$CLUSTER_DIR/server.log" >&2 || true

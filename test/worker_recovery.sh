@@ -4,6 +4,8 @@
 # Called by test/run.sh with the test cluster and the emulator running
 # (PGHOST, PGPORT, PGDATA, PG_CONFIG, EMULATOR_URL set; the worker serves
 # database sandbox_tap).  Prints TAP and "N passed, N failed".
+# Runs as: the superuser postgres (psql from the shell), because it is about
+# crash recovery, server restarts and DROP EXTENSION, not about what a role may do.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 set +e

@@ -1,4 +1,5 @@
 -- The cloud backend keeps a session's state in the bucket; the tables mirror it.
+-- Runs as: tap (sandbox_user only).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(13);
@@ -30,7 +31,7 @@ SELECT sandbox.exec('true', 'cl_local');
 SELECT is((test.emu_stats()->>'jobs_run_calls')::int, :runs_before, 'a local session starts no Cloud Run execution');
 RESET cloudrun_sandbox.backend;
 
-UPDATE sandbox.sessions SET cwd = '/bogus', generation = 0 WHERE name = 'cl1';
+SELECT test.scribble_mirror('cl1', cwd => '/bogus', generation => 0);
 SELECT is(sandbox.sync('cl1'), 1, 'sync refreshes a cloud session');
 SELECT results_eq($$SELECT cwd, generation FROM sandbox.sessions WHERE name = 'cl1'$$,
 				  $$SELECT '/workspace/w'::text, test.state_generation('cl1')$$,

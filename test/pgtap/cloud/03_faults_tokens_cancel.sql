@@ -1,4 +1,5 @@
 -- The cloud path under injected faults, expiring tokens and query cancel.
+-- Runs as: tap (sandbox_user only).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(8);

@@ -1,5 +1,6 @@
 -- 1,000 cloud executions through the worker while the emulator injects 503s,
 -- 429s, resets and delays; batching carries many requests per jobs:run.
+-- Runs as: tap (sandbox_user only).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(4);

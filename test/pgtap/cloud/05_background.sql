@@ -1,5 +1,6 @@
 -- Background processes on the cloud backend: each one a long-running Cloud
 -- Run execution whose supervisor saves the output and the exit code.
+-- Runs as: tap (sandbox_user only).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(14);

@@ -1,6 +1,7 @@
 -- Cancelling one request of a batch: the batch shares one Cloud Run execution,
 -- so the request is stopped through its cancel marker; the other requests of
 -- the batch run to the end, and the cancelled one leaves its session as it was.
+-- Runs as: tap (sandbox_user only).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(8);

@@ -1,9 +1,10 @@
 -- A session keeps its working directory and environment between calls.
+-- Runs as: tap (sandbox_user only).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(22);
 SELECT sandbox.drop_session('st', if_exists => true);
-DELETE FROM sandbox.executions WHERE session = 'st';
+SELECT test.forget_executions('st');
 
 SELECT is((SELECT cwd FROM sandbox.exec('cd /tmp', 'st')), '/tmp', 'cd reports the new working directory');
 SELECT is((SELECT stdout FROM sandbox.exec('pwd', 'st')), E'/tmp\n', 'pwd in the next call returns /tmp');
@@ -35,7 +36,7 @@ SELECT is((SELECT count(*)::int FROM sandbox.executions WHERE session = 'st'), 1
 SELECT is((SELECT last_execution FROM sandbox.sessions WHERE name = 'st'),
 		  (SELECT max(id) FROM sandbox.executions WHERE session = 'st'), 'the session names its last execution');
 
-UPDATE sandbox.sessions SET cwd = '/bogus', env = '{}' WHERE name = 'st';
+SELECT test.scribble_mirror('st', cwd => '/bogus', env => '{}');
 SELECT is(sandbox.sync('st'), 1, 'sync refreshes one session');
 SELECT is((SELECT cwd || ' ' || (env->>'BAZ') FROM sandbox.sessions WHERE name = 'st'), '/ qux',
 		  'sync rebuilds the mirror row from state.json');

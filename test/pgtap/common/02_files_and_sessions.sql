@@ -1,5 +1,6 @@
 -- Files persist within a session, never across sessions; dropping a session
 -- removes its storage when the transaction commits, and not before.
+-- Runs as: tap (sandbox_user only).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(14);

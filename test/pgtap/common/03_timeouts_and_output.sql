@@ -1,10 +1,11 @@
 -- Timeouts, cancellation, huge and invalid output.
+-- Runs as: tap (sandbox_user only).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(18);
 SELECT sandbox.drop_session('lim', if_exists => true);
 SELECT sandbox.drop_session('lim2', if_exists => true);
-DELETE FROM sandbox.executions WHERE session IN ('lim', 'lim2');
+SELECT test.forget_executions(s) FROM unnest(ARRAY['lim', 'lim2']) s;
 CREATE TEMP TABLE t (started timestamptz, finished timestamptz, status text, exit_code int);
 
 -- timeout
@@ -26,9 +27,9 @@ SELECT cmp_ok(test.backend_hwm_kb(pg_backend_pid()) - :hwm_before, '<', 65536::b
 			  'the backend''s peak memory grows by less than 64 MB for 200 MB of output');
 SELECT results_eq($$SELECT length(stderr), stderr_truncated, length(stdout), stdout_truncated FROM sandbox.exec('head -c 3000000 /dev/zero | tr "\0" y >&2; echo out', 'lim')$$,
 				  $$VALUES (1048576, true, 4, false)$$, 'stderr is capped on its own');
-SET cloudrun_sandbox.max_output_bytes = '10kB';
+SELECT test.set_setting('cloudrun_sandbox.max_output_bytes', '10kB');
 SELECT is((SELECT length(stdout) FROM sandbox.exec('seq 100000', 'lim')), 10240, 'cloudrun_sandbox.max_output_bytes sets the cap');
-RESET cloudrun_sandbox.max_output_bytes;
+SELECT test.set_setting('cloudrun_sandbox.max_output_bytes', NULL);
 SELECT is((SELECT stdout FROM sandbox.exec('printf "a\377\376b"', 'lim')), E'a\uFFFD\uFFFDb',
 		  'invalid UTF-8 in output is replaced, and the query does not fail');
 SELECT is((SELECT stdout FROM sandbox.exec('printf "a\000b"', 'lim')), E'a\uFFFDb', 'a NUL byte in output does not fail the query');
@@ -48,7 +49,7 @@ SELECT is(test.wait_procs('sleep 32', 0, 5), 0, 'no process remains after statem
 SELECT is((SELECT stdout FROM sandbox.exec('echo still-usable', 'lim')), E'still-usable\n', 'the session is usable after a cancelled exec');
 
 -- query cancel from another connection
-SELECT dblink_connect('c1', test.connstr());
+SELECT test.dblink_connect('c1');
 SELECT dblink_send_query('c1', $$SELECT status FROM sandbox.exec('sleep 33', 'lim2')$$);
 SELECT is(test.wait_procs('sleep 33', 1, 10), 1, 'the long command is running (so the next check can fail)');
 SELECT dblink_cancel_query('c1');

@@ -1,4 +1,6 @@
 -- Privileges: nothing without sandbox_user, and each role only its own sessions.
+-- Runs as: tap (sandbox_user only), and as alice, bob (sandbox_user only) and
+-- carol (nothing) through SET ROLE.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(23);
@@ -17,12 +19,12 @@ SELECT throws_ok($$SELECT sandbox.sync()$$, '42501', NULL, '... nor sync');
 SELECT throws_ok($$SELECT * FROM sandbox.sessions$$, '42501', NULL, '... nor read sandbox.sessions');
 SELECT throws_ok($$SELECT * FROM sandbox.executions$$, '42501', NULL, '... nor read sandbox.executions');
 RESET ROLE;
-GRANT USAGE ON SCHEMA sandbox TO carol;
+SELECT test.grant_sandbox_usage('carol', true);
 SET ROLE carol;
 SELECT throws_ok($$SELECT * FROM sandbox.exec('true')$$, '42501', 'permission denied for function exec',
 				 'even with USAGE on the schema, EXECUTE is not granted to PUBLIC');
 RESET ROLE;
-REVOKE USAGE ON SCHEMA sandbox FROM carol;
+SELECT test.grant_sandbox_usage('carol', false);
 
 SET ROLE alice;
 SELECT is((SELECT status FROM sandbox.exec('echo a > mine', 'alice_s')), 'succeeded', 'alice runs a command in her session');

@@ -1,15 +1,16 @@
 -- Sessions serialize across backends; history is kept and pruned.
+-- Runs as: tap (sandbox_user only).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(6);
 SELECT sandbox.drop_session('conc', if_exists => true);
 SELECT sandbox.drop_session('hist', if_exists => true);
-DELETE FROM sandbox.executions WHERE session IN ('conc', 'hist');
+SELECT test.forget_executions(s) FROM unnest(ARRAY['conc', 'hist']) s;
 SELECT sandbox.create_session('conc');
 
-SELECT dblink_connect('a', test.connstr());
-SELECT dblink_connect('b', test.connstr());
-SELECT dblink_connect('c', test.connstr());
+SELECT test.dblink_connect('a');
+SELECT test.dblink_connect('b');
+SELECT test.dblink_connect('c');
 SELECT dblink_send_query('a', $$SELECT status FROM sandbox.exec('export A=1; sleep 1', 'conc')$$);
 SELECT dblink_send_query('b', $$SELECT status FROM sandbox.exec('export B=2; sleep 1', 'conc')$$);
 SELECT dblink_send_query('c', $$SELECT status FROM sandbox.exec('export C=3; sleep 1', 'conc')$$);
@@ -29,11 +30,10 @@ SELECT dblink_disconnect('c');
 
 SELECT sandbox.exec('echo old', 'hist');
 SELECT sandbox.exec('echo recent', 'hist');
-UPDATE sandbox.executions SET finished_at = now() - interval '30 days'
-	WHERE id = (SELECT min(id) FROM sandbox.executions WHERE session = 'hist');
+SELECT test.set_finished_at((SELECT min(id) FROM sandbox.executions WHERE session = 'hist'), now() - interval '30 days');
 -- A fresh backend prunes on its first exec.
-SELECT dblink_connect('h', test.connstr());
-SELECT dblink_exec('h', $$SET cloudrun_sandbox.history_retention = '1d'$$);
+SELECT test.dblink_connect('h');
+SELECT * FROM dblink('h', $$SELECT test.set_setting('cloudrun_sandbox.history_retention', '1d')$$) AS t(v text);
 SELECT * FROM dblink('h', $$SELECT status FROM sandbox.exec('echo newest', 'hist')$$) AS t(s text);
 SELECT dblink_disconnect('h');
 SELECT is((SELECT count(*)::int FROM sandbox.executions WHERE session = 'hist' AND stdout = E'old\n'), 0,

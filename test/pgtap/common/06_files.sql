@@ -3,11 +3,15 @@
 -- /tmp; errors with documented SQLSTATEs; exact bytes both ways; files
 -- shared with sandbox.exec() (on the cloud backend that proves the
 -- workspace snapshot and state.json are updated).
+-- Runs as: tap (sandbox_user only), and as alice, bob (sandbox_user only) and
+-- carol (nothing) through SET ROLE.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(61);
 SELECT sandbox.drop_session('files', if_exists => true);
+SET ROLE alice;
 SELECT sandbox.drop_session('files_alice', if_exists => true);
+RESET ROLE;
 
 -- write, read, ranges, append
 SELECT is(sandbox.file_write('notes/a.txt', E'one\ntwo\nthree\n', session => 'files'), 14::bigint,
@@ -131,14 +135,14 @@ SELECT throws_ok($$SELECT * FROM sandbox.file_search('/workspace/notes/a.txt', '
 				 NULL, 'an invalid regular expression: invalid_regular_expression');
 SELECT throws_ok($$SELECT sandbox.file_read('main.c', 3, 2, 'files')$$, '22023', NULL,
 				 'start_line after end_line: invalid_parameter_value');
-SET cloudrun_sandbox.max_transfer_bytes = 1024;
+SELECT test.set_setting('cloudrun_sandbox.max_transfer_bytes', '1024');
 SELECT throws_ok($$SELECT sandbox.file_upload('big.bin', convert_to(repeat('x', 2000), 'UTF8'), 'files')$$,
 				 '54000', NULL, 'an upload over max_transfer_bytes: program_limit_exceeded');
 SELECT sandbox.exec('head -c 5000 /dev/zero > /workspace/zeros', 'files');
 SELECT throws_ok($$SELECT sandbox.file_download('/workspace/zeros', 'files')$$, '54000',
 				 'file "/workspace/zeros" is 5000 bytes, more than the transfer limit of 1024 bytes',
 				 'a download over max_transfer_bytes: program_limit_exceeded');
-RESET cloudrun_sandbox.max_transfer_bytes;
+SELECT test.set_setting('cloudrun_sandbox.max_transfer_bytes', NULL);
 
 -- bytes: invalid UTF-8, and 10 MB of random bytes both ways
 SELECT sandbox.exec($$printf 'ok \377\376 end\n' > bad.txt$$, 'files');

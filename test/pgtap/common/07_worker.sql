@@ -1,4 +1,6 @@
 -- The background worker: submit, wait, result, cancel, triggers, callbacks, NOTIFY.
+-- Runs as: tap (sandbox_user only), and as bob (sandbox_user only) and carol
+-- (nothing) through SET ROLE.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(24);
@@ -52,7 +54,7 @@ CREATE OR REPLACE FUNCTION build_done(execution bigint) RETURNS void LANGUAGE sq
 $$;
 CREATE TRIGGER builds_run AFTER INSERT ON builds FOR EACH ROW
 	EXECUTE FUNCTION sandbox.submit_trigger('echo building {target} {id} >> log; test {target} != bad', 'builds', '1 minute', 'build_done(bigint)');
-SELECT dblink_connect('l', test.connstr());
+SELECT test.dblink_connect('l');
 SELECT dblink_exec('l', 'LISTEN sandbox_executions');
 SELECT max(id) AS before_id FROM sandbox.executions \gset
 INSERT INTO builds (target) VALUES ('app'), ('bad'), ('lib'), ($$x; touch pwned; `touch pwned2` $(touch pwned3) ' " \$$);

@@ -1,14 +1,15 @@
 -- What a command can see and touch inside the local sandbox.
+-- Runs as: tap (sandbox_user only).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(17);
 SELECT sandbox.drop_session('iso', if_exists => true);
 
-SELECT is((SELECT exit_code FROM sandbox.exec(format('test -e %s', current_setting('data_directory')), 'iso')), 1,
+SELECT is((SELECT exit_code FROM sandbox.exec(format('test -e %s', test.server_setting('data_directory')), 'iso')), 1,
 		  'the PostgreSQL data directory does not exist in the sandbox');
 SELECT is((SELECT exit_code FROM sandbox.exec('test -e /var/lib/postgresql', 'iso')), 1,
 		  '/var/lib/postgresql does not exist in the sandbox');
-SELECT is((SELECT exit_code FROM sandbox.exec(format('test -e %s', current_setting('unix_socket_directories')), 'iso')), 1,
+SELECT is((SELECT exit_code FROM sandbox.exec(format('test -e %s', test.server_setting('unix_socket_directories')), 'iso')), 1,
 		  'the server''s socket directory does not exist in the sandbox');
 SELECT is((SELECT status FROM sandbox.exec('touch /usr/x', 'iso')), 'failed', 'writing to /usr fails');
 SELECT is((SELECT status FROM sandbox.exec('touch /etc/x', 'iso')), 'failed', 'writing to /etc fails');
@@ -27,23 +28,23 @@ SELECT is((SELECT stdout FROM sandbox.exec('env | grep -c -E "^PG|^LC_|^PGDATA"'
 
 SELECT is((SELECT status FROM sandbox.exec(format('exec 3<>/dev/tcp/127.0.0.1/%s', current_setting('port')), 'iso')), 'failed',
 		  'with the network off, connecting to the PostgreSQL port on 127.0.0.1 fails');
-SET cloudrun_sandbox.local_network = on;
+SELECT test.set_setting('cloudrun_sandbox.local_network', 'on');
 SELECT is((SELECT status FROM sandbox.exec(format('exec 3<>/dev/tcp/127.0.0.1/%s', current_setting('port')), 'iso')), 'succeeded',
 		  'with cloudrun_sandbox.local_network on, the same connection works (so the check above can fail)');
-RESET cloudrun_sandbox.local_network;
+SELECT test.set_setting('cloudrun_sandbox.local_network', NULL);
 
-SET cloudrun_sandbox.file_size_limit = '1MB';
+SELECT test.set_setting('cloudrun_sandbox.file_size_limit', '1MB');
 SELECT is((SELECT status FROM sandbox.exec('head -c 2000000 /dev/zero > big', 'iso')), 'failed',
 		  'cloudrun_sandbox.file_size_limit stops a larger file');
-RESET cloudrun_sandbox.file_size_limit;
-SET cloudrun_sandbox.max_processes = 20;
+SELECT test.set_setting('cloudrun_sandbox.file_size_limit', NULL);
+SELECT test.set_setting('cloudrun_sandbox.max_processes', '20');
 SELECT alike((SELECT stderr FROM sandbox.exec('for i in $(seq 60); do sleep 5 & done; wait', 'iso', timeout => '20 s')),
 			'%Resource temporarily unavailable%', 'cloudrun_sandbox.max_processes stops a fork storm');
-RESET cloudrun_sandbox.max_processes;
-SET cloudrun_sandbox.memory_limit = '64MB';
+SELECT test.set_setting('cloudrun_sandbox.max_processes', NULL);
+SELECT test.set_setting('cloudrun_sandbox.memory_limit', '64MB');
 SELECT is((SELECT status FROM sandbox.exec('head -c 200000000 /dev/zero | tail -c 200000000 > /dev/null', 'iso')), 'failed',
 		  'cloudrun_sandbox.memory_limit stops a command that needs more memory');
-RESET cloudrun_sandbox.memory_limit;
+SELECT test.set_setting('cloudrun_sandbox.memory_limit', NULL);
 
 SELECT sandbox.drop_session('iso');
 SELECT * FROM finish();

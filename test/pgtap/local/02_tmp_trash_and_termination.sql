@@ -1,5 +1,6 @@
 -- Local-backend specifics: a per-session /tmp that persists, the trash of
 -- dropped sessions, and a backend that dies in the middle of a command.
+-- Runs as: tap (sandbox_user only).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(8);
@@ -16,12 +17,11 @@ BEGIN;
 SELECT sandbox.drop_session('t1');
 SELECT ok(NOT test.session_storage_exists('t1'), 'inside the dropping transaction the directory has moved to the trash');
 COMMIT;
-SELECT is((SELECT count(*)::int FROM pg_ls_dir(regexp_replace(current_setting('data_directory'), '/([^/]+)$', '/cloudrun_sandbox/\1/')
-		|| (SELECT oid FROM pg_database WHERE datname = current_database()) || '/trash', true, false)), 0,
+SELECT is((SELECT count(*)::int FROM test.trash_entries()), 0,
 		  'nothing is left in the trash after commit');
 
 -- the backend is terminated mid-command
-SELECT dblink_connect('c2', test.connstr());
+SELECT test.dblink_connect('c2');
 SELECT dblink_send_query('c2', $$SELECT status FROM sandbox.exec('sleep 34', 'lim3')$$);
 SELECT is(test.wait_procs('sleep 34', 1, 10), 1, 'the long command is running (so the next check can fail)');
 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%sleep 34%' AND pid <> pg_backend_pid();

@@ -1,4 +1,5 @@
 -- 1,000 submits over 50 sessions on the local backend.
+-- Runs as: tap (sandbox_user only).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(3);

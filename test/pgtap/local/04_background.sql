@@ -1,4 +1,5 @@
 -- Background processes on the local backend.
+-- Runs as: tap (sandbox_user only).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(21);
@@ -48,7 +49,7 @@ SELECT throws_ok($$SELECT * FROM sandbox.kill_background_process()$$, '22023', N
 SELECT throws_ok($$SELECT * FROM sandbox.kill_background_process(pattern => '[')$$, '2201B', NULL, 'a bad pattern is an error');
 
 -- A background process outlives the connection that started it.
-SELECT dblink_connect('bg', test.connstr());
+SELECT test.dblink_connect('bg');
 SELECT * FROM dblink('bg', $$SELECT sandbox.start_background('sleep 105', 'bgt')$$) AS t(h bigint);
 SELECT dblink_disconnect('bg');
 SELECT is(test.wait_procs('sleep 105', 1, 10), 1, 'a background process outlives the connection that started it');

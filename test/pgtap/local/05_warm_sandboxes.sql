@@ -2,6 +2,7 @@
 -- commands.  Each command must still start as if the sandbox were new (state
 -- from the session, nothing left running), and a sandbox is replaced when its
 -- session is dropped, when a run is cancelled, and stopped when idle.
+-- Runs as: tap (sandbox_user only).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(22);
@@ -10,9 +11,8 @@ SELECT sandbox.drop_session(s, if_exists => true) FROM unnest(ARRAY['warm1', 'wa
 -- warm_pids lists the worker's warm sandboxes (bwrap processes) of a session.
 CREATE FUNCTION pg_temp.warm_pids(name text) RETURNS SETOF integer
 LANGUAGE sql AS $$
-	SELECT line::integer FROM test.program_lines('pgrep -P ' || (SELECT pid FROM sandbox.worker_status())
-		|| ' -f ' || test.sh_quote('/sessions/' || test.storage_key(name) || '/workspace .* serve$') || ' || true') line
-	WHERE line <> ''
+	SELECT test.worker_children(regexp_replace(test.session_dir(name), '([.[\]()*+?{}|^$\\])', '\\\1', 'g')
+		|| '/workspace .* serve$')
 $$;
 
 SELECT sandbox.submit('cd /tmp; export WARM=kept; echo first', 'warm1') AS id \gset
@@ -67,17 +67,15 @@ SELECT is((SELECT stdout FROM sandbox.wait(:id)), E'new.txt\n',
 		  'a session dropped and created again gets a sandbox of the new session''s workspace');
 
 -- With local_warm_sessions = 0 every command gets a sandbox of its own.
-ALTER SYSTEM SET cloudrun_sandbox.local_warm_sessions = 0;
-SELECT pg_reload_conf();
+SELECT test.set_system('cloudrun_sandbox.local_warm_sessions', '0');
 SELECT pg_sleep(0.5);
 SELECT sandbox.submit('echo cold', 'warm3') AS id \gset
 SELECT is((SELECT stdout FROM sandbox.wait(:id)), E'cold\n', 'commands run with warm sandboxes turned off');
 SELECT is((SELECT count(*)::int FROM pg_temp.warm_pids('warm3')), 0, 'and no sandbox stays up');
-ALTER SYSTEM RESET cloudrun_sandbox.local_warm_sessions;
+SELECT test.set_system('cloudrun_sandbox.local_warm_sessions', NULL);
 
 -- Idle sandboxes are stopped after local_warm_idle_timeout.
-ALTER SYSTEM SET cloudrun_sandbox.local_warm_idle_timeout = '1s';
-SELECT pg_reload_conf();
+SELECT test.set_system('cloudrun_sandbox.local_warm_idle_timeout', '1s');
 DO $$
 BEGIN
 	FOR i IN 1..100 LOOP
@@ -86,8 +84,7 @@ BEGIN
 	END LOOP;
 END $$;
 SELECT is((SELECT count(*)::int FROM pg_temp.warm_pids('warm1')), 0, 'an idle warm sandbox is stopped');
-ALTER SYSTEM RESET cloudrun_sandbox.local_warm_idle_timeout;
-SELECT pg_reload_conf();
+SELECT test.set_system('cloudrun_sandbox.local_warm_idle_timeout', NULL);
 
 SELECT sandbox.drop_session(s) FROM unnest(ARRAY['warm1', 'warm2', 'warm3']) s;
 SELECT * FROM finish();
