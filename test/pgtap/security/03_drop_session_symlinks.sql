@@ -178,7 +178,9 @@ SELECT matches(test.error_of($$SELECT sandbox.sync('st')$$), 'not a regular file
 SELECT ok(clock_timestamp() - :'t0'::timestamptz < interval '3 s', 'at once, without waiting for the writer (4 s)');
 RESET ROLE;
 SELECT test.program_lines(format('rm -f %1$s/state.json %2$s/secret.json %2$s/orig.json %2$s/victim', :'st', :'cluster'));
+SET ROLE alice;
 SELECT sandbox.drop_session('st');
+RESET ROLE;
 
 SELECT test.program_lines(format('rm -rf %1$s %2$s %2$s.c %2$s.pid', :'target', :'racer'));
 SELECT * FROM finish();
