@@ -169,6 +169,12 @@ log "worker recovery"
 cat "$out"
 count_summary "$out" "worker recovery"
 
+# --- Background processes stop with the server and DROP EXTENSION (a cluster of its own).
+log "security lifecycle"
+"$ROOT/test/security_lifecycle.sh" >"$out" 2>&1 || true
+cat "$out"
+count_summary "$out" "security lifecycle"
+
 rm -f "$out"
 if [ ${#FAILURES[@]} -gt 0 ]; then
 	log "failed suites: ${FAILURES[*]}"
