@@ -114,6 +114,40 @@ alive(pid_t pid, int64 start)
 }
 
 /*
+ * sb_stop_processes stops processes identified by pid and start time:
+ * SIGTERM, a grace period, then SIGKILL to what is left.  Those that ended,
+ * or whose pid now belongs to another process, are left alone.
+ */
+void
+sb_stop_processes(const pid_t *pids, const int64 *starts, int n)
+{
+	TimestampTz deadline;
+
+	for (int i = 0; i < n; i++)
+		if (alive(pids[i], starts[i]))
+			kill(pids[i], SIGTERM);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), KILL_GRACE_MS);
+	for (;;)
+	{
+		bool		any = false;
+
+		for (int i = 0; i < n; i++)
+			any |= alive(pids[i], starts[i]);
+		if (!any)
+			break;
+		if (GetCurrentTimestamp() > deadline)
+		{
+			for (int i = 0; i < n; i++)
+				if (alive(pids[i], starts[i]))
+					kill(pids[i], SIGKILL);
+			break;
+		}
+		pg_usleep(20000);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
  * sb_background_kill stops the caller's live background processes matching a
  * handle, a session and/or a regular expression on the command: SIGTERM to the
  * sandbox, SIGKILL after a grace period.  Returns how many; their handles are
@@ -132,7 +166,6 @@ sb_background_kill(int64 handle, int64 session_id, const char *pattern,
 	int64	   *handles;
 	char	  **remotes;
 	char	  **sessions;
-	TimestampTz deadline;
 	MemoryContext outer = CurrentMemoryContext;
 
 	values[0] = ObjectIdGetDatum(superuser() ? InvalidOid : GetUserId());
@@ -184,29 +217,7 @@ sb_background_kill(int64 handle, int64 session_id, const char *pattern,
 		if (remotes[i] != NULL && sessions[i] != NULL)
 			sb_cloud_bg_kill(sessions[i], handles[i], remotes[i]);
 
-	/* SIGTERM, wait for the grace period, then SIGKILL what is left. */
-	for (int i = 0; i < n; i++)
-		if (alive(pids[i], starts[i]))
-			kill(pids[i], SIGTERM);
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), KILL_GRACE_MS);
-	for (;;)
-	{
-		bool		any = false;
-
-		for (int i = 0; i < n; i++)
-			any |= alive(pids[i], starts[i]);
-		if (!any)
-			break;
-		if (GetCurrentTimestamp() > deadline)
-		{
-			for (int i = 0; i < n; i++)
-				if (alive(pids[i], starts[i]))
-					kill(pids[i], SIGKILL);
-			break;
-		}
-		pg_usleep(20000);
-		CHECK_FOR_INTERRUPTS();
-	}
+	sb_stop_processes(pids, starts, n);
 	if (n > 0)
 		sb_wake_worker_at_commit();
 	return n;
@@ -254,9 +265,9 @@ sandbox_get_background_logs(PG_FUNCTION_ARGS)
 	char	   *name;
 	Oid			owner;
 	bool		isnull;
-	char	   *path;
-	FILE	   *f;
+	int			fd;
 	struct stat st;
+	off_t		from = 0;
 	long		max = sb_max_output_bytes;
 	char	   *data;
 	size_t		len;
@@ -306,15 +317,31 @@ sandbox_get_background_logs(PG_FUNCTION_ARGS)
 		data = sb_cloud_bg_logs(session, handle, max, &len);
 	else
 	{
-		path = sb_local_background_path(session, handle, "log");
-		f = fopen(path, "rb");
-		if (f == NULL)
+		ssize_t		n = 0;
+
+		/* A regular file the host made, opened without following or waiting (driver_local.c). */
+		fd = sb_local_background_open_log(session, handle);
+		if (fd < 0)
 			PG_RETURN_TEXT_P(cstring_to_text(""));
-		if (fstat(fileno(f), &st) == 0 && st.st_size > max)
-			fseek(f, st.st_size - max, SEEK_SET);
+		if (fstat(fd, &st) == 0 && st.st_size > max)
+			from = st.st_size - max;
 		data = palloc(max + 1);
-		len = fread(data, 1, max, f);
-		fclose(f);
+		len = 0;
+		while (len < (size_t) max)
+		{
+			n = pread(fd, data + len, max - len, from + len);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			len += n;
+		}
+		close(fd);
+		if (n < 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read the log of background process " INT64_FORMAT ": %m",
+							handle)));
 	}
 	if (!PG_ARGISNULL(2))
 	{

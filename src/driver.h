@@ -122,9 +122,24 @@ extern pid_t sb_local_background_spawn(const char *session, int64 handle, const 
 									   pid_t *init_pid, int64 *init_start);
 extern bool sb_local_warm;
 extern long sb_local_warm_tick(void);
-extern bool sb_local_background_exit(const char *session, int64 handle, int *code);
-extern char *sb_local_background_path(const char *session, int64 handle, const char *what);
+extern bool sb_local_background_exit(const char *session, int64 handle, int *code,
+									 bool *server_stopped);
+extern int	sb_local_background_open_log(const char *session, int64 handle);
 extern int64 sb_process_start_time(pid_t pid);
+
+/* A background sandbox found running from its host-side files. */
+typedef struct SbBgLive
+{
+	char	   *session;		/* its session's storage key */
+	int64		handle;
+	pid_t		pid;			/* the sandbox's first process */
+	int64		start;			/* and its start time */
+} SbBgLive;
+extern List *sb_local_background_live(void);
+extern void sb_local_background_forget(const char *session, int64 handle);
+
+/* background.c: stop processes (pid and start time): SIGTERM, SIGKILL after a grace period. */
+extern void sb_stop_processes(const pid_t *pids, const int64 *starts, int n);
 
 /* driver_cloudrun.c: the worker's asynchronous result lookups (curl multi). */
 extern void sb_cloud_drive(void);

@@ -4,16 +4,25 @@
  *		which also has its layout), commands run by the executor inside a
  *		bubblewrap sandbox spawned from the backend.
  *
+ * host/ is never bound into a sandbox: a background sandbox gets its log and
+ * exit-code file as descriptors the host opened (see "Background processes'
+ * files" below).
+ *
  * The sandbox has its own user, PID, IPC, UTS and (unless
  * cloudrun_sandbox.local_network) network namespaces, cannot create more
  * (--disable-userns), runs under a seccomp filter (src/local/seccomp.c), sees
  * the system read-only and nothing of the data directory.  The executor runs as the
  * namespace's PID 1, so when it, or bwrap, dies every process in the sandbox
- * dies with it; bwrap dies with the backend (--die-with-parent).
+ * dies with it; bwrap dies with the backend (--die-with-parent), except for
+ * background processes, which survive the worker and stop with the
+ * postmaster (they watch its death pipe) or when the extension is dropped
+ * (the worker stops them, see worker.c).
  */
 #include "driver.h"
 
 #include <fcntl.h>
+#include <dirent.h>
+#include <limits.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -22,6 +31,7 @@
 #include <unistd.h>
 
 #include "miscadmin.h"
+#include "postmaster/postmaster.h"
 #include "utils/memutils.h"
 
 #include "common/sbutil.h"
@@ -33,8 +43,18 @@
 /* Where the executor is inside every sandbox: a fixed path, not the host's. */
 #define SB_SANDBOX_EXECUTOR "/run/sandbox/executor"
 
-/* The descriptor on which bwrap reads the seccomp program (src/local/seccomp.c). */
+/*
+ * The descriptors a sandbox gets besides 0, 1 and 2: bwrap's --info-fd (a
+ * background sandbox only; closed otherwise), the seccomp program (bwrap
+ * reads and closes it before the sandbox's first process starts), and for a
+ * background sandbox the exit-code file and the postmaster-death pipe.
+ */
+#define SB_BG_INFO_FD 3
 #define SB_SECCOMP_CHILD_FD 4
+#define SB_BG_EXIT_FD 5
+#define SB_BG_WATCH_FD 6
+
+static int	background_watch_fd(void);
 
 typedef struct WarmSandbox WarmSandbox;
 
@@ -165,15 +185,14 @@ bwrap_args_for(const char *session, int64 background, bool serve)
 	a = lappend(a, "--unshare-cgroup-try");
 	if (!sb_local_network)
 		a = lappend(a, "--unshare-net");
-	/* A background process outlives the worker that started it; commands do not. */
+	/*
+	 * A background process outlives the worker that started it (it stops with
+	 * the postmaster instead, see sb_local_background_spawn); commands do not.
+	 */
 	if (background == 0)
 		a = lappend(a, "--die-with-parent");
 	else
-	{
-		a = lappend(lappend(lappend(a, "--bind"), session_path(session, "background")),
-					"/run/background");
-		a = lappend(lappend(a, "--info-fd"), "3");
-	}
+		a = lappend(lappend(a, "--info-fd"), CppAsString2(SB_BG_INFO_FD));
 	a = lappend(a, "--new-session");
 	a = lappend(a, "--as-pid-1");
 	a = lappend(a, "--hostname");
@@ -200,7 +219,8 @@ bwrap_args_for(const char *session, int64 background, bool serve)
 	if (background != 0)
 	{
 		a = lappend(a, "background");
-		a = lappend(a, psprintf("/run/background/" INT64_FORMAT ".exit", background));
+		a = lappend(a, CppAsString2(SB_BG_EXIT_FD));
+		a = lappend(a, background_watch_fd() >= 0 ? CppAsString2(SB_BG_WATCH_FD) : "-");
 	}
 
 	argv = palloc(sizeof(char *) * (list_length(a) + 1));
@@ -231,15 +251,15 @@ write_request(int fd, const char *request)
 }
 
 /*
- * spawn_sandbox starts bwrap with the given descriptors as its 0, 1, 2 (and
- * 3, if extra >= 0), the seccomp program on SB_SECCOMP_CHILD_FD (bwrap reads
- * and closes it before the sandbox's first process starts), and nothing else
- * of the backend's: the client socket and every other descriptor stay behind.
- * It runs in a session of its own, with default signal handling.  Returns its
- * pid.
+ * spawn_sandbox starts bwrap with the given descriptors as its 0, 1, 2 and
+ * extra[i] as its 3 + i (left closed where extra[i] < 0), the seccomp
+ * program on SB_SECCOMP_CHILD_FD (whose slot in extra, if it has one, must
+ * be -1), and nothing else of the backend's: the client socket and every
+ * other descriptor stay behind.  It runs in a session of its own, with
+ * default signal handling.  Returns its pid.
  */
 static pid_t
-spawn_sandbox(char **argv, int fd0, int fd1, int fd2, int extra)
+spawn_sandbox(char **argv, int fd0, int fd1, int fd2, const int *extra, int nextra)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -247,8 +267,12 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, int extra)
 	char	   *empty_env[] = {NULL};
 	pid_t		pid;
 	int			rc;
+	int			src[SB_SECCOMP_CHILD_FD + 1 + 8];
+	int			raised[SB_SECCOMP_CHILD_FD + 1 + 8];
+	int			nfds = Max(3 + nextra, SB_SECCOMP_CHILD_FD + 1);
 	int			seccomp_fd;
 
+	Assert(nextra >= 0 && nextra <= 8);
 	if (access(sb_bwrap_path, X_OK) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
@@ -259,18 +283,48 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, int extra)
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("the sandbox executor is not available at \"%s\": %m", executor_path()),
 				 errhint("Run make install, or set cloudrun_sandbox.executor_path.")));
-	/* Above the descriptors dup'ed before it, so that none of them overwrites it. */
-	seccomp_fd = sb_seccomp_open(SB_SECCOMP_CHILD_FD + 1);
+	src[0] = fd0;
+	src[1] = fd1;
+	src[2] = fd2;
+	for (int i = 3; i < nfds; i++)
+		src[i] = i - 3 < nextra ? extra[i - 3] : -1;
+	Assert(src[SB_SECCOMP_CHILD_FD] < 0);
+	/* Above every target, so that no dup2 overwrites it. */
+	seccomp_fd = sb_seccomp_open(nfds);
+
+	/*
+	 * The dup2s run in order: a source numbered like an earlier target would
+	 * be overwritten first, so such sources are copied above every target.
+	 */
+	for (int i = 0; i < nfds; i++)
+	{
+		raised[i] = -1;
+		if (src[i] >= 0 && src[i] < nfds)
+		{
+			raised[i] = fcntl(src[i], F_DUPFD_CLOEXEC, nfds);
+			if (raised[i] < 0)
+			{
+				int			save = errno;
+
+				for (int j = 0; j < i; j++)
+					if (raised[j] >= 0)
+						close(raised[j]);
+				close(seccomp_fd);
+				errno = save;
+				ereport(ERROR,
+						(errcode_for_file_access(), errmsg("could not duplicate a descriptor: %m")));
+			}
+			src[i] = raised[i];
+		}
+	}
+	src[SB_SECCOMP_CHILD_FD] = seccomp_fd;
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, fd0, 0);
-	posix_spawn_file_actions_adddup2(&fa, fd1, 1);
-	posix_spawn_file_actions_adddup2(&fa, fd2, 2);
-	if (extra >= 0)
-		posix_spawn_file_actions_adddup2(&fa, extra, 3);
-	else
-		posix_spawn_file_actions_addclose(&fa, 3);
-	posix_spawn_file_actions_adddup2(&fa, seccomp_fd, SB_SECCOMP_CHILD_FD);
-	posix_spawn_file_actions_addclosefrom_np(&fa, SB_SECCOMP_CHILD_FD + 1);
+	for (int i = 0; i < nfds; i++)
+		if (src[i] >= 0)
+			posix_spawn_file_actions_adddup2(&fa, src[i], i);
+		else
+			posix_spawn_file_actions_addclose(&fa, i);
+	posix_spawn_file_actions_addclosefrom_np(&fa, nfds);
 	posix_spawnattr_init(&attr);
 	sigemptyset(&none);
 	sigfillset(&all);
@@ -282,6 +336,9 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, int extra)
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	close(seccomp_fd);
+	for (int i = 0; i < nfds; i++)
+		if (raised[i] >= 0)
+			close(raised[i]);
 	if (rc != 0)
 	{
 		errno = rc;
@@ -308,7 +365,7 @@ spawn_piped(char **argv, int *in_fd, int *out_fd, int *err_fd, int *pid_fd)
 		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create pipes: %m")));
 	PG_TRY();
 	{
-		pid = spawn_sandbox(argv, in[0], out[1], err[1], -1);
+		pid = spawn_sandbox(argv, in[0], out[1], err[1], NULL, 0);
 	}
 	PG_CATCH();
 	{
@@ -753,13 +810,6 @@ const SbDriver sb_local_driver = {
 	.attach = NULL,
 };
 
-/* sb_local_background_path returns background/<handle>.<what> of a session. */
-char *
-sb_local_background_path(const char *session, int64 handle, const char *what)
-{
-	return psprintf("%s/background/" INT64_FORMAT ".%s", session_path(session, NULL), handle, what);
-}
-
 /* sb_process_start_time returns a process's start time (clock ticks since boot), or -1. */
 int64
 sb_process_start_time(pid_t pid)
@@ -789,61 +839,407 @@ sb_process_start_time(pid_t pid)
 	return start;
 }
 
-/* sb_local_background_exit reads the exit code a background process left; false if none. */
-bool
-sb_local_background_exit(const char *session, int64 handle, int *code)
+/*
+ * Background processes' files.  The host keeps them in
+ * sessions/<s>/host/background/, a directory no sandbox sees, and gives the
+ * sandbox open descriptors instead: the log as its standard output and error,
+ * the exit-code file, and the read end of the postmaster-death pipe.  Every
+ * file there is opened with openat() on directory descriptors opened with
+ * O_NOFOLLOW, itself with O_NOFOLLOW|O_NONBLOCK, and used only if fstat()
+ * says it is a regular file: nothing planted anywhere can redirect the host
+ * or make it wait.  Processes started before 0.2.0 kept their files in
+ * sessions/<s>/background/, which their sandbox can write; they are read
+ * there the same way, and only when the host directory has no such file.
+ */
+
+/* open_dir_at opens (with create, first making) a directory below dirfd, never through a symlink. */
+static int
+open_dir_at(int dirfd, const char *name, bool create)
 {
-	FILE	   *f = fopen(sb_local_background_path(session, handle, "exit"), "r");
+	if (create && mkdirat(dirfd, name, S_IRWXU) != 0 && errno != EEXIST)
+		return -1;
+	return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/*
+ * open_bg_dir_at opens, below a session's directory, its directory of
+ * background-process files: the host-only one (made if create), or with
+ * legacy the one of 0.1.0.  Returns -1 with errno set if it cannot.
+ */
+static int
+open_bg_dir_at(int session_fd, bool create, bool legacy)
+{
+	int			host, bg;
+	int			save;
+
+	if (legacy)
+		return open_dir_at(session_fd, "background", false);
+	host = open_dir_at(session_fd, "host", create);
+	if (host < 0)
+		return -1;
+	bg = open_dir_at(host, "background", create);
+	save = errno;
+	close(host);
+	errno = save;
+	return bg;
+}
+
+/* open_bg_dir is open_bg_dir_at for a session named by its storage key. */
+static int
+open_bg_dir(const char *session, bool create, bool legacy)
+{
+	int			dir, bg;
+	int			save;
+
+	/* The session is one path component, never a way up or down. */
+	if (session[0] == '\0' || strchr(session, '/') != NULL || strcmp(session, ".") == 0 ||
+		strcmp(session, "..") == 0)
+	{
+		errno = EINVAL;
+		return -1;
+	}
+	dir = sb_storage_try_open_session(session);
+	if (dir < 0)
+		return -1;
+	bg = open_bg_dir_at(dir, create, legacy);
+	save = errno;
+	close(dir);
+	errno = save;
+	return bg;
+}
+
+/*
+ * open_bg_file opens a file of a directory of background-process files:
+ * never through a symlink, never waiting (on a FIFO), and only if it is a
+ * regular file.  flags are open(2)'s access and creation flags.  Returns -1
+ * with errno set otherwise.
+ */
+static int
+open_bg_file(int dirfd, const char *name, int flags)
+{
+	struct stat st;
+	int			fd;
+
+	fd = openat(dirfd, name, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, S_IRUSR | S_IWUSR);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+	{
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
+	/* Meaningless for a regular file, but the flag would reach the sandbox. */
+	(void) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
+/* bg_name formats a background process's file name, <handle>.<what>. */
+static void
+bg_name(char *name, size_t len, int64 handle, const char *what)
+{
+	snprintf(name, len, INT64_FORMAT ".%s", handle, what);
+}
+
+/*
+ * open_bg_reading opens a background process's file for reading: in the
+ * host-only directory, or, for processes started before 0.2.0, in the legacy
+ * one.  -1 if there is none (or it is not a regular file).
+ */
+static int
+open_bg_reading(const char *session, int64 handle, const char *what)
+{
+	char		name[64];
+	int			dir = open_bg_dir(session, false, false);
+	int			fd;
+
+	bg_name(name, sizeof(name), handle, what);
+	if (dir >= 0)
+	{
+		fd = open_bg_file(dir, name, O_RDONLY);
+		close(dir);
+		if (fd >= 0 || errno != ENOENT)
+			return fd;
+	}
+	dir = open_bg_dir(session, false, true);
+	if (dir < 0)
+		return -1;
+	fd = open_bg_file(dir, name, O_RDONLY);
+	close(dir);
+	return fd;
+}
+
+/* read_small reads up to len - 1 bytes from the start of fd, NUL-terminated; false on failure. */
+static bool
+read_small(int fd, char *buf, size_t len)
+{
+	ssize_t		n;
+
+	do
+		n = pread(fd, buf, len - 1, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return false;
+	buf[n] = '\0';
+	return true;
+}
+
+/*
+ * sb_local_background_open_log opens a background process's log for
+ * reading; -1 if it has none.  The caller closes it.
+ */
+int
+sb_local_background_open_log(const char *session, int64 handle)
+{
+	return open_bg_reading(session, handle, "log");
+}
+
+/*
+ * sb_local_background_exit reads the exit code a background process left;
+ * false if none.  *server_stopped says whether it was stopped because the
+ * postmaster had gone.
+ */
+bool
+sb_local_background_exit(const char *session, int64 handle, int *code, bool *server_stopped)
+{
+	int			fd = open_bg_reading(session, handle, "exit");
+	char		buf[64];
+	char	   *end;
+	long		v;
 	bool		ok;
 
-	if (f == NULL)
+	*server_stopped = false;
+	if (fd < 0)
 		return false;
-	ok = fscanf(f, "%d", code) == 1;
-	fclose(f);
-	return ok;
+	ok = read_small(fd, buf, sizeof(buf));
+	close(fd);
+	if (!ok)
+		return false;
+	errno = 0;
+	v = strtol(buf, &end, 10);
+	if (end == buf || errno != 0 || v < INT_MIN || v > INT_MAX)
+		return false;
+	*code = (int) v;
+	*server_stopped = strncmp(end, " server-stopped", 15) == 0;
+	return true;
+}
+
+/*
+ * background_watch_fd returns the read end of the postmaster-death pipe,
+ * which every child of the postmaster inherits (only the postmaster holds
+ * the write end), or -1 outside a postmaster child.  A background sandbox
+ * that holds it sees it hang up when the postmaster exits, however it exits,
+ * and not when the worker does.
+ */
+static int
+background_watch_fd(void)
+{
+	if (!IsUnderPostmaster)
+		return -1;
+	return postmaster_alive_fds[POSTMASTER_FD_WATCH];
+}
+
+/*
+ * write_pid_file records in <handle>.pid the identity of a background
+ * sandbox's first process, "<pid> <start time>", so that whatever no row
+ * tracks any more (the extension was dropped) can still be found and
+ * stopped.
+ */
+static void
+write_pid_file(int dir, int64 handle, pid_t pid, int64 start)
+{
+	char		name[64];
+	char		line[64];
+	int			fd;
+	int			len;
+
+	bg_name(name, sizeof(name), handle, "pid");
+	fd = open_bg_file(dir, name, O_WRONLY | O_CREAT | O_TRUNC);
+	if (fd < 0)
+	{
+		elog(WARNING, "could not record background process " INT64_FORMAT ": %m", handle);
+		return;
+	}
+	len = snprintf(line, sizeof(line), "%d " INT64_FORMAT "\n", (int) pid, start);
+	if (write(fd, line, len) != len)
+		elog(WARNING, "could not record background process " INT64_FORMAT ": %m", handle);
+	close(fd);
 }
 
 /*
  * sb_local_background_spawn starts a background process: bwrap (without
  * --die-with-parent) runs the executor in background mode with the session's
- * sandbox, its output appended to background/<handle>.log.  Returns bwrap's
- * pid; *init_pid and *init_start identify the sandbox's first process (from
- * bwrap's --info-fd), which is what a kill signals.
+ * sandbox.  The host opens the process's log (appended to) and exit-code
+ * file in the host-only directory and hands them in as descriptors, with the
+ * postmaster-death pipe.  Returns bwrap's pid; *init_pid and *init_start
+ * identify the sandbox's first process (from bwrap's --info-fd), which is
+ * what a kill signals.
  */
 pid_t
 sb_local_background_spawn(const char *session, int64 handle, const char *request,
 						  pid_t *init_pid, int64 *init_start)
 {
 	int			in[2], info[2];
-	int			logfd;
+	int			dir, logfd, exitfd;
+	int			extra[SB_BG_WATCH_FD - 2];
+	char		name[64];
 	char	  **argv;
 	pid_t		pid;
 
 	sb_storage_prepare_session(session, false);
-	sb_storage_make_subdir(session, "background");
 	argv = bwrap_args_for(session, handle, false);
-	logfd = open(sb_local_background_path(session, handle, "log"),
-				 O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, S_IRUSR | S_IWUSR);
-	if (logfd < 0)
-		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create a background log: %m")));
+	dir = open_bg_dir(session, true, false);
+	if (dir < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open the background-process directory of session \"%s\": %m",
+						session)));
+	bg_name(name, sizeof(name), handle, "log");
+	logfd = open_bg_file(dir, name, O_WRONLY | O_CREAT | O_APPEND);
+	bg_name(name, sizeof(name), handle, "exit");
+	exitfd = logfd < 0 ? -1 : open_bg_file(dir, name, O_WRONLY | O_CREAT | O_TRUNC);
+	if (logfd < 0 || exitfd < 0)
+	{
+		int			save = errno;
+
+		if (logfd >= 0)
+			close(logfd);
+		close(dir);
+		errno = save;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create the files of background process " INT64_FORMAT ": %m",
+						handle)));
+	}
 	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(info, O_CLOEXEC) != 0)
+	{
+		int			save = errno;
+
+		close(logfd), close(exitfd), close(dir);
+		errno = save;
 		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create pipes: %m")));
+	}
+	extra[SB_BG_INFO_FD - 3] = info[1];
+	extra[SB_SECCOMP_CHILD_FD - 3] = -1;	/* spawn_sandbox's */
+	extra[SB_BG_EXIT_FD - 3] = exitfd;
+	extra[SB_BG_WATCH_FD - 3] = background_watch_fd();
 	PG_TRY();
 	{
-		pid = spawn_sandbox(argv, in[0], logfd, logfd, info[1]);
+		pid = spawn_sandbox(argv, in[0], logfd, logfd, extra, lengthof(extra));
 	}
 	PG_CATCH();
 	{
-		close(in[0]), close(in[1]), close(info[0]), close(info[1]), close(logfd);
+		close(in[0]), close(in[1]), close(info[0]), close(info[1]);
+		close(logfd), close(exitfd), close(dir);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	close(in[0]);
 	close(info[1]);
 	close(logfd);
+	close(exitfd);
 	write_request(in[1], request);
 	read_child_pid(info[0], init_pid, init_start);
+	if (*init_pid > 0)
+		write_pid_file(dir, handle, *init_pid, *init_start);
+	close(dir);
 	return pid;
+}
+
+/*
+ * sb_local_background_forget removes a background process's <handle>.pid
+ * once its end is recorded (or it was stopped for good), so that
+ * sb_local_background_live reads only the files of what may still run.  Its
+ * log and exit code stay until the session is dropped.
+ */
+void
+sb_local_background_forget(const char *session, int64 handle)
+{
+	char		name[64];
+	int			dir = open_bg_dir(session, false, false);
+
+	if (dir < 0)
+		return;
+	bg_name(name, sizeof(name), handle, "pid");
+	(void) unlinkat(dir, name, 0);
+	close(dir);
+}
+
+/*
+ * sb_local_background_live lists the background sandboxes of this database
+ * whose first process, recorded in a <handle>.pid file, still runs (same pid,
+ * same start time): a list of SbBgLive.  Sessions whose directory cannot be
+ * read are skipped.
+ */
+List *
+sb_local_background_live(void)
+{
+	List	   *live = NIL;
+	int			sessions = sb_storage_try_open_session(NULL);
+	DIR		   *sd;
+	struct dirent *se;
+
+	if (sessions < 0)
+		return NIL;
+	sd = fdopendir(sessions);
+	if (sd == NULL)
+	{
+		close(sessions);
+		return NIL;
+	}
+	while ((se = readdir(sd)) != NULL)
+	{
+		int			dir, bg;
+		DIR		   *bd;
+		struct dirent *be;
+
+		if (se->d_name[0] == '.')
+			continue;
+		dir = open_dir_at(dirfd(sd), se->d_name, false);
+		if (dir < 0)
+			continue;
+		bg = open_bg_dir_at(dir, false, false);
+		close(dir);
+		if (bg < 0)
+			continue;
+		bd = fdopendir(bg);
+		if (bd == NULL)
+		{
+			close(bg);
+			continue;
+		}
+		while ((be = readdir(bd)) != NULL)
+		{
+			size_t		len = strlen(be->d_name);
+			char		buf[64];
+			long long	handle, start;
+			int			pid;
+			int			fd;
+			bool		ok;
+
+			if (len < 5 || strcmp(be->d_name + len - 4, ".pid") != 0)
+				continue;
+			fd = open_bg_file(dirfd(bd), be->d_name, O_RDONLY);
+			if (fd < 0)
+				continue;
+			ok = read_small(fd, buf, sizeof(buf)) && sscanf(buf, "%d %lld", &pid, &start) == 2 &&
+				sscanf(be->d_name, "%lld", &handle) == 1;
+			close(fd);
+			if (ok && pid > 0 && start >= 0 && sb_process_start_time(pid) == start)
+			{
+				SbBgLive   *l = palloc(sizeof(SbBgLive));
+
+				l->session = pstrdup(se->d_name);
+				l->handle = handle;
+				l->pid = pid;
+				l->start = start;
+				live = lappend(live, l);
+			}
+		}
+		closedir(bd);
+	}
+	closedir(sd);
+	return live;
 }
 
 /* read_child_pid reads bwrap's --info-fd report of the sandbox's first process. */

@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/extension.h"
@@ -104,6 +106,17 @@ typedef struct BgProc
 
 static List *bgprocs = NIL;		/* in WorkerContext */
 static void bg_recover(void);
+static void bg_stop_untracked(void);
+static void bg_stop_all(void);
+
+/*
+ * The extension the worker serves (its OID), to notice it being dropped or
+ * dropped and made again; and whether, without it, its background
+ * processes have been stopped.
+ */
+static Oid	served_extension = InvalidOid;
+static bool stopped_without_extension = false;
+static object_access_hook_type prev_object_access_hook = NULL;
 static List *flights = NIL;		/* in WorkerContext */
 static bool sessions_blocked = false;
 
@@ -188,19 +201,21 @@ commit(void)
 static char *caught(MemoryContext cxt);
 
 /*
- * extension_ready says whether the extension exists in the worker's database
- * at the version this library serves (an older one waits for ALTER EXTENSION
- * ... UPDATE; the worker says so once).
+ * extension_oid returns the extension's OID in the worker's database, or
+ * InvalidOid; *ready says whether it is at the version this library serves
+ * (an older one waits for ALTER EXTENSION ... UPDATE; the worker says so once).
  */
-static bool
-extension_ready(void)
+static Oid
+extension_oid(bool *ready)
 {
 	static bool warned = false;
-	bool		ready = false;
+	Oid			ext;
 	MemoryContext cxt = CurrentMemoryContext;
 
+	*ready = false;
 	StartTransactionCommand();
-	if (OidIsValid(get_extension_oid("cloudrun_sandbox", true)))
+	ext = get_extension_oid("cloudrun_sandbox", true);
+	if (OidIsValid(ext))
 	{
 		char	   *version = NULL;
 
@@ -210,20 +225,20 @@ extension_ready(void)
 						"WHERE extname = 'cloudrun_sandbox'", true, 1) == SPI_OK_SELECT &&
 			SPI_processed == 1)
 			version = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		ready = version != NULL && strcmp(version, SB_EXTENSION_VERSION) == 0;
-		if (!ready && !warned)
+		*ready = version != NULL && strcmp(version, SB_EXTENSION_VERSION) == 0;
+		if (!*ready && !warned)
 			ereport(LOG,
 					(errmsg("cloudrun_sandbox worker waits: the extension is at version %s, "
 							"this library serves %s", version ? version : "?",
 							SB_EXTENSION_VERSION),
 					 errhint("Run ALTER EXTENSION cloudrun_sandbox UPDATE.")));
-		warned = !ready;
+		warned = !*ready;
 		PopActiveSnapshot();
 		SPI_finish();
 	}
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(cxt);
-	return ready;
+	return ext;
 }
 
 /*
@@ -1019,6 +1034,7 @@ bg_reap(void)
 		int			code;
 		int			ws = 0;
 		bool		reaped = false;
+		bool		server_stopped;
 
 		if (b->execution != NULL)
 		{
@@ -1031,8 +1047,9 @@ bg_reap(void)
 		}
 		if (b->bwrap_pid > 0)
 			reaped = waitpid(b->bwrap_pid, &ws, 0) == b->bwrap_pid;
-		if (sb_local_background_exit(b->session, b->handle, &code))
-			bg_record_end(b->handle, "exited", true, code, NULL);
+		if (sb_local_background_exit(b->session, b->handle, &code, &server_stopped))
+			bg_record_end(b->handle, server_stopped ? "failed" : "exited", true, code,
+						  server_stopped ? "stopped with the database server" : NULL);
 		else if (reaped)
 			bg_record_end(b->handle, "exited", true,
 						  WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws), NULL);
@@ -1047,6 +1064,8 @@ bg_reap(void)
 	{
 		BgProc	   *b = lfirst(lc);
 
+		if (b->execution == NULL)
+			sb_local_background_forget(b->session, b->handle);
 		pfree(b->session);
 		if (b->execution)
 			pfree(b->execution);
@@ -1161,7 +1180,127 @@ bg_recover(void)
 				 null2 ? -1 : DatumGetInt64(st), SPI_getvalue(tup, desc, 5));
 	}
 	commit();
+	bg_stop_untracked();
 	bg_reap();
+}
+
+/*
+ * bg_stop_untracked stops the local background sandboxes that run, according
+ * to their host-side files, but that no row tracks: those of an extension
+ * that was dropped (and perhaps created again) while no worker watched.
+ */
+static void
+bg_stop_untracked(void)
+{
+	List	   *live = sb_local_background_live();
+	pid_t	   *pids = palloc(sizeof(pid_t) * (list_length(live) + 1));
+	int64	   *starts = palloc(sizeof(int64) * (list_length(live) + 1));
+	int			n = 0;
+	List	   *stopped = NIL;
+	ListCell   *lc, *lc2;
+
+	foreach(lc, live)
+	{
+		SbBgLive   *l = lfirst(lc);
+		bool		tracked = false;
+
+		foreach(lc2, bgprocs)
+		{
+			BgProc	   *b = lfirst(lc2);
+
+			tracked |= b->execution == NULL && b->init_pid == l->pid && b->init_start == l->start;
+		}
+		if (!tracked)
+		{
+			pids[n] = l->pid;
+			starts[n++] = l->start;
+			stopped = lappend(stopped, l);
+		}
+	}
+	if (n == 0)
+		return;
+	ereport(LOG,
+			(errmsg("cloudrun_sandbox: stopping %d background processes that no row tracks", n),
+			 errdetail("Their extension was dropped while no worker ran, or a worker stopped before "
+					   "it recorded their start.")));
+	sb_stop_processes(pids, starts, n);
+	foreach(lc, stopped)
+	{
+		SbBgLive   *l = lfirst(lc);
+
+		sb_local_background_forget(l->session, l->handle);
+	}
+}
+
+/*
+ * bg_stop_all stops every local background sandbox of the database, those
+ * the worker watches and those its host-side files name, and forgets them:
+ * the extension that tracked them was dropped.  Cloud background executions
+ * are forgotten; they end by themselves (at their task timeout).
+ */
+static void
+bg_stop_all(void)
+{
+	List	   *live = sb_local_background_live();
+	int			max = list_length(live) + list_length(bgprocs) + 1;
+	pid_t	   *pids = palloc(sizeof(pid_t) * max);
+	int64	   *starts = palloc(sizeof(int64) * max);
+	int			n = 0;
+	int			running;
+	ListCell   *lc;
+
+	foreach(lc, bgprocs)
+	{
+		BgProc	   *b = lfirst(lc);
+
+		if (b->execution == NULL)
+		{
+			pids[n] = b->init_pid;
+			starts[n++] = b->init_start;
+		}
+	}
+	foreach(lc, live)
+	{
+		SbBgLive   *l = lfirst(lc);
+
+		pids[n] = l->pid;
+		starts[n++] = l->start;
+	}
+	running = list_length(live);
+	if (n > 0)
+		sb_stop_processes(pids, starts, n);
+	foreach(lc, live)
+	{
+		SbBgLive   *l = lfirst(lc);
+
+		sb_local_background_forget(l->session, l->handle);
+	}
+	if (running > 0)
+		ereport(LOG,
+				(errmsg("cloudrun_sandbox: stopped %d background processes: the extension was dropped",
+						running)));
+	foreach(lc, bgprocs)
+	{
+		BgProc	   *b = lfirst(lc);
+
+		/* bwrap exits right after the sandbox's first process: collect it. */
+		for (int i = 0; b->bwrap_pid > 0 && i < 100; i++)
+		{
+			if (waitpid(b->bwrap_pid, NULL, WNOHANG) != 0)
+				break;
+			pg_usleep(10000);
+		}
+		if (b->pidfd >= 0)
+			close(b->pidfd);
+		if (b->execution == NULL)
+			sb_local_background_forget(b->session, b->handle);
+		pfree(b->session);
+		if (b->execution)
+			pfree(b->execution);
+		pfree(b);
+	}
+	list_free(bgprocs);
+	bgprocs = NIL;
 }
 
 /* wait_for_work sleeps until the latch, a sandbox's pipe or a timer wakes us. */
@@ -1307,6 +1446,8 @@ sb_worker_main(Datum arg)
 		ListCell   *lc;
 		bool		any_done;
 		bool		look;
+		Oid			ext;
+		bool		ready;
 
 		/* What one turn of the loop allocates goes at the next turn. */
 		MemoryContextSwitchTo(LoopContext);
@@ -1317,9 +1458,32 @@ sb_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (!extension_ready())
+		ext = extension_oid(&ready);
+		if (OidIsValid(served_extension) && ext != served_extension)
 		{
+			/* Dropped (perhaps made again): nothing may run on untracked. */
+			bg_stop_all();
+			stopped_without_extension = true;
+			served_extension = InvalidOid;
+			recovered = false;
+		}
+		if (!OidIsValid(ext))
+		{
+			/* Dropped while no worker watched: its host-side files name what still runs. */
+			if (!stopped_without_extension)
+				bg_stop_all();
+			stopped_without_extension = true;
 			/* Nothing to do until the extension exists and someone queues work. */
+			recovered = false;
+			note_wakes();
+			wait_for_work();
+			continue;
+		}
+		stopped_without_extension = false;
+		served_extension = ext;
+		if (!ready)
+		{
+			/* An older version: nothing runs until ALTER EXTENSION ... UPDATE. */
 			recovered = false;
 			note_wakes();
 			wait_for_work();
@@ -1385,11 +1549,31 @@ sb_worker_main(Datum arg)
 	}
 }
 
-/* sb_register_worker registers the static background worker (from _PG_init). */
+/*
+ * worker_object_access wakes the worker when a transaction that drops an
+ * extension commits: if it was this one, the worker stops the background
+ * processes it started (see bg_stop_all), which nothing could reach after.
+ */
+static void
+worker_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+	if (access == OAT_DROP && classId == ExtensionRelationId)
+		sb_wake_worker_at_commit();
+}
+
+/*
+ * sb_register_worker registers the static background worker, and the hook
+ * that tells it about DROP EXTENSION (from _PG_init).
+ */
 void
 sb_register_worker(void)
 {
 	BackgroundWorker worker;
+
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = worker_object_access;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

@@ -137,6 +137,12 @@ log "worker recovery"
 cat "$out"
 count_summary "$out" "worker recovery"
 
+# --- Background processes stop with the server and DROP EXTENSION (a cluster of its own).
+log "security lifecycle"
+"$ROOT/test/security_lifecycle.sh" >"$out" 2>&1 || true
+cat "$out"
+count_summary "$out" "security lifecycle"
+
 # --- ALTER EXTENSION ... UPDATE from 0.1.0 with data in place (a cluster of its own).
 log "upgrade from 0.1.0"
 "$ROOT/test/upgrade.sh" >"$out" 2>&1 || true

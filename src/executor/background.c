@@ -4,9 +4,17 @@
  *		lives, as the sandbox's PID 1, with its output going straight to the
  *		log file the supervisor opened as our stdout and stderr.
  *
+ * The supervisor (the database's background worker) also hands us, as open
+ * descriptors, the file for the exit code and the read end of PostgreSQL's
+ * postmaster-death pipe; we never open a file of the host by name, and the
+ * command inherits neither descriptor.
+ *
  * SIGTERM (from sandbox.kill_background_process) is passed on to every
- * process of the sandbox; after the grace period they get SIGKILL.  When the
- * command ends, its exit status is written to exit_file (so a supervisor that
+ * process of the sandbox; after the grace period they get SIGKILL.  So is the
+ * end of the postmaster (its pipe reports a hang-up once the postmaster, the
+ * only holder of the write end, has gone): background processes stop with
+ * the server, not with the worker, which can restart.  When the command ends,
+ * its exit status is written to the exit descriptor (so a supervisor that
  * restarted and is no longer our parent still learns it) and becomes ours.
  */
 #define _GNU_SOURCE
@@ -45,31 +53,58 @@ now_ms(void)
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
-/* write_exit records the exit code for the supervisor. */
+/*
+ * write_exit records the exit code for the supervisor in the exit descriptor:
+ * "<code>\n", or "<code> server-stopped\n" when we stopped because the
+ * postmaster had gone.
+ */
 static void
-write_exit(const char *exit_file, int code)
+write_exit(int exit_fd, int code, bool server_stopped)
 {
-	char		tmp[4096];
-	FILE	   *f;
+	char		line[64];
+	int			len;
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp", exit_file);
-	f = fopen(tmp, "w");
-	if (f == NULL)
+	if (exit_fd < 0)
 		return;
-	fprintf(f, "%d\n", code);
-	if (fclose(f) == 0)
-		(void) rename(tmp, exit_file);
+	len = snprintf(line, sizeof(line), "%d%s\n", code, server_stopped ? " server-stopped" : "");
+	if (ftruncate(exit_fd, 0) == 0)
+		(void) pwrite(exit_fd, line, (size_t) len, 0);
 }
 
+/*
+ * stop_all asks everything we started to stop: SIGTERM now, SIGKILL once the
+ * grace period is over (*kill_at, in now_ms() time).
+ */
+static void
+stop_all(const SbExecRequest *req, pid_t child, long long *kill_at)
+{
+	if (*kill_at != 0)
+		return;
+	signal_all(child, SIGTERM);
+	*kill_at = now_ms() + (req->kill_grace_ms > 0 ? req->kill_grace_ms : 2000);
+}
+
+/*
+ * sb_background_main runs req's command until it ends.  exit_fd receives its
+ * exit code; watch_fd, if >= 0, is the postmaster-death pipe.  Returns the
+ * command's exit status.
+ */
 int
-sb_background_main(const SbExecRequest *req, const char *exit_file)
+sb_background_main(const SbExecRequest *req, int exit_fd, int watch_fd)
 {
 	sigset_t	mask;
 	int			sigfd;
 	pid_t		child;
 	int			wstatus = 0;
 	long long	kill_at = 0;
+	bool		server_stopped = false;
 	int			code;
+
+	/* Ours only: the command must not write our exit code nor hold the pipe. */
+	if (exit_fd >= 0)
+		(void) fcntl(exit_fd, F_SETFD, FD_CLOEXEC);
+	if (watch_fd >= 0)
+		(void) fcntl(watch_fd, F_SETFD, FD_CLOEXEC);
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
@@ -83,7 +118,7 @@ sb_background_main(const SbExecRequest *req, const char *exit_file)
 	{
 		fprintf(stderr, "cloudrun-sandbox: cannot start the background command: %s\n",
 				strerror(errno));
-		write_exit(exit_file, 127);
+		write_exit(exit_fd, 127, false);
 		return 127;
 	}
 	if (child == 0)
@@ -92,18 +127,31 @@ sb_background_main(const SbExecRequest *req, const char *exit_file)
 
 	for (;;)
 	{
-		struct pollfd pfd = {.fd = sigfd, .events = POLLIN};
-		int			timeout = kill_at ? (int) (kill_at - now_ms()) : -1;
+		/* The pipe is watched, never read: its O_NONBLOCK flag is the server's. */
+		struct pollfd pfd[2] = {{.fd = sigfd, .events = POLLIN},
+		{.fd = watch_fd, .events = POLLIN}};
+		int			timeout = kill_at > 0 ? (int) (kill_at - now_ms()) : -1;
 		struct signalfd_siginfo si;
 		bool		exited = false;
 
-		if (kill_at && timeout <= 0)
+		if (kill_at > 0 && timeout <= 0)
 		{
 			signal_all(child, SIGKILL);
-			kill_at = 0;
+			kill_at = -1;		/* done: no more timer */
 			timeout = -1;
 		}
-		if (poll(&pfd, 1, timeout) <= 0)
+		if (poll(pfd, watch_fd >= 0 ? 2 : 1, timeout) <= 0)
+			continue;
+		if (watch_fd >= 0 && (pfd[1].revents & POLLNVAL))
+			watch_fd = -1;		/* not a descriptor after all: nothing to watch */
+		else if (watch_fd >= 0 && pfd[1].revents != 0)
+		{
+			/* The postmaster has gone: stop with the server. */
+			server_stopped = true;
+			watch_fd = -1;
+			stop_all(req, child, &kill_at);
+		}
+		if ((pfd[0].revents & POLLIN) == 0)
 			continue;
 		while (read(sigfd, &si, sizeof(si)) == sizeof(si))
 		{
@@ -119,11 +167,10 @@ sb_background_main(const SbExecRequest *req, const char *exit_file)
 						exited = true;
 					}
 			}
-			else if (kill_at == 0)
+			else
 			{
 				/* Asked to stop: everyone gets SIGTERM, then SIGKILL after the grace period. */
-				signal_all(child, SIGTERM);
-				kill_at = now_ms() + (req->kill_grace_ms > 0 ? req->kill_grace_ms : 2000);
+				stop_all(req, child, &kill_at);
 			}
 			if (exited)
 				break;
@@ -135,6 +182,6 @@ sb_background_main(const SbExecRequest *req, const char *exit_file)
 	}
 	code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
 	signal_all(child, SIGKILL);
-	write_exit(exit_file, code);
+	write_exit(exit_fd, code, server_stopped);
 	return code;
 }

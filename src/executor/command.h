@@ -41,6 +41,6 @@ extern void sb_background_child(const SbExecRequest *req, int out_fd, const char
 			__attribute__((noreturn));
 
 /* sb_background_main runs req's command as a background process; see background.c. */
-extern int	sb_background_main(const SbExecRequest *req, const char *exit_file);
+extern int	sb_background_main(const SbExecRequest *req, int exit_fd, int watch_fd);
 
 #endif							/* SB_COMMAND_H */

@@ -12,6 +12,12 @@
  * same requests and results, framed as "<length>\n<document>", one after
  * another until standard input ends.
  *
+ * Background mode (`background EXIT_FD WATCH_FD`) runs one command for as
+ * long as it lives, its output on our standard output and error, its exit
+ * code into descriptor EXIT_FD, stopping when descriptor WATCH_FD (the
+ * postmaster-death pipe; "-" for none) hangs up; see background.c.  The
+ * descriptors are the supervisor's: this mode opens no file by name.
+ *
  * Cloud mode (`cloud BUCKET REQUEST_OBJECT`, the Cloud Run Job's container
  * arguments) keeps the request, the session and the result in GCS; see
  * cloud.c.
@@ -126,21 +132,47 @@ run_cloud(int argc, char **argv)
 #endif
 }
 
+/* fd_arg parses a descriptor number argument; "-" is -1 (none). */
+static bool
+fd_arg(const char *arg, int *fd)
+{
+	char	   *end;
+	long		v;
+
+	if (strcmp(arg, "-") == 0)
+	{
+		*fd = -1;
+		return true;
+	}
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (errno != 0 || end == arg || *end != '\0' || v < 3 || v > 1024)
+		return false;
+	*fd = (int) v;
+	return true;
+}
+
 /*
  * run_background runs an exec request as a background process (see
  * background.c); it answers with an exit status, not a result document.
  */
 static int
-run_background(const char *exit_file)
+run_background(const char *exit_arg, const char *watch_arg)
 {
 	SbBuf		input;
 	SbExecRequest req;
 	json_t	   *holder = NULL;
 	char		errbuf[512];
 	int			rc;
+	int			exit_fd, watch_fd;
 
 	signal(SIGPIPE, SIG_IGN);
 	prctl(PR_SET_DUMPABLE, 0);
+	if (!fd_arg(exit_arg, &exit_fd) || !fd_arg(watch_arg, &watch_fd))
+	{
+		fprintf(stderr, "cloudrun-sandbox: background mode takes two descriptor numbers\n");
+		return 2;
+	}
 	if (!read_all(0, &input) ||
 		!sb_request_decode(input.data ? input.data : "", input.len, &req, &holder, errbuf,
 						   sizeof(errbuf)))
@@ -149,7 +181,7 @@ run_background(const char *exit_file)
 				input.len ? errbuf : "nothing on standard input");
 		return 2;
 	}
-	rc = sb_background_main(&req, exit_file);
+	rc = sb_background_main(&req, exit_fd, watch_fd);
 	json_decref(holder);
 	sb_buf_free(&input);
 	return rc;
@@ -318,14 +350,14 @@ main(int argc, char **argv)
 	}
 	if (argc > 1 && strcmp(argv[1], "cloud") == 0)
 		return run_cloud(argc, argv);
-	if (argc == 3 && strcmp(argv[1], "background") == 0)
-		return run_background(argv[2]);
+	if (argc == 4 && strcmp(argv[1], "background") == 0)
+		return run_background(argv[2], argv[3]);
 	if (argc > 2 || (argc == 2 && strcmp(argv[1], "serve") != 0))
 	{
 		fprintf(stderr, "usage: %s < request.json > result.json\n", argv[0]);
 		fprintf(stderr, "       %s serve < framed requests > framed results\n", argv[0]);
 		fprintf(stderr, "       %s cloud BUCKET REQUEST_OBJECT [REQUEST_OBJECT...]\n", argv[0]);
-		fprintf(stderr, "       %s background EXIT_FILE < request.json\n", argv[0]);
+		fprintf(stderr, "       %s background EXIT_FD WATCH_FD < request.json\n", argv[0]);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

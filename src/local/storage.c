@@ -246,6 +246,34 @@ sb_storage_open_session(const char *session, bool create)
 	return fd;
 }
 
+int
+sb_storage_try_open_session(const char *session)
+{
+	const char *names[3] = {db_dir_name(), "sessions", session};
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile int fd = -1;
+	volatile int save = 0;
+
+	PG_TRY();
+	{
+		int			failed;
+
+		fd = open_levels(names, session ? 3 : 2, false, &failed);
+		save = errno;
+	}
+	PG_CATCH();
+	{
+		/* Only the default root's checks raise one: nothing to release. */
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		fd = -1;
+		save = EACCES;
+	}
+	PG_END_TRY();
+	errno = save;
+	return fd;
+}
+
 /* make_subdir creates directory name in dirfd (mode 0700) unless it is one already. */
 static bool
 make_subdir(int dirfd, const char *name)

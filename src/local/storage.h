@@ -9,8 +9,14 @@
  *		<database oid>/sessions/<s>/state.json	cwd, env, generation (replaced atomically)
  *		<database oid>/sessions/<s>/workspace/	bound read-write at /workspace
  *		<database oid>/sessions/<s>/tmp/		bound read-write at /tmp
- *		<database oid>/sessions/<s>/background/	bound read-write at /run/background
+ *		<database oid>/sessions/<s>/host/background/<h>.log	a background process's output
+ *		<database oid>/sessions/<s>/host/background/<h>.exit	its exit code
+ *		<database oid>/sessions/<s>/host/background/<h>.pid		its sandbox's first process
+ *		<database oid>/sessions/<s>/background/	0.1.0's background files (read, never written)
  *		<database oid>/trash/					sessions dropped by a transaction not yet committed
+ * host/ is never bound into a sandbox (driver_local.c hands a background
+ * sandbox its files as descriptors); 0.1.0 bound background/ at
+ * /run/background, so its sandboxes could write there.
  * <s> is the session argument the driver gets, an opaque path component.
  */
 #ifndef SB_LOCAL_STORAGE_H
@@ -28,6 +34,14 @@ extern char *sb_storage_session_path(const char *session, const char *sub);
  * not exist.  Any other failure is an ERROR.
  */
 extern int	sb_storage_open_session(const char *session, bool create);
+
+/*
+ * Like sb_storage_open_session without create, for sessions/<s> (or with
+ * session NULL sessions/ itself), but never an ERROR: -1 with errno set on
+ * any failure.  For the worker, which reads background processes' files
+ * outside any transaction.
+ */
+extern int	sb_storage_try_open_session(const char *session);
 
 /* Creates directory sub of sessions/<s> (mode 0700) unless it exists. */
 extern void sb_storage_make_subdir(const char *session, const char *sub);
