@@ -25,6 +25,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
+#include "gcloud.h"
 #include "shared.h"
 
 PG_FUNCTION_INFO_V1(sandbox_start_background);
@@ -131,6 +132,7 @@ sb_background_kill(int64 handle, const char *session, const char *pattern,
 	int64	   *handles;
 	char	  **remotes;
 	char	  **sessions;
+	Oid		   *owners;
 	TimestampTz deadline;
 	MemoryContext outer = CurrentMemoryContext;
 
@@ -147,7 +149,7 @@ sb_background_kill(int64 handle, const char *session, const char *pattern,
 							  "WHERE status IN ('starting', 'running') AND ($1 = 0 OR owner = $1) "
 							  "AND ($2 IS NULL OR pid = $2) AND ($3 IS NULL OR session = $3) "
 							  "AND ($4 IS NULL OR command ~ $4) "
-							  "RETURNING pid, host_pid, host_start_time, remote_name, session",
+							  "RETURNING pid, host_pid, host_start_time, remote_name, session, owner",
 							  4, types, values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not select background processes to kill");
 	n = (int) SPI_processed;
@@ -156,6 +158,7 @@ sb_background_kill(int64 handle, const char *session, const char *pattern,
 	handles = MemoryContextAllocZero(outer, sizeof(int64) * (n + 1));
 	remotes = MemoryContextAllocZero(outer, sizeof(char *) * (n + 1));
 	sessions = MemoryContextAllocZero(outer, sizeof(char *) * (n + 1));
+	owners = MemoryContextAllocZero(outer, sizeof(Oid) * (n + 1));
 	for (int i = 0; i < n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -173,13 +176,17 @@ sb_background_kill(int64 handle, const char *session, const char *pattern,
 		if (SPI_getvalue(tup, desc, 4) != NULL)
 			remotes[i] = MemoryContextStrdup(outer, SPI_getvalue(tup, desc, 4));
 		sessions[i] = MemoryContextStrdup(outer, SPI_getvalue(tup, desc, 5));
+		owners[i] = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
 	}
 	sb_spi_end_owner();
 
 	/* Cloud processes: their supervisor stops them, then the execution is cancelled. */
 	for (int i = 0; i < n; i++)
 		if (remotes[i] != NULL)
+		{
+			sb_gc_use_role(owners[i]);	/* its objects are under its owner's prefix */
 			sb_cloud_bg_kill(sessions[i], handles[i], remotes[i]);
+		}
 
 	/* SIGTERM, wait for the grace period, then SIGKILL what is left. */
 	for (int i = 0; i < n; i++)
@@ -292,7 +299,10 @@ sandbox_get_background_logs(PG_FUNCTION_ARGS)
 
 	/* The last max_output_bytes of the log, cut to whole lines when tail_lines asks. */
 	if (cloud)
+	{
+		sb_gc_use_role(owner);
 		data = sb_cloud_bg_logs(session, handle, max, &len);
+	}
 	else
 	{
 		path = sb_local_background_path(session, handle, "log");

@@ -4,6 +4,7 @@
  *		uses inside PostgreSQL, and small conversion helpers.
  */
 #include "cloudrun_sandbox.h"
+#include "gcloud.h"
 
 #include <limits.h>
 
@@ -189,6 +190,7 @@ _PG_init(void)
 							"Cloud Run limits job run requests per minute; tasks of one execution are not.",
 							&sb_max_batch, 50, 1, 10000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	sb_fileops_init();
+	sb_gcloud_init();
 	MarkGUCPrefixReserved("cloudrun_sandbox");
 
 	if (process_shared_preload_libraries_in_progress)
