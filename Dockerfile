@@ -4,7 +4,11 @@
 #   gcloud builds submit --tag REGION-docker.pkg.dev/PROJECT/sandbox/executor .
 #
 # Stage 1 builds the executor (plain C, no PostgreSQL); stage 2 is a small
-# runtime with a shell and common tools for the commands users run.
+# runtime with a shell and common tools for the commands users run, and
+# bubblewrap: the executor runs every user command in a sandbox of its own
+# inside the container (no network, none of the executor's environment or
+# credentials; see src/executor/isolate.c and the README's "Isolation inside
+# the container").
 
 FROM debian:12-slim AS build
 RUN apt-get update \
@@ -23,7 +27,7 @@ RUN cc -std=gnu11 -O2 -g0 -Wall -Wextra -Werror -Wno-unused-parameter -Isrc \
 
 FROM debian:12-slim
 RUN apt-get update \
-	&& apt-get install -y --no-install-recommends bash ca-certificates coreutils curl \
+	&& apt-get install -y --no-install-recommends bash bubblewrap ca-certificates coreutils curl \
 		findutils git grep gzip libcurl4 libjansson4 procps python3 sed tar xz-utils \
 	&& rm -rf /var/lib/apt/lists/* \
 	&& useradd --create-home --uid 1000 sandbox \

@@ -25,6 +25,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
+#include "gcloud.h"
 #include "shared.h"
 
 PG_FUNCTION_INFO_V1(sandbox_start_background);
@@ -166,6 +167,7 @@ sb_background_kill(int64 handle, int64 session_id, const char *pattern,
 	int64	   *handles;
 	char	  **remotes;
 	char	  **sessions;
+	Oid		   *owners;
 	MemoryContext outer = CurrentMemoryContext;
 
 	values[0] = ObjectIdGetDatum(superuser() ? InvalidOid : GetUserId());
@@ -182,7 +184,8 @@ sb_background_kill(int64 handle, int64 session_id, const char *pattern,
 							  "AND ($2 IS NULL OR pid = $2) AND ($3 IS NULL OR session_id = $3) "
 							  "AND ($4 IS NULL OR command ~ $4) "
 							  "RETURNING pid, host_pid, host_start_time, remote_name, "
-							  "(SELECT s.storage_key FROM sandbox.sessions s WHERE s.id = session_id)",
+							  "(SELECT s.storage_key FROM sandbox.sessions s WHERE s.id = session_id), "
+							  "owner",
 							  4, types, values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not select background processes to kill");
 	n = (int) SPI_processed;
@@ -191,6 +194,7 @@ sb_background_kill(int64 handle, int64 session_id, const char *pattern,
 	handles = MemoryContextAllocZero(outer, sizeof(int64) * (n + 1));
 	remotes = MemoryContextAllocZero(outer, sizeof(char *) * (n + 1));
 	sessions = MemoryContextAllocZero(outer, sizeof(char *) * (n + 1));
+	owners = MemoryContextAllocZero(outer, sizeof(Oid) * (n + 1));
 	for (int i = 0; i < n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -209,13 +213,17 @@ sb_background_kill(int64 handle, int64 session_id, const char *pattern,
 			remotes[i] = MemoryContextStrdup(outer, SPI_getvalue(tup, desc, 4));
 		if (SPI_getvalue(tup, desc, 5) != NULL)
 			sessions[i] = MemoryContextStrdup(outer, SPI_getvalue(tup, desc, 5));
+		owners[i] = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
 	}
 	sb_spi_end_owner();
 
 	/* Cloud processes: their supervisor stops them, then the execution is cancelled. */
 	for (int i = 0; i < n; i++)
 		if (remotes[i] != NULL && sessions[i] != NULL)
+		{
+			sb_gc_use_role(owners[i]);	/* its objects are under its owner's prefix */
 			sb_cloud_bg_kill(sessions[i], handles[i], remotes[i]);
+		}
 
 	sb_stop_processes(pids, starts, n);
 	if (n > 0)
@@ -314,7 +322,10 @@ sandbox_get_background_logs(PG_FUNCTION_ARGS)
 	if (session == NULL)
 		PG_RETURN_TEXT_P(cstring_to_text(""));
 	if (cloud)
+	{
+		sb_gc_use_role(owner);
 		data = sb_cloud_bg_logs(session, handle, max, &len);
+	}
 	else
 	{
 		ssize_t		n = 0;

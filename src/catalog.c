@@ -9,6 +9,7 @@
  * can be substituted into a query that runs with the owner's rights.
  */
 #include "driver.h"
+#include "gcloud.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -309,6 +310,8 @@ sb_session_lock_ext(const char *name, bool create, SbBackend backend, bool missi
 				 errhint("Create it with sandbox.create_session(), or run a command in it.")));
 	}
 	session->created = created;
+	/* Cloud calls on it from now on use its owner's job and prefix. */
+	sb_gc_use_role(session->owner);
 	return session;
 }
 

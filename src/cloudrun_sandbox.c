@@ -4,6 +4,7 @@
  *		uses inside PostgreSQL, and small conversion helpers.
  */
 #include "cloudrun_sandbox.h"
+#include "gcloud.h"
 
 #include <limits.h>
 
@@ -192,6 +193,7 @@ _PG_init(void)
 							&sb_max_batch, 50, 1, 10000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	sb_fileops_init();
 	sb_callbacks_define_settings();
+	sb_gcloud_init();
 	MarkGUCPrefixReserved("cloudrun_sandbox");
 
 	if (process_shared_preload_libraries_in_progress)

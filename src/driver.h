@@ -82,6 +82,12 @@ typedef struct SbDriver
 	SbRun	   *(*stage) (const char *session, int64 id, const char *request);
 	void		(*launch_batch) (SbRun **runs, int n);
 
+	/*
+	 * Staged runs whose keys differ never share a batch (cloud: the job, which
+	 * is the session owner's); NULL: any may.
+	 */
+	const char *(*batch_key) (SbRun *run);
+
 	/* The remote execution's name, to record (NULL: none). */
 	const char *(*remote_name) (SbRun *run);
 

@@ -17,6 +17,11 @@
  * read the result object.  Cancelling a run cancels the execution.  The
  * executor commits the new state.json itself, with ifGenerationMatch.
  *
+ * A run keeps the job and the object names it started with: which job (and
+ * so which service account) and prefix a session uses is its owner's (see
+ * gcloud.c), chosen when the run is staged or re-attached; runs of
+ * different jobs never share a batch.
+ *
  * In the background worker nothing waits: the result object is looked up
  * with downloads that run on the connection cache's curl multi handle,
  * whose sockets the worker's event loop waits on (sb_cloud_wait_fds,
@@ -40,6 +45,8 @@
 struct SbRun
 {
 	char	   *session;
+	char	   *dir;			/* the session's object prefix, "P/sessions/S/" */
+	char	   *job;			/* /v2/projects/P/locations/R/jobs/J, the owner's */
 	int64		id;
 	char	   *request_object;
 	char	   *result_object;
@@ -171,26 +178,38 @@ request_timeout_s(const char *request)
 	return (ms + 999) / 1000 + EXECUTION_MARGIN_S;
 }
 
-/* job_path returns /v2/projects/P/locations/R/jobs/J. */
+/* job_path returns /v2/projects/P/locations/R/jobs/J, J being the chosen role's job. */
 static char *
 job_path(void)
 {
-	return psprintf("/v2/projects/%s/locations/%s/jobs/%s", sb_project, sb_region, sb_job);
+	return psprintf("/v2/projects/%s/locations/%s/jobs/%s", sb_project, sb_region, sb_gc_job());
+}
+
+/* run_init names a run's objects and job, as its owner's settings say now. */
+static SbRun *
+run_init(const char *session, int64 id)
+{
+	SbRun	   *run = palloc0(sizeof(SbRun));
+
+	run->session = pstrdup(session);
+	run->id = id;
+	run->dir = sb_gc_session_prefix(session);
+	run->job = job_path();
+	run->request_object = psprintf("%srequests/" INT64_FORMAT ".json", run->dir, id);
+	run->result_object = psprintf("%sresults/" INT64_FORMAT ".json", run->dir, id);
+	return run;
 }
 
 /* cloud_stage uploads a request; the run starts with cloud_launch_batch(). */
 static SbRun *
 cloud_stage(const char *session, int64 id, const char *request)
 {
-	SbRun	   *run = palloc0(sizeof(SbRun));
+	SbRun	   *run;
 	SbGcsConfig cfg;
 	SbError		err;
 
 	sb_gc_require_settings();
-	run->session = pstrdup(session);
-	run->id = id;
-	run->request_object = sb_gc_object(session, psprintf("requests/" INT64_FORMAT ".json", id));
-	run->result_object = sb_gc_object(session, psprintf("results/" INT64_FORMAT ".json", id));
+	run = run_init(session, id);
 	run->timeout_s = request_timeout_s(request);
 
 	sb_gc_gcs(&cfg);
@@ -220,6 +239,8 @@ cloud_launch_batch(SbRun **runs, int n)
 
 	for (int i = 0; i < n; i++)
 	{
+		if (strcmp(runs[i]->job, runs[0]->job) != 0)
+			elog(ERROR, "runs of different Cloud Run jobs cannot share a batch");
 		json_array_append_new(args, json_string(runs[i]->request_object));
 		timeout_s = Max(timeout_s, runs[i]->timeout_s);
 	}
@@ -229,7 +250,7 @@ cloud_launch_batch(SbRun **runs, int n)
 		json_object_set_new(json_object_get(body, "overrides"), "taskCount", json_integer(n));
 	body_text = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
-	if (sb_gc_run_call("POST", psprintf("%s:run", job_path()), body_text, CALL_TIMEOUT_MS,
+	if (sb_gc_run_call("POST", psprintf("%s:run", runs[0]->job), body_text, CALL_TIMEOUT_MS,
 					   &response, &err) != 0)
 	{
 		SbError		ignored;
@@ -519,7 +540,7 @@ cloud_cancel(SbRun *run)
 		SbGcsConfig cfg;
 
 		sb_gc_gcs(&cfg);
-		if (sb_gcs_upload(&cfg, sb_gc_object(run->session, psprintf("requests/" INT64_FORMAT ".cancel", run->id)),
+		if (sb_gcs_upload(&cfg, psprintf("%srequests/" INT64_FORMAT ".cancel", run->dir, run->id),
 						  "{}", 2, SB_GCS_ANY_GENERATION, NULL, &err) != 0)
 			elog(WARNING, "could not cancel execution " INT64_FORMAT " of its batch: %s",
 				 run->id, err.message);
@@ -544,9 +565,9 @@ cloud_remote_name(SbRun *run)
 	return run != NULL ? run->execution : NULL;
 }
 
-/* find_execution looks through the job's recent executions for one that ran request_object. */
+/* find_execution looks through a job's recent executions for one that ran request_object. */
 static char *
-find_execution(const char *request_object)
+find_execution(const char *job, const char *request_object)
 {
 	char	   *page = NULL;
 
@@ -561,7 +582,7 @@ find_execution(const char *request_object)
 		char	   *found = NULL;
 		const char *next;
 
-		if (sb_gc_run_call("GET", psprintf("%s/executions?pageSize=100%s%s", job_path(),
+		if (sb_gc_run_call("GET", psprintf("%s/executions?pageSize=100%s%s", job,
 										   page ? "&pageToken=" : "", page ? page : ""),
 						   NULL, CALL_TIMEOUT_MS, &response, &err) != 0)
 			sb_gc_raise(&err, "could not list the job's executions", SB_GC_NOT_FOUND_JOB);
@@ -590,15 +611,11 @@ find_execution(const char *request_object)
 static SbRun *
 cloud_attach(const char *session, int64 id, const char *remote_name)
 {
-	SbRun	   *run = palloc0(sizeof(SbRun));
+	SbRun	   *run = run_init(session, id);
 	SbGcsConfig cfg;
 	SbGcsObjectInfo info;
 	SbError		err;
 
-	run->session = pstrdup(session);
-	run->id = id;
-	run->request_object = sb_gc_object(session, psprintf("requests/" INT64_FORMAT ".json", id));
-	run->result_object = sb_gc_object(session, psprintf("results/" INT64_FORMAT ".json", id));
 	/* Whether the execution carried other requests is not known: never cancel it for one. */
 	run->batch_size = 2;
 	if (remote_name != NULL)
@@ -612,8 +629,15 @@ cloud_attach(const char *session, int64 id, const char *remote_name)
 		return run;
 	if (sb_gcs_stat(&cfg, run->request_object, &info, &err) != 0)
 		return NULL;			/* not even the request was written */
-	run->execution = find_execution(run->request_object);
+	run->execution = find_execution(run->job, run->request_object);
 	return run->execution ? run : NULL;
+}
+
+/* cloud_batch_key: runs of one job may share an execution, runs of different jobs never. */
+static const char *
+cloud_batch_key(SbRun *run)
+{
+	return run->job;
 }
 
 const SbDriver sb_cloudrun_driver = {
@@ -632,6 +656,7 @@ const SbDriver sb_cloudrun_driver = {
 	.ready = cloud_ready,
 	.stage = cloud_stage,
 	.launch_batch = cloud_launch_batch,
+	.batch_key = cloud_batch_key,
 	.remote_name = cloud_remote_name,
 	.attach = cloud_attach,
 };

@@ -13,6 +13,7 @@
 #include "utils/timestamp.h"
 
 #include "common/sbutil.h"
+#include "gcloud.h"
 
 /* Extra time after a command's timeout before the sandbox itself is abandoned. */
 #define SB_KILL_GRACE_MS 1000
@@ -106,6 +107,8 @@ sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh, in
 	SbExecRequest req;
 	char	   *request;
 
+	/* Cloud: the owner's job, prefix and isolation, also in the worker. */
+	sb_gc_use_role(session->owner);
 	driver->prepare_session(session->key, fresh);
 	if (driver->executor_writes_state || fresh || !driver->load_state(session->key, state))
 	{
@@ -118,7 +121,8 @@ sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh, in
 	if (driver->executor_writes_state)
 	{
 		req.session = session->key;
-		req.prefix = sb_prefix;
+		req.prefix = sb_gc_prefix();
+		req.isolation = sb_gc_isolation();
 	}
 	req.command = command;
 	req.cwd = state->cwd;

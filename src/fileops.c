@@ -242,7 +242,7 @@ run_file_op(FunctionCallInfo fcinfo, int session_arg, SbFileRequest *req, SbFile
 	if (cloud)
 	{
 		req->session = key;
-		req->prefix = sb_prefix;
+		req->prefix = sb_gc_prefix();
 		sb_gc_gcs(&cfg);
 	}
 	if (req->op == SB_FILE_UPLOAD && cloud)

@@ -4,11 +4,54 @@
  *		the shared client in src/common, configured from the
  *		cloudrun_sandbox.* settings, interruptible by query cancel, and failing
  *		with SQL errors whose hints name the setting to fix.
+ *
+ * Where a session's commands run, and where its objects live, is a matter of
+ * its owner: cloudrun_sandbox.job, .prefix and .cloud_isolation are read
+ * from the owner's ALTER ROLE ... SET (in this database, then in all), and
+ * only if the owner has none from this backend's own settings.  So a
+ * superuser can give each role a job of its own, whose service account IAM
+ * limits to the role's prefix, and the background worker, which runs every
+ * role's queued commands in its one session, uses the owner's job and prefix,
+ * never its own.  sb_gc_use_role() chooses the role whose values the calls
+ * that follow use (until the end of the transaction; outside a transaction
+ * the values last read for that role).
  */
 #include "gcloud.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_db_role_setting.h"
 #include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+
+/* cloudrun_sandbox.cloud_isolation: how cloud commands are isolated in their container. */
+int			sb_cloud_isolation = SB_ISOLATION_SANDBOX;
+
+static const struct config_enum_entry isolation_options[] = {
+	{"sandbox", SB_ISOLATION_SANDBOX, false},
+	{"none", SB_ISOLATION_NONE, false},
+	{NULL, 0, false}
+};
+
+/* What a role's cloud sessions use; see the file header. */
+typedef struct GcTarget
+{
+	Oid			role;
+	char	   *job;
+	char	   *prefix;
+	SbIsolation isolation;
+} GcTarget;
+
+static List *gc_targets = NIL;	/* GcTarget *, in TopMemoryContext: last read per role */
+static GcTarget *gc_current = NULL; /* the role sb_gc_use_role() chose, or NULL */
+static bool gc_callback_set = false;
 
 /* One connection cache and one credential per backend, rebuilt when settings change. */
 static SbHttpClient *gc_http = NULL;
@@ -104,7 +147,7 @@ sb_gc_require_settings(void)
 {
 	require_setting("cloudrun_sandbox.project", sb_project);
 	require_setting("cloudrun_sandbox.region", sb_region);
-	require_setting("cloudrun_sandbox.job", sb_job);
+	require_setting("cloudrun_sandbox.job", sb_gc_job());
 	require_setting("cloudrun_sandbox.bucket", sb_bucket);
 }
 
@@ -124,13 +167,200 @@ sb_gc_gcs(SbGcsConfig *cfg)
 	cfg->policy = &policy;
 }
 
+/* sb_gcloud_init defines this module's settings; called from _PG_init. */
+void
+sb_gcloud_init(void)
+{
+	DefineCustomEnumVariable("cloudrun_sandbox.cloud_isolation",
+							 "How cloud commands are isolated inside their container: sandbox or none.",
+							 "sandbox: each command runs in a sandbox of its own without network, "
+							 "the executor's environment or its credentials; a command whose sandbox "
+							 "cannot be created is not run.  none: commands run directly in the "
+							 "container, where the job's service-account token is within their reach.",
+							 &sb_cloud_isolation, SB_ISOLATION_SANDBOX, isolation_options,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+}
+
+/* gc_end_of_xact forgets the chosen role when a transaction ends. */
+static void
+gc_end_of_xact(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		gc_current = NULL;
+}
+
+/* role_config returns the setconfig array of pg_db_role_setting's row (db, role), or NULL. */
+static ArrayType *
+role_config(Relation rel, Oid db, Oid role)
+{
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	ArrayType  *config = NULL;
+
+	ScanKeyInit(&key[0], Anum_pg_db_role_setting_setdatabase, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(db));
+	ScanKeyInit(&key[1], Anum_pg_db_role_setting_setrole, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(role));
+	scan = systable_beginscan(rel, DbRoleSettingDatidRolidIndexId, true, NULL, 2, key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_db_role_setting_setconfig,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			config = DatumGetArrayTypePCopy(d);
+	}
+	systable_endscan(scan);
+	return config;
+}
+
+/* config_value finds a setting's value in a setconfig array ("name=value" items), or NULL. */
+static char *
+config_value(ArrayType *config, const char *name)
+{
+	Datum	   *items;
+	bool	   *nulls;
+	int			n;
+	char	   *found = NULL;
+
+	if (config == NULL)
+		return NULL;
+	deconstruct_array(config, TEXTOID, -1, false, TYPALIGN_INT, &items, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		char	   *item;
+		char	   *key;
+		char	   *value;
+
+		if (nulls[i])
+			continue;
+		item = TextDatumGetCString(items[i]);
+		ParseLongOption(item, &key, &value);
+		if (value != NULL && pg_strcasecmp(key, name) == 0)
+			found = value;
+	}
+	return found;
+}
+
+/* role_value is a setting for role: this database's ALTER ROLE SET, then all databases', else NULL. */
+static char *
+role_value(ArrayType *here, ArrayType *everywhere, const char *name)
+{
+	char	   *v = config_value(here, name);
+
+	return v != NULL ? v : config_value(everywhere, name);
+}
+
+/* target_of returns the remembered entry of role, making an empty one if needed. */
+static GcTarget *
+target_of(Oid role)
+{
+	ListCell   *lc;
+	MemoryContext old;
+	GcTarget   *t;
+
+	foreach(lc, gc_targets)
+		if (((GcTarget *) lfirst(lc))->role == role)
+			return lfirst(lc);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	t = palloc0(sizeof(GcTarget));
+	t->role = role;
+	gc_targets = lappend(gc_targets, t);
+	MemoryContextSwitchTo(old);
+	return t;
+}
+
+/* set_string replaces a remembered string (kept in TopMemoryContext). */
+static void
+set_string(char **field, const char *value)
+{
+	if (*field != NULL)
+		pfree(*field);
+	*field = MemoryContextStrdup(TopMemoryContext, value);
+}
+
+void
+sb_gc_use_role(Oid role)
+{
+	GcTarget   *t;
+
+	if (!gc_callback_set)
+	{
+		RegisterXactCallback(gc_end_of_xact, NULL);
+		gc_callback_set = true;
+	}
+	if (!OidIsValid(role))
+	{
+		gc_current = NULL;
+		return;
+	}
+	t = target_of(role);
+	if (IsTransactionState())
+	{
+		Relation	rel = table_open(DbRoleSettingRelationId, AccessShareLock);
+		ArrayType  *here = role_config(rel, MyDatabaseId, role);
+		ArrayType  *everywhere = role_config(rel, InvalidOid, role);
+		char	   *job = role_value(here, everywhere, "cloudrun_sandbox.job");
+		char	   *prefix = role_value(here, everywhere, "cloudrun_sandbox.prefix");
+		char	   *isolation = role_value(here, everywhere, "cloudrun_sandbox.cloud_isolation");
+
+		table_close(rel, AccessShareLock);
+		set_string(&t->job, job != NULL ? job : sb_job);
+		set_string(&t->prefix, prefix != NULL ? prefix : sb_prefix);
+		t->isolation = (SbIsolation) sb_cloud_isolation;
+		/* Anything but a clear 'none' (e.g. set before the library was loaded) isolates. */
+		if (isolation != NULL)
+			t->isolation = pg_strcasecmp(isolation, "none") == 0 ? SB_ISOLATION_NONE
+				: SB_ISOLATION_SANDBOX;
+	}
+	else if (t->job == NULL)
+	{
+		/* Never read (outside a transaction): this backend's settings, as before. */
+		set_string(&t->job, sb_job);
+		set_string(&t->prefix, sb_prefix);
+		t->isolation = (SbIsolation) sb_cloud_isolation;
+	}
+	gc_current = t;
+}
+
+/* sb_gc_job is the Cloud Run job of the chosen role's sessions. */
+const char *
+sb_gc_job(void)
+{
+	return gc_current != NULL ? gc_current->job : sb_job;
+}
+
+/* sb_gc_prefix is the object-name prefix of the chosen role's sessions. */
+const char *
+sb_gc_prefix(void)
+{
+	return gc_current != NULL ? gc_current->prefix : sb_prefix;
+}
+
+/* sb_gc_isolation is how the chosen role's commands are isolated in their container. */
+SbIsolation
+sb_gc_isolation(void)
+{
+	return gc_current != NULL ? gc_current->isolation : (SbIsolation) sb_cloud_isolation;
+}
+
 /* sb_gc_session_prefix returns "<prefix>/sessions/<session>/" (no leading slash). */
 char *
 sb_gc_session_prefix(const char *session)
 {
-	if (sb_prefix[0] == '\0')
+	const char *prefix = sb_gc_prefix();
+	size_t		len = strlen(prefix);
+
+	while (len > 0 && prefix[len - 1] == '/')
+		len--;
+	if (len == 0)
 		return psprintf("sessions/%s/", session);
-	return psprintf("%s/sessions/%s/", sb_prefix, session);
+	return psprintf("%.*s/sessions/%s/", (int) len, prefix, session);
 }
 
 /* sb_gc_object returns the name of one of a session's objects. */

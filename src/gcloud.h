@@ -20,6 +20,21 @@ typedef enum SbGcNotFound
 	SB_GC_NOT_FOUND_OTHER
 } SbGcNotFound;
 
+/* cloudrun_sandbox.cloud_isolation (an SbIsolation), defined by sb_gcloud_init(). */
+extern int	sb_cloud_isolation;
+extern void sb_gcloud_init(void);
+
+/*
+ * The job, object prefix and isolation of a role's cloud sessions: the
+ * role's ALTER ROLE ... SET values, else this backend's settings.
+ * sb_gc_use_role() chooses the role the calls that follow are for, until
+ * the end of the transaction (InvalidOid: this backend's settings).
+ */
+extern void sb_gc_use_role(Oid role);
+extern const char *sb_gc_job(void);
+extern const char *sb_gc_prefix(void);
+extern SbIsolation sb_gc_isolation(void);
+
 extern void sb_gc_require_settings(void);
 extern void sb_gc_gcs(SbGcsConfig *cfg);
 extern char *sb_gc_object(const char *session, const char *suffix);

@@ -45,6 +45,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "gcloud.h"
 #include "roles.h"
 #include "shared.h"
 #include "worker/callback.h"
@@ -93,6 +94,7 @@ typedef struct BgProc
 {
 	int64		handle;
 	char	   *session;
+	Oid			owner;			/* cloud: whose job and prefix it uses */
 	pid_t		bwrap_pid;		/* our child, or 0 after a restart */
 	pid_t		init_pid;		/* the sandbox's first process */
 	int64		init_start;
@@ -498,25 +500,46 @@ launch_staged(List *claimed)
 {
 	SbRun	  **runs = palloc(sizeof(SbRun *) * Max(list_length(claimed), 1));
 	WorkerFlight **batch = palloc(sizeof(WorkerFlight *) * Max(list_length(claimed), 1));
-	int			n = 0;
-	ListCell   *lc;
+	bool	   *taken = palloc0(sizeof(bool) * Max(list_length(claimed), 1));
+	bool		more = true;
 
-	foreach(lc, claimed)
+	/* Each pass takes the flights whose batch key is the first left's (its job). */
+	while (more)
 	{
-		WorkerFlight *f = lfirst(lc);
+		const char *key = NULL;
+		int			n = 0;
+		int			i = 0;
+		ListCell   *lc;
 
-		if (f->launched || f->done || f->run == NULL || f->driver->launch_batch == NULL)
-			continue;
-		runs[n] = f->run;
-		batch[n++] = f;
-		if (n == sb_max_batch)
+		more = false;
+		foreach(lc, claimed)
 		{
-			launch_batch(batch, runs, n);
-			n = 0;
+			WorkerFlight *f = lfirst(lc);
+			const char *k;
+
+			if (taken[i++] || f->launched || f->done || f->run == NULL ||
+				f->driver->launch_batch == NULL)
+				continue;
+			k = f->driver->batch_key ? f->driver->batch_key(f->run) : "";
+			if (key == NULL)
+				key = k;
+			else if (strcmp(k, key) != 0)
+			{
+				more = true;
+				continue;
+			}
+			taken[i - 1] = true;
+			runs[n] = f->run;
+			batch[n++] = f;
+			if (n == sb_max_batch)
+			{
+				launch_batch(batch, runs, n);
+				n = 0;
+			}
 		}
+		if (n > 0)
+			launch_batch(batch, runs, n);
 	}
-	if (n > 0)
-		launch_batch(batch, runs, n);
 }
 
 /* mark_running commits the launched flights as running, with their remote names. */
@@ -842,6 +865,7 @@ recover_cloud(void)
 		(void) session_lock(f->session_id, true);
 		PG_TRY();
 		{
+			sb_gc_use_role(f->owner);	/* its owner's job and prefix */
 			f->run = f->driver->attach(f->key, f->id, remote);
 		}
 		PG_CATCH();
@@ -917,12 +941,16 @@ recover(void)
 
 /* bg_track starts watching a background process. */
 static void
-bg_track(int64 handle, const char *session, pid_t bwrap_pid, pid_t init_pid, int64 init_start,
-		 const char *execution)
+bg_track(int64 handle, const char *session, Oid owner, pid_t bwrap_pid, pid_t init_pid,
+		 int64 init_start, const char *execution)
 {
 	MemoryContext old = MemoryContextSwitchTo(WorkerContext);
 	BgProc	   *b = palloc0(sizeof(BgProc));
 
+	/* Read the owner's job and prefix now: polls happen outside transactions. */
+	if (execution != NULL)
+		sb_gc_use_role(owner);
+	b->owner = owner;
 	b->execution = execution ? pstrdup(execution) : NULL;
 	b->handle = handle;
 	b->session = pstrdup(session);
@@ -957,6 +985,7 @@ bg_cloud_ended(BgProc *b, int *code)
 	b->next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BG_CLOUD_POLL_MS);
 	PG_TRY();
 	{
+		sb_gc_use_role(b->owner);
 		r = sb_cloud_bg_poll(b->session, b->handle, b->execution, ++b->polls % 5 == 0, code);
 	}
 	PG_CATCH();
@@ -1136,7 +1165,7 @@ bg_start(void)
 			SPI_execute_with_args("UPDATE sandbox.background_processes SET status = 'running', "
 								  "host_pid = $2, host_start_time = $3, remote_name = $4, "
 								  "started_at = now() WHERE pid = $1", 4, types, v, n, false, 0);
-			bg_track(handle, session.key, bwrap, init_pid, init_start, execution);
+			bg_track(handle, session.key, session.owner, bwrap, init_pid, init_start, execution);
 			ReleaseCurrentSubTransaction();
 		}
 		PG_CATCH();
@@ -1162,7 +1191,8 @@ bg_recover(void)
 
 	begin("cloudrun_sandbox: background recover");
 	ret = SPI_execute("SELECT b.pid, COALESCE(s.storage_key, b.session), b.host_pid, "
-					  "b.host_start_time, b.remote_name FROM sandbox.background_processes b "
+					  "b.host_start_time, b.remote_name, b.owner "
+					  "FROM sandbox.background_processes b "
 					  "LEFT JOIN sandbox.sessions s ON s.id = b.session_id "
 					  "WHERE b.status IN ('running', 'killed') AND b.ended_at IS NULL", true, 0);
 	if (ret != SPI_OK_SELECT)
@@ -1176,8 +1206,10 @@ bg_recover(void)
 		Datum		p = SPI_getbinval(tup, desc, 3, &null1);
 		Datum		st = SPI_getbinval(tup, desc, 4, &null2);
 
-		bg_track(handle, SPI_getvalue(tup, desc, 2), 0, null1 ? 0 : DatumGetInt32(p),
-				 null2 ? -1 : DatumGetInt64(st), SPI_getvalue(tup, desc, 5));
+		bg_track(handle, SPI_getvalue(tup, desc, 2),
+				 DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull)), 0,
+				 null1 ? 0 : DatumGetInt32(p), null2 ? -1 : DatumGetInt64(st),
+				 SPI_getvalue(tup, desc, 5));
 	}
 	commit();
 	bg_stop_untracked();

@@ -112,8 +112,27 @@ sb_request_encode(const SbExecRequest *req)
 	{
 		json_object_set_new(root, "session", json_string(req->session));
 		json_object_set_new(root, "prefix", json_string(req->prefix ? req->prefix : ""));
+		json_object_set_new(root, "isolation", json_string(sb_isolation_name(req->isolation)));
 	}
 	return dump(root);
+}
+
+const char *
+sb_isolation_name(SbIsolation isolation)
+{
+	return isolation == SB_ISOLATION_NONE ? "none" : "sandbox";
+}
+
+bool
+sb_isolation_parse(const char *name, SbIsolation *isolation)
+{
+	if (strcmp(name, "sandbox") == 0)
+		*isolation = SB_ISOLATION_SANDBOX;
+	else if (strcmp(name, "none") == 0)
+		*isolation = SB_ISOLATION_NONE;
+	else
+		return false;
+	return true;
 }
 
 /* get_int reads an optional non-negative integer member. */
@@ -183,6 +202,11 @@ sb_request_decode(const char *text, size_t len, SbExecRequest *out, json_t **hol
 		return fail(errbuf, errlen, "request names an invalid session");
 	v = json_object_get(root, "prefix");
 	out->prefix = json_is_string(v) ? json_string_value(v) : "";
+	/* Missing (an extension older than the member): the safe default. */
+	v = json_object_get(root, "isolation");
+	if (v != NULL && (!json_is_string(v) ||
+					  !sb_isolation_parse(json_string_value(v), &out->isolation)))
+		return fail(errbuf, errlen, "request has an unknown isolation");
 	limits = json_object_get(root, "limits");
 	if (limits != NULL &&
 		(!get_int(limits, "nproc", &out->limits.nproc, 0) ||

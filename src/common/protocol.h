@@ -40,6 +40,22 @@ typedef struct SbLimits
 	long long cpu_seconds;
 } SbLimits;
 
+/*
+ * How the cloud executor runs a user command (request member "isolation";
+ * missing means SB_ISOLATION_SANDBOX, so an older extension gets the safe
+ * default): in a sandbox of its own inside the container, without the
+ * executor's credentials, environment or network (see executor/isolate.c),
+ * or, when an operator opted out, directly in the container.
+ */
+typedef enum SbIsolation
+{
+	SB_ISOLATION_SANDBOX,
+	SB_ISOLATION_NONE
+} SbIsolation;
+
+extern const char *sb_isolation_name(SbIsolation isolation);
+extern bool sb_isolation_parse(const char *name, SbIsolation *isolation);
+
 /* One command to run in a session. */
 typedef struct SbExecRequest
 {
@@ -55,6 +71,7 @@ typedef struct SbExecRequest
 	/* Cloud backend: where the session lives in the bucket (else NULL). */
 	const char *session;
 	const char *prefix; /* object-name prefix, "" for none */
+	SbIsolation isolation; /* cloud: how the command is isolated in the container */
 } SbExecRequest;
 
 /* What the executor reports back. */

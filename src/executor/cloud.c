@@ -39,6 +39,16 @@
  *		CLOUDRUN_SANDBOX_TOKEN_ENDPOINT		OAuth token endpoint (key files)
  *		CLOUDRUN_SANDBOX_WORKSPACE			workspace directory (/workspace)
  *		CLOUDRUN_SANDBOX_MAX_SNAPSHOT_BYTES	largest workspace snapshot (1 GiB)
+ *		CLOUDRUN_SANDBOX_BWRAP				bubblewrap, for the command's sandbox
+ *											(/usr/bin/bwrap)
+ *
+ * The user's command, and a background command, never run in the
+ * executor's own process tree: unless the request's "isolation" is "none"
+ * (an operator opted out), each runs in a sandbox of its own without the
+ * executor's credentials, environment or network (see isolate.c).  If that
+ * sandbox cannot be created the command is not run; its result is an error
+ * saying why.  File operations are the executor's own code, confined to
+ * the workspace and /tmp by path (fileops.c).
  *
  * Tokens and keys never reach standard error or a result.
  */
@@ -46,6 +56,7 @@
 #include "cloud.h"
 #include "command.h"
 #include "fileops.h"
+#include "isolate.h"
 #include "../common/gcs.h"
 #include "../common/oauth.h"
 #include "../common/sbutil.h"
@@ -76,6 +87,11 @@
 /* How often a task of a batch looks for its request's cancel marker. */
 #define CANCEL_POLL_MS 1000
 #define CANCEL_CHECK_TIMEOUT_MS 5000
+/* Why a command did not run: its sandbox could not be created (%s: what failed). */
+#define NO_SANDBOX_FMT \
+	"the command was not run: its sandbox inside the container could not be created (%s); " \
+	"a superuser can set cloudrun_sandbox.cloud_isolation = 'none' to run commands without " \
+	"it, with the job's credentials within their reach (see the README)"
 /* A file operation's payload larger than this goes to a transfer object. */
 #define INLINE_PAYLOAD_MAX ((size_t) 1024 * 1024)
 
@@ -924,8 +940,12 @@ run_execution(CloudRun *run, SbExecRequest *req, SbExecResult *res, char **obsol
 		req->env = state.env;
 		if (run->cancel_name != NULL && cancel_requested(run))
 			set_error(res, "cancelled by sandbox.cancel()");
-		else
+		else if (req->isolation == SB_ISOLATION_NONE)
 			sb_run_command_watched(req, res, run->cancel_name ? &watch : NULL);
+		else if (!sb_isolate_ready(run->workspace_dir, msg, sizeof(msg)))
+			set_error(res, NO_SANDBOX_FMT, msg);
+		else
+			sb_isolate_run(req, res, run->cancel_name ? &watch : NULL);
 		req->cwd = NULL;
 		req->env = NULL;
 		/* An error means the command never properly ran: leave the session as is. */
@@ -1155,6 +1175,7 @@ run_background(CloudRun *run, SbExecRequest *req, const char *base)
 	sigset_t mask;
 	int sigfd;
 	pid_t child;
+	pid_t inner = 0; /* isolated: the sandbox's first process */
 	int wstatus = 0;
 	bool exited = false;
 	long long next_tick = 0, kill_at = 0, exited_at = 0;
@@ -1178,6 +1199,20 @@ run_background(CloudRun *run, SbExecRequest *req, const char *base)
 	}
 	req->cwd = state.cwd;
 	req->env = state.env;
+	if (req->isolation != SB_ISOLATION_NONE &&
+		!sb_isolate_ready(run->workspace_dir, msg, sizeof(msg)))
+	{
+		char		line[MSG_SIZE + 512];
+
+		snprintf(line, sizeof(line), NO_SANDBOX_FMT "\n", msg);
+		say("%s", line);
+		(void) sb_gcs_upload(&run->gcs, log_name, line, strlen(line), SB_GCS_ANY_GENERATION,
+							 NULL, &err);
+		snprintf(exit_text, sizeof(exit_text), "{\"exit_code\":127}");
+		(void) sb_gcs_upload(&run->gcs, exit_name, exit_text, strlen(exit_text),
+							 SB_GCS_ANY_GENERATION, NULL, &err);
+		return 0;
+	}
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
 	sigaddset(&mask, SIGTERM);
@@ -1189,13 +1224,19 @@ run_background(CloudRun *run, SbExecRequest *req, const char *base)
 		say("cannot create pipes: %s", strerror(errno));
 		return 1;
 	}
-	child = fork();
-	if (child == 0)
-		sb_background_child(req, pipefd[1], run->workspace_dir);
+	if (req->isolation == SB_ISOLATION_NONE)
+	{
+		child = fork();
+		if (child == 0)
+			sb_background_child(req, pipefd[1], run->workspace_dir);
+	}
+	else
+		child = sb_isolate_background(req, pipefd[1], &inner, msg, sizeof(msg));
 	close(pipefd[1]);
 	if (child < 0)
 	{
-		say("cannot start the background command: %s", strerror(errno));
+		say("cannot start the background command: %s",
+			req->isolation == SB_ISOLATION_NONE ? strerror(errno) : msg);
 		return 1;
 	}
 	setpgid(child, child);
@@ -1269,7 +1310,15 @@ run_background(CloudRun *run, SbExecRequest *req, const char *base)
 		}
 		if (stop && kill_at == 0 && !exited)
 		{
-			bg_signal(child, SIGTERM);
+			/*
+			 * A sandbox's first process (the executor in background mode)
+			 * passes SIGTERM on to everything inside; bwrap itself would just
+			 * die and take the sandbox with it, without a grace period.
+			 */
+			if (inner > 0)
+				kill(inner, SIGTERM);
+			else
+				bg_signal(child, SIGTERM);
 			kill_at = bg_now_ms() + BG_KILL_GRACE_MS;
 		}
 	}
@@ -1333,6 +1382,21 @@ sb_cloud_background(CloudRun *run, const char *base)
 	return rc;
 }
 
+/*
+ * on_term ends the task when its execution is cancelled: Cloud Run sends
+ * SIGTERM to the container's entrypoint, which is PID 1 there and would
+ * otherwise ignore it.  What it started goes with it (a command's sandbox
+ * dies with its parent).  A background run blocks SIGTERM and stops its
+ * command gracefully instead.
+ */
+static void
+on_term(int sig)
+{
+	if (getpid() == 1)
+		kill(-1, SIGKILL);
+	_exit(128 + sig);
+}
+
 int
 sb_cloud_main(int argc, char **argv)
 {
@@ -1358,6 +1422,7 @@ sb_cloud_main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, on_term);
 	/* Keep the sandboxed command out of our memory (credentials) and pipes. */
 	prctl(PR_SET_DUMPABLE, 0);
 	memset(&run, 0, sizeof(run));

@@ -32,7 +32,16 @@ const USAGE = `usage: emulator.js --port N [options]
   --port N               port on 127.0.0.1 (0 = pick a free one)
   --no-auth              do not require bearer tokens
   --bucket NAME          a bucket that exists (repeatable; default sandbox-test)
-  --job NAME             a Cloud Run job that exists (repeatable; default sandbox)
+  --job NAME[=EMAIL]     a Cloud Run job that exists (repeatable; default sandbox),
+                         whose tasks run as service account EMAIL (default: the
+                         unrestricted emulator-default account)
+  --service-account EMAIL[=CONDITION]
+                         a service account (repeatable); CONDITION is an IAM
+                         condition limiting its Cloud Storage access, e.g.
+                         'resource.name.startsWith("projects/_/buckets/B/objects/P/")'
+                         (terms joined by ||); without one it may do anything.
+                         Tasks of its jobs get their own metadata server, whose
+                         tokens are this account's
   --executor PATH        command each task runs (default $CLOUDRUN_SANDBOX_EXECUTOR,
                          else cloudrun-sandbox-executor on PATH)
   --env NAME=VALUE       extra environment for every task (repeatable)
@@ -53,7 +62,7 @@ const USAGE = `usage: emulator.js --port N [options]
 
 function parseArgs(argv) {
   const cfg = {
-    port: null, auth: true, buckets: [], jobs: [], executor: null, env: {},
+    port: null, auth: true, buckets: [], jobs: [], jobSa: {}, serviceAccounts: [], executor: null, env: {},
     instant: false, bwrap: null, keyFiles: [], tokenTtl: 3600, maxRetries: 0,
     maxRunningTasks: 64, killGraceMs: 2000, maxExecutions: 10000,
     emitDefaults: false, stateDir: null, verbose: false,
@@ -72,7 +81,20 @@ function parseArgs(argv) {
       case '--port': cfg.port = int(need(i, a), a, 0); i++; break;
       case '--no-auth': cfg.auth = false; break;
       case '--bucket': cfg.buckets.push(need(i, a)); i++; break;
-      case '--job': cfg.jobs.push(need(i, a)); i++; break;
+      case '--job': {
+        const v = need(i, a); i++;
+        const eq = v.indexOf('=');
+        const name = eq < 0 ? v : v.slice(0, eq);
+        cfg.jobs.push(name);
+        if (eq > 0) cfg.jobSa[name] = v.slice(eq + 1);
+        break;
+      }
+      case '--service-account': {
+        const v = need(i, a); i++;
+        const eq = v.indexOf('=');
+        cfg.serviceAccounts.push({ email: eq < 0 ? v : v.slice(0, eq), condition: eq < 0 ? null : v.slice(eq + 1) });
+        break;
+      }
       case '--executor': cfg.executor = need(i, a); i++; break;
       case '--env': {
         const v = need(i, a); i++;
@@ -436,6 +458,80 @@ function faultError(api, kind) {
 // ===========================================================================
 
 const SCOPE_CLOUD_PLATFORM = 'https://www.googleapis.com/auth/cloud-platform';
+const DEFAULT_SA = 'emulator-default@emulator-project.iam.gserviceaccount.com';
+
+// Service accounts (--service-account, POST /_emulator/service-accounts):
+// email -> {email, condition, prefixes: [resource-name prefix] | null, server, port}.
+// A token of an account with a condition may only touch the Cloud Storage
+// objects whose resource name ("projects/_/buckets/B/objects/NAME") the
+// condition allows; listing and bucket calls (resource "projects/_/buckets/B")
+// and every Cloud Run call are denied, as IAM does for a role granted on such
+// a condition.  Each account has a metadata server of its own (a port on
+// 127.0.0.1), which its jobs' tasks are pointed at.
+const SERVICE_ACCOUNTS = new Map();
+
+// parseCondition turns 'resource.name.startsWith("X") || ...' into [X, ...].
+function parseCondition(text) {
+  const out = [];
+  for (const term of String(text).split('||')) {
+    const m = /^\s*resource\.name\.startsWith\(\s*"([^"\\]*)"\s*\)\s*$/.exec(term);
+    if (!m) return null;
+    out.push(m[1]);
+  }
+  return out;
+}
+
+// defineServiceAccount creates or updates an account; resolves once its metadata server listens.
+function defineServiceAccount(email, condition) {
+  if (typeof email !== 'string' || !/^[^@\s]+@[^@\s]+$/.test(email)) throw new ApiError(400, 'invalid', `not a service-account email: ${email}`);
+  let prefixes = null;
+  if (condition !== null && condition !== undefined) {
+    prefixes = parseCondition(condition);
+    if (!prefixes) throw new ApiError(400, 'invalid', `unsupported condition (only resource.name.startsWith("...") terms joined by ||): ${condition}`);
+  }
+  let sa = SERVICE_ACCOUNTS.get(email);
+  if (sa) {
+    sa.condition = condition || null;
+    sa.prefixes = prefixes;
+    return Promise.resolve(sa);
+  }
+  sa = { email, condition: condition || null, prefixes, server: null, port: 0 };
+  SERVICE_ACCOUNTS.set(email, sa);
+  return new Promise((resolve, reject) => {
+    sa.server = http.createServer((req, res) => {
+      const rawUrl = req.url || '/';
+      const qi = rawUrl.indexOf('?');
+      const ctx = { req, res, path: qi >= 0 ? rawUrl.slice(0, qi) : rawUrl, query: new URLSearchParams(qi >= 0 ? rawUrl.slice(qi + 1) : '') };
+      STATS.calls['GET metadata'] = (STATS.calls['GET metadata'] || 0) + 1;
+      if (!/^\/computeMetadata\/v1(\/.*)?$/.test(ctx.path)) { res.writeHead(404); res.end('Not Found\n'); return; }
+      handleMetadata(ctx, sa.email);
+    });
+    sa.server.on('error', reject);
+    sa.server.listen(0, '127.0.0.1', () => { sa.port = sa.server.address().port; resolve(sa); });
+  });
+}
+
+function serviceAccountJson(sa) {
+  return { email: sa.email, condition: sa.condition, metadata_host: `127.0.0.1:${sa.port}` };
+}
+
+// metadataHostFor is the metadata server a job's tasks use: its account's, or the main one.
+function metadataHostFor(jobName) {
+  const job = JOBS.get(jobName);
+  const sa = job && job.serviceAccount ? SERVICE_ACCOUNTS.get(job.serviceAccount) : null;
+  return sa && sa.port ? `127.0.0.1:${sa.port}` : `127.0.0.1:${PORT}`;
+}
+
+// authorize checks a Cloud Storage call against the caller's account's condition;
+// object null means a bucket-level call (list, bucket metadata).
+function authorize(ctx, bucket, object, permission) {
+  const p = ctx.principal;
+  const sa = p ? SERVICE_ACCOUNTS.get(p.email) : null;
+  if (!sa || !sa.prefixes) return;
+  const resource = object === null ? `projects/_/buckets/${bucket}` : `projects/_/buckets/${bucket}/objects/${object}`;
+  if (sa.prefixes.some((x) => resource.startsWith(x))) return;
+  throw gcsErr(403, 'forbidden', `${p.email} does not have ${permission} access to the Google Cloud Storage ${object === null ? 'bucket' : 'object'}. Permission '${permission}' denied on resource (or it may not exist).`);
+}
 const TOKENS = new Map();            // access token -> {expiresAt, scopes, email}
 const KEYS = [];                     // {publicKey, email, keyId}
 
@@ -524,8 +620,9 @@ function handleToken(ctx) {
   return sendJson(ctx, 200, issueToken(claims.scope.trim().split(/\s+/), claims.iss));
 }
 
-// GET /computeMetadata/v1/...: a small GCE metadata server.
-function handleMetadata(ctx) {
+// GET /computeMetadata/v1/...: a small GCE metadata server, for account email
+// (the main port's: the unrestricted default account).
+function handleMetadata(ctx, email = DEFAULT_SA) {
   const { req, res } = ctx;
   if (req.headers['metadata-flavor'] !== 'Google' || req.headers['x-forwarded-for']) {
     res.writeHead(403, { 'Content-Type': 'text/html; charset=UTF-8', 'Metadata-Flavor': 'Google' });
@@ -536,12 +633,12 @@ function handleMetadata(ctx) {
   const text = (s) => { res.writeHead(200, { 'Content-Type': 'application/text', 'Metadata-Flavor': 'Google' }); res.end(s); };
   if (p === '/computeMetadata/v1/instance/service-accounts/default/token') {
     const scopes = ctx.query.get('scopes') ? ctx.query.get('scopes').split(',') : [SCOPE_CLOUD_PLATFORM];
-    const tok = issueToken(scopes, 'emulator-default@emulator-project.iam.gserviceaccount.com');
+    const tok = issueToken(scopes, email);
     res.writeHead(200, { 'Content-Type': 'application/json', 'Metadata-Flavor': 'Google' });
     res.end(JSON.stringify(tok));
     return;
   }
-  if (p === '/computeMetadata/v1/instance/service-accounts/default/email') return text('emulator-default@emulator-project.iam.gserviceaccount.com');
+  if (p === '/computeMetadata/v1/instance/service-accounts/default/email') return text(email);
   if (p === '/computeMetadata/v1/project/project-id') return text('emulator-project');
   if (p === '/computeMetadata/v1/project/numeric-project-id') return text('123456789012');
   if (p === '/computeMetadata/v1/instance/region') return text('projects/123456789012/regions/us-central1');
@@ -600,6 +697,11 @@ function checkAuth(ctx) {
   if (!ok) {
     if (gcs) throw gcsErr(403, 'insufficientPermissions', 'Insufficient Permission');
     throw runErr(403, 'PERMISSION_DENIED', 'Request had insufficient authentication scopes.');
+  }
+  ctx.principal = t;
+  const sa = SERVICE_ACCOUNTS.get(t.email);
+  if (!gcs && sa && sa.prefixes) {
+    throw runErr(403, 'PERMISSION_DENIED', `Permission denied on resource (or it may not exist): ${t.email} has no Cloud Run role.`);
   }
 }
 
@@ -832,6 +934,7 @@ function gcsUpload(ctx, bucketName) {
   if (type === 'media') {
     const name = q.get('name');
     if (!name) throw gcsErr(400, 'required', 'Required');
+    authorize(ctx, b.name, name, 'storage.objects.create');
     const o = storeObject(b, name, ctx.body, { contentType: ctx.req.headers['content-type'] }, pre);
     return sendJson(ctx, 200, objectResource(b, o));
   }
@@ -845,6 +948,7 @@ function gcsUpload(ctx, bucketName) {
     if (!meta || typeof meta !== 'object') throw gcsErr(400, 'parseError', 'Parse Error');
     if (!meta.contentType && parts[1].headers['content-type']) meta.contentType = parts[1].headers['content-type'];
     const name = q.get('name') || meta.name;
+    authorize(ctx, b.name, String(name), 'storage.objects.create');
     const o = storeObject(b, name, parts[1].content, meta, pre);
     return sendJson(ctx, 200, objectResource(b, o));
   }
@@ -861,6 +965,7 @@ function resumableStart(ctx, b, pre) {
   }
   const name = ctx.q.get('name') || meta.name;
   validateObjectName(name);
+  authorize(ctx, b.name, name, 'storage.objects.create');
   if (!meta.contentType && ctx.req.headers['x-upload-content-type']) meta.contentType = ctx.req.headers['x-upload-content-type'];
   checkPreconditions(pre, b.objects.get(name), false);
   const id = crypto.randomBytes(16).toString('hex');
@@ -874,6 +979,7 @@ function resumableChunk(ctx, b) {
   const id = ctx.q.get('upload_id');
   const s = RESUMABLE.get(id);
   if (!s || s.bucket !== b.name) throw gcsErr(404, 'notFound', 'No such upload session.');
+  authorize(ctx, b.name, s.name, 'storage.objects.create');
   if (ctx.method === 'DELETE') {
     RESUMABLE.delete(id);
     ctx.res.writeHead(499, { 'Content-Length': 0 });
@@ -928,6 +1034,7 @@ function resumableChunk(ctx, b) {
 }
 
 function gcsGetObject(ctx, bucketName, objectName) {
+  authorize(ctx, bucketName, objectName, 'storage.objects.get');
   const b = getBucket(bucketName);
   const o = getLiveObject(b, objectName, ctx.q);
   checkPreconditions(parsePreconditions(ctx.q), o, true);
@@ -973,6 +1080,7 @@ function sendMedia(ctx, b, o) {
 }
 
 function gcsDeleteObject(ctx, bucketName, objectName) {
+  authorize(ctx, bucketName, objectName, 'storage.objects.delete');
   const b = getBucket(bucketName);
   const o = getLiveObject(b, objectName, ctx.q);
   checkPreconditions(parsePreconditions(ctx.q), o, false);
@@ -987,6 +1095,7 @@ function sortedNames(b) {
 }
 
 function gcsList(ctx, bucketName) {
+  authorize(ctx, bucketName, null, 'storage.objects.list');
   const b = getBucket(bucketName);
   const q = ctx.q;
   const prefix = q.get('prefix') || '';
@@ -1043,10 +1152,12 @@ function gcsList(ctx, bucketName) {
 }
 
 function gcsGetBucket(ctx, bucketName) {
+  authorize(ctx, bucketName, null, 'storage.buckets.get');
   return sendJson(ctx, 200, bucketResource(getBucket(bucketName)));
 }
 
 function gcsListBuckets(ctx) {
+  authorize(ctx, '_', null, 'storage.buckets.list');
   return sendJson(ctx, 200, { kind: 'storage#buckets', items: [...BUCKETS.values()].map(bucketResource) });
 }
 
@@ -1068,7 +1179,8 @@ const JOB_CREATED = Date.now();
 function initJobs() {
   JOBS.clear();
   for (const name of CFG.jobs) {
-    JOBS.set(name, { name, uid: crypto.randomUUID(), created: JOB_CREATED, executionCount: 0, latest: null });
+    JOBS.set(name, { name, uid: crypto.randomUUID(), created: JOB_CREATED, executionCount: 0, latest: null,
+      serviceAccount: CFG.jobSa[name] || null });
   }
 }
 
@@ -1096,7 +1208,7 @@ function jobResource(project, location, job) {
       template: {
         containers: [{ image: EXECUTOR_IMAGE, command: [CFG.executor], env: jobEnvList(), resources: { limits: { cpu: '1000m', memory: '512Mi' } } }],
         maxRetries: CFG.maxRetries, timeout: fmtDuration(JOB_TIMEOUT_S),
-        serviceAccount: 'emulator-default@emulator-project.iam.gserviceaccount.com',
+        serviceAccount: job.serviceAccount || DEFAULT_SA,
         executionEnvironment: 'EXECUTION_ENVIRONMENT_GEN2',
       },
     },
@@ -1289,7 +1401,7 @@ function executionResource(exec) {
       containers: [containerSpec(exec)],
       maxRetries: exec.maxRetries,
       timeout: fmtDuration(exec.timeout),
-      serviceAccount: 'emulator-default@emulator-project.iam.gserviceaccount.com',
+      serviceAccount: exec.serviceAccount,
       executionEnvironment: 'EXECUTION_ENVIRONMENT_GEN2',
     },
     reconciling: exec.state === 'running',
@@ -1325,7 +1437,7 @@ function taskResource(exec, t) {
     job: exec.jobName, execution: exec.id,
     containers: [containerSpec(exec)],
     maxRetries: exec.maxRetries, timeout: fmtDuration(exec.timeout),
-    serviceAccount: 'emulator-default@emulator-project.iam.gserviceaccount.com',
+    serviceAccount: exec.serviceAccount,
     executionEnvironment: 'EXECUTION_ENVIRONMENT_GEN2',
     reconciling: t.state === 'pending' || t.state === 'running',
     conditions: [condition('Completed', stateMap[t.state], { time: t.completed || t.started || exec.created, message: t.message })],
@@ -1390,6 +1502,7 @@ function newExecution(project, location, job, req) {
   for (const e of req.env) envMap.set(e.name, e.value);
   const exec = {
     id, name, project, location, jobName: job.name, uid: crypto.randomUUID(), seq: ++execSeq,
+    serviceAccount: job.serviceAccount || DEFAULT_SA,
     created: Date.now(), updated: Date.now(), started: null, completed: null,
     taskCount, parallelism: Math.min(taskCount, CFG.maxRunningTasks),
     timeout: req.timeout || JOB_TIMEOUT_S, maxRetries: CFG.maxRetries,
@@ -1465,8 +1578,9 @@ function taskEnv(exec, task) {
     LANG: 'C.UTF-8',
     STORAGE_EMULATOR_HOST: baseUrl(),
     CLOUDRUN_SANDBOX_STORAGE_ENDPOINT: baseUrl(),
-    CLOUDRUN_SANDBOX_METADATA_HOST: `127.0.0.1:${PORT}`,
-    GCE_METADATA_HOST: `127.0.0.1:${PORT}`,
+    // The metadata server of the job's service account (a port of its own, or the main one).
+    CLOUDRUN_SANDBOX_METADATA_HOST: metadataHostFor(exec.jobName),
+    GCE_METADATA_HOST: metadataHostFor(exec.jobName),
     GOOGLE_CLOUD_PROJECT: exec.project,
     // As on Cloud Run, tasks authenticate through the metadata server.
     CLOUDRUN_SANDBOX_CREDENTIALS: CFG.auth ? 'metadata' : 'none',
@@ -1935,6 +2049,32 @@ function handleReset(ctx) {
   return sendJson(ctx, 200, { ok: true });
 }
 
+// POST /_emulator/service-accounts {"email", "condition"?}: define or update an account.
+async function handleServiceAccounts(ctx) {
+  if (ctx.method === 'GET') return sendJson(ctx, 200, { serviceAccounts: [...SERVICE_ACCOUNTS.values()].map(serviceAccountJson) });
+  const body = parseJsonBody(ctx);
+  const sa = await defineServiceAccount(body.email, body.condition === undefined ? null : body.condition);
+  log(`service account ${sa.email}: ${sa.condition || 'unrestricted'}, metadata on 127.0.0.1:${sa.port}`);
+  return sendJson(ctx, 200, serviceAccountJson(sa));
+}
+
+// POST /_emulator/jobs {"name", "serviceAccount"?}: create a job, or change its account.
+function handleJobs(ctx) {
+  const list = () => [...JOBS.values()].map((j) => ({ name: j.name, serviceAccount: j.serviceAccount || DEFAULT_SA, metadata_host: metadataHostFor(j.name) }));
+  if (ctx.method === 'GET') return sendJson(ctx, 200, { jobs: list() });
+  const body = parseJsonBody(ctx);
+  if (typeof body.name !== 'string' || !/^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/.test(body.name)) throw new ApiError(400, 'invalid', `not a job name: ${body.name}`);
+  const email = body.serviceAccount || null;
+  if (email && email !== DEFAULT_SA && !SERVICE_ACCOUNTS.has(email)) throw new ApiError(400, 'invalid', `unknown service account ${email}: define it first`);
+  if (!CFG.jobs.includes(body.name)) CFG.jobs.push(body.name);
+  if (email) CFG.jobSa[body.name] = email; else delete CFG.jobSa[body.name];
+  const job = JOBS.get(body.name);
+  if (job) job.serviceAccount = email;
+  else JOBS.set(body.name, { name: body.name, uid: crypto.randomUUID(), created: Date.now(), executionCount: 0, latest: null, serviceAccount: email });
+  log(`job ${body.name}: runs as ${email || DEFAULT_SA}`);
+  return sendJson(ctx, 200, list().find((j) => j.name === body.name));
+}
+
 function handleExpireTokens(ctx) {
   const n = TOKENS.size;
   TOKENS.clear();
@@ -1961,7 +2101,8 @@ function handleLogs(ctx, [id]) {
 }
 
 function handleHealth(ctx) {
-  return sendJson(ctx, 200, { ok: true, port: PORT, auth: CFG.auth, bwrap: CFG.bwrap, instant: CFG.instant, executor: CFG.executor });
+  return sendJson(ctx, 200, { ok: true, port: PORT, auth: CFG.auth, bwrap: CFG.bwrap, instant: CFG.instant, executor: CFG.executor,
+    serviceAccounts: [...SERVICE_ACCOUNTS.values()].map(serviceAccountJson) });
 }
 
 // ===========================================================================
@@ -2006,6 +2147,8 @@ const ROUTES = [
   { api: 'emu', name: '_emulator/expire-tokens', re: /^\/_emulator\/expire-tokens$/, methods: { POST: handleExpireTokens } },
   { api: 'emu', name: '_emulator/logs', re: /^\/_emulator\/executions\/([^/]+)\/logs$/, methods: { GET: handleLogs } },
   { api: 'emu', name: '_emulator/health', re: /^\/_emulator\/health$/, methods: { GET: handleHealth } },
+  { api: 'emu', name: '_emulator/service-accounts', re: /^\/_emulator\/service-accounts$/, methods: { GET: handleServiceAccounts, POST: handleServiceAccounts } },
+  { api: 'emu', name: '_emulator/jobs', re: /^\/_emulator\/jobs$/, methods: { GET: handleJobs, POST: handleJobs } },
 ];
 
 // Query parameters every Google API accepts; Cloud Run rejects others.
@@ -2147,8 +2290,14 @@ function probeBwrap() {
   return r.status === 0;
 }
 
-function main() {
+async function main() {
   for (const f of CFG.keyFiles) loadKeyFile(f);
+  for (const { email, condition } of CFG.serviceAccounts) {
+    try { await defineServiceAccount(email, condition); } catch (e) { die(`--service-account ${email}: ${e.message}`); }
+  }
+  for (const [job, email] of Object.entries(CFG.jobSa)) {
+    if (email !== DEFAULT_SA && !SERVICE_ACCOUNTS.has(email)) die(`--job ${job}=${email}: no --service-account ${email}`);
+  }
   if (CFG.bwrap !== false && !CFG.instant) {
     const works = probeBwrap();
     if (CFG.bwrap === true && !works) log('warning: --bwrap given but bwrap does not work here; tasks will fail to start');
@@ -2184,6 +2333,7 @@ function main() {
     }
     server.close();
     server.closeAllConnections();
+    for (const sa of SERVICE_ACCOUNTS.values()) if (sa.server) { sa.server.close(); sa.server.closeAllConnections(); }
     setTimeout(() => process.exit(0), 100);
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));

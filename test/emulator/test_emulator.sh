@@ -561,6 +561,87 @@ http GET "$JOB" -H "Authorization: Bearer $TOKEN"
 expect 401 '' "/_emulator/expire-tokens invalidates issued tokens"
 stop_emu
 
+# --- 5b. service accounts limited by IAM conditions ------------------------------------
+echo "## service accounts and IAM conditions"
+ALICE=alice-runner@test-proj.iam.gserviceaccount.com
+BOB=bob-runner@test-proj.iam.gserviceaccount.com
+cond() { printf 'resource.name.startsWith("projects/_/buckets/sandbox-test/objects/%s/")' "$1"; }
+start_emu --executor /bin/sh --no-bwrap --service-account "$ALICE=$(cond alice)" --job sandbox --job "sandbox-alice=$ALICE"
+# tok HOST: an access token from the metadata server at HOST (host:port).
+tok() {
+	curl -s -H 'Metadata-Flavor: Google' "http://$1/computeMetadata/v1/instance/service-accounts/default/token" |
+		node -pe 'JSON.parse(require("fs").readFileSync(0, "utf8")).access_token'
+}
+DT=$(tok "${BASE#http://}")
+for o in alice/sessions/s/state.json bob/sessions/s/state.json; do
+	http POST "/upload/storage/v1/b/sandbox-test/o?uploadType=media&name=$(node -pe 'encodeURIComponent(process.argv[1])' "$o")" \
+		-H "Authorization: Bearer $DT" --data-binary "{\"owner\":\"${o%%/*}\"}"
+done
+expect 200 '' "the main metadata server's token (the default account) may write anywhere"
+http GET /_emulator/service-accounts
+expect 200 "j.serviceAccounts.length===1 && j.serviceAccounts[0].email==='$ALICE' && /^127\\.0\\.0\\.1:\\d+$/.test(j.serviceAccounts[0].metadata_host) && j.serviceAccounts[0].metadata_host!=='${BASE#http://}'" "--service-account: listed with a metadata server of its own"
+AMD=$(js 'j.serviceAccounts[0].metadata_host')
+http GET "$RUNP/jobs/sandbox-alice" -H "Authorization: Bearer $DT"
+expect 200 "j.template.template.serviceAccount==='$ALICE'" "--job NAME=EMAIL: the job runs as that account"
+CODE=$(curl -s -o "$TMP/body" -w '%{http_code}' -H 'Metadata-Flavor: Google' "http://$AMD/computeMetadata/v1/instance/service-accounts/default/email")
+ok "its metadata server names it" test "$CODE" = 200 -a "$(cat "$TMP/body")" = "$ALICE"
+AT=$(tok "$AMD")
+http GET "/storage/v1/b/sandbox-test/o/alice%2Fsessions%2Fs%2Fstate.json?alt=media" -H "Authorization: Bearer $AT"
+expect 200 'j.owner==="alice"' "its token reads an object its condition allows"
+http POST "/upload/storage/v1/b/sandbox-test/o?uploadType=media&name=alice%2Fnew" -H "Authorization: Bearer $AT" --data-binary x
+expect 200 '' "... writes one"
+http DELETE "/storage/v1/b/sandbox-test/o/alice%2Fnew" -H "Authorization: Bearer $AT"
+expect 204 '' "... deletes one"
+http GET "/storage/v1/b/sandbox-test/o/alice%2Fmissing" -H "Authorization: Bearer $AT"
+expect 404 '' "... and gets 404 for a missing one there"
+http GET "/storage/v1/b/sandbox-test/o/bob%2Fsessions%2Fs%2Fstate.json?alt=media" -H "Authorization: Bearer $AT"
+expect 403 "j.error.errors[0].reason==='forbidden' && j.error.message.includes('$ALICE does not have storage.objects.get access')" "another prefix's object: 403 forbidden, as IAM says it"
+http POST "/upload/storage/v1/b/sandbox-test/o?uploadType=media&name=bob%2Fsessions%2Fs%2Fstate.json" -H "Authorization: Bearer $AT" --data-binary '{"owner":"alice"}'
+expect 403 '' "... cannot be replaced (media upload)"
+http POST "/upload/storage/v1/b/sandbox-test/o?uploadType=resumable&name=bob%2Fr" -H "Authorization: Bearer $AT"
+expect 403 '' "... nor created by a resumable upload"
+http DELETE "/storage/v1/b/sandbox-test/o/bob%2Fsessions%2Fs%2Fstate.json" -H "Authorization: Bearer $AT"
+expect 403 '' "... nor deleted"
+http GET "/storage/v1/b/sandbox-test/o/alicex%2Fy" -H "Authorization: Bearer $AT"
+expect 403 '' "the condition is a prefix of the resource name: alicex/ is not alice/"
+http GET "/storage/v1/b/sandbox-test/o?prefix=alice%2F" -H "Authorization: Bearer $AT"
+expect 403 '' "listing is a bucket-level call: denied, even with the account's prefix"
+http GET "/storage/v1/b/sandbox-test" -H "Authorization: Bearer $AT"
+expect 403 '' "... as is the bucket's metadata"
+http GET "$RUNP/jobs/sandbox" -H "Authorization: Bearer $AT"
+expect 403 'j.error.status==="PERMISSION_DENIED"' "such an account has no Cloud Run role: 403"
+# A task of the job gets its account's metadata server, and so its token.
+JOB=$RUNP/jobs/sandbox-alice
+run_job "{\"overrides\":{\"containerOverrides\":[{\"args\":[\"-c\",\"T=\$(curl -s -H 'Metadata-Flavor: Google' http://\$GCE_METADATA_HOST/computeMetadata/v1/instance/service-accounts/default/token | sed 's/.*\\\"access_token\\\":\\\"\\\\([^\\\"]*\\\\)\\\".*/\\\\1/'); a=\$(curl -s -o /dev/null -w '%{http_code}' -H \\\"Authorization: Bearer \$T\\\" \$STORAGE_EMULATOR_HOST/storage/v1/b/sandbox-test/o/alice%2Fsessions%2Fs%2Fstate.json); b=\$(curl -s -o /dev/null -w '%{http_code}' -H \\\"Authorization: Bearer \$T\\\" \$STORAGE_EMULATOR_HOST/storage/v1/b/sandbox-test/o/bob%2Fsessions%2Fs%2Fstate.json); echo \\\"md=\$GCE_METADATA_HOST alice=\$a bob=\$b\\\"\"]}]}}" -H "Authorization: Bearer $DT"
+for _ in $(seq 1 100); do
+	http GET "/v2/$EXEC" -H "Authorization: Bearer $DT"
+	js '!!j.completionTime' && break
+	sleep 0.1
+done
+http GET "/_emulator/executions/${EXEC##*/}/logs"
+ok "a task of that job is pointed at its account's metadata server: alice's object 200, bob's 403" \
+	grep -q "md=$AMD alice=200 bob=403" "$TMP/body"
+JOB=$RUNP/jobs/sandbox
+# Accounts and jobs made at run time.
+http POST /_emulator/service-accounts -H 'Content-Type: application/json' -d "{\"email\":\"$BOB\",\"condition\":$(node -pe 'JSON.stringify(process.argv[1])' "$(cond bob)")}"
+expect 200 "j.email==='$BOB' && /^127\\.0\\.0\\.1:\\d+$/.test(j.metadata_host)" "POST /_emulator/service-accounts defines an account"
+BMD=$(js 'j.metadata_host')
+http POST /_emulator/jobs -H 'Content-Type: application/json' -d "{\"name\":\"sandbox-bob\",\"serviceAccount\":\"$BOB\"}"
+expect 200 "j.name==='sandbox-bob' && j.serviceAccount==='$BOB' && j.metadata_host==='$BMD'" "POST /_emulator/jobs makes a job that runs as it"
+BT=$(tok "$BMD")
+http GET "/storage/v1/b/sandbox-test/o/bob%2Fsessions%2Fs%2Fstate.json?alt=media" -H "Authorization: Bearer $BT"
+expect 200 'j.owner==="bob"' "its token reads its own prefix"
+http GET "/storage/v1/b/sandbox-test/o/alice%2Fsessions%2Fs%2Fstate.json?alt=media" -H "Authorization: Bearer $BT"
+expect 403 '' "... and not the other's"
+http POST /_emulator/service-accounts -H 'Content-Type: application/json' -d '{"email":"x@y","condition":"resource.type == \"x\""}'
+expect 400 '' "a condition other than resource.name.startsWith(...) terms is refused"
+http POST /_emulator/jobs -H 'Content-Type: application/json' -d '{"name":"sandbox-carol","serviceAccount":"nobody@test-proj.iam.gserviceaccount.com"}'
+expect 400 '' "a job of an unknown account is refused"
+http POST /_emulator/reset
+http GET "$RUNP/jobs/sandbox-bob" -H "Authorization: Bearer $(tok "${BASE#http://}")"
+expect 200 "j.template.template.serviceAccount==='$BOB'" "jobs and accounts made at run time survive /_emulator/reset"
+stop_emu
+
 # --- 6. --instant, --no-bwrap, --job -------------------------------------------------
 echo "## modes"
 

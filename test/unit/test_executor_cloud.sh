@@ -44,7 +44,8 @@ trap cleanup EXIT
 EXE="$tmp/cloudrun-sandbox-executor"
 if ! (cd "$top" && cc -std=gnu11 -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter -DSB_EXECUTOR_CLOUD \
 	-fsanitize=address,undefined -fno-omit-frame-pointer -Isrc -o "$EXE" \
-	src/executor/executor.c src/executor/command.c src/executor/cloud.c src/executor/fileops.c src/executor/background.c \
+	src/executor/executor.c src/executor/command.c src/executor/cloud.c src/executor/isolate.c \
+	src/executor/fileops.c src/executor/background.c \
 	src/common/sbutil.c src/common/protocol.c src/common/http.c src/common/gcs.c \
 	src/common/oauth.c -ljansson -lcurl -lcrypto); then
 	echo "test_executor_cloud: cannot build the executor" >&2
@@ -182,7 +183,8 @@ submit() {
 
 # run_executor EMU OBJECT [NAME=VALUE...]: runs the executor in cloud mode
 # under bwrap with a new empty workspace; its output goes to $tmp/run.out and
-# $tmp/run.err, its exit status to $RC.
+# $tmp/run.err, its exit status to $RC.  EXTRA_BWRAP: more bwrap arguments.
+EXTRA_BWRAP=()
 run_executor() {
 	local emu=$1 object=$2
 	shift 2
@@ -197,7 +199,7 @@ run_executor() {
 		--symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --ro-bind /etc /etc \
 		--proc /proc --dev /dev --tmpfs /tmp --bind "$ws" /workspace \
 		--ro-bind "$EXE" /tmp/cloudrun-sandbox-executor \
-		--ro-bind "$tmp/key.json" /tmp/key.json \
+		--ro-bind "$tmp/key.json" /tmp/key.json "${EXTRA_BWRAP[@]}" \
 		--chdir /workspace --clearenv \
 		--setenv PATH /usr/local/bin:/usr/bin:/bin --setenv HOME /tmp \
 		--setenv ASAN_OPTIONS "$ASAN_OPTIONS" --setenv UBSAN_OPTIONS "$UBSAN_OPTIONS" \
@@ -520,6 +522,74 @@ check "STORAGE_EMULATOR_HOST alone means no credentials: refused, exit 1 with a 
 run_executor "$AUTH_EMU" sessions/a3/requests/1.json CLOUDRUN_SANDBOX_CREDENTIALS=/tmp/nokey.json
 check "an unreadable key file: exit 1, naming the file" \
 	eval 'rc_is 1 && err_has "cannot set up credentials: .*/tmp/nokey.json"'
+
+# --- the command's own sandbox -----------------------------------------------
+
+echo "# the command runs in a sandbox of its own (isolation)"
+# A key file where the command could otherwise read it (/etc), used by the executor.
+ETC_KEY=/etc/hostname
+KEYENV=(CLOUDRUN_SANDBOX_CREDENTIALS=$ETC_KEY CLOUDRUN_SANDBOX_TOKEN_ENDPOINT="$AUTH_EMU/token")
+# The executors of this section find the key at $ETC_KEY, as in a container whose image holds one.
+EXTRA_BWRAP=(--ro-bind "$tmp/key.json" "$ETC_KEY")
+# run_keyed ID SESSION COMMAND [EXTRA_JSON]: runs a request on the auth emulator.
+run_keyed() {
+	local id=$1 session=$2
+	make_request "$tmp/k.json" "$@"
+	auth_put "sessions/$session/requests/$id.json" "$tmp/k.json"
+	run_executor "$AUTH_EMU" "sessions/$session/requests/$id.json" "${KEYENV[@]}" \
+		SECRET_SETTING=s3cr3t-env
+	auth_get "sessions/$session/results/$id.json" "$tmp/result.json"
+}
+run_keyed 1 i1 'env; echo ---; cat /proc/1/environ 2>/dev/null | tr "\0" "\n"; echo ---; cat /etc/hostname 2>/dev/null; echo ---; echo pid $$'
+check "the command sees none of the executor's environment (env, /proc/1/environ)" \
+	eval 'rc_is 0 && holds "$tmp/result.json" "j.status === \"succeeded\" && !/SECRET_SETTING|s3cr3t|CLOUDRUN_SANDBOX|STORAGE_EMULATOR|GCE_METADATA/.test(j.stdout)"'
+check "... nor the key file the executor signs in with (an empty file in its place)" \
+	eval 'holds "$tmp/result.json" "!/private_key|client_email|BEGIN/.test(j.stdout) && j.stdout.split(\"---\\n\")[2] === \"\""'
+check "... and is the second process of its sandbox (the first is the executor in local mode)" \
+	holds "$tmp/result.json" 'j.stdout.endsWith("pid 2\n")'
+
+run_keyed 2 i1 "curl -s -m 5 -o /dev/null -w '%{http_code}' -H 'Metadata-Flavor: Google' '$AUTH_EMU/computeMetadata/v1/instance/service-accounts/default/token'; echo \" metadata=\$?\"; curl -s -m 5 '$AUTH_EMU/storage/v1/b/$BUCKET/o' | head -c 200; echo \" list=\$?\""
+check "the command has no network: neither the metadata server nor Cloud Storage answers it" \
+	eval 'rc_is 0 && holds "$tmp/result.json" "/metadata=[1-9]/.test(j.stdout) && /list=0/.test(j.stdout) && !/items|access_token/.test(j.stdout)"'
+
+run_keyed 3 i1 'unshare -U true 2>/dev/null && echo nested-userns || echo no-nested-userns; touch /usr/x 2>/dev/null || echo ro-usr; ls /tmp/key.json 2>/dev/null || echo own-tmp'
+check "it cannot make user namespaces of its own, /usr is read-only, /tmp is its own" \
+	eval 'rc_is 0 && holds "$tmp/result.json" "j.stdout === \"no-nested-userns\\nro-usr\\nown-tmp\\n\""'
+
+run_keyed 4 i1 "curl -s -m 5 -o /dev/null -w 'metadata=%{http_code}' -H 'Metadata-Flavor: Google' '$AUTH_EMU/computeMetadata/v1/instance/service-accounts/default/token'" '{"isolation":"none"}'
+check "with isolation none (an operator's opt-out) the command runs in the container: the metadata server answers" \
+	eval 'rc_is 0 && holds "$tmp/result.json" "j.status === \"succeeded\" && j.stdout === \"metadata=200\""'
+
+make_request "$tmp/k.json" 5 i1 'echo never' '{"isolation":"maybe"}'
+auth_put sessions/i1/requests/5.json "$tmp/k.json"
+run_executor "$AUTH_EMU" sessions/i1/requests/5.json "${KEYENV[@]}"
+check "an unknown isolation is an invalid request: nothing runs" \
+	eval 'rc_is 1 && err_has "request has an unknown isolation"'
+
+auth_get sessions/i1/state.json "$tmp/state.json"
+GI=$(js "$tmp/state.json" 'j.last_execution')
+make_request "$tmp/k.json" 6 i1 'touch ran.txt; echo ran'
+auth_put sessions/i1/requests/6.json "$tmp/k.json"
+run_executor "$AUTH_EMU" sessions/i1/requests/6.json "${KEYENV[@]}" CLOUDRUN_SANDBOX_BWRAP=/nonexistent/bwrap
+auth_get sessions/i1/results/6.json "$tmp/result.json"
+auth_get sessions/i1/state.json "$tmp/state.json"
+check "no sandbox possible: the command is not run, an error result says why and names the opt-out" \
+	eval 'rc_is 0 && holds "$tmp/result.json" "j.status === \"error\" && /not run: its sandbox .*could not be created \\(cannot execute \\/nonexistent\\/bwrap/.test(j.error) && /cloud_isolation = .none./.test(j.error) && j.stdout === \"\" && j.state === undefined" && holds "$tmp/state.json" "j.last_execution === $GI"'
+run_keyed 7 i1 'ls ran.txt 2>&1; true'
+check "... and the session is as it was" \
+	holds "$tmp/result.json" '/No such file/.test(j.stdout)'
+
+# Outside any container sandbox (no covered /proc), the command's sandbox has a /proc of its own.
+ws=$(mktemp -d "$tmp/hostws.XXXXXX")
+EXTRA_BWRAP=()
+submit 1 i2 'echo pid $$; ls /proc | grep -c "^[0-9]"'
+env -i PATH=/usr/bin:/bin STORAGE_EMULATOR_HOST="$EMU" CLOUDRUN_SANDBOX_WORKSPACE="$ws" \
+	ASAN_OPTIONS="$ASAN_OPTIONS" UBSAN_OPTIONS="$UBSAN_OPTIONS" SECRET_SETTING=s3cr3t-env \
+	"$EXE" cloud "$BUCKET" sessions/i2/requests/1.json >"$tmp/run.out" 2>"$tmp/run.err"
+RC=$?
+get "$EMU" sessions/i2/results/1.json "$tmp/result.json"
+check "where the container allows it, the sandbox has a /proc of its own: only its processes" \
+	eval 'rc_is 0 && holds "$tmp/result.json" "j.status === \"succeeded\" && /^pid 2\\n[1-5]\\n$/.test(j.stdout)" && ! grep -q "the first choice failed" "$tmp/run.err"'
 
 # --- sanitizers --------------------------------------------------------------
 
