@@ -311,7 +311,8 @@ sb_session_lock_ext(const char *name, bool create, SbBackend backend, bool missi
 	}
 	session->created = created;
 	/* Cloud calls on it from now on use its owner's job and prefix. */
-	sb_gc_use_role(session->owner);
+	if (session->backend == SB_BACKEND_CLOUDRUN)
+		sb_gc_use_role(session->owner);
 	return session;
 }
 

@@ -108,7 +108,8 @@ sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh, in
 	char	   *request;
 
 	/* Cloud: the owner's job, prefix and isolation, also in the worker. */
-	sb_gc_use_role(session->owner);
+	if (driver->executor_writes_state)
+		sb_gc_use_role(session->owner);
 	driver->prepare_session(session->key, fresh);
 	if (driver->executor_writes_state || fresh || !driver->load_state(session->key, state))
 	{

@@ -356,6 +356,9 @@ new_flight(HeapTuple tup, TupleDesc desc)
 	d = SPI_getbinval(tup, desc, 9, &isnull);
 	f->fresh = isnull || DatumGetInt64(d) == 0;
 	f->driver = sb_driver_for(f->backend);
+	/* Read (in this transaction) its owner's job and prefix, for the launch after it. */
+	if (f->backend == SB_BACKEND_CLOUDRUN)
+		sb_gc_use_role(f->owner);
 	MemoryContextSwitchTo(old);
 	return f;
 }

@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #define MAX_ARGS 128
+#define Min(a, b) ((a) < (b) ? (a) : (b))
 #define ERR_CAP 2048
 #define PROBE_TIMEOUT_MS 30000
 /* The inner executor enforces the command's timeout; this is only a backstop. */
@@ -435,7 +436,8 @@ sb_isolate_run(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch 
 	pid_t		pid;
 	int			status = 0;
 	long long	start = now_ms();
-	long long	deadline = start + req->timeout_ms + req->kill_grace_ms + BACKSTOP_MS;
+	long long	deadline = req->timeout_ms > 0
+		? start + req->timeout_ms + req->kill_grace_ms + BACKSTOP_MS : LLONG_MAX;
 	long long	next_check = watch ? start + watch->interval_ms : 0;
 	bool		cancelled = false, overdue = false;
 	char		errbuf[512];
@@ -500,7 +502,8 @@ sb_isolate_run(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch 
 			wake = next_check;
 		if (cancelled || overdue)
 			wake = now + 1000;
-		if (poll(pfd, 3, (int) (wake > now ? wake - now : 0)) < 0 && errno != EINTR)
+		if (poll(pfd, 3, wake == LLONG_MAX ? -1 : (int) Min(wake > now ? wake - now : 0, 60000)) < 0 &&
+			errno != EINTR)
 		{
 			kill(pid, SIGKILL);
 			break;

@@ -324,7 +324,7 @@ function errorBody(api, e) {
 let STATS;
 function resetStats() {
   STATS = {
-    calls: {}, runs_by_arg: {}, jobs_run_calls: 0, tasks_per_run: [],
+    calls: {}, runs_by_arg: {}, runs_by_job: {}, jobs_run_calls: 0, tasks_per_run: [],
     executions: { running: 0, succeeded: 0, failed: 0, cancelled: 0 },
     faults_injected: {},
   };
@@ -1823,6 +1823,7 @@ function handleRunJob(ctx, [project, location, jobName]) {
   STATS.jobs_run_calls++;
   const key = exec.args.join(' ');
   STATS.runs_by_arg[key] = (STATS.runs_by_arg[key] || 0) + 1;
+  STATS.runs_by_job[job.name] = (STATS.runs_by_job[job.name] || 0) + 1;
   STATS.tasks_per_run.push(exec.taskCount);
   if (STATS.tasks_per_run.length > MAX_TASKS_PER_RUN_KEPT) STATS.tasks_per_run.shift();
   const op = newOperation(exec, 'run', project, location);

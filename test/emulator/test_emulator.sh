@@ -621,6 +621,8 @@ done
 http GET "/_emulator/executions/${EXEC##*/}/logs"
 ok "a task of that job is pointed at its account's metadata server: alice's object 200, bob's 403" \
 	grep -q "md=$AMD alice=200 bob=403" "$TMP/body"
+http GET /_emulator/stats
+expect 200 "j.runs_by_job['sandbox-alice']===1 && !j.runs_by_job.sandbox" "stats count runs per job (runs_by_job)"
 JOB=$RUNP/jobs/sandbox
 # Accounts and jobs made at run time.
 http POST /_emulator/service-accounts -H 'Content-Type: application/json' -d "{\"email\":\"$BOB\",\"condition\":$(node -pe 'JSON.stringify(process.argv[1])' "$(cond bob)")}"
