@@ -12,6 +12,26 @@ DEB_PACKAGES="build-essential postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJ
 
 log() { printf '==> %s\n' "$*" >&2; }
 
+# TAP for the shell test scripts: "check STATUS DESCRIPTION" prints one ok / not
+# ok line (STATUS 0 is a pass); tap_finish prints the plan and "N passed, N
+# failed" and returns non-zero if any failed.
+tap_n=0
+tap_failed=0
+check() {
+	tap_n=$((tap_n + 1))
+	if [ "$1" = 0 ]; then
+		echo "ok $tap_n - $2"
+	else
+		echo "not ok $tap_n - $2"
+		tap_failed=$((tap_failed + 1))
+	fi
+}
+tap_finish() {
+	echo "1..$tap_n"
+	echo "$((tap_n - tap_failed)) passed, $tap_failed failed"
+	[ "$tap_failed" = 0 ]
+}
+
 # install_deps installs the Debian packages that are missing (needs root).
 install_deps() {
 	local missing=()

@@ -13,21 +13,8 @@ set +e
 # The last commit of release 0.1.0.
 OLD_COMMIT=${OLD_COMMIT:-0e2beb1}
 
-n=0
-failed=0
-check() {
-	n=$((n + 1))
-	if [ "$1" = 0 ]; then
-		echo "ok $n - $2"
-	else
-		echo "not ok $n - $2"
-		failed=$((failed + 1))
-	fi
-}
 finish() {
-	echo "1..$n"
-	echo "$((n - failed)) passed, $failed failed"
-	[ "$failed" = 0 ]
+	tap_finish
 	exit $?
 }
 

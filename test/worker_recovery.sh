@@ -10,17 +10,6 @@ set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 set +e
 
-n=0
-failed=0
-check() {
-	n=$((n + 1))
-	if [ "$1" = 0 ]; then
-		echo "ok $n - $2"
-	else
-		echo "not ok $n - $2"
-		failed=$((failed + 1))
-	fi
-}
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -d sandbox_tap "$@"; }
 worker_pid() { q -c "SELECT pid FROM sandbox.worker_status() WHERE running" 2>/dev/null; }
 wait_worker() {
@@ -144,6 +133,4 @@ check $? "the worker recovers when the extension is created again"
 [ "$(worker_pid)" = "$pid" ]
 check $? "without restarting"
 
-echo "1..$n"
-echo "$((n - failed)) passed, $failed failed"
-[ "$failed" = 0 ]
+tap_finish

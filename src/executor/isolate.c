@@ -574,24 +574,6 @@ out_fds:
 	sb_free(argv);
 }
 
-/* write_all writes len bytes to a blocking descriptor; false on an error. */
-static bool
-write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0)
-	{
-		ssize_t		n = write(fd, data, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		data += n;
-		len -= (size_t) n;
-	}
-	return true;
-}
-
 pid_t
 sb_isolate_background(const SbExecRequest *req, int out_fd, pid_t *inner, char *msg,
 					  size_t msglen)
@@ -628,7 +610,7 @@ sb_isolate_background(const SbExecRequest *req, int out_fd, pid_t *inner, char *
 		goto done;
 	}
 	/* The background executor reads its whole request before it starts anything. */
-	if (!write_all(in[1], text, strlen(text)))
+	if (!sb_write_all(in[1], text, strlen(text)))
 	{
 		snprintf(msg, msglen, "cannot hand the command to its sandbox: %s", strerror(errno));
 		kill(pid, SIGKILL);

@@ -599,28 +599,6 @@ sb_storage_load_state(const char *session, SbState *state)
 	return true;
 }
 
-/* write_all writes len bytes to fd; false (errno set) if it cannot. */
-static bool
-write_all(int fd, const char *data, size_t len)
-{
-	while (len > 0)
-	{
-		ssize_t		n = write(fd, data, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-		{
-			if (n == 0)
-				errno = ENOSPC;
-			return false;
-		}
-		data += n;
-		len -= n;
-	}
-	return true;
-}
-
 void
 sb_storage_store_state(const char *session, const SbState *state)
 {
@@ -647,7 +625,7 @@ sb_storage_store_state(const char *session, const SbState *state)
 	if (fd >= 0)
 	{
 		step = "write";
-		if (write_all(fd, text, len) && (step = "sync", pg_fsync(fd) == 0))
+		if (sb_write_all(fd, text, len) && (step = "sync", pg_fsync(fd) == 0))
 		{
 			step = "close";
 			if (close(fd) == 0)
