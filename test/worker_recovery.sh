@@ -74,16 +74,22 @@ check $? "its exit code is recorded by the restarted worker"
 
 # --- Cloud: 200 executions in flight, each taking seconds, survive the worker.
 q -c "ALTER SYSTEM SET cloudrun_sandbox.max_concurrent = 400" -c "SELECT pg_reload_conf()" >/dev/null
-# runs_of prints, for each request object of sessions $1*, how many tasks ran it.
+# runs_of prints, for each request object of sessions $1*, how many tasks ran it
+# (objects are named by the sessions' storage keys, not their names).
 runs_of() {
+	local keys
+	keys=$(q -c "SELECT string_agg(storage_key, ' ') FROM sandbox.sessions WHERE name LIKE '$1%'")
 	curl -sf "$EMULATOR_URL/_emulator/stats" | node -e '
 		let s = ""; process.stdin.on("data", d => s += d).on("end", () => {
+			const keys = new Set(process.argv[1].split(" "));
 			const counts = {};
 			for (const [key, n] of Object.entries(JSON.parse(s).runs_by_arg || {}))
-				for (const a of key.split(" ").slice(2))
-					if (a.includes("/sessions/" + process.argv[1])) counts[a] = (counts[a] || 0) + n;
+				for (const a of key.split(" ").slice(2)) {
+					const m = a.match(/\/sessions\/([^/]+)\//);
+					if (m && keys.has(m[1])) counts[a] = (counts[a] || 0) + n;
+				}
 			for (const [a, n] of Object.entries(counts)) console.log(n);
-		});' "$1"
+		});' "$keys"
 }
 cloud_round() {
 	local prefix=$1 how=$2 ids
