@@ -942,6 +942,18 @@ recover(void)
 	bg_recover();
 }
 
+/* bg_free forgets a background process whose end is recorded, or that the worker stops watching. */
+static void
+bg_free(BgProc *b)
+{
+	if (b->execution == NULL)
+		sb_local_background_forget(b->session, b->handle);
+	pfree(b->session);
+	if (b->execution)
+		pfree(b->execution);
+	pfree(b);
+}
+
 /* bg_track starts watching a background process. */
 static void
 bg_track(int64 handle, const char *session, Oid owner, pid_t bwrap_pid, pid_t init_pid,
@@ -1096,12 +1108,7 @@ bg_reap(void)
 	{
 		BgProc	   *b = lfirst(lc);
 
-		if (b->execution == NULL)
-			sb_local_background_forget(b->session, b->handle);
-		pfree(b->session);
-		if (b->execution)
-			pfree(b->execution);
-		pfree(b);
+		bg_free(b);
 	}
 	list_free(ended);
 }
@@ -1327,12 +1334,7 @@ bg_stop_all(void)
 		}
 		if (b->pidfd >= 0)
 			close(b->pidfd);
-		if (b->execution == NULL)
-			sb_local_background_forget(b->session, b->handle);
-		pfree(b->session);
-		if (b->execution)
-			pfree(b->execution);
-		pfree(b);
+		bg_free(b);
 	}
 	list_free(bgprocs);
 	bgprocs = NIL;

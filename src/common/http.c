@@ -235,16 +235,6 @@ sb_error_from_response(SbError *err, long http_status, const char *body, size_t 
 				 reason[0] ? " " : "", reason, detail[0] ? ": " : "", detail);
 }
 
-/* sb_now_ms returns CLOCK_MONOTONIC time in milliseconds. */
-int64_t
-sb_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* NextRandom returns a pseudo-random number (xorshift64*), for jitter only. */
 static uint64_t
 NextRandom(void)

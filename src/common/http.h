@@ -146,9 +146,7 @@ extern SbErrKind sb_err_kind_for_status(long http_status);
 extern void sb_error_from_response(SbError *err, long http_status, const char *body,
 								   size_t body_len, const char *context);
 
-/* --- time -------------------------------------------------------------- */
-
-extern int64_t sb_now_ms(void);
+/* --- time: sb_now_ms() is in sbutil.h ------------------------------------ */
 
 /* --- buffers ----------------------------------------------------------- */
 

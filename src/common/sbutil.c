@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <time.h>
 #include <unistd.h>
 
 void *(*sb_malloc_hook)(size_t size) = malloc;
@@ -128,6 +129,16 @@ sb_buf_append(SbBuf *buf, const void *data, size_t n)
 }
 
 /* sb_write_all writes len bytes, retrying short writes; false with errno set. */
+/* sb_now_ms returns CLOCK_MONOTONIC time in milliseconds. */
+int64_t
+sb_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 bool
 sb_write_all(int fd, const void *data, size_t len)
 {

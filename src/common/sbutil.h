@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -48,6 +49,9 @@ typedef struct SbBuf
 extern void sb_buf_init(SbBuf *buf, size_t cap);
 extern bool sb_buf_append(SbBuf *buf, const void *data, size_t n);
 extern void sb_buf_free(SbBuf *buf);
+
+/* sb_now_ms returns CLOCK_MONOTONIC time in milliseconds. */
+extern int64_t sb_now_ms(void);
 
 /* sb_write_all writes len bytes to fd, retrying short writes; false with errno set. */
 extern bool sb_write_all(int fd, const void *data, size_t len);

@@ -43,16 +43,6 @@ signal_all(pid_t pgid, int sig)
 		kill(-pgid, sig);
 }
 
-/* now_ms reads the monotonic clock in milliseconds. */
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 /*
  * write_exit records the exit code for the supervisor in the exit descriptor:
  * "<code>\n", or "<code> server-stopped\n" when we stopped because the
@@ -73,7 +63,7 @@ write_exit(int exit_fd, int code, bool server_stopped)
 
 /*
  * stop_all asks everything we started to stop: SIGTERM now, SIGKILL once the
- * grace period is over (*kill_at, in now_ms() time).
+ * grace period is over (*kill_at, in sb_now_ms() time).
  */
 static void
 stop_all(const SbExecRequest *req, pid_t child, long long *kill_at)
@@ -81,7 +71,7 @@ stop_all(const SbExecRequest *req, pid_t child, long long *kill_at)
 	if (*kill_at != 0)
 		return;
 	signal_all(child, SIGTERM);
-	*kill_at = now_ms() + (req->kill_grace_ms > 0 ? req->kill_grace_ms : 2000);
+	*kill_at = sb_now_ms() + (req->kill_grace_ms > 0 ? req->kill_grace_ms : 2000);
 }
 
 /*
@@ -130,7 +120,7 @@ sb_background_main(const SbExecRequest *req, int exit_fd, int watch_fd)
 		/* The pipe is watched, never read: its O_NONBLOCK flag is the server's. */
 		struct pollfd pfd[2] = {{.fd = sigfd, .events = POLLIN},
 		{.fd = watch_fd, .events = POLLIN}};
-		int			timeout = kill_at > 0 ? (int) (kill_at - now_ms()) : -1;
+		int			timeout = kill_at > 0 ? (int) (kill_at - sb_now_ms()) : -1;
 		struct signalfd_siginfo si;
 		bool		exited = false;
 

@@ -1132,16 +1132,6 @@ write_result(CloudRun *run, char *text, char *msg, size_t msglen)
 #define BG_KILL_GRACE_MS 3000
 #define BG_LOG_CAP ((size_t) 8 * 1024 * 1024)
 
-/* bg_now_ms reads the monotonic clock. */
-static long long
-bg_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 /* bg_signal signals everything the background command started. */
 static void
 bg_signal(pid_t pgid, int sig)
@@ -1245,7 +1235,7 @@ run_background(CloudRun *run, SbExecRequest *req, const char *base)
 	while (!exited || pipefd[0] >= 0)
 	{
 		struct pollfd pfd[2] = {{.fd = sigfd, .events = POLLIN}, {.fd = pipefd[0], .events = POLLIN}};
-		long long now = bg_now_ms();
+		long long now = sb_now_ms();
 		char chunk[65536];
 		ssize_t n = -1;
 		struct signalfd_siginfo si;
@@ -1288,7 +1278,7 @@ run_background(CloudRun *run, SbExecRequest *req, const char *base)
 						{
 							wstatus = ws;
 							exited = true;
-							exited_at = bg_now_ms();
+							exited_at = sb_now_ms();
 							bg_signal(child, SIGKILL);
 						}
 				}
@@ -1319,7 +1309,7 @@ run_background(CloudRun *run, SbExecRequest *req, const char *base)
 				kill(inner, SIGTERM);
 			else
 				bg_signal(child, SIGTERM);
-			kill_at = bg_now_ms() + BG_KILL_GRACE_MS;
+			kill_at = sb_now_ms() + BG_KILL_GRACE_MS;
 		}
 	}
 	code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);

@@ -73,16 +73,6 @@ static bool usable = false;
 static char why[1024];
 static char exe[PATH_MAX];
 
-/* now_ms reads the monotonic clock in milliseconds. */
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 /* add appends one argument (kept for the life of the process). */
 static void
 add(const char *arg)
@@ -309,7 +299,7 @@ probe(char *msg, size_t msglen)
 	SbBuf		err;
 	pid_t		pid;
 	int			status = 0;
-	long long	deadline = now_ms() + PROBE_TIMEOUT_MS;
+	long long	deadline = sb_now_ms() + PROBE_TIMEOUT_MS;
 
 	if (pipe2(ep, O_CLOEXEC) != 0)
 	{
@@ -332,7 +322,7 @@ probe(char *msg, size_t msglen)
 		struct pollfd pfd = {.fd = ep[0], .events = POLLIN};
 		char		chunk[1024];
 		ssize_t		n;
-		long long	left = deadline - now_ms();
+		long long	left = deadline - sb_now_ms();
 
 		if (left <= 0)
 		{
@@ -435,7 +425,7 @@ sb_isolate_run(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch 
 	size_t		written = 0, text_len;
 	pid_t		pid;
 	int			status = 0;
-	long long	start = now_ms();
+	long long	start = sb_now_ms();
 	long long	deadline = req->timeout_ms > 0
 		? start + req->timeout_ms + req->kill_grace_ms + BACKSTOP_MS : LLONG_MAX;
 	long long	next_check = watch ? start + watch->interval_ms : 0;
@@ -479,7 +469,7 @@ sb_isolate_run(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch 
 			{.fd = ep[0], .events = POLLIN},
 			{.fd = in[1], .events = POLLOUT},
 		};
-		long long	now = now_ms();
+		long long	now = sb_now_ms();
 		long long	wake = deadline;
 		char		chunk[65536];
 
@@ -490,7 +480,7 @@ sb_isolate_run(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch 
 				cancelled = true;
 				kill(pid, SIGKILL);		/* the sandbox dies with it */
 			}
-			now = now_ms();
+			now = sb_now_ms();
 			next_check = now + watch->interval_ms;
 		}
 		if (!cancelled && !overdue && now >= deadline)
@@ -588,7 +578,7 @@ sb_isolate_background(const SbExecRequest *req, int out_fd, pid_t *inner, char *
 	char		buf[512];
 	size_t		got = 0;
 	pid_t		pid = -1;
-	long long	deadline = now_ms() + INFO_TIMEOUT_MS;
+	long long	deadline = sb_now_ms() + INFO_TIMEOUT_MS;
 	char	   *p;
 
 	*inner = 0;
@@ -624,7 +614,7 @@ sb_isolate_background(const SbExecRequest *req, int out_fd, pid_t *inner, char *
 	while (got < sizeof(buf) - 1)
 	{
 		struct pollfd pfd = {.fd = info[0], .events = POLLIN};
-		long long	left = deadline - now_ms();
+		long long	left = deadline - sb_now_ms();
 		ssize_t		n;
 
 		if (left <= 0 || poll(&pfd, 1, (int) left) <= 0)

@@ -20,6 +20,7 @@
 #include "gcs.h"
 #include "http.h"
 #include "oauth.h"
+#include "sbutil.h"
 
 #include <stdarg.h>
 #include <stdio.h>
