@@ -179,3 +179,25 @@ GRANT CREATE ON DATABASE sandbox_tap TO alice, bob;
 SQL
 	psql -X -q -v ON_ERROR_STOP=1 -d sandbox_tap -f "$ROOT/test/pgtap/setup/helpers.sql"
 }
+
+# run_faults FILE...: the fault suite (test/faults/): each pgTAP file runs as the
+# superuser that sets up its faults (the attacks and calls in it run as alice, bob
+# or tap), and after each file one more TAP line says whether the server log
+# stayed clean meanwhile: no process "terminated by signal", no PANIC, no TRAP
+# (a failed assertion).  Prints TAP; returns non-zero if anything failed.
+run_faults() {
+	local f off bad rc=0 log="$CLUSTER_DIR/server.log"
+	for f in "$@"; do
+		off=$(stat -c %s "$log")
+		pg_prove -v -d sandbox_tap "$f" || rc=1
+		bad=$(tail -c +$((off + 1)) "$log" | grep -E 'terminated by signal|PANIC|TRAP:|server process .* was terminated' | head -5 || true)
+		if [ -z "$bad" ]; then
+			echo "ok 1 - the server log stays clean during $(basename "$f")"
+		else
+			echo "not ok 1 - the server log stays clean during $(basename "$f")"
+			echo "$bad" | sed 's/^/#   /'
+			rc=1
+		fi
+	done
+	return $rc
+}

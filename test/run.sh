@@ -131,6 +131,13 @@ PGOPTIONS="-c cloudrun_sandbox.backend=cloudrun" \
 cat "$out"
 count_tap "$out" "pgtap (cloudrun backend, emulator)"
 
+# --- The fault suite: bad luck and bad input (issue 10), with a server-log check
+# after every scenario (test/lib.sh: run_faults).
+log "faults"
+run_faults $(ls "$ROOT"/test/faults/*.sql 2>/dev/null) >"$out" 2>&1 || true
+cat "$out"
+count_tap "$out" "faults"
+
 # --- Crashes, restarts, an idle worker, DROP EXTENSION (last: it restarts the server).
 log "worker recovery"
 "$ROOT/test/worker_recovery.sh" >"$out" 2>&1 || true

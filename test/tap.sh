@@ -12,11 +12,14 @@ WORKER_DB=sandbox_tap cluster_start
 tap_setup
 rc=0
 # Behaviour files run as the role tap (sandbox_user only); the security group's
-# files as the superuser that sets up their attacks (test/run.sh does the same).
-sec=() other=()
-for f in "$@"; do case "$f" in */security/*) sec+=("$f") ;; *) other+=("$f") ;; esac; done
+# and fault files as the superuser that sets up their attacks (test/run.sh does
+# the same).
+sec=() other=() faults=()
+for f in "$@"; do case "$f" in */security/*) sec+=("$f") ;; */faults/*) faults+=("$f") ;; *) other+=("$f") ;; esac; done
 [ ${#other[@]} -eq 0 ] || pg_prove -U tap -v -d sandbox_tap "${other[@]}" || rc=$?
 [ ${#sec[@]} -eq 0 ] || pg_prove -v -d sandbox_tap "${sec[@]}" || rc=$?
+# The fault suite, each file followed by a check of the server log.
+[ ${#faults[@]} -eq 0 ] || run_faults "${faults[@]}" || rc=$?
 if [ "$rc" != 0 ]; then
 	log "server log tail:"
 	tail -40 "$CLUSTER_DIR/server.log" >&2 || true
