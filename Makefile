@@ -18,7 +18,7 @@ EXECUTOR = cloudrun-sandbox-executor
 # starts fast (jansson only), and the cloud one (libcurl, OpenSSL), which the
 # local one hands "cloud ..." invocations to.
 EXECUTOR_SRCS = src/executor/executor.c src/executor/command.c src/executor/fileops.c \
-	src/executor/background.c \
+	src/executor/background.c src/executor/scrub.c \
 	src/common/sbutil.c src/common/protocol.c
 EXECUTOR_LIBS = -ljansson
 EXECUTOR_CLOUD_SRCS = $(EXECUTOR_SRCS) src/executor/cloud.c src/executor/isolate.c src/common/http.c \

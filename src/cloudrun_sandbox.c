@@ -28,6 +28,7 @@ char	   *sb_executor_path = NULL;
 bool		sb_local_network = false;
 int			sb_max_processes = 256;
 int			sb_memory_limit_mb = 2048;
+int			sb_shm_size_mb = 64;
 int			sb_file_size_limit_mb = 1024;
 int			sb_cpu_time_limit_s = 600;
 int			sb_max_output_bytes = 1024 * 1024;
@@ -105,6 +106,11 @@ _PG_init(void)
 							"Address-space limit (RLIMIT_AS) for sandboxed commands; 0 = none.",
 							NULL, &sb_memory_limit_mb, 2048, 0, INT_MAX / 2, PGC_SUSET,
 							GUC_UNIT_MB, NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.local_shm_size",
+							"Size of /dev/shm in a local sandbox (a tmpfs, counted in no rlimit).",
+							"A warm sandbox empties it after each command.",
+							&sb_shm_size_mb, 64, 1, INT_MAX / 2, PGC_SUSET, GUC_UNIT_MB,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("cloudrun_sandbox.file_size_limit",
 							"Largest file a sandboxed command may write (RLIMIT_FSIZE); 0 = none.",
 							NULL, &sb_file_size_limit_mb, 1024, 0, INT_MAX / 2, PGC_SUSET,

@@ -34,6 +34,7 @@ extern char *sb_executor_path;
 extern bool sb_local_network;
 extern int	sb_max_processes;
 extern int	sb_memory_limit_mb;
+extern int	sb_shm_size_mb;
 extern int	sb_file_size_limit_mb;
 extern int	sb_cpu_time_limit_s;
 extern int	sb_max_output_bytes;

@@ -206,7 +206,14 @@ bwrap_args_for(const char *session, int64 background, bool serve)
 	a = hide_dir(a, "/etc/postgresql");
 	a = hide_dir(a, "/etc/postgresql-common");
 	a = lappend(lappend(a, "--proc"), "/proc");
+	/*
+	 * A new /dev (device nodes of null, zero, random, tty...), read-only, with
+	 * a /dev/shm of limited size: both are memory no rlimit counts.
+	 */
 	a = lappend(lappend(a, "--dev"), "/dev");
+	a = lappend(lappend(a, "--size"), psprintf("%lld", (long long) sb_shm_size_mb * 1024 * 1024));
+	a = lappend(lappend(a, "--tmpfs"), "/dev/shm");
+	a = lappend(lappend(a, "--remount-ro"), "/dev");
 	a = lappend(lappend(lappend(a, "--bind"), session_path(session, "workspace")), SB_WORKSPACE);
 	a = lappend(lappend(lappend(a, "--bind"), session_path(session, "tmp")), "/tmp");
 	a = lappend(lappend(lappend(a, "--ro-bind"), exe), SB_SANDBOX_EXECUTOR);

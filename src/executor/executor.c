@@ -26,6 +26,7 @@
 #include "cloud.h"
 #include "command.h"
 #include "fileops.h"
+#include "scrub.h"
 #include "../common/sbutil.h"
 
 #include <errno.h>
@@ -296,8 +297,9 @@ read_frame(SbBuf *buf)
  * serve keeps a session's sandbox warm: it answers framed requests on
  * standard input with framed results on standard output, one at a time,
  * until the input ends.  As the sandbox's PID 1 it kills whatever a command
- * left behind (see command.c) and reaps it before the next request, so each
- * command starts in a sandbox as empty as a fresh one.
+ * left behind (see command.c), reaps it and empties /dev/shm and the System V
+ * IPC namespace (scrub.c) before the next request, so each command starts in
+ * a sandbox as empty as a fresh one.
  */
 static int
 serve(void)
@@ -321,6 +323,8 @@ serve(void)
 		}
 		text = answer(&input);
 		sb_buf_free(&input);
+		/* What the command kept in /dev/shm or System V IPC goes with it. */
+		sb_scrub_sandbox();
 		if (text == NULL)
 		{
 			fprintf(stderr, "cloudrun-sandbox-executor: cannot encode the result\n");

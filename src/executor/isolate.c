@@ -57,6 +57,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The size of /dev/shm in a cloud command's sandbox: 64 MB. */
+#define SB_CLOUD_SHM_SIZE "67108864"
+
 #define MAX_ARGS 128
 #define Min(a, b) ((a) < (b) ? (a) : (b))
 #define ERR_CAP 2048
@@ -174,7 +177,14 @@ build(const char *workspace_dir, bool own_proc, bool no_userns)
 	}
 	else
 		add3("--ro-bind", "/proc", "/proc");
+	/* A read-only /dev with a /dev/shm of limited size (memory no rlimit counts). */
 	add("--dev");
+	add("/dev");
+	add("--size");
+	add(SB_CLOUD_SHM_SIZE);
+	add("--tmpfs");
+	add("/dev/shm");
+	add("--remount-ro");
 	add("/dev");
 	add("--tmpfs");
 	add("/tmp");
