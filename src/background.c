@@ -22,6 +22,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
@@ -35,6 +36,43 @@ PG_FUNCTION_INFO_V1(sandbox_get_background_logs);
 
 /* Grace between SIGTERM and SIGKILL; the executor passes SIGTERM on to the sandbox. */
 #define KILL_GRACE_MS 3000
+
+/*
+ * check_role_cap refuses a new background process to a role that has
+ * cloudrun_sandbox.max_background_per_role of them starting or running.  A
+ * lock on the role's count (an advisory tag no SQL caller can take, held to
+ * the end of the transaction) makes concurrent starts of one role count one
+ * after another; it never makes anyone else, or the worker, wait.  Runs as
+ * the tables' owner.
+ */
+static void
+check_role_cap(Oid role)
+{
+	LOCKTAG		tag;
+	Oid			type = REGROLEOID;
+	Datum		value = ObjectIdGetDatum(role);
+	bool		isnull;
+	int64		live;
+
+	if (sb_max_background_per_role <= 0)
+		return;
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, (uint32) role, SB_ROLE_LOCK_CLASS);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	if (SPI_execute_with_args("SELECT count(*) FROM sandbox.background_processes "
+							  "WHERE owner = $1 AND status IN ('starting', 'running') "
+							  "AND ended_at IS NULL", 1, &type, &value, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not count background processes");
+	live = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (live >= sb_max_background_per_role)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("role \"%s\" already has %lld background processes starting or running",
+						GetUserNameFromId(role, false), (long long) live),
+				 errdetail("cloudrun_sandbox.max_background_per_role is %d.",
+						   sb_max_background_per_role),
+				 errhint("Stop some with sandbox.kill_background_process(), or ask an "
+						 "administrator to raise the limit.")));
+}
 
 Datum
 sandbox_start_background(PG_FUNCTION_ARGS)
@@ -57,6 +95,7 @@ sandbox_start_background(PG_FUNCTION_ARGS)
 	values[2] = CStringGetTextDatum(command);
 	values[3] = Int64GetDatum(session->id);
 	sb_spi_begin_owner();
+	check_role_cap(session->owner);
 	if (SPI_execute_with_args("INSERT INTO sandbox.background_processes (session, owner, command, "
 							  "session_id) VALUES ($1, $2, $3, $4) RETURNING pid",
 							  4, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)

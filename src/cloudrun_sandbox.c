@@ -48,6 +48,7 @@ char	   *sb_token_endpoint = NULL;
 char	   *sb_metadata_host = NULL;
 char	   *sb_worker_database = NULL;
 int			sb_max_concurrent = 64;
+int			sb_max_background_per_role = 32;
 int			sb_warm_sessions = 128;
 int			sb_warm_idle_timeout_s = 60;
 int			sb_max_batch = 50;
@@ -185,6 +186,10 @@ _PG_init(void)
 	DefineCustomIntVariable("cloudrun_sandbox.max_concurrent",
 							"Executions the background worker runs at once (different sessions).",
 							NULL, &sb_max_concurrent, 64, 1, 10000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.max_background_per_role",
+							"Background processes a role may have starting or running at once; 0 = no limit.",
+							NULL, &sb_max_background_per_role, 32, 0, 100000, PGC_SUSET, 0,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("cloudrun_sandbox.local_warm_sessions",
 							"Local sessions whose sandbox the background worker keeps running between commands; 0 = none.",
 							"A warm sandbox answers a queued command without starting bubblewrap again.",

@@ -54,6 +54,7 @@ extern char *sb_token_endpoint;
 extern char *sb_metadata_host;
 extern char *sb_worker_database;
 extern int	sb_max_concurrent;
+extern int	sb_max_background_per_role;
 extern int	sb_max_batch;
 extern int	sb_warm_sessions;
 extern int	sb_warm_idle_timeout_s;
@@ -121,6 +122,8 @@ extern void sb_spi_end_owner(void);
  * its relatives use only 1 and 2, so SQL can never take this lock.
  */
 #define SB_SESSION_LOCK_CLASS 0x5B0C
+/* The same for a role's lock on its count of background processes (background.c). */
+#define SB_ROLE_LOCK_CLASS 0x5B0D
 extern Datum sb_session_datum(const SbSession *session, TupleDesc result_desc);
 
 /* cloudrun_sandbox.c: JSON helpers between jsonb and jansson. */

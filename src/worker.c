@@ -1122,6 +1122,8 @@ bg_start(void)
 {
 	int			ret;
 	bool		more;
+	SPITupleTable *rows;
+	uint64		nrows;
 
 	begin("cloudrun_sandbox: background start");
 	ret = SPI_execute("SELECT b.pid, s.storage_key, b.owner, b.command, s.backend, s.id, b.session "
@@ -1131,10 +1133,13 @@ bg_start(void)
 					  false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read background processes to start");
-	for (uint64 i = 0; i < SPI_processed; i++)
+	/* Kept: each start's UPDATE below replaces SPI_tuptable and SPI_processed. */
+	rows = SPI_tuptable;
+	nrows = SPI_processed;
+	for (uint64 i = 0; i < nrows; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
+		HeapTuple	tup = rows->vals[i];
+		TupleDesc	desc = rows->tupdesc;
 		bool		isnull;
 		int64		handle = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		SbSession	session = {.key = SPI_getvalue(tup, desc, 2),
@@ -1188,7 +1193,7 @@ bg_start(void)
 		}
 		PG_END_TRY();
 	}
-	more = SPI_processed == 32;
+	more = nrows == 32;
 	commit();
 	return more;
 }
