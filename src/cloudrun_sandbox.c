@@ -48,6 +48,7 @@ char	   *sb_token_endpoint = NULL;
 char	   *sb_metadata_host = NULL;
 char	   *sb_worker_database = NULL;
 int			sb_max_concurrent = 64;
+int			sb_max_command_bytes = 1024 * 1024;
 int			sb_max_background_per_role = 32;
 int			sb_warm_sessions = 128;
 int			sb_warm_idle_timeout_s = 60;
@@ -123,6 +124,10 @@ _PG_init(void)
 	DefineCustomIntVariable("cloudrun_sandbox.max_output_bytes",
 							"Bytes of stdout and of stderr kept per command; the rest is dropped.",
 							NULL, &sb_max_output_bytes, 1024 * 1024, 1024, 256 * 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.max_command_bytes",
+							"Longest command (in bytes) exec, submit and start_background take.",
+							NULL, &sb_max_command_bytes, 1024 * 1024, 1024, 64 * 1024 * 1024,
 							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
 	DefineCustomIntVariable("cloudrun_sandbox.default_timeout",
 							"Timeout of a command when the call gives none.",

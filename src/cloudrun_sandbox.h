@@ -54,6 +54,7 @@ extern char *sb_token_endpoint;
 extern char *sb_metadata_host;
 extern char *sb_worker_database;
 extern int	sb_max_concurrent;
+extern int	sb_max_command_bytes;
 extern int	sb_max_background_per_role;
 extern int	sb_max_batch;
 extern int	sb_warm_sessions;

@@ -75,14 +75,26 @@ text_arg(FunctionCallInfo fcinfo, int n, const char *name)
 	return text_to_cstring(PG_GETARG_TEXT_PP(n));
 }
 
-/* sb_check_command rejects an empty command. */
+/*
+ * sb_check_command rejects an empty command, and one longer than
+ * cloudrun_sandbox.max_command_bytes: a command travels in a request
+ * document and a history row, and each copy costs the server its size.
+ */
 void
 sb_check_command(const char *command)
 {
-	if (strlen(command) == 0)
+	size_t		len = strlen(command);
+
+	if (len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("command must not be empty")));
+	if (len > (size_t) sb_max_command_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("command is too long: %zu bytes", len),
+				 errdetail("cloudrun_sandbox.max_command_bytes is %d.", sb_max_command_bytes),
+				 errhint("Write a long script to a file with sandbox.file_write() and run the file.")));
 }
 
 /* sb_limits fills the resource limits from the settings. */
