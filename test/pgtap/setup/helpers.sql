@@ -297,17 +297,17 @@ END $$;
 -- the configuration, and returns once a new connection sees the new value (so
 -- the postmaster has signalled every process, this one included: the next
 -- statement sees it too).
-CREATE FUNCTION test.set_system(name text, value text) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- alter_system sets (value NULL: resets) any setting with ALTER SYSTEM, reloads the
+-- configuration, and returns once a new connection sees the new value.  Not a
+-- SECURITY DEFINER: only a superuser can use it (the fault suite's files do).
+CREATE FUNCTION test.alter_system(name text, value text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	su text := format('host=%s port=%s dbname=%s user=%s', current_setting('unix_socket_directories'),
 					  current_setting('port'), quote_ident(current_database()), quote_ident(current_user));
 	now_setting text;
 	now_file text;
 BEGIN
-	IF name NOT IN ('cloudrun_sandbox.local_warm_sessions', 'cloudrun_sandbox.local_warm_idle_timeout') THEN
-		RAISE EXCEPTION 'test.set_system: % is not a setting the tests change', name;
-	END IF;
 	-- ALTER SYSTEM cannot run in a transaction block, so through a connection of its own.
 	IF value IS NULL THEN
 		PERFORM public.dblink_exec(su, format('ALTER SYSTEM RESET %s', name));
@@ -328,7 +328,16 @@ BEGIN
 		END IF;
 		PERFORM pg_sleep(0.05);
 	END LOOP;
-	RAISE EXCEPTION 'test.set_system: % did not become % after a reload', name, coalesce(value, 'its default');
+	RAISE EXCEPTION 'test.alter_system: % did not become % after a reload', name, coalesce(value, 'its default');
+END $$;
+
+CREATE FUNCTION test.set_system(name text, value text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF name NOT IN ('cloudrun_sandbox.local_warm_sessions', 'cloudrun_sandbox.local_warm_idle_timeout') THEN
+		RAISE EXCEPTION 'test.set_system: % is not a setting the tests change', name;
+	END IF;
+	RETURN test.alter_system(name, value);
 END $$;
 
 -- grant_sandbox_usage grants (or revokes) USAGE on schema sandbox to a role the
