@@ -209,6 +209,8 @@ DECLARE
 	deadline timestamptz := clock_timestamp() + make_interval(secs => max_s);
 BEGIN
 	LOOP
+		-- Statistics views keep one snapshot per transaction: look anew each time.
+		PERFORM pg_stat_clear_snapshot();
 		EXECUTE query INTO ok;
 		EXIT WHEN ok OR clock_timestamp() > deadline;
 		PERFORM pg_sleep(0.1);
