@@ -1,0 +1,10 @@
+/*
+ * recover.h
+ *		Resolving what a previous worker left in flight (see recover.c).
+ */
+#ifndef SB_WORKER_RECOVER_H
+#define SB_WORKER_RECOVER_H
+
+extern void recover(void);
+
+#endif							/* SB_WORKER_RECOVER_H */
