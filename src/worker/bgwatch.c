@@ -37,6 +37,11 @@ typedef struct BgProc
 	char	   *execution;		/* cloud: the Cloud Run execution that runs it */
 	TimestampTz next_poll;		/* cloud: when to look for its exit object */
 	int			polls;
+	bool		ended;			/* its end is known, not yet recorded (its row was locked) */
+	const char *end_status;		/* and how it ended (static strings) */
+	bool		end_has_code;
+	int			end_code;
+	const char *end_error;
 } BgProc;
 
 #define BG_CLOUD_POLL_MS 2000
@@ -117,25 +122,76 @@ bg_cloud_ended(BgProc *b, int *code)
 	return r;
 }
 
-/* bg_record_end records a background process's end: exited (or killed, if it was). */
-static void
+/*
+ * bg_record_end records a background process's end: exited (or killed, if it
+ * was).  Never waits for its row: false if another transaction holds it (a
+ * user's kill_background_process() or drop_session() not yet committed).
+ */
+static bool
 bg_record_end(int64 handle, const char *status, bool has_code, int code, const char *error)
 {
 	Oid			types[4] = {INT8OID, TEXTOID, INT4OID, TEXTOID};
 	Datum		v[4];
 	char		n[4] = {' ', ' ', has_code ? ' ' : 'n', error ? ' ' : 'n'};
+	bool		isnull;
 
 	v[0] = Int64GetDatum(handle);
 	v[1] = CStringGetTextDatum(status);
 	v[2] = Int32GetDatum(code);
 	v[3] = error ? CStringGetTextDatum(error) : (Datum) 0;
-	SPI_execute_with_args("UPDATE sandbox.background_processes SET "
-						  "status = CASE WHEN status = 'killed' THEN 'killed' ELSE $2 END, "
-						  "exit_code = $3, error = $4, ended_at = COALESCE(ended_at, now()) "
-						  "WHERE pid = $1", 4, types, v, n, false, 0);
+	if (SPI_execute_with_args("WITH u AS (UPDATE sandbox.background_processes SET "
+							  "  status = CASE WHEN status = 'killed' THEN 'killed' ELSE $2 END, "
+							  "  exit_code = $3, error = $4, ended_at = COALESCE(ended_at, now()) "
+							  "  WHERE pid = (SELECT pid FROM sandbox.background_processes WHERE pid = $1 "
+							  "    FOR UPDATE SKIP LOCKED) RETURNING pid) "
+							  "SELECT EXISTS (SELECT FROM u) OR NOT EXISTS "
+							  "  (SELECT FROM sandbox.background_processes WHERE pid = $1)",
+							  4, types, v, n, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not record the end of background process " INT64_FORMAT, handle);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-/* bg_reap records the background processes that have ended. */
+/* bg_ended notes how a watched process ended, to record (once) by bg_reap. */
+static void
+bg_ended(BgProc *b, const char *status, bool has_code, int code, const char *error)
+{
+	b->ended = true;
+	b->end_status = status;
+	b->end_has_code = has_code;
+	b->end_code = code;
+	b->end_error = error;
+	if (b->pidfd >= 0)
+		close(b->pidfd);
+	b->pidfd = -1;
+}
+
+/* bg_local_ended finds out how a local background process that is gone ended. */
+static void
+bg_local_ended(BgProc *b)
+{
+	int			code;
+	int			ws = 0;
+	bool		reaped = false;
+	bool		server_stopped;
+
+	if (b->bwrap_pid > 0)
+		reaped = waitpid(b->bwrap_pid, &ws, 0) == b->bwrap_pid;
+	b->bwrap_pid = 0;
+	if (sb_local_background_exit(b->session, b->handle, &code, &server_stopped))
+		bg_ended(b, server_stopped ? "failed" : "exited", true, code,
+				 server_stopped ? "stopped with the database server" : NULL);
+	else if (reaped)
+		bg_ended(b, "exited", true, WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws), NULL);
+	else
+		bg_ended(b, "failed", false, 0,
+				 "the process ended while the worker was down; its exit code is unknown");
+}
+
+/*
+ * bg_reap records the background processes that have ended; one whose row
+ * another transaction holds stays watched, its end known, and is recorded at
+ * a later turn.
+ */
 void
 bg_reap(void)
 {
@@ -148,7 +204,9 @@ bg_reap(void)
 		BgProc	   *b = lfirst(lc);
 		int			code = 0;
 
-		if (b->execution != NULL)
+		if (b->ended)
+			ended = keep_list(ended, b);
+		else if (b->execution != NULL)
 		{
 			int			r = bg_cloud_ended(b, &code);
 
@@ -156,8 +214,11 @@ bg_reap(void)
 				keep = keep_list(keep, b);
 			else
 			{
-				b->init_start = r;	/* reused below: 1 = exit code known */
-				b->init_pid = code;
+				if (r == 1)
+					bg_ended(b, "exited", true, code, NULL);
+				else
+					bg_ended(b, "failed", false, 0,
+							 "the Cloud Run execution ended without an exit code");
 				ended = keep_list(ended, b);
 			}
 		}
@@ -177,42 +238,38 @@ bg_reap(void)
 	foreach(lc, ended)
 	{
 		BgProc	   *b = lfirst(lc);
-		int			code;
-		int			ws = 0;
-		bool		reaped = false;
-		bool		server_stopped;
 
-		if (b->execution != NULL)
-		{
-			if (b->init_start == 1)
-				bg_record_end(b->handle, "exited", true, b->init_pid, NULL);
-			else
-				bg_record_end(b->handle, "failed", false, 0,
-							  "the Cloud Run execution ended without an exit code");
-			continue;
-		}
-		if (b->bwrap_pid > 0)
-			reaped = waitpid(b->bwrap_pid, &ws, 0) == b->bwrap_pid;
-		if (sb_local_background_exit(b->session, b->handle, &code, &server_stopped))
-			bg_record_end(b->handle, server_stopped ? "failed" : "exited", true, code,
-						  server_stopped ? "stopped with the database server" : NULL);
-		else if (reaped)
-			bg_record_end(b->handle, "exited", true,
-						  WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws), NULL);
-		else
-			bg_record_end(b->handle, "failed", false, 0,
-						  "the process ended while the worker was down; its exit code is unknown");
-		if (b->pidfd >= 0)
-			close(b->pidfd);
+		if (!b->ended)
+			bg_local_ended(b);
+		/* Recorded: forgotten below.  Locked: watched again, recorded later. */
+		if (bg_record_end(b->handle, b->end_status, b->end_has_code, b->end_code, b->end_error))
+			b->end_status = NULL;
 	}
 	commit();
 	foreach(lc, ended)
 	{
 		BgProc	   *b = lfirst(lc);
 
-		bg_free(b);
+		if (b->end_status == NULL)
+			bg_free(b);
+		else
+			bgprocs = keep_list(bgprocs, b);
 	}
 	list_free(ended);
+}
+
+/* bg_pending says whether an ended process waits to be recorded (the loop retries soon). */
+static bool
+bg_pending(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, bgprocs)
+	{
+		if (((BgProc *) lfirst(lc))->ended)
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -286,7 +343,7 @@ bg_start(void)
 
 			RollbackAndReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
-			bg_record_end(handle, "failed", false, 0, msg);
+			(void) bg_record_end(handle, "failed", false, 0, msg);	/* its row is ours */
 		}
 		PG_END_TRY();
 	}
@@ -451,10 +508,14 @@ bg_wait_events(WaitEventSet *set, int *nfds, int max_fds, long *timeout)
 {
 	ListCell   *lc;
 
+	if (bg_pending())
+		*timeout = *timeout < 0 ? SB_RETRY_LOCKED_MS : Min(*timeout, SB_RETRY_LOCKED_MS);
 	foreach(lc, bgprocs)
 	{
 		BgProc	   *b = lfirst(lc);
 
+		if (b->ended)
+			continue;
 		if (b->execution != NULL)
 		{
 			long		due = Max(1, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), b->next_poll));

@@ -12,6 +12,6 @@
 /* Set when a claim skipped a session that a synchronous exec held: retry soon. */
 extern bool sessions_blocked;
 
-extern List *claim(void);
+extern void claim(List **claimed);
 
 #endif							/* SB_WORKER_CLAIM_H */

@@ -65,9 +65,44 @@ apply_cancels(void)
 	}
 }
 
-/* complete_flight records one finished flight: history row, state, mirror, NOTIFY. */
-void
-complete_flight(WorkerFlight *f)
+/*
+ * lock_rows takes, without waiting, the rows that recording f updates: its
+ * executions row and its session's row.  false if another transaction holds
+ * one of them (a user's open transaction that called submit(), exec() or
+ * cancel(), say): the flight is recorded later.
+ */
+static bool
+lock_rows(WorkerFlight *f)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		v[2];
+	bool		isnull;
+
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("SELECT (SELECT count(*) FROM (SELECT FROM sandbox.executions "
+						   "    WHERE id = $1 FOR UPDATE SKIP LOCKED) e) = "
+						   "  (SELECT count(*) FROM sandbox.executions WHERE id = $1) "
+						   "AND (SELECT count(*) FROM (SELECT FROM sandbox.sessions "
+						   "    WHERE id = $2 FOR NO KEY UPDATE SKIP LOCKED) s) = "
+						   "  (SELECT count(*) FROM sandbox.sessions WHERE id = $2)", 2, types);
+		SPI_keepplan(plan);
+	}
+	v[0] = Int64GetDatum(f->id);
+	v[1] = Int64GetDatum(f->session_id);
+	if (SPI_execute_plan(plan, v, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not lock the rows of execution " INT64_FORMAT, f->id);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * record_flight records one finished flight whose rows are locked: history
+ * row, state, mirror, NOTIFY.  false if a lock wait timed out on the way
+ * (lock_timeout, the safety net): then nothing of it may be kept.
+ */
+static bool
+record_flight(WorkerFlight *f)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[11] = {INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, BOOLOID, BOOLOID,
@@ -80,6 +115,7 @@ complete_flight(WorkerFlight *f)
 	.owner = f->owner, .backend = f->backend};
 	const char *status;
 	const char *volatile error = f->failure;
+	volatile int code = 0;
 
 	memset(&outcome, 0, sizeof(outcome));
 	memset(n, ' ', sizeof(n));
@@ -113,7 +149,10 @@ complete_flight(WorkerFlight *f)
 		}
 		PG_CATCH();
 		{
-			error = caught(cxt);
+			int			c;
+
+			error = caught_code(cxt, &c);
+			code = c;
 			RollbackAndReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;
@@ -121,6 +160,8 @@ complete_flight(WorkerFlight *f)
 			r->status = SB_STATUS_ERROR;
 		}
 		PG_END_TRY();
+		if (code == ERRCODE_LOCK_NOT_AVAILABLE)
+			return false;
 		status = sb_status_name(r->status);
 		if (r->error != NULL && error == NULL)
 			error = r->error;
@@ -153,8 +194,82 @@ complete_flight(WorkerFlight *f)
 	v[9] = TimestampTzGetDatum(GetCurrentTimestamp());
 	v[10] = (Datum) 0;
 	n[10] = 'n';
-	SPI_execute_plan(plan, v, n, false, 0);
+	if (SPI_execute_plan(plan, v, n, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record execution " INT64_FORMAT, f->id);
 	Async_Notify("sandbox_executions", psprintf(INT64_FORMAT, f->id));
+	return true;
+}
+
+/*
+ * complete_flight records one finished flight, in a subtransaction, without
+ * waiting for a lock: false (nothing recorded, the flight unchanged, to try
+ * again at its retry_at) when a user's transaction holds one of its rows.
+ * Its result stays in the worker's memory meanwhile, and its session stays
+ * locked against other runs.
+ */
+static bool
+complete_flight(WorkerFlight *f)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	int64		generation = f->sstate.generation;
+	volatile bool done = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		done = lock_rows(f) && record_flight(f);
+		if (done)
+			ReleaseCurrentSubTransaction();
+		else
+			RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		int			code;
+		char	   *msg = caught_code(cxt, &code);
+
+		RollbackAndReleaseCurrentSubTransaction();
+		if (code != ERRCODE_LOCK_NOT_AVAILABLE)
+		{
+			/* Recorded as an error next time, without what could not be stored. */
+			ereport(WARNING,
+					(errmsg("cloudrun_sandbox: could not record execution " INT64_FORMAT ": %s",
+							f->id, msg)));
+			f->failure = MemoryContextStrdup(f->cxt, msg);
+			f->result = NULL;
+		}
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	if (!done)
+	{
+		f->sstate.generation = generation;
+		f->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SB_RETRY_LOCKED_MS);
+	}
+	return done;
+}
+
+/*
+ * complete_finished records the finished flights that are due, in the
+ * caller's transaction, appending those recorded to *done; they stay in
+ * flights until after_commit(), so that a transaction that fails loses none.
+ */
+void
+complete_finished(List **done)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	ListCell   *lc;
+
+	foreach(lc, flights)
+	{
+		WorkerFlight *f = lfirst(lc);
+
+		if (flight_due(f, now) && complete_flight(f))
+			*done = keep_list(*done, f);
+	}
 }
 
 /*
@@ -169,6 +284,7 @@ after_commit(List *done)
 
 	if (done == NIL)
 		return;
+	flights_forget(done);
 	foreach(lc, done)
 	{
 		WorkerFlight *f = lfirst(lc);

@@ -8,7 +8,7 @@
 #include "worker/flight.h"
 
 extern void apply_cancels(void);
-extern void complete_flight(WorkerFlight *f);
+extern void complete_finished(List **done);
 extern void after_commit(List *done);
 
 #endif							/* SB_WORKER_COMPLETE_H */

@@ -237,8 +237,7 @@ flight_advance(WorkerFlight *f)
 				 */
 				break;
 			case FLIGHT_LAUNCHED:
-				/* Waits for flights_record_running(), which commits it. */
-				break;
+				/* Runs while flights_record_running() commits it. */
 			case FLIGHT_RUNNING:
 				flight_step(f);
 				break;
@@ -327,7 +326,12 @@ flights_launch_staged(List *list)
 	}
 }
 
-/* flights_record_running commits the LAUNCHED flights of a list as running (RUNNING). */
+/*
+ * flights_record_running commits the LAUNCHED flights of a list as running,
+ * with their remote names (RUNNING).  A row another transaction holds (a
+ * user's cancel() not yet committed) is not waited for: its flight stays
+ * LAUNCHED, stepped meanwhile, and is recorded at a later turn.
+ */
 static void
 flights_record_running(List *list)
 {
@@ -343,8 +347,12 @@ flights_record_running(List *list)
 	begin("cloudrun_sandbox: running");
 	if (plan == NULL)
 	{
-		plan = SPI_prepare("UPDATE sandbox.executions SET status = 'running', remote_name = $2 "
-						   "WHERE id = $1 AND status = 'launching'", 2, types);
+		/* locked: its row is launching and locked by someone else; try again. */
+		plan = SPI_prepare("WITH u AS (UPDATE sandbox.executions SET status = 'running', remote_name = $2 "
+						   "  WHERE id = (SELECT id FROM sandbox.executions WHERE id = $1 "
+						   "    FOR UPDATE SKIP LOCKED) AND status = 'launching' RETURNING id) "
+						   "SELECT NOT EXISTS (SELECT FROM u) AND EXISTS (SELECT FROM sandbox.executions "
+						   "  WHERE id = $1 AND status = 'launching') AS locked", 2, types);
 		SPI_keepplan(plan);
 	}
 	foreach(lc, list)
@@ -353,6 +361,7 @@ flights_record_running(List *list)
 		const char *remote;
 		Datum		v[2];
 		char		n[2];
+		bool		isnull;
 
 		/* A launch that failed has no run: it is recorded as an error, not running. */
 		if (f->state != FLIGHT_LAUNCHED)
@@ -362,16 +371,12 @@ flights_record_running(List *list)
 		v[1] = remote ? CStringGetTextDatum(remote) : (Datum) 0;
 		n[0] = ' ';
 		n[1] = remote ? ' ' : 'n';
-		SPI_execute_plan(plan, v, n, false, 0);
-	}
-	commit();
-	foreach(lc, list)
-	{
-		WorkerFlight *f = lfirst(lc);
-
-		if (f->state == FLIGHT_LAUNCHED)
+		if (SPI_execute_plan(plan, v, n, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not mark execution " INT64_FORMAT " running", f->id);
+		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 			f->state = FLIGHT_RUNNING;
 	}
+	commit();
 }
 
 /*
@@ -389,40 +394,58 @@ flights_advance(List *list)
 	flights_record_running(list);
 }
 
-/* flights_take_finished removes the FINISHED flights from the list and returns them. */
-List *
-flights_take_finished(void)
+/* flight_due says whether a FINISHED flight is to be recorded now. */
+bool
+flight_due(WorkerFlight *f, TimestampTz now)
 {
-	List	   *done = NIL;
+	return f->state == FLIGHT_FINISHED && f->retry_at <= now;
+}
+
+/* flights_forget removes flights (recorded, about to be freed) from the list. */
+void
+flights_forget(List *done)
+{
 	List	   *keep = NIL;
 	ListCell   *lc;
 
 	foreach(lc, flights)
 	{
-		WorkerFlight *f = lfirst(lc);
-
-		if (f->state == FLIGHT_FINISHED)
-			done = keep_list(done, f);
-		else
-			keep = keep_list(keep, f);
+		if (!list_member_ptr(done, lfirst(lc)))
+			keep = keep_list(keep, lfirst(lc));
 	}
 	list_free(flights);
 	flights = keep;
-	return done;
 }
 
-/* flights_any_finished says whether a flight waits to be recorded. */
+/* flights_any_finished says whether a flight is due to be recorded. */
 bool
 flights_any_finished(void)
 {
+	TimestampTz now = GetCurrentTimestamp();
 	ListCell   *lc;
 
 	foreach(lc, flights)
 	{
-		if (((WorkerFlight *) lfirst(lc))->state == FLIGHT_FINISHED)
+		if (flight_due(lfirst(lc), now))
 			return true;
 	}
 	return false;
+}
+
+/*
+ * flights_busy counts the flights that take a share of max_concurrent: all
+ * but those FINISHED, whose work is done (one waiting for a user's lock
+ * before it can be recorded takes nobody's place).
+ */
+int
+flights_busy(void)
+{
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, flights)
+		n += ((WorkerFlight *) lfirst(lc))->state != FLIGHT_FINISHED;
+	return n;
 }
 
 /* flights_count publishes how many executions each backend has in flight. */

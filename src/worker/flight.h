@@ -21,14 +21,17 @@
  *	    └──────────────────────┘ (drivers without batching)
  *
  * Any step may fail or be cancelled: the flight goes to FINISHED with its
- * failure (or cancelled) set, and is recorded like any other.
+ * failure (or cancelled) set, and is recorded like any other.  A commit that
+ * finds the flight's rows locked by another transaction (a user's) is not
+ * waited for: the flight stays in its state (LAUNCHED, FINISHED) and the
+ * commit is tried again SB_RETRY_LOCKED_MS later.
  */
 typedef enum FlightState
 {
 	FLIGHT_CLAIMED,				/* committed 'launching'; its request not written yet */
 	FLIGHT_STAGED,				/* request written, run staged: waits for a batch launch */
 	FLIGHT_LAUNCHING,			/* the driver's launch in progress (uploads, run request) */
-	FLIGHT_LAUNCHED,			/* launched: 'running' and its remote name not committed yet */
+	FLIGHT_LAUNCHED,			/* launched, stepped: 'running' and its remote name not committed yet */
 	FLIGHT_RUNNING,				/* committed 'running': stepped until the run has ended */
 	FLIGHT_COLLECTING,			/* the run ended: its result being collected */
 	FLIGHT_FINISHED				/* outcome in memory (result, failure or cancel): to record */
@@ -59,6 +62,7 @@ typedef struct WorkerFlight
 	char	   *failure;		/* set when the flight failed in the worker */
 	char	   *result;
 	size_t		result_len;
+	TimestampTz retry_at;		/* FINISHED: when to try recording it again */
 	TimestampTz next_poll;		/* runs without descriptors: when to look again */
 	int			poll_ms;		/* and the current interval, doubling to a second */
 } WorkerFlight;
@@ -72,8 +76,10 @@ extern void flight_cancel(WorkerFlight *f);
 extern void flight_attached(WorkerFlight *f);
 extern void flight_advance(WorkerFlight *f);
 extern void flights_advance(List *list);
-extern List *flights_take_finished(void);
+extern bool flight_due(WorkerFlight *f, TimestampTz now);
+extern void flights_forget(List *done);
 extern bool flights_any_finished(void);
+extern int	flights_busy(void);
 extern void flights_count(void);
 
 #endif							/* SB_WORKER_FLIGHT_H */

@@ -89,6 +89,10 @@ note_wakes(void)
 
 static MemoryContext LoopContext = NULL;
 
+/* Recovery left executions whose rows were locked; a step failed: look again soon. */
+static bool recovery_left = false;
+static bool retry_soon = false;
+
 /*
  * extension_oid returns the extension's OID in the worker's database, or
  * InvalidOid; *ready says whether it is at the version this library serves
@@ -162,6 +166,9 @@ sweep_roles(void)
 		ereport(WARNING,
 				(errmsg("cloudrun_sandbox: could not remove the sessions of dropped roles: %s",
 						msg)));
+		/* A row one of them still locks, say: try again soon. */
+		roles_seen = -1;
+		retry_soon = true;
 	}
 	PG_END_TRY();
 }
@@ -191,10 +198,15 @@ wait_for_work(void)
 
 		if (f->state == FLIGHT_FINISHED)
 		{
-			timeout = 0;
+			/* Due now, or waiting for a user's lock: try again soon. */
+			long		due = Max(0, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), f->retry_at));
+
+			timeout = timeout < 0 ? due : Min(timeout, due);
 			continue;
 		}
-		if (f->state != FLIGHT_RUNNING)
+		if (f->state == FLIGHT_LAUNCHED)
+			timeout = timeout < 0 ? SB_RETRY_LOCKED_MS : Min(timeout, SB_RETRY_LOCKED_MS);
+		if (f->state != FLIGHT_RUNNING && f->state != FLIGHT_LAUNCHED)
 			continue;
 		n = f->driver->wait_fds(f->run, fds, lengthof(fds));
 		if (n == 0)
@@ -211,9 +223,16 @@ wait_for_work(void)
 	}
 	bg_wait_events(set, &nfds, MAX_WAIT_FDS, &timeout);
 	if (flights != NIL && timeout != 0)
-		timeout = any_polled ? Max(poll_due, 1) : 1000;
+	{
+		long		due = any_polled ? Max(poll_due, 1) : 1000;
+
+		timeout = timeout < 0 ? due : Min(timeout, due);
+	}
 	if (sessions_blocked && (timeout < 0 || timeout > BLOCKED_RETRY_MS))
 		timeout = BLOCKED_RETRY_MS;
+	if ((recovery_left || retry_soon) && (timeout < 0 || timeout > SB_RETRY_LOCKED_MS))
+		timeout = SB_RETRY_LOCKED_MS;
+	retry_soon = false;
 	/* The sockets of the cloud result lookups in progress. */
 	{
 		SbHttpWaitFd hfds[MAX_WAIT_FDS];
@@ -249,6 +268,75 @@ wait_for_work(void)
 	ResetLatch(MyLatch);
 }
 
+/*
+ * finish_and_claim is one transaction: requested cancels, what recovery left,
+ * the finished flights that are due and (with claimed) new flights, appended
+ * to *claimed.  Returns the flights it recorded, for after_commit().  Any
+ * error in it (a lock wait that timed out: the safety net) rolls it all back
+ * and is tried again at a later turn: the finished flights stay in memory,
+ * the claimed ones are let go (their rows are queued again by the rollback).
+ */
+static List *
+finish_and_claim(bool claiming, List **claimed)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *volatile done = NIL;
+	List	   *volatile took = NIL;
+
+	PG_TRY();
+	{
+		List	   *d = NIL;
+		List	   *c = NIL;
+
+		begin(claiming ? "cloudrun_sandbox: finish and claim" : "cloudrun_sandbox: finish");
+		apply_cancels();
+		recovery_left = recover_pending();
+		PG_TRY();
+		{
+			complete_finished(&d);
+			if (claiming)
+				claim(&c);
+		}
+		PG_FINALLY();
+		{
+			done = d;
+			took = c;
+		}
+		PG_END_TRY();
+		commit();
+		recover_committed();
+	}
+	PG_CATCH();
+	{
+		char	   *msg = caught(cxt);
+		ListCell   *lc;
+
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(cxt);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		ereport(WARNING,
+				(errmsg("cloudrun_sandbox worker: could not record finished executions; "
+						"trying again: %s", msg)));
+		foreach(lc, took)
+		{
+			WorkerFlight *f = lfirst(lc);
+
+			if (f->failure == NULL)
+				(void) session_lock(f->session_id, false);
+			MemoryContextDelete(f->cxt);
+		}
+		list_free(took);
+		list_free(done);
+		done = took = NIL;
+		retry_soon = true;
+		woken = true;			/* what it let go is queued again */
+	}
+	PG_END_TRY();
+	if (claimed != NULL)
+		*claimed = took;
+	return done;
+}
+
 /* worker_exit clears the worker's entry in shared memory. */
 static void
 worker_exit(int code, Datum arg)
@@ -272,6 +360,13 @@ sb_worker_main(Datum arg)
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", "cloudrun_sandbox worker", PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_appname("cloudrun_sandbox worker");
+	/*
+	 * The worker never waits for a lock a user can hold: every statement that
+	 * could skips the row and comes back to it.  A short lock_timeout is the
+	 * safety net: a wait missed anyway becomes an error, and the step that
+	 * failed is tried again later, its flights kept in memory.
+	 */
+	SetConfigOption("lock_timeout", "500", PGC_SUSET, PGC_S_OVERRIDE);
 	sb_driver_nonblocking = true;
 	sb_local_warm = true;
 	WorkerContext = AllocSetContextCreate(TopMemoryContext, "cloudrun_sandbox worker",
@@ -358,15 +453,9 @@ sb_worker_main(Datum arg)
 
 		/* One transaction: cancels, what finished, and what to start next. */
 		claimed = NIL;
-		if (look || any_done)
+		if (look || any_done || recovery_left)
 		{
-			begin("cloudrun_sandbox: finish and claim");
-			apply_cancels();
-			done = flights_take_finished();
-			foreach(lc, done)
-				complete_flight(lfirst(lc));
-			claimed = claim();
-			commit();
+			done = finish_and_claim(true, &claimed);
 			after_commit(done);
 		}
 
@@ -377,11 +466,7 @@ sb_worker_main(Datum arg)
 				flights = keep_list(flights, lfirst(lc));
 			list_free(claimed);
 			/* Launches that failed at once are recorded now. */
-			begin("cloudrun_sandbox: finish");
-			done = flights_take_finished();
-			foreach(lc, done)
-				complete_flight(lfirst(lc));
-			commit();
+			done = finish_and_claim(false, NULL);
 			after_commit(done);
 		}
 		flights_count();

@@ -6,5 +6,7 @@
 #define SB_WORKER_RECOVER_H
 
 extern void recover(void);
+extern bool recover_pending(void);
+extern void recover_committed(void);
 
 #endif							/* SB_WORKER_RECOVER_H */

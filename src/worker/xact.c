@@ -66,9 +66,12 @@ commit(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* caught copies the current error's message and clears the error state. */
+/*
+ * caught_code copies the current error's message and clears the error
+ * state; *sqlerrcode gets its SQLSTATE.
+ */
 char *
-caught(MemoryContext cxt)
+caught_code(MemoryContext cxt, int *sqlerrcode)
 {
 	ErrorData  *ed;
 	char	   *msg;
@@ -77,6 +80,16 @@ caught(MemoryContext cxt)
 	ed = CopyErrorData();
 	FlushErrorState();
 	msg = ed->detail ? psprintf("%s: %s", ed->message, ed->detail) : pstrdup(ed->message);
+	*sqlerrcode = ed->sqlerrcode;
 	FreeErrorData(ed);
 	return msg;
+}
+
+/* caught copies the current error's message and clears the error state. */
+char *
+caught(MemoryContext cxt)
+{
+	int			code;
+
+	return caught_code(cxt, &code);
 }
