@@ -134,9 +134,15 @@ extension_oid(bool *ready)
 	return ext;
 }
 
+/* A sweep of dropped roles' sessions that found one locked is tried again this much later. */
+#define SWEEP_RETRY_MS 5000
+static TimestampTz sweep_retry_at = 0;	/* 0: no sweep to try again */
+
 /*
  * sweep_roles removes the sessions of dropped roles once a DROP ROLE has
- * committed (and at start); a failure is logged and tried at the next one.
+ * committed (and at start).  It waits for no lock (a transaction of the
+ * dropped role may still be open): a failure is logged and tried again a few
+ * seconds later.
  */
 static void
 sweep_roles(void)
@@ -148,14 +154,18 @@ sweep_roles(void)
 	SpinLockAcquire(&sb_shared->mutex);
 	seq = sb_shared->roles_seq;
 	SpinLockRelease(&sb_shared->mutex);
-	if (seq == roles_seen)
+	if (seq == roles_seen || GetCurrentTimestamp() < sweep_retry_at)
 		return;
 	roles_seen = seq;
 	begin("cloudrun_sandbox: sessions of dropped roles");
 	PG_TRY();
 	{
+		/* Its row locks are taken as if with NOWAIT (roles.c waits otherwise). */
+		(void) set_config_option("lock_timeout", "1", PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
 		(void) sb_sweep_dropped_roles();
 		commit();
+		sweep_retry_at = 0;
 	}
 	PG_CATCH();
 	{
@@ -164,11 +174,10 @@ sweep_roles(void)
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(cxt);
 		ereport(WARNING,
-				(errmsg("cloudrun_sandbox: could not remove the sessions of dropped roles: %s",
-						msg)));
-		/* A row one of them still locks, say: try again soon. */
+				(errmsg("cloudrun_sandbox: could not remove the sessions of dropped roles; "
+						"trying again in a few seconds: %s", msg)));
 		roles_seen = -1;
-		retry_soon = true;
+		sweep_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SWEEP_RETRY_MS);
 	}
 	PG_END_TRY();
 }
@@ -232,6 +241,12 @@ wait_for_work(void)
 		timeout = BLOCKED_RETRY_MS;
 	if ((recovery_left || retry_soon) && (timeout < 0 || timeout > SB_RETRY_LOCKED_MS))
 		timeout = SB_RETRY_LOCKED_MS;
+	if (sweep_retry_at != 0)
+	{
+		long		due = Max(1, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), sweep_retry_at));
+
+		timeout = timeout < 0 ? due : Min(timeout, due);
+	}
 	retry_soon = false;
 	/* The sockets of the cloud result lookups in progress. */
 	{
