@@ -9,10 +9,11 @@
  * `declare -px` (both builtins: no fork) go to another pipe (fd 97), so
  * stdout is never polluted: written right after the command returns or when
  * it calls `exit` (so an EXIT trap of the command's own does not matter), or
- * by our EXIT trap (errexit, a signal); see wrapper[].  Whatever the session cannot keep (arrays, a
- * variable over the kernel's per-string limit, an environment over
- * SB_MAX_ENV_BYTES, a shell that replaced itself with exec) is named in the
- * result's error, with the status unchanged: never dropped in silence.
+ * by our EXIT trap (errexit, a signal); see wrapper[].  Whatever the session
+ * cannot keep (arrays, a variable over the kernel's per-string limit, an
+ * environment over SB_MAX_ENV_BYTES, a shell that replaced itself with exec)
+ * is named in the result's error, with the status unchanged: never dropped
+ * in silence.
  * Variables of the shell itself (sb_env_name_reserved) are never kept.
  * When the executor is the sandbox's PID 1 it kills every remaining process
  * when the command ends.
@@ -22,10 +23,10 @@
 #include "../common/sbutil.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -333,6 +334,13 @@ skip_array(const char **pp, const char *end)
 	return true;
 }
 
+/* shown is how much of a list of names a message shows. */
+static int
+shown(const SbBuf *list)
+{
+	return (int) (list->len < 512 ? list->len : 512);
+}
+
 /* append_name adds a variable's name to a comma-separated list. */
 static void
 append_name(SbBuf *list, const char *name)
@@ -393,8 +401,11 @@ parse_declare(const char *p, const char *end, SbBuf *refused)
 			goto bad;
 		}
 		p++;
-		if ((array || nameref) && !sb_env_name_reserved(key))
-			append_name(refused, key);
+		if (array || nameref)
+		{
+			if (sb_env_name_valid(key) && !sb_env_name_reserved(key))
+				append_name(refused, key);
+		}
 		else if (sb_env_name_valid(key) && memchr(val.data ? val.data : "", '\0', val.len) == NULL)
 		{
 			size_t		n;
@@ -464,7 +475,7 @@ parse_state(const SbExecRequest *req, SbBuf *buf, SbExecResult *res)
 	}
 	if (refused.len > 0)
 		note(res, NOT_KEPT "array variable(s) %.*s: a session keeps string variables "
-			 "only (bash cannot export arrays)", (int) (refused.len < 512 ? refused.len : 512), refused.data);
+			 "only (bash cannot export arrays)", shown(&refused), refused.data);
 	sb_buf_free(&refused);
 	json_object_foreach_safe(env, tmp, key, value)
 		if (sb_env_name_reserved(key))
@@ -509,7 +520,7 @@ parse_state(const SbExecRequest *req, SbBuf *buf, SbExecResult *res)
 	}
 	if (big.len > 0)
 		note(res, NOT_KEPT "variable(s) %.*s: larger than %d bytes (name=value), the "
-			 "kernel's limit for one environment string", (int) (big.len < 512 ? big.len : 512), big.data,
+			 "kernel's limit for one environment string", shown(&big), big.data,
 			 SB_MAX_ENV_VAR_BYTES);
 	sb_buf_free(&big);
 	if (total > SB_MAX_ENV_BYTES)
