@@ -52,14 +52,15 @@ extern char **environ;
  * $BASHPID differs, do not write), or at last by our EXIT trap (errexit, a
  * signal).  It is written once: after it, fd 97 is closed (by a plain exec:
  * the redirections of `builtin exec` would be undone) and a later attempt
- * fails quietly (its 2>/dev/null comes first).
+ * fails quietly (its 2>/dev/null comes first; `|| builtin :` keeps errexit
+ * from turning that failure into the exit code).
  */
 #define SB_RECORD_ONCE "{ __sb_rc=$?; [[ $BASHPID != $$ ]] || " \
 	"{ builtin printf '%s\\0' \"$PWD\"; builtin declare -px; builtin printf '\\0'; } >&97 && " \
-	"{ builtin set +x; builtin unset -f exec; exec 97>&-; }; } 2>/dev/null"
+	"{ builtin set +x; builtin unset -f exec; exec 97>&-; } || builtin :; } 2>/dev/null"
 static const char wrapper[] =
 	"builtin trap '__sb_rc=$?; { builtin printf \"%s\\0\" \"$PWD\"; builtin declare -px; "
-	"builtin printf \"\\0\"; } 2>/dev/null >&97; builtin exit $__sb_rc' EXIT\n"
+	"builtin printf \"\\0\"; } 2>/dev/null >&97 || builtin :; builtin exit $__sb_rc' EXIT\n"
 	"exit () { " SB_RECORD_ONCE "; if (( $# )); then builtin exit \"$@\"; fi; "
 	"builtin exit $__sb_rc; }\n"
 	"builtin . /dev/fd/96\n"

@@ -354,6 +354,20 @@ test_executor(void)
 	free_result(&r);
 	json_decref(req.env);
 
+	req = request("set -eu; cd /; export E=1; exit 2", NULL);
+	ok(run_executor(&req, &r, NULL) && r.status == SB_STATUS_FAILED && r.exit_code == 2 &&
+	   r.has_state && strcmp(r.cwd, "/") == 0 && r.error == NULL,
+	   "executor: with errexit, exit 2 still exits 2 and keeps the state");
+	free_result(&r);
+	json_decref(req.env);
+
+	req = request("set -e; cd /; exec 97>&-; exit 2", NULL);
+	ok(run_executor(&req, &r, NULL) && r.status == SB_STATUS_FAILED && r.exit_code == 2 &&
+	   !r.has_state && r.error != NULL,
+	   "executor: a command that closed the state pipe keeps its exit code; no state, said so");
+	free_result(&r);
+	json_decref(req.env);
+
 	req = request("(exit 5); x=$(exit 6); echo $?; cd /tmp; exec true", NULL);
 	ok(run_executor(&req, &r, NULL) && r.status == SB_STATUS_SUCCEEDED && !r.has_state &&
 	   r.error != NULL && strstr(r.error, "exec") != NULL && strcmp(r.stdout_data, "6\n") == 0,
