@@ -593,7 +593,7 @@ sb_storage_load_state(const char *session, SbState *state)
 	close(fd);
 	if (text == NULL || len < (size_t) st.st_size)
 	{
-		errno = text == NULL ? EFBIG : save != 0 ? save : EIO;
+		errno = text == NULL ? ENOMEM : save != 0 ? save : EIO;
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not read \"%s\": %m", sb_storage_session_path(session, SB_STATE_FILE))));
