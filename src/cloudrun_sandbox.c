@@ -251,13 +251,15 @@ sb_jsonb_to_env(Jsonb *jb, const char *what)
 	json_t	   *env = json_loads(text, 0, &jerr);
 	char		errbuf[256];
 
-	if (env == NULL || !sb_env_valid(env, errbuf, sizeof(errbuf)))
+	if (env == NULL || !sb_env_settable(env, errbuf, sizeof(errbuf)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid %s", what),
 				 errdetail("%s", env == NULL ? jerr.text : errbuf),
-				 errhint("Pass a JSON object of variable names to string values, "
-						 "for example '{\"FOO\": \"bar\"}'.")));
+				 errhint("Pass a JSON object of variable names to string values, each "
+						 "name=value at most %d bytes and none of the shell's own (such as "
+						 "SHELLOPTS), for example '{\"FOO\": \"bar\"}'.",
+						 SB_MAX_ENV_VAR_BYTES)));
 	return env;
 }
 

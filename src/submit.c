@@ -76,9 +76,13 @@ check_callback(Oid fn)
 				 errmsg("permission denied for function %s", format_procedure(fn))));
 }
 
-/* queue checks, locks the session (creating it on first use) and queues one execution. */
+/*
+ * queue checks, locks the session (creating it on first use) and queues one
+ * execution; env_what names env in an error message.
+ */
 static int64
-queue(const char *name, const char *command, int64 timeout_ms, Jsonb *env, Oid callback)
+queue(const char *name, const char *command, int64 timeout_ms, Jsonb *env, const char *env_what,
+	  Oid callback)
 {
 	SbSession  *session;
 	int64		id;
@@ -87,7 +91,7 @@ queue(const char *name, const char *command, int64 timeout_ms, Jsonb *env, Oid c
 	sb_require_utf8();
 	sb_check_command(command);
 	if (env != NULL)
-		(void) sb_jsonb_to_env(env, "env argument");
+		(void) sb_jsonb_to_env(env, env_what);
 	if (OidIsValid(callback))
 		check_callback(callback);
 	session = sb_session_lock_ext(name, true, (SbBackend) sb_default_backend, false, false);
@@ -105,7 +109,7 @@ sandbox_submit(PG_FUNCTION_ARGS)
 	Jsonb	   *env = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
 	Oid			callback = PG_ARGISNULL(4) ? InvalidOid : PG_GETARG_OID(4);
 
-	PG_RETURN_INT64(queue(name, command, tmo, env, callback));
+	PG_RETURN_INT64(queue(name, command, tmo, env, "env argument", callback));
 }
 
 /* result_desc returns the row type of wait/result. */
@@ -296,7 +300,11 @@ sandbox_submit_trigger(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("sandbox.submit_trigger(command_column_or_template [, session [, timeout [, callback]]]) takes 1 to 4 arguments")));
 	(void) pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
-	if (strchr(tg->tgargs[0], '{') != NULL)
+	/*
+	 * The first argument names a column of the table, or else is a command
+	 * template: with {column} placeholders, or none ('make test').
+	 */
+	if (SPI_fnumber(td->tg_relation->rd_att, tg->tgargs[0]) <= 0)
 		command = expand_template(td, tg->tgargs[0], &ps, &any);
 	else
 	{
@@ -325,7 +333,8 @@ sandbox_submit_trigger(PG_FUNCTION_ARGS)
 						: NULL);
 	if (tg->tgnargs >= 4 && tg->tgargs[3][0])
 		callback = DatumGetObjectId(DirectFunctionCall1(regprocedurein, CStringGetDatum(tg->tgargs[3])));
-	(void) queue(session, command, tmo, any ? JsonbValueToJsonb(env_value) : NULL, callback);
+	(void) queue(session, command, tmo, any ? JsonbValueToJsonb(env_value) : NULL,
+				 "row values of the submit_trigger placeholders", callback);
 	return PointerGetDatum(NULL);
 }
 

@@ -87,6 +87,55 @@ sb_env_valid(const json_t *env, char *errbuf, size_t errlen)
 	return true;
 }
 
+/*
+ * Variables bash maintains or reads to configure itself, whose value in one
+ * command must not decide how the next one's shell behaves.
+ */
+static const char *const reserved_names[] = {
+	"SHELLOPTS", "BASHOPTS", "ENV", "IFS", "PS4", "POSIXLY_CORRECT", "PWD", "OLDPWD",
+	"SHLVL", "_", "UID", "EUID", "PPID", "GROUPS", "FUNCNAME", "LINENO", "RANDOM",
+	"SRANDOM", "SECONDS", "EPOCHSECONDS", "EPOCHREALTIME", "HISTCMD", "PIPESTATUS",
+	"DIRSTACK",
+};
+
+bool
+sb_env_name_reserved(const char *name)
+{
+	if (strncmp(name, "BASH", 4) == 0 && (name[4] == '\0' || name[4] == '_'))
+		return true;			/* BASH, BASH_ENV, BASH_XTRACEFD, BASH_COMPAT, ... */
+	if (strncmp(name, "__sb_", 5) == 0)
+		return true;			/* the executor's own */
+	for (size_t i = 0; i < sizeof(reserved_names) / sizeof(reserved_names[0]); i++)
+		if (strcmp(name, reserved_names[i]) == 0)
+			return true;
+	return false;
+}
+
+bool
+sb_env_settable(const json_t *env, char *errbuf, size_t errlen)
+{
+	const char *key;
+	json_t	   *value;
+
+	if (!sb_env_valid(env, errbuf, errlen))
+		return false;
+	json_object_foreach((json_t *) env, key, value)
+	{
+		size_t		n = strlen(key) + 1 + json_string_length(value);
+
+		if (sb_env_name_reserved(key))
+			return fail(errbuf, errlen,
+						"variable \"%s\" belongs to the shell and cannot be set this way "
+						"(set shell options with set or shopt in the command)", key);
+		if (n > SB_MAX_ENV_VAR_BYTES)
+			return fail(errbuf, errlen,
+						"variable \"%s\" is %zu bytes (name=value), more than the %d "
+						"bytes the kernel passes to a program in one environment string",
+						key, n, SB_MAX_ENV_VAR_BYTES);
+	}
+	return true;
+}
+
 static json_t *
 limits_to_json(const SbLimits *l)
 {
@@ -265,6 +314,27 @@ copy_output(json_t *root, const char *key, char **data, size_t *len)
 	return *data != NULL;
 }
 
+bool
+sb_cwd_normal(const char *path)
+{
+	const char *p = path;
+
+	if (p[0] != '/')
+		return false;
+	if (p[1] == '\0')
+		return true;
+	while (*p == '/')
+	{
+		const char *name = p + 1;
+		size_t		n = strcspn(name, "/");
+
+		if (n == 0 || (n == 1 && name[0] == '.') || (n == 2 && name[0] == '.' && name[1] == '.'))
+			return false;		/* "//", "/./", "/../", or a trailing "/" */
+		p = name + n;
+	}
+	return *p == '\0';
+}
+
 /* valid_cwd accepts absolute paths without NUL bytes, of bounded length. */
 static bool
 valid_cwd(json_t *v)
@@ -356,6 +426,7 @@ sb_state_decode(const char *text, size_t len, SbState *out, char *errbuf, size_t
 	json_t *root;
 	json_t *cwd;
 	json_t *env;
+	json_t *version;
 	bool ok = false;
 
 	memset(out, 0, sizeof(*out));
@@ -364,8 +435,19 @@ sb_state_decode(const char *text, size_t len, SbState *out, char *errbuf, size_t
 		return fail(errbuf, errlen, "state is not valid JSON: %s", jerr.text);
 	cwd = json_object_get(root, "cwd");
 	env = json_object_get(root, "env");
-	if (!valid_cwd(cwd))
+	version = json_object_get(root, "version");
+	if (!json_is_object(root))
+		fail(errbuf, errlen, "state is not a JSON object");
+	else if (!json_is_integer(version))
+		fail(errbuf, errlen, "state has no version number");
+	else if (json_integer_value(version) != SB_PROTOCOL_VERSION)
+		fail(errbuf, errlen, "state has version %lld; this extension reads version %d",
+			 (long long) json_integer_value(version), SB_PROTOCOL_VERSION);
+	else if (!valid_cwd(cwd))
 		fail(errbuf, errlen, "state has a malformed working directory");
+	else if (!sb_cwd_normal(json_string_value(cwd)))
+		fail(errbuf, errlen, "state has a working directory that is not a normalized "
+			 "absolute path: \"%.200s\"", json_string_value(cwd));
 	else if (!sb_env_valid(env, errbuf, errlen))
 		; /* errbuf says why */
 	else if (!get_int(root, "generation", &out->generation, 0) ||

@@ -19,6 +19,13 @@
 #define SB_WORKSPACE "/workspace"
 #define SB_MAX_CWD_BYTES 4096
 #define SB_MAX_ENV_BYTES (1024 * 1024)
+/*
+ * The largest NAME=VALUE a session or call variable may be: the kernel's
+ * limit for one string passed to a program (MAX_ARG_STRLEN, 128 KiB with its
+ * NUL).  Variables are exported, so a larger one would make every program the
+ * command starts fail with "Argument list too long".
+ */
+#define SB_MAX_ENV_VAR_BYTES (128 * 1024 - 1)
 
 typedef enum SbStatus
 {
@@ -123,11 +130,31 @@ extern bool sb_result_decode(const char *text, size_t len, SbExecResult *out,
 extern bool sb_state_decode(const char *text, size_t len, SbState *out, char *errbuf,
 							size_t errlen);
 
+/*
+ * sb_cwd_normal says whether path is absolute and normalized: no empty, "."
+ * or ".." component and no trailing slash ("/" itself is).
+ */
+extern bool sb_cwd_normal(const char *path);
+
 /* sb_result_clear frees what a decoded or executed result owns. */
 extern void sb_result_clear(SbExecResult *res);
 
 /* sb_env_valid checks that env is an object of valid names to UTF-8 strings. */
 extern bool sb_env_valid(const json_t *env, char *errbuf, size_t errlen);
+
+/*
+ * sb_env_name_reserved says whether a variable belongs to the shell or the
+ * executor (SHELLOPTS, BASHOPTS, BASH_*, ENV, IFS, PS4, PWD, ..., __sb_*):
+ * never taken from an env argument, never kept in a session.
+ */
+extern bool sb_env_name_reserved(const char *name);
+
+/*
+ * sb_env_settable checks variables a caller passes (an env argument, a
+ * trigger's row values): sb_env_valid, no reserved name, each NAME=VALUE at
+ * most SB_MAX_ENV_VAR_BYTES.
+ */
+extern bool sb_env_settable(const json_t *env, char *errbuf, size_t errlen);
 
 /*
  * File operations (requests whose "op" is one of the file_* names).  They

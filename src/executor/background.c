@@ -75,6 +75,27 @@ stop_all(const SbExecRequest *req, pid_t child, long long *kill_at)
 }
 
 /*
+ * explain_end says in the log (our stderr) why the command ended, when its
+ * exit code alone would not: killed by a signal, above all SIGXFSZ, the
+ * file-size limit, and bash's 128+N for a program it ran that was.
+ */
+static void
+explain_end(const SbExecRequest *req, int wstatus)
+{
+	int			sig = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus)
+		: WEXITSTATUS(wstatus) > 128 ? WEXITSTATUS(wstatus) - 128 : 0;
+	const char *who = WIFSIGNALED(wstatus) ? "the command was" : "a program of the command was";
+
+	if (sig == SIGXFSZ && req->limits.fsize_bytes > 0)
+		fprintf(stderr, "cloudrun-sandbox: %s killed by SIGXFSZ: it wrote past the file-size "
+				"limit of %lld bytes (cloudrun_sandbox.file_size_limit)\n", who,
+				req->limits.fsize_bytes);
+	else if (WIFSIGNALED(wstatus) && sig != SIGTERM && sig != SIGKILL)
+		fprintf(stderr, "cloudrun-sandbox: the command was killed by signal %d (%s)\n", sig,
+				strsignal(sig));
+}
+
+/*
  * sb_background_main runs req's command until it ends.  exit_fd receives its
  * exit code; watch_fd, if >= 0, is the postmaster-death pipe.  Returns the
  * command's exit status.
@@ -171,6 +192,7 @@ sb_background_main(const SbExecRequest *req, int exit_fd, int watch_fd)
 			break;
 	}
 	code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+	explain_end(req, wstatus);
 	signal_all(child, SIGKILL);
 	write_exit(exit_fd, code, server_stopped);
 	return code;

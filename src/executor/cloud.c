@@ -392,8 +392,8 @@ load_state(CloudRun *run, SbState *state, long long *generation, char *msg, size
 	free(data);
 	if (!ok)
 	{
-		snprintf(msg, msglen, "the session's state %s is damaged: %s", run->state_name,
-				 errbuf);
+		snprintf(msg, msglen, "the session's state %s is damaged: %s (repair or delete the "
+				 "object, or drop the session and create it again)", run->state_name, errbuf);
 		return false;
 	}
 	if (gen <= 0)

@@ -5,10 +5,18 @@
  *		leaves behind.
  *
  * The command text is fed to bash on a pipe (fd 96) and sourced, so that
- * `cd`, `export` and `exit` act on the shell itself; an EXIT trap writes the
- * final $PWD and `declare -px` (both builtins: no fork) to another pipe
- * (fd 97), so stdout is never polluted.  When the executor is the sandbox's PID 1 it
- * kills every remaining process when the command ends.
+ * `cd`, `export` and `exit` act on the shell itself.  The final $PWD and
+ * `declare -px` (both builtins: no fork) go to another pipe (fd 97), so
+ * stdout is never polluted: written right after the command returns or when
+ * it calls `exit` (so an EXIT trap of the command's own does not matter), or
+ * by our EXIT trap (errexit, a signal); see wrapper[].  Whatever the session
+ * cannot keep (arrays, a variable over the kernel's per-string limit, an
+ * environment over SB_MAX_ENV_BYTES, a shell that replaced itself with exec)
+ * is named in the result's error, with the status unchanged: never dropped
+ * in silence.
+ * Variables of the shell itself (sb_env_name_reserved) are never kept.
+ * When the executor is the sandbox's PID 1 it kills every remaining process
+ * when the command ends.
  */
 #define _GNU_SOURCE
 #include "command.h"
@@ -18,6 +26,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,16 +38,34 @@
 
 #define CMD_FD 96
 #define STATE_FD 97
-#define STATE_CAP (SB_MAX_ENV_BYTES + SB_MAX_CWD_BYTES + 65536)
+/* declare -p quotes a byte in at most 4 ($'\001'): room for SB_MAX_ENV_BYTES. */
+#define STATE_CAP (4 * SB_MAX_ENV_BYTES + SB_MAX_CWD_BYTES + 65536)
 #define DRAIN_MS 500
 
 extern char **environ;
 
-/* The shell program that wraps every command; see the file header. */
+/*
+ * The shell program that wraps every command; see the file header.  The
+ * record is written when the command's text returns, or by our `exit`
+ * function (which shadows the builtin: an `exit` in the command records the
+ * state before any EXIT trap of the command's own runs; subshells, whose
+ * $BASHPID differs, do not write), or at last by our EXIT trap (errexit, a
+ * signal).  It is written once: after it, fd 97 is closed (by a plain exec:
+ * the redirections of `builtin exec` would be undone) and a later attempt
+ * fails quietly (its 2>/dev/null comes first; `|| builtin :` keeps errexit
+ * from turning that failure into the exit code).
+ */
+#define SB_RECORD_ONCE "{ __sb_rc=$?; [[ $BASHPID != $$ ]] || " \
+	"{ builtin printf '%s\\0' \"$PWD\"; builtin declare -px; builtin printf '\\0'; } >&97 && " \
+	"{ builtin set +x; builtin unset -f exec; exec 97>&-; } || builtin :; } 2>/dev/null"
 static const char wrapper[] =
-	"trap '__sb_rc=$?; { builtin printf \"%s\\0\" \"$PWD\"; builtin declare -px; "
-	"builtin printf \"\\0\"; } >&97 2>/dev/null; exit $__sb_rc' EXIT\n"
-	". /dev/fd/96\n";
+	"builtin trap '__sb_rc=$?; { builtin printf \"%s\\0\" \"$PWD\"; builtin declare -px; "
+	"builtin printf \"\\0\"; } 2>/dev/null >&97 || builtin :; builtin exit $__sb_rc' EXIT\n"
+	"exit () { " SB_RECORD_ONCE "; if (( $# )); then builtin exit \"$@\"; fi; "
+	"builtin exit $__sb_rc; }\n"
+	"builtin . /dev/fd/96\n"
+	SB_RECORD_ONCE "\n"
+	"builtin exit $__sb_rc\n";
 
 /* Variables every command starts with, below the session's own. */
 static const char *const base_env[][2] = {
@@ -47,8 +74,33 @@ static const char *const base_env[][2] = {
 	{"LANG", "C.UTF-8"},
 };
 
-/* Variables bash maintains itself; they are never part of a session's state. */
-static const char *const shell_vars[] = {"PWD", "OLDPWD", "SHLVL", "_"};
+/* note adds a sentence to the result's error (the status stays as it is). */
+static void note(SbExecResult *res, const char *fmt,...) __attribute__((format(printf, 2, 3)));
+
+static void
+note(SbExecResult *res, const char *fmt,...)
+{
+	char		msg[1024];
+	char	   *joined;
+	size_t		n;
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	n = (res->error ? strlen(res->error) + 2 : 0) + strlen(msg) + 1;
+	joined = sb_malloc(n);
+	snprintf(joined, n, "%s%s%s", res->error ? res->error : "", res->error ? "; " : "", msg);
+	sb_free(res->error);
+	res->error = joined;
+}
+
+/* env_entry_fits says whether NAME=VALUE fits in one string the kernel passes on. */
+static bool
+env_entry_fits(const char *key, json_t *value)
+{
+	return strlen(key) + 1 + json_string_length(value) <= SB_MAX_ENV_VAR_BYTES;
+}
 
 /* now_ms reads the monotonic clock in milliseconds. */
 static double
@@ -90,6 +142,14 @@ sb_command_env(const SbExecRequest *req)
 	json_object_foreach(all, key, value)
 	{
 		size_t		n = strlen(key) + json_string_length(value) + 2;
+
+		/*
+		 * Left by an older version (the extension refuses both when they are
+		 * set): the shell's own variables never reach it, and a variable the
+		 * kernel would refuse must not stop bash from starting.
+		 */
+		if (sb_env_name_reserved(key) || !env_entry_fits(key, value))
+			continue;
 
 		envp[i] = sb_malloc(n);
 		snprintf(envp[i], n, "%s=%s", key, json_string_value(value));
@@ -243,27 +303,83 @@ unquote(const char **pp, const char *end, SbBuf *out)
 }
 
 /*
+ * skip_array advances *pp past an array value as `declare -p` prints it,
+ * "(...)" with quoted elements and keys; false if malformed.
+ */
+static bool
+skip_array(const char **pp, const char *end)
+{
+	const char *p = *pp;
+
+	if (p >= end || *p != '(')
+		return false;
+	for (p++; p < end && *p != ')';)
+	{
+		if (*p == '"' || (*p == '$' && p + 1 < end && p[1] == '\''))
+		{
+			SbBuf		scratch;
+			bool		ok;
+
+			sb_buf_init(&scratch, 0);
+			ok = unquote(&p, end, &scratch);
+			sb_buf_free(&scratch);
+			if (!ok)
+				return false;
+		}
+		else
+			p += (*p == '\\' && p + 1 < end) ? 2 : 1;
+	}
+	if (p >= end)
+		return false;
+	*pp = p + 1;
+	return true;
+}
+
+/* shown is how much of a list of names a message shows. */
+static int
+shown(const SbBuf *list)
+{
+	return (int) (list->len < 512 ? list->len : 512);
+}
+
+/* append_name adds a variable's name to a comma-separated list. */
+static void
+append_name(SbBuf *list, const char *name)
+{
+	if (list->len > 0)
+		sb_buf_append(list, ", ", 2);
+	sb_buf_append(list, name, strlen(name));
+}
+
+/*
  * parse_declare reads `declare -px` output: lines "declare -FLAGS NAME" or
  * "declare -FLAGS NAME=VALUE".  Returns an object of the exported variables
- * that have values, or NULL if the text is malformed.
+ * that have string values, or NULL if the text is malformed.  Arrays (which
+ * bash cannot pass to a program) and namerefs are not taken: their names go
+ * to *refused.
  */
 static json_t *
-parse_declare(const char *p, const char *end)
+parse_declare(const char *p, const char *end, SbBuf *refused)
 {
 	json_t	   *env = json_object();
 
 	while (p < end)
 	{
+		const char *flags;
 		const char *name;
 		char	   *key;
+		bool		array, nameref;
 		SbBuf		val;
 
 		if (end - p < 9 || memcmp(p, "declare -", 9) != 0)
 			goto bad;
 		/* Skip "declare -FLAGS " to the name. */
-		p = memchr(p + 9, ' ', end - (p + 9));
+		flags = p + 9;
+		p = memchr(flags, ' ', end - flags);
 		if (p == NULL)
 			goto bad;
+		array = memchr(flags, 'a', p - flags) != NULL || memchr(flags, 'A', p - flags) != NULL;
+		nameref = memchr(flags, 'n', p - flags) != NULL;
 		name = ++p;
 		while (p < end && *p != '=' && *p != '\n')
 			p++;
@@ -279,14 +395,19 @@ parse_declare(const char *p, const char *end)
 		}
 		p++;
 		sb_buf_init(&val, 0);
-		if (!unquote(&p, end, &val) || p >= end || *p != '\n')
+		if (!(array ? skip_array(&p, end) : unquote(&p, end, &val)) || p >= end || *p != '\n')
 		{
 			sb_free(key);
 			sb_buf_free(&val);
 			goto bad;
 		}
 		p++;
-		if (sb_env_name_valid(key) && memchr(val.data ? val.data : "", '\0', val.len) == NULL)
+		if (array || nameref)
+		{
+			if (sb_env_name_valid(key) && !sb_env_name_reserved(key))
+				append_name(refused, key);
+		}
+		else if (sb_env_name_valid(key) && memchr(val.data ? val.data : "", '\0', val.len) == NULL)
 		{
 			size_t		n;
 			bool		repaired;
@@ -305,14 +426,17 @@ bad:
 	return NULL;
 }
 
+#define NOT_KEPT "the session did not keep "
+
 /*
- * parse_state turns what the EXIT trap wrote ($PWD, NUL, `declare -px`,
+ * parse_state turns the record the shell wrote ($PWD, NUL, `declare -px`,
  * NUL) into the session's new cwd and environment.  Variables given for this
- * call only, and base variables the session never changed, are not kept.
- * Returns false if the record is incomplete (the shell was killed, or the
- * command replaced it with exec).
+ * call only, and base variables the session never changed, are not kept;
+ * neither are the shell's own (sb_env_name_reserved).  What the session
+ * cannot keep is named in res->error.  Without a complete record (the shell
+ * was killed, or the command replaced it with exec) nothing is kept.
  */
-static bool
+static void
 parse_state(const SbExecRequest *req, SbBuf *buf, SbExecResult *res)
 {
 	const char *p = buf->data;
@@ -322,19 +446,41 @@ parse_state(const SbExecRequest *req, SbBuf *buf, SbExecResult *res)
 	const char *key;
 	json_t	   *value;
 	void	   *tmp;
-	size_t		n;
+	size_t		n, total = 0;
 	bool		repaired;
+	SbBuf		refused, big;
 
-	if (buf->truncated || buf->len < 3 || end[-1] != '\0' || p[0] != '/')
-		return false;
+	if (buf->truncated)
+	{
+		note(res, NOT_KEPT "its cwd and environment: the command's exported variables "
+			 "are larger than the %d bytes a session holds", SB_MAX_ENV_BYTES);
+		return;
+	}
+	if (buf->len < 3 || end[-1] != '\0' || p[0] != '/')
+		goto incomplete;
 	decl = p + strlen(p) + 1;
 	if (decl >= end || memchr(decl, '\0', end - decl - 1) != NULL)
-		return false;
-	env = parse_declare(decl, end - 1);
+		goto incomplete;
+	if (!sb_cwd_normal(p) || strlen(p) >= SB_MAX_CWD_BYTES)
+	{
+		note(res, NOT_KEPT "its cwd and environment: $PWD is not a normalized absolute "
+			 "path of fewer than %d bytes", SB_MAX_CWD_BYTES);
+		return;
+	}
+	sb_buf_init(&refused, 0);
+	env = parse_declare(decl, end - 1, &refused);
 	if (env == NULL)
-		return false;
-	for (size_t i = 0; i < sizeof(shell_vars) / sizeof(shell_vars[0]); i++)
-		json_object_del(env, shell_vars[i]);
+	{
+		sb_buf_free(&refused);
+		goto incomplete;
+	}
+	if (refused.len > 0)
+		note(res, NOT_KEPT "array variable(s) %.*s: a session keeps string variables "
+			 "only (bash cannot export arrays)", shown(&refused), refused.data);
+	sb_buf_free(&refused);
+	json_object_foreach_safe(env, tmp, key, value)
+		if (sb_env_name_reserved(key))
+			json_object_del(env, key);
 	/* Call-only variables the command left as given are not kept. */
 	if (req->call_env)
 		json_object_foreach_safe(req->call_env, tmp, key, value)
@@ -358,10 +504,41 @@ parse_state(const SbExecRequest *req, SbBuf *buf, SbExecResult *res)
 			strcmp(json_string_value(now), base_env[b][1]) == 0)
 			json_object_del(env, base_env[b][0]);
 	}
+	/* A variable no program could be started with would break every later command. */
+	sb_buf_init(&big, 0);
+	json_object_foreach(req->env, key, value)
+		if (!env_entry_fits(key, value) && !sb_env_name_reserved(key))
+			append_name(&big, key);
+	json_object_foreach_safe(env, tmp, key, value)
+	{
+		if (env_entry_fits(key, value))
+			total += strlen(key) + json_string_length(value) + 2;
+		else
+		{
+			append_name(&big, key);
+			json_object_del(env, key);
+		}
+	}
+	if (big.len > 0)
+		note(res, NOT_KEPT "variable(s) %.*s: larger than %d bytes (name=value), the "
+			 "kernel's limit for one environment string", shown(&big), big.data,
+			 SB_MAX_ENV_VAR_BYTES);
+	sb_buf_free(&big);
+	if (total > SB_MAX_ENV_BYTES)
+	{
+		note(res, NOT_KEPT "its cwd and environment: the exported variables are %zu "
+			 "bytes, more than the %d bytes a session holds", total, SB_MAX_ENV_BYTES);
+		json_decref(env);
+		return;
+	}
 	res->cwd = sb_utf8_repair(p, strlen(p), false, &n, &repaired);
 	res->env = env;
 	res->has_state = true;
-	return true;
+	return;
+incomplete:
+	note(res, NOT_KEPT "its cwd and environment: the command's shell ended without "
+		 "recording them (it replaced itself with exec, was killed, or stopped through "
+		 "errexit or a signal while an EXIT trap of its own was set)");
 }
 
 /* read_into drains what is available on fd into buf; returns false at EOF. */
@@ -587,7 +764,7 @@ sb_run_command_watched(const SbExecRequest *req, SbExecResult *res, const SbCanc
 		}
 		else
 			res->status = res->exit_code == 0 ? SB_STATUS_SUCCEEDED : SB_STATUS_FAILED;
-		if (!cancelled)
+		if (!cancelled && exited)
 			parse_state(req, &sbuf, res);
 	}
 	sb_buf_free(&obuf);

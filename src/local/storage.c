@@ -564,8 +564,19 @@ sb_storage_load_state(const char *session, SbState *state)
 				(errcode_for_file_access(),
 				 errmsg("could not open \"%s\": %m", sb_storage_session_path(session, SB_STATE_FILE))));
 	}
-	text = st.st_size <= SB_STATE_MAX_BYTES
-		? palloc_extended(st.st_size + 1, MCXT_ALLOC_NO_OOM) : NULL;
+	if (st.st_size > SB_STATE_MAX_BYTES)
+	{
+		close(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("session state file \"%s\" is too large",
+						sb_storage_session_path(session, SB_STATE_FILE)),
+				 errdetail("It is %lld bytes; a state file is read only up to %d bytes.",
+						   (long long) st.st_size, SB_STATE_MAX_BYTES),
+				 errhint("Fix or remove the file; without it the session starts in "
+						 "/workspace with an empty environment.")));
+	}
+	text = palloc_extended(st.st_size + 1, MCXT_ALLOC_NO_OOM);
 	while (text != NULL && len < (size_t) st.st_size)
 	{
 		ssize_t		n = read(fd, text + len, st.st_size - len);
@@ -582,7 +593,7 @@ sb_storage_load_state(const char *session, SbState *state)
 	close(fd);
 	if (text == NULL || len < (size_t) st.st_size)
 	{
-		errno = text == NULL ? EFBIG : save != 0 ? save : EIO;
+		errno = text == NULL ? ENOMEM : save != 0 ? save : EIO;
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not read \"%s\": %m", sb_storage_session_path(session, SB_STATE_FILE))));

@@ -164,9 +164,65 @@ test_protocol(void)
 	sb_free(sgot.cwd);
 	json_decref(sgot.env);
 	sb_free(text);
-	text = "{\"cwd\":\"/\",\"env\":[]}";
+	text = "{\"version\":1,\"cwd\":\"/\",\"env\":[]}";
 	ok(!sb_state_decode(text, strlen(text), &sgot, err, sizeof(err)),
 	   "protocol: state with a non-object env is rejected");
+	text = "{\"version\":99,\"cwd\":\"/workspace\",\"env\":{}}";
+	ok(!sb_state_decode(text, strlen(text), &sgot, err, sizeof(err)) && strstr(err, "version 99") != NULL,
+	   "protocol: state of version 99 is rejected, naming the version");
+	text = "{\"cwd\":\"/workspace\",\"env\":{}}";
+	ok(!sb_state_decode(text, strlen(text), &sgot, err, sizeof(err)),
+	   "protocol: state without a version is rejected");
+	text = "[1]";
+	ok(!sb_state_decode(text, strlen(text), &sgot, err, sizeof(err)),
+	   "protocol: state that is not an object is rejected");
+	{
+		static const char *const bad[] = {"/workspace/../etc", "/workspace/", "//etc", "/./tmp", "/tmp/..", "rel"};
+		static const char *const good[] = {"/", "/workspace", "/tmp/a.b/..c", "/etc"};
+		bool		all = true;
+		char		doc[256];
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		{
+			snprintf(doc, sizeof(doc), "{\"version\":1,\"cwd\":\"%s\",\"env\":{}}", bad[i]);
+			all &= !sb_state_decode(doc, strlen(doc), &sgot, err, sizeof(err));
+		}
+		ok(all, "protocol: state whose cwd is not a normalized absolute path is rejected");
+		all = true;
+		for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		{
+			snprintf(doc, sizeof(doc), "{\"version\":1,\"cwd\":\"%s\",\"env\":{}}", good[i]);
+			all &= sb_state_decode(doc, strlen(doc), &sgot, err, sizeof(err));
+			sb_free(sgot.cwd);
+			json_decref(sgot.env);
+		}
+		ok(all, "protocol: state with a normalized absolute cwd is accepted");
+	}
+	ok(sb_env_name_reserved("SHELLOPTS") && sb_env_name_reserved("BASHOPTS") &&
+	   sb_env_name_reserved("BASH_ENV") && sb_env_name_reserved("BASH") && sb_env_name_reserved("IFS") &&
+	   sb_env_name_reserved("__sb_rc") && !sb_env_name_reserved("BASHFUL") &&
+	   !sb_env_name_reserved("PATH") && !sb_env_name_reserved("HOME"),
+	   "protocol: the shell's own variables are reserved, ordinary ones are not");
+	{
+		json_t	   *env = json_object();
+		char	   *v = malloc(SB_MAX_ENV_VAR_BYTES);
+
+		memset(v, 'x', SB_MAX_ENV_VAR_BYTES - 1);
+		v[SB_MAX_ENV_VAR_BYTES - 2] = '\0';	/* "V=" + value = the limit */
+		json_object_set_new(env, "V", json_string(v));
+		ok(sb_env_settable(env, err, sizeof(err)), "protocol: a variable of exactly the limit is settable");
+		v[SB_MAX_ENV_VAR_BYTES - 2] = 'x';
+		v[SB_MAX_ENV_VAR_BYTES - 1] = '\0';
+		json_object_set_new(env, "V", json_string(v));
+		ok(!sb_env_settable(env, err, sizeof(err)) && strstr(err, "131071") != NULL,
+		   "protocol: one byte more is refused, naming the limit");
+		json_object_clear(env);
+		json_object_set_new(env, "SHELLOPTS", json_string("xtrace"));
+		ok(!sb_env_settable(env, err, sizeof(err)) && strstr(err, "SHELLOPTS") != NULL,
+		   "protocol: SHELLOPTS is refused");
+		json_decref(env);
+		free(v);
+	}
 	json_decref(req.env);
 	json_decref(req.call_env);
 }
@@ -275,6 +331,57 @@ test_executor(void)
 	is_str(json_string_value(json_object_get(r.env, "C")), "\001", "executor: a control character survives");
 	is_str(json_string_value(json_object_get(r.env, "I")), "5", "executor: an exported integer variable is recorded");
 	ok(json_object_get(r.env, "D") == NULL, "executor: a variable exported without a value is not recorded");
+	free_result(&r);
+	json_decref(req.env);
+
+	req = request("cd /tmp; export K=1; declare -ax ARR=(1 \"a b\" $'c\\nd'); "
+				  "declare -Ax M=([k]=\"v w\" [\"x y\"]=$'\\001' [')']='(' ); declare -nx R=K; set -a; L=2",
+				  NULL);
+	ok(run_executor(&req, &r, NULL) && r.status == SB_STATUS_SUCCEEDED && r.has_state &&
+	   strcmp(r.cwd, "/tmp") == 0, "executor: a command exporting arrays keeps its cwd");
+	ok(json_object_size(r.env) == 2 && json_object_get(r.env, "K") && json_object_get(r.env, "L"),
+	   "executor: and its string variables, not the arrays, the nameref or __sb_rc");
+	ok(r.error != NULL && strstr(r.error, "array variable(s) ARR, M, R") != NULL,
+	   "executor: the error names the arrays and the nameref");
+	free_result(&r);
+	json_decref(req.env);
+
+	req = request("cd /tmp; export K=1; trap 'echo bye; cd /' EXIT; exit 4", NULL);
+	ok(run_executor(&req, &r, NULL) && r.status == SB_STATUS_FAILED && r.exit_code == 4 &&
+	   r.has_state && strcmp(r.cwd, "/tmp") == 0 && r.error == NULL &&
+	   strcmp(r.stdout_data, "bye\n") == 0,
+	   "executor: exit with an EXIT trap of the command's own keeps the state from before the trap");
+	free_result(&r);
+	json_decref(req.env);
+
+	req = request("set -eu; cd /; export E=1; exit 2", NULL);
+	ok(run_executor(&req, &r, NULL) && r.status == SB_STATUS_FAILED && r.exit_code == 2 &&
+	   r.has_state && strcmp(r.cwd, "/") == 0 && r.error == NULL,
+	   "executor: with errexit, exit 2 still exits 2 and keeps the state");
+	free_result(&r);
+	json_decref(req.env);
+
+	req = request("set -e; cd /; exec 97>&-; exit 2", NULL);
+	ok(run_executor(&req, &r, NULL) && r.status == SB_STATUS_FAILED && r.exit_code == 2 &&
+	   !r.has_state && r.error != NULL,
+	   "executor: a command that closed the state pipe keeps its exit code; no state, said so");
+	free_result(&r);
+	json_decref(req.env);
+
+	req = request("(exit 5); x=$(exit 6); echo $?; cd /tmp; exec true", NULL);
+	ok(run_executor(&req, &r, NULL) && r.status == SB_STATUS_SUCCEEDED && !r.has_state &&
+	   r.error != NULL && strstr(r.error, "exec") != NULL && strcmp(r.stdout_data, "6\n") == 0,
+	   "executor: subshells' exit write no state; exec leaves none, and the error says so");
+	free_result(&r);
+	json_decref(req.env);
+
+	req = request("export SMALL=1 BIG=$(head -c 200000 /dev/zero | tr '\\0' b)",
+				  "{\"SHELLOPTS\":\"xtrace:nounset\",\"OLD\":\"1\"}");
+	ok(run_executor(&req, &r, NULL) && r.status == SB_STATUS_SUCCEEDED && r.has_state &&
+	   json_object_get(r.env, "SMALL") && json_object_get(r.env, "OLD") &&
+	   !json_object_get(r.env, "BIG") && !json_object_get(r.env, "SHELLOPTS") &&
+	   strcmp(r.stderr_data, "") == 0 && r.error && strstr(r.error, "BIG") != NULL,
+	   "executor: a 200 kB export is named and dropped; a stored SHELLOPTS is neither applied nor kept");
 	free_result(&r);
 	json_decref(req.env);
 
