@@ -109,6 +109,8 @@ raise_failure(const SbFileRequest *req, const SbFileResult *res)
 			code = ERRCODE_WRONG_OBJECT_TYPE;
 			if (req->op == SB_FILE_DELETE)
 				hint = "Delete what it contains first, or run rm -r with sandbox.exec().";
+			else if (sb_path_names_directory(req->path))
+				hint = "Give the path of a file: without the trailing \"/\".";
 			else
 				hint = "Use sandbox.file_list() to see what a directory holds.";
 			break;
