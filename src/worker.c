@@ -49,6 +49,7 @@
 #include "roles.h"
 #include "shared.h"
 #include "worker/callback.h"
+#include "worker/reaper.h"
 
 PGDLLEXPORT void sb_worker_main(Datum arg);
 
@@ -1542,6 +1543,7 @@ sb_worker_main(Datum arg)
 		}
 		bg_reap();
 		sweep_roles();
+		sb_reaper_tick();
 		note_wakes();
 		look = woken || sessions_blocked;
 		woken = false;
