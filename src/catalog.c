@@ -328,16 +328,19 @@ sb_session_lock_ext(const char *name, bool create, SbBackend backend, bool missi
 }
 
 /*
- * sb_session_lock_by_id takes session id's session lock (waiting, as long as
- * lock_timeout allows) and its row lock, whoever owns it; NULL if it is gone.
- * For the reaper, which knows a session by its identity only.
+ * sb_session_lock_by_id takes session id's session lock without waiting, and
+ * its row lock, whoever owns it; NULL if it is gone, or *busy (someone runs
+ * something in it).  For the reaper, which knows a session by its identity
+ * only.
  */
 SbSession *
-sb_session_lock_by_id(int64 id)
+sb_session_lock_by_id(int64 id, bool *busy)
 {
 	SbSession  *session;
 
-	(void) sb_session_lock_id(id, false, true);
+	*busy = !sb_session_lock_id(id, false, false);
+	if (*busy)
+		return NULL;
 	session = session_row_lock(id);
 	if (session != NULL && session->backend == SB_BACKEND_CLOUDRUN)
 		sb_gc_use_role(session->owner);
@@ -750,6 +753,20 @@ sb_dropped_storage_done(int64 id, const char *error)
 	spi_end(&s);
 }
 
+/* any_row runs a one-parameter query and says whether it found a row. */
+static bool
+any_row(SPIPlanPtr *cache, const char *sql, Oid type, Datum value)
+{
+	SbSpi		s;
+	bool		found;
+
+	spi_begin(&s);
+	run(prepare(cache, sql, 1, &type), &value, NULL, SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	spi_end(&s);
+	return found;
+}
+
 /*
  * sb_dropped_storage_claim locks row id of sandbox.dropped_storage for this
  * transaction; false if it is gone, or another reaper has it.
@@ -757,38 +774,16 @@ sb_dropped_storage_done(int64 id, const char *error)
 bool
 sb_dropped_storage_claim(int64 id)
 {
-	SbSpi		s;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1];
-	bool		claimed;
-
-	spi_begin(&s);
-	values[0] = Int64GetDatum(id);
-	run(prepare(&plan_claim_dropped,
-				"SELECT FROM sandbox.dropped_storage WHERE id = $1 FOR UPDATE SKIP LOCKED",
-				1, types),
-		values, NULL, SPI_OK_SELECT);
-	claimed = SPI_processed == 1;
-	spi_end(&s);
-	return claimed;
+	return any_row(&plan_claim_dropped,
+				   "SELECT FROM sandbox.dropped_storage WHERE id = $1 FOR UPDATE SKIP LOCKED",
+				   INT8OID, Int64GetDatum(id));
 }
 
 bool
 sb_storage_key_in_use(const char *key)
 {
-	SbSpi		s;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	bool		used;
-
-	spi_begin(&s);
-	values[0] = CStringGetTextDatum(key);
-	run(prepare(&plan_key_in_use, "SELECT FROM sandbox.sessions WHERE storage_key = $1",
-				1, types),
-		values, NULL, SPI_OK_SELECT);
-	used = SPI_processed > 0;
-	spi_end(&s);
-	return used;
+	return any_row(&plan_key_in_use, "SELECT FROM sandbox.sessions WHERE storage_key = $1",
+				   TEXTOID, CStringGetTextDatum(key));
 }
 
 /* For other files: one SPI connection as the tables' owner at a time. */

@@ -112,7 +112,7 @@ extern Datum sb_execution_row(int64 id, TupleDesc desc, bool *finished, bool *mi
 extern bool sb_execution_cancel(int64 id);
 extern bool sb_session_lock_id(int64 id, bool session_level, bool wait);
 extern void sb_session_unlock_id(int64 id);
-extern SbSession *sb_session_lock_by_id(int64 id);
+extern SbSession *sb_session_lock_by_id(int64 id, bool *busy);
 
 /* catalog.c: sandbox.dropped_storage, storage to delete once its drop committed. */
 typedef struct SbDroppedStorage

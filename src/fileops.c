@@ -20,6 +20,7 @@
  */
 #include "driver.h"
 #include "gcloud.h"
+#include "worker/reaper.h"
 
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -258,6 +259,9 @@ run_file_op(FunctionCallInfo fcinfo, int session_arg, SbFileRequest *req, SbFile
 	request = sb_file_request_encode(req);
 	if (request == NULL)
 		elog(ERROR, "could not encode the sandbox request");
+	/* On the cloud a change writes state.json even if this transaction rolls back. */
+	if (cloud && !session->created)
+		sb_reaper_if_change_aborts(session);
 
 	PG_TRY();
 	{

@@ -43,7 +43,9 @@
 
 /* The background worker starts a reaper this often, for what a missed start left. */
 #define REAPER_TICK_MS (5 * 60 * 1000)
-/* How long a reaper waits for a session's lock (a user's command may hold it). */
+/* How often (100 ms apart) a reaper tries a session's lock, which a user may hold. */
+#define REAPER_LOCK_TRIES 10
+/* Any other lock it might wait for (only other reapers take them). */
 #define REAPER_LOCK_TIMEOUT "30s"
 #define REAPER_BATCH 50
 
@@ -207,14 +209,26 @@ delete_orphan(void *arg)
 	sb_driver_for((SbBackend) a->backend)->delete_storage(a->key, NULL);
 }
 
-/* resync refreshes a session's mirror row from its state, if the mirror is behind. */
+/*
+ * resync refreshes a session's mirror row from its state, if the mirror is
+ * behind.  It never waits for the session's lock (so that reapers cannot pile
+ * up in the worker slots behind a user's transaction): while someone runs
+ * something in the session, that call brings the mirror up to date itself.
+ */
 static void
 resync(void *arg)
 {
 	ReapArgs   *a = arg;
-	SbSession  *session = sb_session_lock_by_id(a->session_id);
+	SbSession  *session = NULL;
 	SbState		state;
+	bool		busy = true;
 
+	for (int i = 0; i < REAPER_LOCK_TRIES && busy; i++)
+	{
+		if (i > 0)
+			pg_usleep(100 * 1000L);
+		session = sb_session_lock_by_id(a->session_id, &busy);
+	}
 	if (session == NULL ||
 		!sb_driver_for(session->backend)->load_state(session->key, &state) ||
 		state.generation == session->generation)
