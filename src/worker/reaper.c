@@ -129,7 +129,8 @@ sb_reaper_drop(const SbSession *session)
 		sb_gc_use_role(session->owner);
 	location = driver->storage_location ? driver->storage_location(session->key) : NULL;
 	sb_dropped_storage_insert(session, location);
-	at_end(true, REAP_DROPPED, session->backend, session->owner, 0, NULL);
+	/* One reaper per transaction does all its drops. */
+	at_end(true, REAP_DROPPED, SB_BACKEND_LOCAL, InvalidOid, 0, NULL);
 }
 
 void
