@@ -10,6 +10,7 @@
  */
 #include "driver.h"
 #include "gcloud.h"
+#include "worker/reaper.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -56,6 +57,12 @@ static SPIPlanPtr plan_next_id;
 static SPIPlanPtr plan_prune;
 static SPIPlanPtr plan_session_row;
 static SPIPlanPtr plan_visible_sessions;
+static SPIPlanPtr plan_insert_dropped;
+static SPIPlanPtr plan_next_dropped;
+static SPIPlanPtr plan_dropped_done;
+static SPIPlanPtr plan_dropped_retry;
+static SPIPlanPtr plan_claim_dropped;
+static SPIPlanPtr plan_key_in_use;
 
 /* tables_owner returns the role that owns the extension's tables. */
 static Oid
@@ -159,10 +166,14 @@ sb_session_insert(const char *name, SbBackend backend)
 				"INSERT INTO sandbox.sessions (id, name, owner, backend, storage_key) "
 				"SELECT n, $1, $2, $3, '_' || n FROM (SELECT "
 				"nextval(pg_get_serial_sequence('sandbox.sessions', 'id')) AS n) q "
-				"ON CONFLICT (owner, name) DO NOTHING",
+				"ON CONFLICT (owner, name) DO NOTHING RETURNING storage_key",
 				3, types),
-		values, NULL, SPI_OK_INSERT);
+		values, NULL, SPI_OK_INSERT_RETURNING);
 	inserted = SPI_processed == 1;
+	/* If this (sub)transaction rolls back, whatever storage it made for the session goes. */
+	if (inserted)
+		sb_reaper_if_creation_aborts(backend, s.save_uid,
+									 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 	spi_end(&s);
 	return inserted;
 }
@@ -316,6 +327,26 @@ sb_session_lock_ext(const char *name, bool create, SbBackend backend, bool missi
 	return session;
 }
 
+/*
+ * sb_session_lock_by_id takes session id's session lock without waiting, and
+ * its row lock, whoever owns it; NULL if it is gone, or *busy (someone runs
+ * something in it).  For the reaper, which knows a session by its identity
+ * only.
+ */
+SbSession *
+sb_session_lock_by_id(int64 id, bool *busy)
+{
+	SbSession  *session;
+
+	*busy = !sb_session_lock_id(id, false, false);
+	if (*busy)
+		return NULL;
+	session = session_row_lock(id);
+	if (session != NULL && session->backend == SB_BACKEND_CLOUDRUN)
+		sb_gc_use_role(session->owner);
+	return session;
+}
+
 void
 sb_session_delete(const SbSession *session)
 {
@@ -355,9 +386,15 @@ sb_session_update(const SbSession *session, const SbState *state)
 	values[4] = Int64GetDatum(state->last_execution);
 	if (state->last_execution == 0)
 		nulls[4] = 'n';
+	/*
+	 * last_execution only ever names a command with a history row: one whose
+	 * transaction rolled back has none (its effects are in the state all the
+	 * same).
+	 */
 	run(prepare(&plan_update_session,
 				"UPDATE sandbox.sessions SET cwd = $2, env = $3, generation = $4, "
-				"last_execution = COALESCE($5, last_execution), updated_at = now() "
+				"last_execution = CASE WHEN EXISTS (SELECT FROM sandbox.executions e "
+				"WHERE e.id = $5) THEN $5 ELSE last_execution END, updated_at = now() "
 				"WHERE id = $1",
 				5, types),
 		values, nulls, SPI_OK_UPDATE);
@@ -631,6 +668,122 @@ sb_execution_cancel(int64 id)
 	did = SPI_processed == 1;
 	spi_end(&s);
 	return did;
+}
+
+void
+sb_dropped_storage_insert(const SbSession *session, const char *location)
+{
+	SbSpi		s;
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, OIDOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	spi_begin(&s);
+	values[0] = CStringGetTextDatum(sb_backend_name(session->backend));
+	values[1] = CStringGetTextDatum(session->key);
+	values[2] = location ? CStringGetTextDatum(location) : (Datum) 0;
+	nulls[2] = location ? ' ' : 'n';
+	values[3] = ObjectIdGetDatum(session->owner);
+	run(prepare(&plan_insert_dropped,
+				"INSERT INTO sandbox.dropped_storage (backend, storage_key, location, owner) "
+				"VALUES ($1, $2, $3, $4)",
+				4, types),
+		values, nulls, SPI_OK_INSERT);
+	spi_end(&s);
+}
+
+List *
+sb_dropped_storage_next(int64 after, int limit)
+{
+	SbSpi		s;
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2];
+	List	   *rows = NIL;
+
+	spi_begin(&s);
+	values[0] = Int64GetDatum(after);
+	values[1] = Int32GetDatum(limit);
+	run(prepare(&plan_next_dropped,
+				"SELECT id, backend, storage_key, location, owner FROM sandbox.dropped_storage "
+				"WHERE id > $1 ORDER BY id LIMIT $2",
+				2, types),
+		values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		MemoryContext old = MemoryContextSwitchTo(s.outer);
+		SbDroppedStorage *d = palloc0(sizeof(SbDroppedStorage));
+
+		d->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		d->backend = sb_backend_parse(SPI_getvalue(tup, desc, 2));
+		d->key = SPI_getvalue(tup, desc, 3);
+		d->location = SPI_getvalue(tup, desc, 4);
+		d->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
+		rows = lappend(rows, d);
+		MemoryContextSwitchTo(old);
+	}
+	spi_end(&s);
+	return rows;
+}
+
+void
+sb_dropped_storage_done(int64 id, const char *error)
+{
+	SbSpi		s;
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2];
+
+	spi_begin(&s);
+	values[0] = Int64GetDatum(id);
+	if (error == NULL)
+		run(prepare(&plan_dropped_done, "DELETE FROM sandbox.dropped_storage WHERE id = $1",
+					1, types),
+			values, NULL, SPI_OK_DELETE);
+	else
+	{
+		values[1] = CStringGetTextDatum(error);
+		run(prepare(&plan_dropped_retry,
+					"UPDATE sandbox.dropped_storage SET attempts = attempts + 1, last_error = $2, "
+					"last_attempt_at = now() WHERE id = $1",
+					2, types),
+			values, NULL, SPI_OK_UPDATE);
+	}
+	spi_end(&s);
+}
+
+/* any_row runs a one-parameter query and says whether it found a row. */
+static bool
+any_row(SPIPlanPtr *cache, const char *sql, Oid type, Datum value)
+{
+	SbSpi		s;
+	bool		found;
+
+	spi_begin(&s);
+	run(prepare(cache, sql, 1, &type), &value, NULL, SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	spi_end(&s);
+	return found;
+}
+
+/*
+ * sb_dropped_storage_claim locks row id of sandbox.dropped_storage for this
+ * transaction; false if it is gone, or another reaper has it.
+ */
+bool
+sb_dropped_storage_claim(int64 id)
+{
+	return any_row(&plan_claim_dropped,
+				   "SELECT FROM sandbox.dropped_storage WHERE id = $1 FOR UPDATE SKIP LOCKED",
+				   INT8OID, Int64GetDatum(id));
+}
+
+bool
+sb_storage_key_in_use(const char *key)
+{
+	return any_row(&plan_key_in_use, "SELECT FROM sandbox.sessions WHERE storage_key = $1",
+				   TEXTOID, CStringGetTextDatum(key));
 }
 
 /* For other files: one SPI connection as the tables' owner at a time. */

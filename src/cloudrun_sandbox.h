@@ -115,6 +115,22 @@ extern Datum sb_execution_row(int64 id, TupleDesc desc, bool *finished, bool *mi
 extern bool sb_execution_cancel(int64 id);
 extern bool sb_session_lock_id(int64 id, bool session_level, bool wait);
 extern void sb_session_unlock_id(int64 id);
+extern SbSession *sb_session_lock_by_id(int64 id, bool *busy);
+
+/* catalog.c: sandbox.dropped_storage, storage to delete once its drop committed. */
+typedef struct SbDroppedStorage
+{
+	int64		id;
+	SbBackend	backend;
+	char	   *key;			/* the dropped session's storage key */
+	char	   *location;		/* cloud: its object prefix, as it was; or NULL */
+	Oid			owner;
+} SbDroppedStorage;
+extern void sb_dropped_storage_insert(const SbSession *session, const char *location);
+extern List *sb_dropped_storage_next(int64 after, int limit);
+extern bool sb_dropped_storage_claim(int64 id);
+extern void sb_dropped_storage_done(int64 id, const char *error);
+extern bool sb_storage_key_in_use(const char *key);
 extern void sb_spi_begin_owner(void);
 extern void sb_spi_end_owner(void);
 

@@ -185,12 +185,22 @@ sb_at_end_of_xact(SbPendingFn on_commit, SbPendingFn on_abort, const char *arg)
 {
 	MemoryContext old;
 	SbPending  *p;
+	ListCell   *lc;
 
 	if (!pending_registered)
 	{
 		RegisterXactCallback(pending_xact_callback, NULL);
 		RegisterSubXactCallback(pending_subxact_callback, NULL);
 		pending_registered = true;
+	}
+	/* Once is enough: the same action of the same subtransaction is not added twice. */
+	foreach(lc, pending)
+	{
+		SbPending  *q = lfirst(lc);
+
+		if (q->on_commit == on_commit && q->on_abort == on_abort &&
+			q->subid == GetCurrentSubTransactionId() && strcmp(q->arg, arg) == 0)
+			return;
 	}
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	p = palloc(sizeof(SbPending));

@@ -43,8 +43,21 @@ typedef struct SbDriver
 	 */
 	void		(*prepare_session) (const char *session, bool fresh);
 
-	/* Remove the session's storage when the transaction commits. */
-	void		(*drop_session) (const char *session);
+	/*
+	 * Where the session's storage is, recorded when it is dropped so that it
+	 * is deleted there even if settings change meanwhile (NULL, or a NULL
+	 * result: the key says it all).
+	 */
+	char	   *(*storage_location) (const char *session);
+
+	/*
+	 * Delete the session's storage now: it has no session any more (its drop
+	 * committed, or its creation rolled back).  location is what
+	 * storage_location said, or NULL.  An ERROR when a later retry may help.
+	 * Called by the reaper (src/worker/reaper.c), never in a user's
+	 * transaction.
+	 */
+	void		(*delete_storage) (const char *session, const char *location);
 
 	/* Read state.json; false if the session has none yet. */
 	bool		(*load_state) (const char *session, SbState *state);

@@ -67,24 +67,40 @@ struct SbRun
 static int	polls_in_progress = 0;
 
 
-/* delete_prefix deletes every object under a session's prefix; returns false on error. */
+/* What delete_prefix passes to delete_one for each object. */
+typedef struct DeleteArgs
+{
+	SbGcsConfig cfg;
+	int			failed;
+	SbError		first;			/* the first failure */
+} DeleteArgs;
+
+/* delete_one deletes one listed object, keeping the first failure. */
 static int
 delete_one(void *arg, const char *name, int64_t generation, int64_t size)
 {
-	SbGcsConfig *cfg = arg;
+	DeleteArgs *a = arg;
 	SbError		err;
 
-	(void) sb_gcs_delete(cfg, name, SB_GCS_ANY_GENERATION, &err);
+	if (sb_gcs_delete(&a->cfg, name, SB_GCS_ANY_GENERATION, &err) != 0 &&
+		err.kind != SB_ERR_NOT_FOUND && a->failed++ == 0)
+		a->first = err;
 	return 0;
 }
 
+/* delete_prefix deletes every object under prefix; false with *err if one is left. */
 static bool
 delete_prefix(const char *prefix, SbError *err)
 {
-	SbGcsConfig cfg;
+	DeleteArgs	a;
 
-	sb_gc_gcs(&cfg);
-	return sb_gcs_list(&cfg, prefix, delete_one, &cfg, err) == 0;
+	memset(&a, 0, sizeof(a));
+	sb_gc_gcs(&a.cfg);
+	if (sb_gcs_list(&a.cfg, prefix, delete_one, &a, err) != 0)
+		return false;
+	if (a.failed > 0)
+		*err = a.first;
+	return a.failed == 0;
 }
 
 static void
@@ -98,20 +114,22 @@ cloud_prepare_session(const char *session, bool fresh)
 		sb_gc_raise(&err, "could not clear the session's objects", SB_GC_NOT_FOUND_BUCKET);
 }
 
-/* drop_commit deletes a dropped session's objects once the drop has committed. */
+/* cloud_storage_location is the session's object prefix under its owner's settings. */
+static char *
+cloud_storage_location(const char *session)
+{
+	return pstrdup(sb_gc_session_prefix(session));
+}
+
+/* cloud_delete_storage deletes the objects of a session that is gone. */
 static void
-drop_commit(const char *prefix)
+cloud_delete_storage(const char *session, const char *location)
 {
 	SbError		err;
 
-	if (!delete_prefix(prefix, &err))
-		elog(WARNING, "could not delete the objects under \"%s\": %s", prefix, err.message);
-}
-
-static void
-cloud_drop_session(const char *session)
-{
-	sb_at_end_of_xact(drop_commit, NULL, sb_gc_session_prefix(session));
+	sb_gc_require_settings();
+	if (!delete_prefix(location ? location : sb_gc_session_prefix(session), &err))
+		sb_gc_raise(&err, "could not delete the session's objects", SB_GC_NOT_FOUND_BUCKET);
 }
 
 static bool
@@ -645,7 +663,8 @@ const SbDriver sb_cloudrun_driver = {
 	.executor_writes_state = true,
 	.slack_ms = EXECUTION_MARGIN_S * 1000,
 	.prepare_session = cloud_prepare_session,
-	.drop_session = cloud_drop_session,
+	.storage_location = cloud_storage_location,
+	.delete_storage = cloud_delete_storage,
 	.load_state = cloud_load_state,
 	.store_state = cloud_store_state,
 	.launch = cloud_launch,

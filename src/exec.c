@@ -14,6 +14,7 @@
 
 #include "common/sbutil.h"
 #include "gcloud.h"
+#include "worker/reaper.h"
 
 /* Extra time after a command's timeout before the sandbox itself is abandoned. */
 #define SB_KILL_GRACE_MS 1000
@@ -268,6 +269,13 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	request = sb_prepare_exec(session, driver, session->created, outcome.id, command, call_env,
 							  tmo, &state);
 	outcome.command = command;
+	/* A command whose transaction rolled back changed the state: the mirror follows. */
+	if (!driver->executor_writes_state && !session->created &&
+		state.generation != session->generation)
+		sb_session_update(session, &state);
+	/* The command changes the session's state even if this transaction rolls back. */
+	if (!session->created)
+		sb_reaper_if_change_aborts(session);
 	outcome.started_at = GetCurrentTimestamp();
 	text = sb_run_sync(driver, session->key, outcome.id, request,
 					   sb_exec_deadline(driver, outcome.started_at, tmo), &len);

@@ -20,6 +20,7 @@
  */
 #include "driver.h"
 #include "gcloud.h"
+#include "worker/reaper.h"
 
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -109,6 +110,8 @@ raise_failure(const SbFileRequest *req, const SbFileResult *res)
 			code = ERRCODE_WRONG_OBJECT_TYPE;
 			if (req->op == SB_FILE_DELETE)
 				hint = "Delete what it contains first, or run rm -r with sandbox.exec().";
+			else if (sb_path_names_directory(req->path))
+				hint = "Give the path of a file: without the trailing \"/\".";
 			else
 				hint = "Use sandbox.file_list() to see what a directory holds.";
 			break;
@@ -256,6 +259,9 @@ run_file_op(FunctionCallInfo fcinfo, int session_arg, SbFileRequest *req, SbFile
 	request = sb_file_request_encode(req);
 	if (request == NULL)
 		elog(ERROR, "could not encode the sandbox request");
+	/* On the cloud a change writes state.json even if this transaction rolls back. */
+	if (cloud && !session->created)
+		sb_reaper_if_change_aborts(session);
 
 	PG_TRY();
 	{

@@ -23,6 +23,7 @@
 
 #include "roles.h"
 #include "shared.h"
+#include "worker/reaper.h"
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
@@ -95,7 +96,7 @@ sb_sweep_dropped_roles(void)
 
 		(void) sb_background_kill(0, ids[i], NULL, &killed);
 		sb_session_delete(&session);
-		sb_driver_for(backends[i])->drop_session(keys[i]);
+		sb_reaper_drop(&session);
 	}
 	if (n > 0)
 		ereport(LOG,

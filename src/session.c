@@ -6,11 +6,14 @@
 
 #include "fmgr.h"
 #include "funcapi.h"
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "utils/builtins.h"
+#include "utils/resowner.h"
 
 #include "common/sbutil.h"
+#include "worker/reaper.h"
 
 PG_FUNCTION_INFO_V1(sandbox_create_session);
 PG_FUNCTION_INFO_V1(sandbox_drop_session);
@@ -100,7 +103,8 @@ sandbox_drop_session(PG_FUNCTION_ARGS)
 		(void) sb_background_kill(0, session->id, NULL, &killed);
 	}
 	sb_session_delete(session);
-	sb_driver_for(session->backend)->drop_session(session->key);
+	/* Its storage is deleted once the drop commits; a rollback leaves it as it was. */
+	sb_reaper_drop(session);
 	PG_RETURN_BOOL(true);
 }
 
@@ -123,6 +127,51 @@ sync_one(const char *name)
 	return true;
 }
 
+/*
+ * sync_guarded is sync_one in a subtransaction: a session whose state cannot
+ * be read is reported as a WARNING and left as it is, so that one damaged
+ * session does not keep the others from being synced.
+ */
+static bool
+sync_guarded(const char *name)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool synced = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		synced = sync_one(name);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		/* A cancel or a statement timeout stops the whole sync. */
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("session \"%s\" was not synced: %s", name, edata->message),
+				 edata->detail ? errdetail("%s", edata->detail) : 0,
+				 edata->hint ? errhint("%s", edata->hint) : 0));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return synced;
+}
+
 Datum
 sandbox_sync(PG_FUNCTION_ARGS)
 {
@@ -142,7 +191,7 @@ sandbox_sync(PG_FUNCTION_ARGS)
 		ListCell   *lc;
 
 		foreach(lc, sb_session_names_visible())
-			count += sync_one(lfirst(lc)) ? 1 : 0;
+			count += sync_guarded(lfirst(lc)) ? 1 : 0;
 	}
 	PG_RETURN_INT32(count);
 }

@@ -268,6 +268,19 @@ sb_utf8_repair(const char *data, size_t len, bool trim_partial, size_t *out_len,
 	return out;
 }
 
+/*
+ * sb_path_names_directory says whether a path's last component can only
+ * name a directory: it ends with "/", or is "." or "..".
+ */
+bool
+sb_path_names_directory(const char *path)
+{
+	const char *last = strrchr(path, '/');
+
+	last = last ? last + 1 : path;
+	return last[0] == '\0' || strcmp(last, ".") == 0 || strcmp(last, "..") == 0;
+}
+
 bool
 sb_session_name_valid(const char *name)
 {

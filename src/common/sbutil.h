@@ -71,6 +71,7 @@ extern int sb_utf8_seqlen(const unsigned char *s, size_t avail);
 
 /* A valid session name: 1-63 chars of [A-Za-z0-9_.-], starting alphanumeric. */
 extern bool sb_session_name_valid(const char *name);
+extern bool sb_path_names_directory(const char *path);
 extern bool sb_storage_key_valid(const char *key);
 
 /* A valid environment variable name: [A-Za-z_][A-Za-z0-9_]*, at most 255 bytes. */

@@ -405,6 +405,22 @@ target_free(Target *t)
 	sb_free(t->real);
 }
 
+/*
+ * refuse_directory_path fails a write whose path can only name a directory
+ * ("t.txt/", "d/." or "d/.."): normalizing would drop that ending and write
+ * a file called t.txt, or d.
+ */
+static bool
+refuse_directory_path(const SbFileRequest *req, const Target *t, SbFileResult *res)
+{
+	if (!sb_path_names_directory(req->path))
+		return false;
+	sb_file_set_error(res, SB_FERR_IS_DIRECTORY,
+					  "\"%s%s\" names a directory (it ends with \"/\"), not a file", t->virt,
+					  strcmp(t->virt, "/") == 0 ? "" : "/");
+	return true;
+}
+
 /* need_file fails unless the target exists and is not a directory. */
 static bool
 need_file(const Target *t, SbFileResult *res)
@@ -565,7 +581,7 @@ put_file(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 	struct stat st;
 	bool		ok;
 
-	if (!locate(roots, req, true, &t, res))
+	if (!locate(roots, req, true, &t, res) || refuse_directory_path(req, &t, res))
 		goto done;
 	if (t.exists && S_ISDIR(t.st.st_mode))
 	{
@@ -957,8 +973,8 @@ file_replace(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 		sb_file_set_error(res, SB_FERR_INVALID_ARGUMENT, "old_str must not be empty");
 		return;
 	}
-	if (!locate(roots, req, true, &t, res) || !need_file(&t, res) ||
-		(fd = open_regular(&t, res)) < 0)
+	if (!locate(roots, req, true, &t, res) || refuse_directory_path(req, &t, res) ||
+		!need_file(&t, res) || (fd = open_regular(&t, res)) < 0)
 	{
 		target_free(&t);
 		return;

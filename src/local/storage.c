@@ -17,8 +17,9 @@
  *    over it with renameat;
  *  - trees are deleted by rmtree.c, which never follows a symlink or crosses
  *    a mount;
- *  - dropping a session renames its directory into trash/ (renameat between
- *    two directory descriptors) at once, and deletes it at commit.
+ *  - a dropped session's directory stays as it is until the drop commits
+ *    (so a rollback finds it untouched); then the reaper renames it into
+ *    trash/ (renameat between two directory descriptors) and deletes it.
  * Paths built here only name things in messages, and the directories the
  * host owns that bwrap binds.  The root itself is configured by the
  * superuser: it may be reached through symlinks of theirs.
@@ -475,40 +476,15 @@ sb_storage_prepare_session(const char *session, bool fresh)
 }
 
 /*
- * A dropped session's directory is renamed into the trash at once; the
- * argument of these two is "<trash name>\n<session>".  drop_commit deletes it.
+ * sb_storage_delete_session deletes the directory of a session that is gone
+ * (its drop committed, or its creation rolled back): out of the way into the
+ * trash at once, then deleted; whatever cannot be deleted stays in the trash,
+ * reported as a WARNING.
  */
-static void
-drop_commit(const char *arg)
-{
-	remove_from_trash(pnstrdup(arg, strcspn(arg, "\n")));
-}
-
-/* drop_abort puts a dropped session's directory back. */
-static void
-drop_abort(const char *arg)
-{
-	char	   *to = pnstrdup(arg, strcspn(arg, "\n"));
-	const char *session = strchr(arg, '\n') + 1;
-	const char *names[2] = {db_dir_name(), "trash"};
-	int			sessions = open_db_level("sessions", true);
-	int			failed;
-	int			trash = open_levels(names, 2, false, &failed);
-	int			rc = trash >= 0 ? renameat(trash, to, sessions, session) : -1;
-
-	if (rc != 0)
-		elog(WARNING, "could not restore dropped session directory \"%s\": %m",
-			 sb_storage_session_path(session, NULL));
-	if (trash >= 0)
-		close(trash);
-	close(sessions);
-}
-
 void
-sb_storage_drop_session(const char *session)
+sb_storage_delete_session(const char *session, const char *location)
 {
 	int			sessions = open_db_level("sessions", false);
-	char	   *to;
 
 	if (sessions < 0)
 		return;
@@ -517,8 +493,7 @@ sb_storage_drop_session(const char *session)
 		close(sessions);
 		return;
 	}
-	to = move_to_trash(sessions, session);
-	sb_at_end_of_xact(drop_commit, drop_abort, psprintf("%s\n%s", to, session));
+	remove_from_trash(move_to_trash(sessions, session));
 }
 
 bool

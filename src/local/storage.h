@@ -13,7 +13,7 @@
  *		<database oid>/sessions/<s>/host/background/<h>.exit	its exit code
  *		<database oid>/sessions/<s>/host/background/<h>.pid		its sandbox's first process
  *		<database oid>/sessions/<s>/background/	0.1.0's background files (read, never written)
- *		<database oid>/trash/					sessions dropped by a transaction not yet committed
+ *		<database oid>/trash/					what is being deleted, and what could not be
  * host/ is never bound into a sandbox (driver_local.c hands a background
  * sandbox its files as descriptors); 0.1.0 bound background/ at
  * /run/background, so its sandboxes could write there.
@@ -48,7 +48,7 @@ extern void sb_storage_make_subdir(const char *session, const char *sub);
 
 /* The driver's storage callbacks (see driver.h). */
 extern void sb_storage_prepare_session(const char *session, bool fresh);
-extern void sb_storage_drop_session(const char *session);
+extern void sb_storage_delete_session(const char *session, const char *location);
 extern bool sb_storage_load_state(const char *session, SbState *state);
 extern void sb_storage_store_state(const char *session, const SbState *state);
 

@@ -43,6 +43,7 @@
 #include "shared.h"
 #include "worker/bgwatch.h"
 #include "worker/callback.h"
+#include "worker/reaper.h"
 #include "worker/claim.h"
 #include "worker/complete.h"
 #include "worker/flight.h"
@@ -460,6 +461,7 @@ sb_worker_main(Datum arg)
 		any_done = flights_any_finished();
 		bg_reap();
 		sweep_roles();
+		sb_reaper_tick();
 		note_wakes();
 		look = woken || sessions_blocked;
 		woken = false;

@@ -38,6 +38,7 @@ SELECT results_eq($$SELECT cwd, generation FROM sandbox.sessions WHERE name = 'c
 				  'sync rebuilds the mirror from the bucket, generation included');
 
 SELECT sandbox.drop_session('cl1');
-SELECT ok(NOT test.session_storage_exists('cl1'), 'dropping a cloud session deletes its objects at commit');
+SELECT ok(test.wait_until($$SELECT NOT test.session_storage_exists('cl1')$$),
+		  'dropping a cloud session deletes its objects once the drop has committed');
 SELECT sandbox.drop_session('cl_local');
 SELECT * FROM finish();

@@ -16,7 +16,8 @@ SELECT is((SELECT stdout FROM sandbox.exec('find /workspace -mindepth 1 | wc -l'
 
 SELECT ok(test.session_storage_exists('s1'), 's1 has storage');
 SELECT is(sandbox.drop_session('s1'), true, 'drop_session returns true');
-SELECT ok(NOT test.session_storage_exists('s1'), 'drop_session removes the storage and the workspace');
+SELECT ok(test.wait_until($$SELECT NOT test.session_storage_exists('s1')$$),
+		  'drop_session removes the storage and the workspace (once the drop has committed)');
 SELECT is((SELECT count(*)::int FROM sandbox.sessions WHERE name = 's1'), 0, 'drop_session removes the mirror row');
 SELECT is((SELECT status FROM sandbox.exec('cd sub; export Z=1; cat note.txt', 's1')), 'failed', 'a session made again under the same name starts empty');
 SELECT sandbox.drop_session('s1');
@@ -41,7 +42,7 @@ SELECT is((SELECT stdout FROM sandbox.exec('cat kept.txt', 's2')), E'keep\n', 'a
 BEGIN;
 SELECT sandbox.drop_session('s2');
 COMMIT;
-SELECT ok(NOT test.session_storage_exists('s2'), 'after commit the storage is gone');
+SELECT ok(test.wait_until($$SELECT NOT test.session_storage_exists('s2')$$), 'after commit the storage is gone');
 
 SELECT sandbox.drop_session('s1');
 SELECT * FROM finish();

@@ -3,7 +3,7 @@
 -- Runs as: tap (sandbox_user only).
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(8);
+SELECT plan(9);
 SELECT sandbox.drop_session('t1', if_exists => true);
 SELECT sandbox.drop_session('t2', if_exists => true);
 SELECT sandbox.drop_session('lim3', if_exists => true);
@@ -15,8 +15,10 @@ SELECT is((SELECT stdout FROM sandbox.exec('find /tmp -mindepth 1 | wc -l', 't2'
 SELECT test.storage_key('t1');
 BEGIN;
 SELECT sandbox.drop_session('t1');
-SELECT ok(NOT test.session_storage_exists('t1'), 'inside the dropping transaction the directory has moved to the trash');
+SELECT ok(test.session_storage_exists('t1'), 'inside the dropping transaction the directory is untouched (a rollback finds it as it was)');
 COMMIT;
+SELECT ok(test.wait_until($$SELECT NOT test.key_storage_exists(test.storage_key('t1'))$$),
+		  'after the commit the directory is deleted');
 SELECT is((SELECT count(*)::int FROM test.trash_entries()), 0,
 		  'nothing is left in the trash after commit');
 

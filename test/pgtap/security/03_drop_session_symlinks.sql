@@ -96,7 +96,7 @@ BEGIN
 	RETURN sandbox.drop_session('drop1');
 END $$;
 
--- Five rounds of alice's own attack (each statement commits: the drop deletes at commit).
+-- Five rounds of alice's own attack (each statement commits: the reaper deletes after the commit).
 SET ROLE alice;
 SELECT format('SELECT pg_temp.user_start(%L)', :'target'), 'SELECT pg_temp.user_drop()'
 	FROM generate_series(1, 5) \gexec
@@ -104,7 +104,7 @@ RESET ROLE;
 -- Whatever is left of the racers (the drop should have killed them) stops now.
 SELECT killed_count >= 0 FROM sandbox.kill_background_process(pattern => '^exec ./race ');
 SELECT is(pg_temp.target_files(), 2500, 'alice''s racing drops of her session deleted nothing outside it');
-SELECT ok(NOT test.session_storage_exists('drop1'), 'and the session''s directory is gone');
+SELECT ok(test.wait_until($$SELECT NOT test.session_storage_exists('drop1')$$), 'and the session''s directory is gone');
 
 -- The host-side racer: a process of the session that survives its drop (a
 -- leftover of any kind) keeps swapping while the deletion walks the tree.
@@ -125,7 +125,7 @@ SELECT format('SET ROLE alice; SELECT status FROM sandbox.exec(%L, ''drop2''); R
 	format('SELECT test.program_lines(''kill $(cat %s.pid) 2>/dev/null; true'')', :'racer')
 	FROM generate_series(1, 5) \gexec
 SELECT is(pg_temp.target_files(), 2500, 'drops racing a surviving process of the session deleted nothing outside it');
-SELECT ok(NOT test.session_storage_exists('drop2'), 'and the session''s directory is gone');
+SELECT ok(test.wait_until($$SELECT NOT test.session_storage_exists('drop2')$$), 'and the session''s directory is gone');
 
 -- The static case: symlinks out, directories without permissions, a FIFO, a symlink loop.
 SELECT pg_temp.reset_target();
@@ -138,7 +138,7 @@ SELECT is((SELECT status FROM sandbox.exec(format(
 SELECT test.storage_key('drop3');
 SELECT is(sandbox.drop_session('drop3'), true, 'she drops it');
 RESET ROLE;
-SELECT ok(NOT test.session_storage_exists('drop3'), 'its directory is gone, locked directories included');
+SELECT ok(test.wait_until($$SELECT NOT test.session_storage_exists('drop3')$$), 'its directory is gone, locked directories included');
 SELECT is(pg_temp.target_files(), 2500, 'the target is intact');
 SELECT is((SELECT line FROM test.program_lines(format('stat -c %%a %s', :'target')) line), :'target_mode',
 		  'and its mode unchanged');

@@ -226,6 +226,17 @@ LANGUAGE sql AS $$
 		ELSE test.session_dir_exists(test.session_dir(name)) END
 $$;
 
+-- key_storage_exists says whether storage key k has storage (a directory, or objects), whether
+-- or not a session has it now.
+CREATE FUNCTION test.key_storage_exists(k text) RETURNS boolean
+LANGUAGE sql AS $$
+	SELECT CASE WHEN test.cloud()
+		THEN EXISTS (SELECT FROM test.emu('list', current_setting('cloudrun_sandbox.bucket'),
+			CASE WHEN current_setting('cloudrun_sandbox.prefix') = '' THEN ''
+			ELSE current_setting('cloudrun_sandbox.prefix') || '/' END || 'sessions/' || k || '/'))
+		ELSE test.session_dir_exists(test.session_dir_of(k)) END
+$$;
+
 -- state_json reads a session's state.json.
 CREATE FUNCTION test.state_json(name text) RETURNS jsonb
 LANGUAGE sql AS $$
