@@ -2,8 +2,6 @@
 -- (issue 10).  Each block below belongs to one change; keep them apart.
 \echo Use "ALTER EXTENSION cloudrun_sandbox UPDATE TO '0.3.0'" to load this file. \quit
 
--- (no statements yet: this release's SQL changes go in blocks here)
-
 -- [txn] A dropped session's storage is deleted after the drop commits
 -- (issue 10, finding 8): the drop records it here, in its own transaction
 -- (a rollback forgets it and the session stays exactly as it was), and the
