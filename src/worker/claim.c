@@ -23,6 +23,40 @@
 bool		sessions_blocked = false;
 
 /*
+ * full_owners returns the roles (oid[]) that hold max_concurrent flights
+ * already, most of them finished and waiting for a lock the role's own open
+ * transaction holds: they get no more until those are recorded, so that what
+ * the worker keeps in memory for one role stays bounded.
+ */
+static Datum
+full_owners(void)
+{
+	ArrayBuildState *a = initArrayResult(OIDOID, CurrentMemoryContext, false);
+	List	   *seen = NIL;
+	ListCell   *lc;
+
+	/* No role can hold max_concurrent flights while there are fewer in all. */
+	if (list_length(flights) < sb_max_concurrent)
+		return makeArrayResult(a, CurrentMemoryContext);
+	foreach(lc, flights)
+	{
+		Oid			owner = ((WorkerFlight *) lfirst(lc))->owner;
+		int			n = 0;
+		ListCell   *lc2;
+
+		if (list_member_oid(seen, owner))
+			continue;
+		seen = lappend_oid(seen, owner);
+		foreach(lc2, flights)
+			n += ((WorkerFlight *) lfirst(lc2))->owner == owner;
+		if (n >= sb_max_concurrent)
+			accumArrayResult(a, ObjectIdGetDatum(owner), false, OIDOID, CurrentMemoryContext);
+	}
+	list_free(seen);
+	return makeArrayResult(a, CurrentMemoryContext);
+}
+
+/*
  * claim takes queued executions whose sessions have nothing in flight, one
  * per session, in turns between roles (oldest first within a role), up to
  * the free capacity, and marks them launching
@@ -36,8 +70,8 @@ claim(List **claimed)
 	static SPIPlanPtr plan_claim = NULL;
 	static SPIPlanPtr plan_launching = NULL;
 	int			room = sb_max_concurrent - flights_busy();
-	Datum		arg;
-	Oid			argtype = INT4OID;
+	Datum		args[2];
+	Oid			argtypes[2] = {INT4OID, OIDARRAYOID};
 	ArrayBuildState *ids;
 
 	if (room <= 0)
@@ -47,7 +81,8 @@ claim(List **claimed)
 		plan_claim = SPI_prepare(
 			/* The oldest queued execution of each session with nothing in flight... */
 			"WITH heads AS (SELECT e.id, e.owner FROM sandbox.executions e "
-			"  WHERE e.status = 'queued' AND e.id = (SELECT min(q.id) FROM sandbox.executions q "
+			"  WHERE e.status = 'queued' AND e.owner::oid <> ALL($2) "
+			"  AND e.id = (SELECT min(q.id) FROM sandbox.executions q "
 			"    WHERE q.session_id = e.session_id AND q.status IN ('queued', 'launching', 'running'))), "
 			/* ...taken in turns between roles: each role's n-th comes after its runs in flight. */
 			"busy AS (SELECT owner, count(*) AS n FROM sandbox.executions "
@@ -60,11 +95,12 @@ claim(List **claimed)
 			"  s.backend, s.generation, e.session_id, s.storage_key "
 			"FROM c JOIN sandbox.executions e ON e.id = c.id "
 			"LEFT JOIN sandbox.sessions s ON s.id = e.session_id ORDER BY e.id",
-			1, &argtype);
+			2, argtypes);
 		SPI_keepplan(plan_claim);
 	}
-	arg = Int32GetDatum(room);
-	if (SPI_execute_plan(plan_claim, &arg, NULL, false, 0) != SPI_OK_SELECT)
+	args[0] = Int32GetDatum(room);
+	args[1] = full_owners();
+	if (SPI_execute_plan(plan_claim, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not claim queued executions");
 	sessions_blocked = false;
 	ids = initArrayResult(INT8OID, CurrentMemoryContext, false);

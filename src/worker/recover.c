@@ -19,13 +19,6 @@
 #include "worker/xact.h"
 
 /*
- * recover_cloud re-attaches cloud executions a previous worker left in
- * flight: running ones by their execution's name; launching ones by the
- * driver's search for a run of their request (a result object, or an
- * execution whose arguments name the request).  A launch that never reached
- * Cloud Run is queued again.
- */
-/*
  * The executions a previous worker left that are still to be resolved, by
  * id: local ones that had started (to fail) and launches that never happened
  * (to queue again).  Each is resolved once its row can be locked without
@@ -36,6 +29,13 @@ static List *pending_requeue = NIL;
 
 static List *pend(List *list, int64 id);
 
+/*
+ * recover_cloud re-attaches cloud executions a previous worker left in
+ * flight: running ones by their execution's name; launching ones by the
+ * driver's search for a run of their request (a result object, or an
+ * execution whose arguments name the request).  A launch that never reached
+ * Cloud Run is queued again.
+ */
 static void
 recover_cloud(void)
 {
@@ -118,10 +118,11 @@ ids_datum(List *ids)
 
 /*
  * resolve runs sql (taking the array of ids it could lock) over the ids of a
- * list it can lock now, and returns the list of those it could not.
+ * list it can lock now, and returns the list of those it could not; with
+ * what, it logs how many rows it changed.
  */
 static List *
-resolve(List *ids, const char *sql)
+resolve(List *ids, const char *sql, const char *what)
 {
 	Oid			t = INT8ARRAYOID;
 	Datum		a;
@@ -159,9 +160,9 @@ resolve(List *ids, const char *sql)
 		g = makeArrayResult(got, CurrentMemoryContext);
 		if (SPI_execute_with_args(sql, 1, &t, &g, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not recover executions");
-		if (SPI_processed > 0 && strstr(sql, "worker restarted") != NULL)
-			ereport(LOG, (errmsg("cloudrun_sandbox: %llu local executions failed: worker restarted",
-								 (unsigned long long) SPI_processed)));
+		if (SPI_processed > 0 && what != NULL)
+			ereport(LOG, (errmsg("cloudrun_sandbox: %llu %s", (unsigned long long) SPI_processed,
+								 what)));
 	}
 	return left;
 }
@@ -182,9 +183,11 @@ recover_pending(void)
 						"error = 'worker restarted', finished_at = now(), "
 						"duration = now() - started_at, "
 						"callback_state = CASE WHEN callback IS NOT NULL THEN 'pending' END "
-						"WHERE id = ANY($1) AND status = 'running'");
+						"WHERE id = ANY($1) AND status = 'running'",
+						"local executions failed: worker restarted");
 	left_requeue = resolve(pending_requeue, "UPDATE sandbox.executions SET status = 'queued', "
-						   "started_at = NULL WHERE id = ANY($1) AND status = 'launching'");
+						   "started_at = NULL WHERE id = ANY($1) AND status IN ('launching', 'running')",
+						   NULL);
 	return left_fail != NIL || left_requeue != NIL;
 }
 

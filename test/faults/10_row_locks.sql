@@ -12,20 +12,6 @@ SET client_min_messages = warning;
 SET cloudrun_sandbox.backend = 'local';
 SELECT plan(9);
 SELECT ok(test.wait_worker(), 'the worker is running');
--- until polls a condition (a query returning boolean) for up to secs seconds.
-CREATE FUNCTION pg_temp.until(q text, secs float8) RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE
-	ok boolean;
-BEGIN
-	FOR i IN 1..(secs * 20)::int LOOP
-		EXECUTE q INTO ok;
-		IF ok THEN
-			RETURN true;
-		END IF;
-		PERFORM pg_sleep(0.05);
-	END LOOP;
-	RETURN false;
-END $$;
 
 SET ROLE alice;
 SELECT sandbox.drop_session(s, if_exists => true) FROM unnest(ARRAY['rl_a', 'rl_a2', 'rl_c', 'rl_bg']) s;
@@ -37,7 +23,7 @@ RESET ROLE;
 SET ROLE bob;
 SELECT sandbox.drop_session('rl_b', if_exists => true);
 RESET ROLE;
-SELECT ok(pg_temp.until(format($q$SELECT (SELECT count(*) FROM sandbox.executions
+SELECT ok(test.until(format($q$SELECT (SELECT count(*) FROM sandbox.executions
 		   WHERE id IN (%s, %s) AND status = 'running') = 2
 		   AND (SELECT status FROM sandbox.background_processes WHERE pid = %s) = 'running'$q$,
 		   :a_id, :c_id, :bgpid), 5),
@@ -75,7 +61,7 @@ SELECT is((SELECT status FROM sandbox.wait(max(id), '10 s')) , 'succeeded',
 		  'the command she queued in that transaction runs after it')
   FROM sandbox.executions WHERE session = 'rl_a' AND command = 'echo queued-in-tx';
 RESET ROLE;
-SELECT ok(pg_temp.until(format('SELECT ended_at IS NOT NULL FROM sandbox.background_processes WHERE pid = %s',
+SELECT ok(test.until(format('SELECT ended_at IS NOT NULL FROM sandbox.background_processes WHERE pid = %s',
 		  :bgpid), 5), 'the background process she killed is recorded as ended');
 SET ROLE alice;
 SELECT sandbox.drop_session(s, if_exists => true) FROM unnest(ARRAY['rl_a', 'rl_a2', 'rl_c', 'rl_bg']) s;

@@ -10,20 +10,6 @@ SET client_min_messages = warning;
 SET cloudrun_sandbox.backend = 'local';
 SELECT plan(5);
 SELECT ok(test.wait_worker(), 'the worker is running');
--- until polls a condition (a query returning boolean) for up to secs seconds.
-CREATE FUNCTION pg_temp.until(q text, secs float8) RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE
-	ok boolean;
-BEGIN
-	FOR i IN 1..(secs * 20)::int LOOP
-		EXECUTE q INTO ok;
-		IF ok THEN
-			RETURN true;
-		END IF;
-		PERFORM pg_sleep(0.05);
-	END LOOP;
-	RETURN false;
-END $$;
 ALTER SYSTEM SET cloudrun_sandbox.max_concurrent = 3;
 SELECT pg_reload_conf();
 SELECT pg_sleep(0.5);
@@ -38,7 +24,7 @@ SELECT sandbox.drop_session('fair_b', if_exists => true);
 SELECT sandbox.exec('true', 'fair_b');
 RESET ROLE;
 -- alice fills the worker's three places.
-SELECT ok(pg_temp.until(format($q$SELECT count(*) = 3 FROM sandbox.executions
+SELECT ok(test.until(format($q$SELECT count(*) = 3 FROM sandbox.executions
 		   WHERE id = ANY(%L::bigint[]) AND status IN ('launching', 'running')$q$, :'a_ids'), 5),
 		  'alice''s commands fill the three places');
 

@@ -12,20 +12,6 @@ SET client_min_messages = warning;
 SET cloudrun_sandbox.backend = 'local';
 SELECT plan(10);
 SELECT ok(test.wait_worker(), 'the worker is running');
--- until polls a condition (a query returning boolean) for up to secs seconds.
-CREATE FUNCTION pg_temp.until(q text, secs float8) RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE
-	ok boolean;
-BEGIN
-	FOR i IN 1..(secs * 20)::int LOOP
-		EXECUTE q INTO ok;
-		IF ok THEN
-			RETURN true;
-		END IF;
-		PERFORM pg_sleep(0.05);
-	END LOOP;
-	RETURN false;
-END $$;
 DROP SCHEMA IF EXISTS cbbusy CASCADE;
 CREATE SCHEMA cbbusy AUTHORIZATION alice;
 
@@ -45,14 +31,14 @@ SELECT sandbox.exec('true', 'cbb_src');
 -- 1. The command in flight ends in 3 s, well within the callback's timeout.
 SELECT sandbox.submit('sleep 3; echo long', 'cbb_busy') AS busy \gset
 RESET ROLE;
-SELECT ok(pg_temp.until(format('SELECT status = ''running'' FROM sandbox.executions WHERE id = %s', :busy), 5),
+SELECT ok(test.until(format('SELECT status = ''running'' FROM sandbox.executions WHERE id = %s', :busy), 5),
 		  'a command is in flight in alice''s session');
 SET ROLE alice;
 SELECT sandbox.submit('true', 'cbb_src', callback => 'cbbusy.cb(bigint)') AS src \gset
 SELECT is((SELECT status || ' ' || stdout FROM sandbox.wait(:busy, '10 s')), E'succeeded long\n',
 		  'the command in flight finishes normally');
 RESET ROLE;
-SELECT ok(pg_temp.until(format('SELECT callback_state = ''done'' FROM sandbox.executions WHERE id = %s', :src), 20),
+SELECT ok(test.until(format('SELECT callback_state = ''done'' FROM sandbox.executions WHERE id = %s', :src), 20),
 		  'the callback that ran in the busy session is done');
 SET ROLE alice;
 SELECT is((SELECT array_agg(what ORDER BY at) FROM cbbusy.log),
@@ -72,11 +58,11 @@ SET ROLE alice;
 DELETE FROM cbbusy.log;
 SELECT sandbox.submit('sleep 6; echo long2', 'cbb_busy') AS busy2 \gset
 RESET ROLE;
-SELECT pg_temp.until(format('SELECT status = ''running'' FROM sandbox.executions WHERE id = %s', :busy2), 5);
+SELECT test.until(format('SELECT status = ''running'' FROM sandbox.executions WHERE id = %s', :busy2), 5);
 SET ROLE alice;
 SELECT sandbox.submit('true', 'cbb_src', callback => 'cbbusy.cb(bigint)') AS src2 \gset
 RESET ROLE;
-SELECT ok(pg_temp.until(format('SELECT callback_state = ''failed'' AND callback_error ~* ''timeout|time out|canceling''
+SELECT ok(test.until(format('SELECT callback_state = ''failed'' AND callback_error ~* ''timeout|time out|canceling''
 		  FROM sandbox.executions WHERE id = %s', :src2), 15),
 		  'a callback that waits for the session past callback_timeout fails with a clear timeout error');
 SET ROLE alice;

@@ -12,20 +12,6 @@
 SET client_min_messages = warning;
 SELECT plan(11);
 SELECT ok(test.wait_worker(), 'the worker is running');
--- until polls a condition (a query returning boolean) for up to secs seconds.
-CREATE FUNCTION pg_temp.until(q text, secs float8) RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE
-	ok boolean;
-BEGIN
-	FOR i IN 1..(secs * 20)::int LOOP
-		EXECUTE q INTO ok;
-		IF ok THEN
-			RETURN true;
-		END IF;
-		PERFORM pg_sleep(0.05);
-	END LOOP;
-	RETURN false;
-END $$;
 SELECT test.emu('hook', 'faults', '{}');
 DROP SCHEMA IF EXISTS mlbob CASCADE;
 CREATE SCHEMA mlbob AUTHORIZATION bob;
@@ -58,7 +44,7 @@ SELECT sandbox.drop_session('ml_a', if_exists => true);
 SELECT sandbox.exec('true', 'ml_a');
 SELECT sandbox.submit('sleep 1.5; export ML=kept', 'ml_a') AS a_local \gset
 RESET ROLE;
-SELECT ok(pg_temp.until(format($q$SELECT (SELECT count(*) FROM sandbox.executions WHERE id IN (%s, %s)
+SELECT ok(test.until(format($q$SELECT (SELECT count(*) FROM sandbox.executions WHERE id IN (%s, %s)
 		  AND status = 'running') = 2 AND (SELECT callback_state = 'running' FROM sandbox.executions WHERE id = %s)$q$,
 		  :a_cloud, :a_local, :b_cb), 20),
 		  'the load is on: alice''s cloud and local commands run, bob''s 30-second callback runs');
@@ -106,7 +92,7 @@ SET ROLE bob;
 SELECT is((SELECT status || ' ' || stdout FROM sandbox.wait(:b_cloud, '120 s')), E'succeeded bob-cloud\n',
 		  'bob''s cloud command, launched while the API was frozen, runs');
 RESET ROLE;
-SELECT ok(pg_temp.until(format('SELECT callback_state = ''done'' FROM sandbox.executions WHERE id = %s', :b_cb), 45),
+SELECT ok(test.until(format('SELECT callback_state = ''done'' FROM sandbox.executions WHERE id = %s', :b_cb), 45),
 		  'bob''s 30-second callback finished');
 SET ROLE tap;
 SELECT is((SELECT status FROM sandbox.wait(:t2, '60 s')), 'succeeded', 'tap''s second command ran');

@@ -440,6 +440,23 @@ BEGIN
 	RETURN false;
 END $$;
 
+-- until polls a condition (a query returning boolean, run as the caller) every
+-- 50 ms until it is true (true) or secs seconds have passed (false).
+CREATE FUNCTION test.until(q text, secs float8) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+	ok boolean;
+BEGIN
+	FOR i IN 1..(secs * 20)::int LOOP
+		EXECUTE q INTO ok;
+		IF ok THEN
+			RETURN true;
+		END IF;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+	RETURN false;
+END $$;
+
 -- Privileges: SECURITY DEFINER helpers for tap only; program_lines for no one
 -- (the superuser only); the plain helpers for everyone.
 GRANT USAGE ON SCHEMA test TO PUBLIC;
