@@ -92,7 +92,7 @@ SELECT diag(format('%s: %s in %s s: %s', what, state, round(secs::numeric, 1), m
 SELECT is(state, '57014', what || ': the call fails with 57014') FROM tries
 	WHERE what IN ('frozen exec', 'frozen file', 'frozen create', 'killed exec', 'killed file', 'killed create')
 	ORDER BY what;
-SELECT cmp_ok(secs, '<', limit_s + 15.0, format('%s: returned in %s s, within its limit (%s s) and a margin for a loaded machine',
+SELECT cmp_ok(secs, '<', (limit_s + 15)::float8, format('%s: returned in %s s, within its limit (%s s) and a margin for a loaded machine',
 												 what, round(secs::numeric, 1), limit_s))
 	FROM tries JOIN (VALUES ('frozen exec', 9), ('frozen file', 8), ('frozen create', 8),
 							('killed exec', 9), ('killed file', 8), ('killed create', 8),
