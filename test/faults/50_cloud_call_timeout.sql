@@ -4,14 +4,14 @@
 -- connections and never answers) or killed (nothing listens); calls without a
 -- timeout argument (a file operation, create_session) have
 -- cloudrun_sandbox.default_timeout as theirs; statement_timeout still stops a
--- call at any point.  On the code before the fix each of these calls took 60 s
+-- call at any point, and so does a query cancel.  On the code before the fix each of these calls took 60 s
 -- or more (one request's own timeout, then retries).
 -- Runs as: postgres for the set-up (a blackhole listener started here, the
 -- endpoint settings, the emulator's fault hooks), the calls as tap
 -- (sandbox_user only).  Everything set here is reset at the end.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(31);
+SELECT plan(35);
 SET cloudrun_sandbox.backend = 'cloudrun';
 
 -- attempt runs a statement and says how it ended and how long it took.
@@ -69,6 +69,11 @@ SET statement_timeout = '2s';
 INSERT INTO tries SELECT 'frozen cancel', * FROM pg_temp.attempt($$SELECT sandbox.file_read('ready.txt', session => 'f50')$$);
 RESET statement_timeout;
 RESET ROLE;
+-- A query cancel (pg_cancel_backend's SIGINT) 2 s into a call with a long timeout.
+SELECT count(*) FROM test.program_lines(format('(sleep 2; kill -INT %s) >/dev/null 2>&1 </dev/null & echo', pg_backend_pid()));
+SET ROLE tap;
+INSERT INTO tries SELECT 'frozen interrupt', * FROM pg_temp.attempt($$SELECT sandbox.exec('echo hi', 'f50', timeout => '5 min')$$);
+RESET ROLE;
 
 -- Killed: nothing listens on the port (the listener is gone).
 SELECT count(*) FROM test.program_lines(format('kill %s; sleep 0.3; echo', :'bh_pid'));
@@ -76,6 +81,10 @@ SET ROLE tap;
 INSERT INTO tries SELECT 'killed exec', * FROM pg_temp.attempt($$SELECT sandbox.exec('echo hi', 'f50', timeout => '5 s')$$);
 INSERT INTO tries SELECT 'killed file', * FROM pg_temp.attempt($$SELECT sandbox.file_write('a.txt', 'x', session => 'f50')$$);
 INSERT INTO tries SELECT 'killed create', * FROM pg_temp.attempt($$SELECT sandbox.create_session('f50_new', backend => 'cloudrun')$$);
+RESET ROLE;
+SELECT count(*) FROM test.program_lines(format('(sleep 2; kill -INT %s) >/dev/null 2>&1 </dev/null & echo', pg_backend_pid()));
+SET ROLE tap;
+INSERT INTO tries SELECT 'killed interrupt', * FROM pg_temp.attempt($$SELECT sandbox.exec('echo hi', 'f50', timeout => '5 min')$$);
 RESET ROLE;
 RESET cloudrun_sandbox.run_endpoint;
 RESET cloudrun_sandbox.storage_endpoint;
@@ -96,7 +105,8 @@ SELECT cmp_ok(secs, '<', (limit_s + 15)::float8, format('%s: returned in %s s, w
 												 what, round(secs::numeric, 1), limit_s))
 	FROM tries JOIN (VALUES ('frozen exec', 9), ('frozen file', 8), ('frozen create', 8),
 							('killed exec', 9), ('killed file', 8), ('killed create', 8),
-							('frozen wait', 12), ('frozen cancel', 2)) b(what, limit_s) USING (what)
+							('frozen wait', 12), ('frozen cancel', 2), ('frozen interrupt', 2),
+							('killed interrupt', 2)) b(what, limit_s) USING (what)
 	ORDER BY what;
 SELECT cmp_ok(secs, '>=', 4.5::float8, what || ': and waited out its limit, not less') FROM tries
 	WHERE what IN ('frozen exec', 'killed exec') ORDER BY what;
@@ -110,6 +120,9 @@ SELECT alike(message, '%in time%', 'frozen wait: and says the sandbox did not an
 SELECT is((SELECT state || ' ' || message FROM tries WHERE what = 'frozen cancel'),
 		  '57014 canceling statement due to statement timeout',
 		  'statement_timeout stops a frozen call without a timeout of its own');
+SELECT is(state || ' ' || message, '57014 canceling statement due to user request',
+		  what || ': a query cancel stops the call') FROM tries
+	WHERE what IN ('frozen interrupt', 'killed interrupt') ORDER BY what;
 
 SET ROLE tap;
 SELECT is((SELECT status FROM sandbox.exec('cat ready.txt', 'f50')), 'succeeded', 'with the API back, the session works again');
