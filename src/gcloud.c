@@ -22,7 +22,7 @@
  * retries and backoff included: sb_gc_use_role() starts a call with the
  * limit of a call without a timeout of its own (statement_timeout if set,
  * else cloudrun_sandbox.default_timeout, plus cloudrun_sandbox.cloud_margin),
- * sb_gc_call_until() gives it the end of a run's own timeout plus the
+ * sb_gc_call_until() gives it, once, the end of its own timeout plus the
  * margin.  A limit holds for the statement that set it, and never for the
  * work a transaction does when it ends.  The background worker's calls never
  * block and have no such limit.
@@ -79,6 +79,7 @@ static int64 gc_deadline_ms = 0;	/* monotonic (sb_now_ms); 0: none */
 static TimestampTz gc_deadline_stmt = 0;	/* the statement it holds for */
 static int64 gc_limit_ms = 0;	/* the whole limit, for messages */
 static const char *gc_limit_source = NULL;	/* what it is made of, for messages */
+static bool gc_limit_own = false;	/* set by sb_gc_call_until, from the call's timeout */
 
 /* One connection cache and one credential per backend, rebuilt when settings change. */
 static SbHttpClient *gc_http = NULL;
@@ -115,9 +116,9 @@ gc_deadline(void)
 	return gc_deadline_ms;
 }
 
-/* gc_set_limit makes the call in progress end limit_ms from now. */
+/* gc_set_limit makes the call in progress end limit_ms from now (own: from its timeout). */
 static void
-gc_set_limit(int64 limit_ms, const char *source)
+gc_set_limit(int64 limit_ms, const char *source, bool own)
 {
 	if (sb_driver_nonblocking)
 		return;
@@ -126,6 +127,7 @@ gc_set_limit(int64 limit_ms, const char *source)
 	gc_deadline_stmt = GetCurrentStatementStartTimestamp();
 	gc_limit_ms = limit_ms;
 	gc_limit_source = source;
+	gc_limit_own = own;
 }
 
 void
@@ -133,17 +135,19 @@ sb_gc_call_start(void)
 {
 	if (StatementTimeout > 0)
 		/* PostgreSQL's own timer ends the call; this is only a backstop. */
-		gc_set_limit((int64) StatementTimeout + 1000, "statement_timeout");
+		gc_set_limit((int64) StatementTimeout + 1000, "statement_timeout", false);
 	else
 		gc_set_limit(sb_timeout_ms(NULL) + sb_cloud_margin_ms,
-					 "cloudrun_sandbox.default_timeout plus cloudrun_sandbox.cloud_margin");
+					 "cloudrun_sandbox.default_timeout plus cloudrun_sandbox.cloud_margin", false);
 }
 
 void
 sb_gc_call_until(TimestampTz end)
 {
+	if (gc_limit_own && gc_deadline() != 0)
+		return;					/* the call's limit runs from its start, not from here */
 	gc_set_limit((end - GetCurrentTimestamp()) / 1000 + sb_cloud_margin_ms,
-				 "the call's timeout and grace period plus cloudrun_sandbox.cloud_margin");
+				 "the call's timeout and grace period plus cloudrun_sandbox.cloud_margin", true);
 }
 
 TimestampTz

@@ -39,7 +39,8 @@ extern SbIsolation sb_gc_isolation(void);
  * The time limit of the cloud call in progress (see gcloud.c): every request
  * of the call ends by it.  sb_gc_call_start() begins a call without a
  * timeout of its own (sb_gc_use_role() does it); sb_gc_call_until() gives
- * the call the end of its own timeout (plus cloudrun_sandbox.cloud_margin);
+ * the call the end of its own timeout (plus cloudrun_sandbox.cloud_margin),
+ * the first time it is called in the call;
  * sb_gc_call_end() is when it ends (DT_NOEND: no limit);
  * sb_gc_call_suspend() lifts it, for the cancel that follows a call that ran
  * out of time, and sb_gc_call_resume() puts it back.  sb_gc_raise_late()

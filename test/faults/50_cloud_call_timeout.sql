@@ -11,7 +11,7 @@
 -- (sandbox_user only).  Everything set here is reset at the end.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(35);
+SELECT plan(38);
 SET cloudrun_sandbox.backend = 'cloudrun';
 
 -- attempt runs a statement and says how it ended and how long it took.
@@ -63,6 +63,10 @@ SELECT format('SET cloudrun_sandbox.%s = %L', s, 'http://127.0.0.1:' || :'bh_por
 
 SET ROLE tap;
 INSERT INTO tries SELECT 'frozen exec', * FROM pg_temp.attempt($$SELECT sandbox.exec('echo hi', 'f50', timeout => '5 s')$$);
+-- A command's limit counts from the call's start, also for a new session.
+SET cloudrun_sandbox.default_timeout = '300s';
+INSERT INTO tries SELECT 'frozen exec new', * FROM pg_temp.attempt($$SELECT sandbox.exec('echo hi', 'f50_new', timeout => '5 s')$$);
+SET cloudrun_sandbox.default_timeout = '5s';
 INSERT INTO tries SELECT 'frozen file', * FROM pg_temp.attempt($$SELECT sandbox.file_write('a.txt', 'x', session => 'f50')$$);
 INSERT INTO tries SELECT 'frozen create', * FROM pg_temp.attempt($$SELECT sandbox.create_session('f50_new', backend => 'cloudrun')$$);
 SET statement_timeout = '2s';
@@ -99,11 +103,11 @@ SELECT test.emu('hook', 'faults', '{}');
 
 SELECT diag(format('%s: %s in %s s: %s', what, state, round(secs::numeric, 1), message)) FROM tries ORDER BY what;
 SELECT is(state, '57014', what || ': the call fails with 57014') FROM tries
-	WHERE what IN ('frozen exec', 'frozen file', 'frozen create', 'killed exec', 'killed file', 'killed create')
+	WHERE what IN ('frozen exec', 'frozen exec new', 'frozen file', 'frozen create', 'killed exec', 'killed file', 'killed create')
 	ORDER BY what;
 SELECT cmp_ok(secs, '<', (limit_s + 15)::float8, format('%s: returned in %s s, within its limit (%s s) and a margin for a loaded machine',
 												 what, round(secs::numeric, 1), limit_s))
-	FROM tries JOIN (VALUES ('frozen exec', 9), ('frozen file', 8), ('frozen create', 8),
+	FROM tries JOIN (VALUES ('frozen exec', 9), ('frozen exec new', 9), ('frozen file', 8), ('frozen create', 8),
 							('killed exec', 9), ('killed file', 8), ('killed create', 8),
 							('frozen wait', 12), ('frozen cancel', 2), ('frozen interrupt', 2),
 							('killed interrupt', 2)) b(what, limit_s) USING (what)
@@ -111,7 +115,7 @@ SELECT cmp_ok(secs, '<', (limit_s + 15)::float8, format('%s: returned in %s s, w
 SELECT cmp_ok(secs, '>=', 4.5::float8, what || ': and waited out its limit, not less') FROM tries
 	WHERE what IN ('frozen exec', 'killed exec') ORDER BY what;
 SELECT alike(message, '%Google Cloud did not answer in time', what || ': the message says the API did not answer in time')
-	FROM tries WHERE what IN ('frozen exec', 'frozen file', 'frozen create', 'killed exec', 'killed file', 'killed create')
+	FROM tries WHERE what IN ('frozen exec', 'frozen exec new', 'frozen file', 'frozen create', 'killed exec', 'killed file', 'killed create')
 	ORDER BY what;
 SELECT alike(hint, '%cloudrun_sandbox.cloud_margin%', what || ': the hint names what to check or raise')
 	FROM tries WHERE what IN ('frozen exec', 'killed file') ORDER BY what;
