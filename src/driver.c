@@ -5,6 +5,8 @@
  */
 #include "driver.h"
 
+#include "gcloud.h"
+
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
@@ -32,15 +34,16 @@ sb_driver_for(SbBackend backend)
 }
 
 /*
- * sb_run_sync launches a request and waits for its result, sleeping on the
+ * run_until launches a request and waits for its result, sleeping on the
  * run's descriptors and the latch.  A query cancel, statement_timeout or
  * termination cancels the run (killing its sandbox) before the error goes on.
- * If the run has not finished by hard_deadline it is cancelled with an error.
+ * If the run has not finished by deadline it is cancelled with an error.
  */
-char *
-sb_run_sync(const SbDriver *driver, const char *session, int64 id, const char *request,
-			TimestampTz hard_deadline, size_t *len)
+static char *
+run_until(const SbDriver *driver, const char *session, int64 id, const char *request,
+		  TimestampTz deadline, size_t *len)
 {
+	bool		cloud = driver == &sb_cloudrun_driver;
 	SbRun	   *volatile run = driver->launch(session, id, request);
 	WaitEventSet *volatile set = NULL;
 	char	   *result;
@@ -79,12 +82,15 @@ sb_run_sync(const SbDriver *driver, const char *session, int64 id, const char *r
 									PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
-			if (GetCurrentTimestamp() > hard_deadline)
+			if (GetCurrentTimestamp() > deadline)
 				ereport(ERROR,
 						(errcode(ERRCODE_QUERY_CANCELED),
 						 errmsg("the sandbox did not answer in time"),
-						 errdetail("The executor did not report a result after the "
-								   "command's timeout and grace period.")));
+						 cloud ? errdetail("The Cloud Run execution did not report a result "
+										   "within the command's timeout and grace period "
+										   "plus cloudrun_sandbox.cloud_margin.")
+						 : errdetail("The executor did not report a result after the "
+									 "command's timeout and grace period.")));
 		}
 	}
 	PG_CATCH();
@@ -100,6 +106,25 @@ sb_run_sync(const SbDriver *driver, const char *session, int64 id, const char *r
 		FreeWaitEventSet(set);
 	result = driver->finish(run, len);
 	return result;
+}
+
+/*
+ * sb_run_sync runs a request in this backend (see run_until), ending it by
+ * hard_deadline.  A cloud run ends earlier: by the end of the command's
+ * timeout and grace period plus cloudrun_sandbox.cloud_margin (not the
+ * driver's slack, which is the execution's own), a limit every request of
+ * the run is held to.
+ */
+char *
+sb_run_sync(const SbDriver *driver, const char *session, int64 id, const char *request,
+			TimestampTz hard_deadline, size_t *len)
+{
+	if (driver == &sb_cloudrun_driver)
+	{
+		sb_gc_call_until(hard_deadline - (TimestampTz) driver->slack_ms * 1000);
+		hard_deadline = Min(hard_deadline, sb_gc_call_end());
+	}
+	return run_until(driver, session, id, request, hard_deadline, len);
 }
 
 /*
@@ -129,6 +154,8 @@ pending_xact_callback(XactEvent event, void *arg)
 	if (pending == NIL || (!commit && event != XACT_EVENT_ABORT &&
 						   event != XACT_EVENT_PARALLEL_ABORT))
 		return;
+	/* The work is a cloud call of its own, with the limit of one without a timeout. */
+	sb_gc_call_start();
 	foreach(lc, pending)
 	{
 		SbPending  *p = lfirst(lc);

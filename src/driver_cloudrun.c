@@ -537,16 +537,26 @@ cloud_step(SbRun *run)
 	return true;
 }
 
+/* How long cancelling an execution may take, beyond the limit of the call that cancels it. */
+#define CANCEL_TIMEOUT_MS 3000
+
+/*
+ * cloud_cancel stops a run's execution (in its own short time, the call's
+ * limit may have passed).  One that already ended, with or without a
+ * result, has nothing to cancel: no request, no warning.
+ */
 static void
 cloud_cancel(SbRun *run)
 {
 	SbError		err;
 	char	   *response;
+	int64		saved;
 
 	drop_poll(run);
-	if (run->cancelled || run->result != NULL || run->execution == NULL)
+	if (run->cancelled || run->done || run->result != NULL || run->execution == NULL)
 		return;
 	run->cancelled = true;
+	saved = sb_gc_call_suspend();
 	/*
 	 * Cancelling the execution would stop every request of its batch, so a
 	 * batched request gets a cancel marker instead: its task looks for it
@@ -558,16 +568,19 @@ cloud_cancel(SbRun *run)
 		SbGcsConfig cfg;
 
 		sb_gc_gcs(&cfg);
+		cfg.timeout_ms = CANCEL_TIMEOUT_MS;
 		if (sb_gcs_upload(&cfg, psprintf("%srequests/" INT64_FORMAT ".cancel", run->dir, run->id),
 						  "{}", 2, SB_GCS_ANY_GENERATION, NULL, &err) != 0)
 			elog(WARNING, "could not cancel execution " INT64_FORMAT " of its batch: %s",
 				 run->id, err.message);
-		return;
 	}
-	if (sb_gc_run_call("POST", psprintf("/v2/%s:cancel", run->execution), "{}", 10000,
-					   &response, &err) != 0)
+	else if (sb_gc_run_call("POST", psprintf("/v2/%s:cancel", run->execution), "{}",
+							CANCEL_TIMEOUT_MS, &response, &err) != 0 &&
+			 err.kind != SB_ERR_NOT_FOUND && err.kind != SB_ERR_PRECONDITION &&
+			 strcmp(err.reason, "FAILED_PRECONDITION") != 0)
 		elog(WARNING, "could not cancel Cloud Run execution %s: %s", run->execution,
 			 err.message);
+	sb_gc_call_resume(saved);
 }
 
 static char *

@@ -120,9 +120,13 @@ sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh, in
 	SbExecRequest req;
 	char	   *request;
 
-	/* Cloud: the owner's job, prefix and isolation, also in the worker. */
+	/* Cloud: the owner's job, prefix and isolation, also in the worker; the call's limit. */
 	if (driver->executor_writes_state)
+	{
 		sb_gc_use_role(session->owner);
+		sb_gc_call_until(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 timeout_ms + SB_KILL_GRACE_MS));
+	}
 	driver->prepare_session(session->key, fresh);
 	if (driver->executor_writes_state || fresh || !driver->load_state(session->key, state))
 	{

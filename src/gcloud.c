@@ -15,8 +15,21 @@
  * never its own.  sb_gc_use_role() chooses the role whose values the calls
  * that follow use (until the end of the transaction; outside a transaction
  * the values last read for that role).
+ *
+ * Every cloud call a user's backend makes (a command, a file operation, a
+ * session or background-process call) has a time limit that each of its
+ * requests -- token, uploads, jobs:run, waits, downloads -- is held to,
+ * retries and backoff included: sb_gc_use_role() starts a call with the
+ * limit of a call without a timeout of its own (statement_timeout if set,
+ * else cloudrun_sandbox.default_timeout, plus cloudrun_sandbox.cloud_margin),
+ * sb_gc_call_until() gives it, once, the end of its own timeout plus the
+ * margin.  A limit holds for the statement that set it, and never for the
+ * work a transaction does when it ends.  The background worker's calls never
+ * block and have no such limit.
  */
 #include "gcloud.h"
+
+#include "driver.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -25,11 +38,16 @@
 #include "catalog/indexing.h"
 #include "catalog/pg_db_role_setting.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
+
+/* A request that failed this close to its call's deadline was cut short by it. */
+#define GC_DEADLINE_SLOP_MS 50
 
 /* cloudrun_sandbox.cloud_isolation: how cloud commands are isolated in their container. */
 int			sb_cloud_isolation = SB_ISOLATION_SANDBOX;
@@ -53,6 +71,16 @@ static List *gc_targets = NIL;	/* GcTarget *, in TopMemoryContext: last read per
 static GcTarget *gc_current = NULL; /* the role sb_gc_use_role() chose, or NULL */
 static bool gc_callback_set = false;
 
+/* cloudrun_sandbox.cloud_margin: how much longer than its timeout a cloud call may take. */
+int			sb_cloud_margin_ms = 30000;
+
+/* The time limit of the cloud call in progress; see the file header. */
+static int64 gc_deadline_ms = 0;	/* monotonic (sb_now_ms); 0: none */
+static TimestampTz gc_deadline_stmt = 0;	/* the statement it holds for */
+static int64 gc_limit_ms = 0;	/* the whole limit, for messages */
+static const char *gc_limit_source = NULL;	/* what it is made of, for messages */
+static bool gc_limit_own = false;	/* set by sb_gc_call_until, from the call's timeout */
+
 /* One connection cache and one credential per backend, rebuilt when settings change. */
 static SbHttpClient *gc_http = NULL;
 static SbAuth *gc_auth = NULL;
@@ -63,6 +91,118 @@ static int
 gc_should_abort(void *arg)
 {
 	return InterruptPending && (QueryCancelPending || ProcDiePending);
+}
+
+static void gc_end_of_xact(XactEvent event, void *arg);
+
+/* gc_register has gc_end_of_xact called at the end of every transaction. */
+static void
+gc_register(void)
+{
+	if (!gc_callback_set)
+	{
+		RegisterXactCallback(gc_end_of_xact, NULL);
+		gc_callback_set = true;
+	}
+}
+
+/* gc_deadline is the current call's deadline (monotonic ms), or 0 when it has none. */
+static int64
+gc_deadline(void)
+{
+	if (gc_deadline_ms == 0 || sb_driver_nonblocking ||
+		gc_deadline_stmt != GetCurrentStatementStartTimestamp())
+		return 0;
+	return gc_deadline_ms;
+}
+
+/* gc_set_limit makes the call in progress end limit_ms from now (own: from its timeout). */
+static void
+gc_set_limit(int64 limit_ms, const char *source, bool own)
+{
+	if (sb_driver_nonblocking)
+		return;
+	gc_register();
+	gc_deadline_ms = sb_now_ms() + Max(limit_ms, 1);
+	gc_deadline_stmt = GetCurrentStatementStartTimestamp();
+	gc_limit_ms = limit_ms;
+	gc_limit_source = source;
+	gc_limit_own = own;
+}
+
+void
+sb_gc_call_start(void)
+{
+	if (StatementTimeout > 0)
+		/* PostgreSQL's own timer ends the call; this is only a backstop. */
+		gc_set_limit((int64) StatementTimeout + 1000, "statement_timeout", false);
+	else
+		gc_set_limit(sb_timeout_ms(NULL) + sb_cloud_margin_ms,
+					 "cloudrun_sandbox.default_timeout plus cloudrun_sandbox.cloud_margin", false);
+}
+
+void
+sb_gc_call_until(TimestampTz end)
+{
+	if (gc_limit_own && gc_deadline() != 0)
+		return;					/* the call's limit runs from its start, not from here */
+	gc_set_limit((end - GetCurrentTimestamp()) / 1000 + sb_cloud_margin_ms,
+				 "the call's timeout and grace period plus cloudrun_sandbox.cloud_margin", true);
+}
+
+TimestampTz
+sb_gc_call_end(void)
+{
+	int64		deadline = gc_deadline();
+
+	if (deadline == 0)
+		return DT_NOEND;
+	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), deadline - sb_now_ms());
+}
+
+int64
+sb_gc_call_suspend(void)
+{
+	int64		saved = gc_deadline();
+
+	gc_deadline_ms = 0;
+	return saved;
+}
+
+void
+sb_gc_call_resume(int64 saved)
+{
+	if (saved != 0)
+	{
+		gc_deadline_ms = saved;
+		gc_deadline_stmt = GetCurrentStatementStartTimestamp();
+	}
+}
+
+/* gc_cap_deadline holds a request's deadline (monotonic ms, 0: none) to the call's. */
+static int64
+gc_cap_deadline(int64 deadline_ms)
+{
+	int64		call = gc_deadline();
+
+	if (call != 0 && (deadline_ms == 0 || call < deadline_ms))
+		return call;
+	return deadline_ms;
+}
+
+void
+sb_gc_raise_late(const char *what, const char *last_error)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_QUERY_CANCELED),
+			 errmsg("%s: Google Cloud did not answer in time", what),
+			 errdetail("No answer came within the call's time limit of " INT64_FORMAT " ms (%s)%s%s.",
+					   gc_limit_ms, gc_limit_source ? gc_limit_source : "",
+					   last_error ? "; the last error: " : "", last_error ? last_error : ""),
+			 errhint("Check that cloudrun_sandbox.run_endpoint, cloudrun_sandbox.storage_endpoint "
+					 "and the token endpoint answer; if the Cloud Run job only starts slowly, "
+					 "raise cloudrun_sandbox.cloud_margin or the call's timeout.")));
+	pg_unreachable();
 }
 
 /* gc_policy is the retry policy of every call: defaults plus query cancel. */
@@ -165,6 +305,7 @@ sb_gc_gcs(SbGcsConfig *cfg)
 	cfg->auth = gc_credentials();
 	cfg->http = gc_client();
 	cfg->policy = &policy;
+	cfg->deadline_ms = gc_cap_deadline(0);
 }
 
 /* sb_gcloud_init defines this module's settings; called from _PG_init. */
@@ -179,6 +320,15 @@ sb_gcloud_init(void)
 							 "container, where the job's service-account token is within their reach.",
 							 &sb_cloud_isolation, SB_ISOLATION_SANDBOX, isolation_options,
 							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.cloud_margin",
+							"How much longer than its timeout a cloud call may take.",
+							"Cloud Run's start-up and the transfers of a command, file operation "
+							"or session call; a call without a timeout of its own has "
+							"statement_timeout, else cloudrun_sandbox.default_timeout, as its "
+							"timeout.  When the limit passes, the call ends with an error (and "
+							"cancels its execution, which may take up to 3 more seconds).",
+							&sb_cloud_margin_ms, 30000, 0, 3600 * 1000, PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
 }
 
 /* gc_end_of_xact forgets the chosen role when a transaction ends. */
@@ -188,7 +338,10 @@ gc_end_of_xact(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
+	{
 		gc_current = NULL;
+		gc_deadline_ms = 0;		/* the call's limit is not the end-of-transaction work's */
+	}
 }
 
 /* role_config returns the setconfig array of pg_db_role_setting's row (db, role), or NULL. */
@@ -289,11 +442,8 @@ sb_gc_use_role(Oid role)
 {
 	GcTarget   *t;
 
-	if (!gc_callback_set)
-	{
-		RegisterXactCallback(gc_end_of_xact, NULL);
-		gc_callback_set = true;
-	}
+	gc_register();
+	sb_gc_call_start();		/* a call for the role's sessions begins */
 	if (!OidIsValid(role))
 	{
 		gc_current = NULL;
@@ -370,6 +520,25 @@ sb_gc_object(const char *session, const char *suffix)
 	return psprintf("%s%s", sb_gc_session_prefix(session), suffix);
 }
 
+/*
+ * gc_cut_short says whether a request failed for the call's limit: it timed
+ * out, or stopped retrying, close to the call's deadline (a retry is given up
+ * when its backoff would end past the deadline), or failed at the deadline.
+ */
+static bool
+gc_cut_short(const SbError *err)
+{
+	int64		deadline = gc_deadline();
+	SbHttpPolicy policy;
+
+	if (deadline == 0)
+		return false;
+	gc_policy(&policy);
+	if (err->kind == SB_ERR_TIMEOUT)
+		return sb_now_ms() + policy.backoff_cap_ms + GC_DEADLINE_SLOP_MS >= deadline;
+	return err->kind == SB_ERR_NETWORK && sb_now_ms() + GC_DEADLINE_SLOP_MS >= deadline;
+}
+
 void
 sb_gc_raise(const SbError *err, const char *what, SbGcNotFound nf)
 {
@@ -378,6 +547,8 @@ sb_gc_raise(const SbError *err, const char *what, SbGcNotFound nf)
 		CHECK_FOR_INTERRUPTS();
 		ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("%s: cancelled", what)));
 	}
+	if (gc_cut_short(err))
+		sb_gc_raise_late(what, err->message);
 	switch (err->kind)
 	{
 		case SB_ERR_AUTH:
@@ -446,7 +617,7 @@ sb_gc_run_call(const char *method, const char *path, const char *body, int64 tim
 	if (sb_http_request_init(&req, method, url, err) != 0)
 		return -1;
 	gc_policy(&req.policy);
-	req.deadline_ms = sb_now_ms() + timeout_ms;
+	req.deadline_ms = gc_cap_deadline(sb_now_ms() + timeout_ms);
 	if (body != NULL)
 	{
 		sb_http_request_set_body(&req, body, strlen(body));

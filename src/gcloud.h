@@ -35,6 +35,25 @@ extern const char *sb_gc_job(void);
 extern const char *sb_gc_prefix(void);
 extern SbIsolation sb_gc_isolation(void);
 
+/*
+ * The time limit of the cloud call in progress (see gcloud.c): every request
+ * of the call ends by it.  sb_gc_call_start() begins a call without a
+ * timeout of its own (sb_gc_use_role() does it); sb_gc_call_until() gives
+ * the call the end of its own timeout (plus cloudrun_sandbox.cloud_margin),
+ * the first time it is called in the call;
+ * sb_gc_call_end() is when it ends (DT_NOEND: no limit);
+ * sb_gc_call_suspend() lifts it, for the cancel that follows a call that ran
+ * out of time, and sb_gc_call_resume() puts it back.  sb_gc_raise_late()
+ * raises the error of a call whose limit passed.
+ */
+extern int	sb_cloud_margin_ms;
+extern void sb_gc_call_start(void);
+extern void sb_gc_call_until(TimestampTz end);
+extern TimestampTz sb_gc_call_end(void);
+extern int64 sb_gc_call_suspend(void);
+extern void sb_gc_call_resume(int64 saved);
+extern void sb_gc_raise_late(const char *what, const char *last_error) pg_attribute_noreturn();
+
 extern void sb_gc_require_settings(void);
 extern void sb_gc_gcs(SbGcsConfig *cfg);
 extern char *sb_gc_object(const char *session, const char *suffix);
