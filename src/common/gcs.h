@@ -61,6 +61,11 @@ extern int sb_gcs_download_start(SbGcsConfig *cfg, const char *name, size_t max_
 								 SbHttpRequest *req, SbError *err);
 extern int sb_gcs_download_end(SbGcsConfig *cfg, SbHttpRequest *req, char **data, size_t *len,
 							   SbError *err);
+extern int sb_gcs_upload_start(SbGcsConfig *cfg, const char *name, const void *data,
+							   size_t len, int64_t if_generation_match, SbHttpRequest *req,
+							   SbError *err);
+extern int sb_gcs_upload_end(SbGcsConfig *cfg, SbHttpRequest *req, int64_t *generation,
+							 SbError *err);
 extern int sb_gcs_stat(SbGcsConfig *cfg, const char *name, SbGcsObjectInfo *info,
 					   SbError *err);
 extern int sb_gcs_delete(SbGcsConfig *cfg, const char *name, int64_t if_generation_match,
