@@ -8,7 +8,9 @@ COMMON_OBJS = src/common/sbutil.o src/common/protocol.o src/common/http.o \
 	src/common/gcs.o src/common/oauth.o
 OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
 	src/driver_cloudrun.o src/gcloud.o src/exec.o src/session.o src/shared.o src/submit.o \
-	src/worker.o src/worker/callback.o src/fileops.o src/background.o src/roles.o \
+	src/worker/loop.o src/worker/xact.o src/worker/flight.o \
+	src/worker/claim.o src/worker/complete.o src/worker/recover.o src/worker/bgwatch.o \
+	src/worker/callback.o src/fileops.o src/background.o src/roles.o \
 	src/local/seccomp.o src/local/storage.o src/local/rmtree.o $(COMMON_OBJS)
 DATA = cloudrun_sandbox--0.1.0.sql cloudrun_sandbox--0.1.0--0.2.0.sql \
 	cloudrun_sandbox--0.2.0--0.3.0.sql

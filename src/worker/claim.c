@@ -1,0 +1,99 @@
+/*
+ * claim.c
+ *		Claiming queued executions: the oldest queued execution of each
+ *		session with nothing in flight, up to the worker's free capacity,
+ *		committed as 'launching' before anything is launched.
+ *
+ * Fair between roles: the free places go in turns, first to the roles with
+ * the fewest executions in flight, so one role's many submits never keep
+ * another role's command waiting behind all of them; a role uses all the
+ * capacity only while no other role has anything queued.  Running commands
+ * are never stopped to make room: a waiting role gets the next place free.
+ */
+#include "worker/claim.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/memutils.h"
+
+#include "worker/flight.h"
+#include "worker/xact.h"
+
+bool		sessions_blocked = false;
+
+/*
+ * claim takes queued executions whose sessions have nothing in flight, one
+ * per session, in turns between roles (oldest first within a role), up to
+ * the free capacity, and marks them launching
+ * (committed with the caller's transaction).  A session a synchronous exec
+ * holds is skipped for now.  Appends the new flights, CLAIMED, to *claimed
+ * as it goes (whose session locks a caller whose transaction fails releases).
+ */
+void
+claim(List **claimed)
+{
+	static SPIPlanPtr plan_claim = NULL;
+	static SPIPlanPtr plan_launching = NULL;
+	int			room = sb_max_concurrent - flights_busy();
+	Datum		arg;
+	Oid			argtype = INT4OID;
+	ArrayBuildState *ids;
+
+	if (room <= 0)
+		return;
+	if (plan_claim == NULL)
+	{
+		plan_claim = SPI_prepare(
+			/* The oldest queued execution of each session with nothing in flight... */
+			"WITH heads AS (SELECT e.id, e.owner FROM sandbox.executions e "
+			"  WHERE e.status = 'queued' AND e.id = (SELECT min(q.id) FROM sandbox.executions q "
+			"    WHERE q.session_id = e.session_id AND q.status IN ('queued', 'launching', 'running'))), "
+			/* ...taken in turns between roles: each role's n-th comes after its runs in flight. */
+			"busy AS (SELECT owner, count(*) AS n FROM sandbox.executions "
+			"  WHERE status IN ('launching', 'running') GROUP BY owner), "
+			"turns AS (SELECT h.id, COALESCE(b.n, 0) + row_number() OVER (PARTITION BY h.owner ORDER BY h.id) AS turn "
+			"  FROM heads h LEFT JOIN busy b ON b.owner = h.owner), "
+			"c AS (SELECT e.id FROM sandbox.executions e JOIN turns t ON t.id = e.id "
+			"  ORDER BY t.turn, e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED) "
+			"SELECT e.id, e.session, e.owner, e.command, e.timeout, e.call_env, e.callback, "
+			"  s.backend, s.generation, e.session_id, s.storage_key "
+			"FROM c JOIN sandbox.executions e ON e.id = c.id "
+			"LEFT JOIN sandbox.sessions s ON s.id = e.session_id ORDER BY e.id",
+			1, &argtype);
+		SPI_keepplan(plan_claim);
+	}
+	arg = Int32GetDatum(room);
+	if (SPI_execute_plan(plan_claim, &arg, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not claim queued executions");
+	sessions_blocked = false;
+	ids = initArrayResult(INT8OID, CurrentMemoryContext, false);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		WorkerFlight *f = new_flight(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+
+		if (f->failure == NULL && !session_lock(f->session_id, true))
+		{
+			/* A synchronous exec has the session: try again shortly. */
+			sessions_blocked = true;
+			MemoryContextDelete(f->cxt);
+			continue;
+		}
+		*claimed = keep_list(*claimed, f);
+		accumArrayResult(ids, Int64GetDatum(f->id), false, INT8OID, CurrentMemoryContext);
+	}
+	if (*claimed != NIL)
+	{
+		Oid			t = INT8ARRAYOID;
+		Datum		a = makeArrayResult(ids, CurrentMemoryContext);
+
+		if (plan_launching == NULL)
+		{
+			plan_launching = SPI_prepare("UPDATE sandbox.executions SET status = 'launching', "
+										 "started_at = now() WHERE id = ANY($1)", 1, &t);
+			SPI_keepplan(plan_launching);
+		}
+		if (SPI_execute_plan(plan_launching, &a, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not mark executions launching");
+	}
+}

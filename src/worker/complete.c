@@ -1,0 +1,317 @@
+/*
+ * complete.c
+ *		Completion of flights: applying requested cancels, and recording a
+ *		finished flight (its history row, the session's state and mirror, a
+ *		NOTIFY); after the commit, releasing its session and waking waiters.
+ */
+#include "worker/complete.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "shared.h"
+#include "worker/callback.h"
+#include "worker/xact.h"
+
+/* apply_cancels cancels in-flight executions whose cancel was requested. */
+void
+apply_cancels(void)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			t = INT8ARRAYOID;
+	ArrayBuildState *ids;
+	Datum		a;
+	ListCell   *lc;
+
+	static int64 seen = 0;
+	int64		seq;
+
+	SpinLockAcquire(&sb_shared->mutex);
+	seq = sb_shared->cancel_seq;
+	SpinLockRelease(&sb_shared->mutex);
+	if (flights == NIL || seq == seen)
+		return;
+	seen = seq;
+	ids = initArrayResult(INT8OID, CurrentMemoryContext, false);
+	foreach(lc, flights)
+		accumArrayResult(ids, Int64GetDatum(((WorkerFlight *) lfirst(lc))->id), false, INT8OID,
+						 CurrentMemoryContext);
+	a = makeArrayResult(ids, CurrentMemoryContext);
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("SELECT id FROM sandbox.executions WHERE id = ANY($1) AND cancel_requested",
+						   1, &t);
+		SPI_keepplan(plan);
+	}
+	SPI_execute_plan(plan, &a, NULL, true, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+
+		foreach(lc, flights)
+		{
+			WorkerFlight *f = lfirst(lc);
+
+			if (f->id == id)
+				flight_cancel(f);
+		}
+	}
+}
+
+/*
+ * lock_rows takes, without waiting, the rows that recording f updates: its
+ * executions row and its session's row.  false if another transaction holds
+ * one of them (a user's open transaction that called submit(), exec() or
+ * cancel(), say): the flight is recorded later.
+ */
+static bool
+lock_rows(WorkerFlight *f)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		v[2];
+	bool		isnull;
+
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("SELECT (SELECT count(*) FROM (SELECT FROM sandbox.executions "
+						   "    WHERE id = $1 FOR UPDATE SKIP LOCKED) e) = "
+						   "  (SELECT count(*) FROM sandbox.executions WHERE id = $1) "
+						   "AND (SELECT count(*) FROM (SELECT FROM sandbox.sessions "
+						   "    WHERE id = $2 FOR NO KEY UPDATE SKIP LOCKED) s) = "
+						   "  (SELECT count(*) FROM sandbox.sessions WHERE id = $2)", 2, types);
+		SPI_keepplan(plan);
+	}
+	v[0] = Int64GetDatum(f->id);
+	v[1] = Int64GetDatum(f->session_id);
+	if (SPI_execute_plan(plan, v, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not lock the rows of execution " INT64_FORMAT, f->id);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * record_flight records one finished flight whose rows are locked: history
+ * row, state, mirror, NOTIFY.  false if a lock wait timed out on the way
+ * (lock_timeout, the safety net): then nothing of it may be kept.
+ */
+static bool
+record_flight(WorkerFlight *f)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[11] = {INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, BOOLOID, BOOLOID,
+	TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		v[11];
+	char		n[11];
+	SbOutcome	outcome;
+	SbExecResult *r = &outcome.result;
+	SbSession	session = {.id = f->session_id, .name = f->session, .key = f->key,
+	.owner = f->owner, .backend = f->backend};
+	const char *status;
+	const char *volatile error = f->failure;
+	volatile int code = 0;
+
+	memset(&outcome, 0, sizeof(outcome));
+	memset(n, ' ', sizeof(n));
+	outcome.id = f->id;
+	if (f->cancelled)
+	{
+		status = "cancelled";
+		error = "cancelled by sandbox.cancel()";
+	}
+	else if (f->failure != NULL || f->result == NULL)
+	{
+		status = "error";
+		if (error == NULL)
+			error = "the sandbox returned no result";
+	}
+	else
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+		ResourceOwner owner = CurrentResourceOwner;
+
+		/* A subtransaction, so that a failure here undoes only this flight's work. */
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			sb_decode_result(&outcome, f->result, f->result_len);
+			sb_apply_state(&session, f->driver, &outcome, &f->sstate);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_CATCH();
+		{
+			int			c;
+
+			error = caught_code(cxt, &c);
+			code = c;
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+			memset(r, 0, sizeof(*r));
+			r->status = SB_STATUS_ERROR;
+		}
+		PG_END_TRY();
+		if (code == ERRCODE_LOCK_NOT_AVAILABLE)
+			return false;
+		status = sb_status_name(r->status);
+		if (r->error != NULL && error == NULL)
+			error = r->error;
+	}
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("UPDATE sandbox.executions SET status = $2, exit_code = $3, stdout = $4, "
+						   "stderr = $5, stdout_truncated = $6, stderr_truncated = $7, cwd = $8, "
+						   "error = $9, finished_at = $10, duration = $10 - started_at, "
+						   "remote_name = COALESCE($11, remote_name), "
+						   "callback_state = CASE WHEN callback IS NOT NULL AND $2 <> 'cancelled' "
+						   "THEN 'pending' END WHERE id = $1",
+						   11, types);
+		SPI_keepplan(plan);
+	}
+	v[0] = Int64GetDatum(f->id);
+	v[1] = CStringGetTextDatum(status);
+	v[2] = Int32GetDatum(r->exit_code);
+	n[2] = r->has_exit_code ? ' ' : 'n';
+	v[3] = r->stdout_data ? PointerGetDatum(cstring_to_text_with_len(r->stdout_data, r->stdout_len)) : (Datum) 0;
+	n[3] = r->stdout_data ? ' ' : 'n';
+	v[4] = r->stderr_data ? PointerGetDatum(cstring_to_text_with_len(r->stderr_data, r->stderr_len)) : (Datum) 0;
+	n[4] = r->stderr_data ? ' ' : 'n';
+	v[5] = BoolGetDatum(r->stdout_truncated);
+	v[6] = BoolGetDatum(r->stderr_truncated);
+	v[7] = r->has_state ? CStringGetTextDatum(r->cwd) : (Datum) 0;
+	n[7] = r->has_state ? ' ' : 'n';
+	v[8] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	n[8] = error ? ' ' : 'n';
+	v[9] = TimestampTzGetDatum(GetCurrentTimestamp());
+	v[10] = (Datum) 0;
+	n[10] = 'n';
+	if (SPI_execute_plan(plan, v, n, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record execution " INT64_FORMAT, f->id);
+	Async_Notify("sandbox_executions", psprintf(INT64_FORMAT, f->id));
+	return true;
+}
+
+/*
+ * complete_flight records one finished flight, in a subtransaction, without
+ * waiting for a lock: false (nothing recorded, the flight unchanged, to try
+ * again at its retry_at) when a user's transaction holds one of its rows.
+ * Its result stays in the worker's memory meanwhile, and its session stays
+ * locked against other runs.
+ */
+static bool
+complete_flight(WorkerFlight *f)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	int64		generation = f->sstate.generation;
+	volatile bool done = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		done = lock_rows(f) && record_flight(f);
+		if (done)
+			ReleaseCurrentSubTransaction();
+		else
+			RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		int			code;
+		char	   *msg = caught_code(cxt, &code);
+
+		RollbackAndReleaseCurrentSubTransaction();
+		if (code != ERRCODE_LOCK_NOT_AVAILABLE)
+		{
+			/* Recorded as an error next time, without what could not be stored. */
+			ereport(WARNING,
+					(errmsg("cloudrun_sandbox: could not record execution " INT64_FORMAT ": %s",
+							f->id, msg)));
+			f->failure = MemoryContextStrdup(f->cxt, msg);
+			f->result = NULL;
+		}
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	if (!done)
+	{
+		f->sstate.generation = generation;
+		f->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SB_RETRY_LOCKED_MS);
+	}
+	return done;
+}
+
+/*
+ * complete_finished records the finished flights that are due, in the
+ * caller's transaction, appending those recorded to *done; they stay in
+ * flights until after_commit(), so that a transaction that fails loses none.
+ */
+void
+complete_finished(List **done)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	ListCell   *lc;
+
+	foreach(lc, flights)
+	{
+		WorkerFlight *f = lfirst(lc);
+
+		if (flight_due(f, now) && complete_flight(f))
+			*done = keep_list(*done, f);
+	}
+}
+
+/*
+ * after_commit releases finished flights' sessions and wakes waiters; their
+ * callbacks, queued in their rows, run in processes of their own (callback.c).
+ */
+void
+after_commit(List *done)
+{
+	static TimestampTz last_prune = 0;
+	ListCell   *lc;
+
+	if (done == NIL)
+		return;
+	flights_forget(done);
+	foreach(lc, done)
+	{
+		WorkerFlight *f = lfirst(lc);
+
+		if (f->session_id != 0 && f->key != NULL)
+			(void) session_lock(f->session_id, false);
+	}
+	SpinLockAcquire(&sb_shared->mutex);
+	sb_shared->completed += list_length(done);
+	SpinLockRelease(&sb_shared->mutex);
+	ConditionVariableBroadcast(&sb_shared->completion_cv);
+	foreach(lc, done)
+	{
+		WorkerFlight *f = lfirst(lc);
+
+		if (OidIsValid(f->callback) && !f->cancelled)
+			sb_callbacks_wake();
+		MemoryContextDelete(f->cxt);
+	}
+	list_free(done);
+	/* History goes in small batches, only when there was work. */
+	if (TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), 10000))
+	{
+		last_prune = GetCurrentTimestamp();
+		begin("cloudrun_sandbox: prune");
+		sb_execution_prune();
+		commit();
+	}
+}
+
