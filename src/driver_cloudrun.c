@@ -107,6 +107,7 @@ struct SbRun
 	CloudCall	upload;			/* the request upload */
 	CloudCall	lookup;			/* a download of the result object */
 	CloudCall	check;			/* a GET of the execution */
+	bool		started;		/* its jobs:run happened (or its execution was found) */
 	int64		ended_ms;		/* when Cloud Run said the execution ended, or 0 */
 	int			check_ms;		/* the interval between execution checks */
 	/* The synchronous run's execution checks, when jobs:run's answer was lost. */
@@ -247,6 +248,7 @@ run_init(const char *session, int64 id)
 	run->job = job_path();
 	run->request_object = psprintf("%srequests/" INT64_FORMAT ".json", run->dir, id);
 	run->result_object = psprintf("%sresults/" INT64_FORMAT ".json", run->dir, id);
+	run->check_ms = CHECK_FIRST_MS;
 	return run;
 }
 
@@ -397,59 +399,68 @@ backoff_sleep(long ms)
 }
 
 /*
- * start_sync makes jobs:run for the requests of runs (synchronous callers):
- * after an answer that may have been lost, the execution is looked for by
- * its first request before jobs:run is tried again, so that one call never
- * starts two executions.  Sets the runs' operation (NULL when found by the
- * search) and execution.
+ * run_sync makes jobs:run (synchronous callers): after an answer that may
+ * have been lost, the execution is looked for by its first request (first)
+ * before jobs:run is tried again, so that one call never starts two
+ * executions.  True with the operation (NULL when found by the search) and
+ * the execution (NULL if not given); false with *err set.
  */
-static void
-start_sync(SbRun **runs, int n, const char *body)
+static bool
+run_sync(const char *job, const char *body, const char *first, char **operation,
+		 char **execution, SbError *err)
 {
 	int64		until = sb_now_ms() + CALL_TIMEOUT_MS;
 	long		delay = BACKOFF_FIRST_MS;
 
 	for (;;)
 	{
-		SbError		err;
 		char	   *response;
-		char	   *operation = NULL;
-		char	   *execution = NULL;
 
-		if (sb_gc_run_call("POST", psprintf("%s:run", runs[0]->job), body,
-						   Max(until - sb_now_ms(), 1), &response, &err) == 0)
+		*operation = *execution = NULL;
+		if (sb_gc_run_call("POST", psprintf("%s:run", job), body, Max(until - sb_now_ms(), 1),
+						   &response, err) == 0)
 		{
-			if (!read_operation(response, CurrentMemoryContext, &operation, &execution))
+			if (!read_operation(response, CurrentMemoryContext, operation, execution))
 				no_operation();
+			return true;
 		}
-		else if (!may_have_started(&err) ||
-				 (execution = find_execution(runs[0]->job, runs[0]->request_object)) == NULL)
-		{
-			if (!may_pass(&err) || err.kind == SB_ERR_CANCELLED || sb_now_ms() + delay >= until)
-			{
-				SbGcsConfig cfg;
-				SbError		ignored;
+		if (may_have_started(err) && (*execution = find_execution(job, first)) != NULL)
+			return true;
+		if (!may_pass(err) || err->kind == SB_ERR_CANCELLED || sb_now_ms() + delay >= until)
+			return false;
+		backoff_sleep(delay);
+		delay = Min(delay * 2, 5000);
+	}
+}
 
-				/* Leave nothing half-written: the requests go when their run cannot start. */
-				sb_gc_gcs(&cfg);
-				for (int i = 0; i < n; i++)
-					(void) sb_gcs_delete(&cfg, runs[i]->request_object, SB_GCS_ANY_GENERATION, &ignored);
-				sb_gc_raise(&err, "could not start a Cloud Run execution", SB_GC_NOT_FOUND_JOB);
-			}
-			backoff_sleep(delay);
-			delay = Min(delay * 2, 5000);
-			continue;
-		}
+/* start_sync starts the requests of runs as one execution (synchronous callers). */
+static void
+start_sync(SbRun **runs, int n, const char *body)
+{
+	SbError		err;
+	char	   *operation;
+	char	   *execution;
+
+	if (!run_sync(runs[0]->job, body, runs[0]->request_object, &operation, &execution, &err))
+	{
+		SbGcsConfig cfg;
+		SbError		ignored;
+
+		/* Leave nothing half-written: the requests go when their run cannot start. */
+		sb_gc_gcs(&cfg);
 		for (int i = 0; i < n; i++)
-		{
-			/* Each run lives in its own memory context (the worker's flights outlive this call). */
-			MemoryContext cxt = GetMemoryChunkContext(runs[i]);
+			(void) sb_gcs_delete(&cfg, runs[i]->request_object, SB_GCS_ANY_GENERATION, &ignored);
+		sb_gc_raise(&err, "could not start a Cloud Run execution", SB_GC_NOT_FOUND_JOB);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		/* Each run lives in its own memory context (the worker's flights outlive this call). */
+		MemoryContext cxt = GetMemoryChunkContext(runs[i]);
 
-			runs[i]->operation = operation ? MemoryContextStrdup(cxt, operation) : NULL;
-			runs[i]->execution = execution ? MemoryContextStrdup(cxt, execution) : NULL;
-			runs[i]->batch_size = n;
-		}
-		return;
+		runs[i]->operation = operation ? MemoryContextStrdup(cxt, operation) : NULL;
+		runs[i]->execution = execution ? MemoryContextStrdup(cxt, execution) : NULL;
+		runs[i]->batch_size = n;
+		runs[i]->started = true;
 	}
 }
 
@@ -802,6 +813,7 @@ batch_started(CloudBatch *b, const char *response, const char *found)
 		run->operation = b->operation ? MemoryContextStrdup(cxt, b->operation) : NULL;
 		run->execution = b->execution ? MemoryContextStrdup(cxt, b->execution) : NULL;
 		run->batch_size = b->sent;
+		run->started = true;
 	}
 }
 
@@ -1110,7 +1122,6 @@ step_async(SbRun *run)
 		if (b->state != BATCH_STARTED)
 			return false;
 		batch_leave(run);
-		run->check_ms = CHECK_FIRST_MS;
 		run->check.retry_at = sb_now_ms() + CHECK_FIRST_MS;
 	}
 
@@ -1320,6 +1331,13 @@ cloud_finish(SbRun *run, size_t *len)
 	return run->result;
 }
 
+/* cloud_launched says whether the run's execution has started (its name is known). */
+static bool
+cloud_launched(SbRun *run)
+{
+	return run->started;
+}
+
 static const char *
 cloud_remote_name(SbRun *run)
 {
@@ -1336,6 +1354,8 @@ cloud_attach(const char *session, int64 id, const char *remote_name)
 
 	/* Whether the execution carried other requests is not known: never cancel it for one. */
 	run->batch_size = 2;
+	run->uploaded = true;
+	run->started = true;
 	if (remote_name != NULL)
 	{
 		run->execution = pstrdup(remote_name);
@@ -1375,6 +1395,7 @@ const SbDriver sb_cloudrun_driver = {
 	.stage = cloud_stage,
 	.launch_batch = cloud_launch_batch,
 	.batch_key = cloud_batch_key,
+	.launched = cloud_launched,
 	.remote_name = cloud_remote_name,
 	.attach = cloud_attach,
 };
@@ -1405,9 +1426,7 @@ sb_cloud_bg_start(const char *session, int64 handle, const char *request)
 	SbError		err;
 	char	   *object = bg_object(session, handle, "json");
 	json_t	   *body;
-	json_t	   *op;
-	char	   *response;
-	const char *exec;
+	char	   *operation;
 	char	   *name;
 
 	sb_gc_require_settings();
@@ -1416,14 +1435,10 @@ sb_cloud_bg_start(const char *session, int64 handle, const char *request)
 		sb_gc_raise(&err, "could not upload the background request", SB_GC_NOT_FOUND_BUCKET);
 	body = json_pack("{s{s[{s[sss]}]s:s}}", "overrides", "containerOverrides", "args", "cloud",
 					 sb_bucket, object, "timeout", psprintf("%ds", BG_TIMEOUT_S));
-	if (sb_gc_run_call("POST", psprintf("%s:run", job_path()), json_dumps(body, JSON_COMPACT),
-					   CALL_TIMEOUT_MS, &response, &err) != 0)
+	/* A lost answer is looked for, never run again (the executor's claim stops a twin). */
+	if (!run_sync(job_path(), json_dumps(body, JSON_COMPACT), object, &operation, &name, &err))
 		sb_gc_raise(&err, "could not start a Cloud Run execution", SB_GC_NOT_FOUND_JOB);
 	json_decref(body);
-	op = json_loads(response, 0, NULL);
-	exec = json_string_value(json_object_get(json_object_get(op, "metadata"), "name"));
-	name = exec ? pstrdup(exec) : NULL;
-	json_decref(op);
 	if (name == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
@@ -1431,9 +1446,140 @@ sb_cloud_bg_start(const char *session, int64 handle, const char *request)
 	return name;
 }
 
+/* exit_code reads a background process's exit object (malloc'd data, freed here). */
+static int
+exit_code(char *data, size_t len)
+{
+	json_t	   *root = json_loadb(data, len, 0, NULL);
+	int			code = root ? (int) json_integer_value(json_object_get(root, "exit_code")) : -1;
+
+	free(data);
+	if (root)
+		json_decref(root);
+	return code;
+}
+
+/*
+ * BgPoll is the worker's look at one background process: a download of its
+ * exit object and, now and then, a GET of its execution, both asynchronous;
+ * each sb_cloud_bg_poll() reads what came in since the last one.
+ */
+typedef struct BgPoll
+{
+	char	   *session;
+	int64		handle;
+	CloudCall	exit;
+	CloudCall	check;
+	int64		ended_ms;		/* when its execution was seen ended, or 0 */
+	int64		used_ms;		/* the last poll */
+} BgPoll;
+
+#define BG_POLL_FORGET_MS 60000
+
+static List *bg_polls = NIL;	/* in TopMemoryContext */
+
+/* bg_poll_of returns the look at a background process, made on first use; forgets unused ones. */
+static BgPoll *
+bg_poll_of(const char *session, int64 handle)
+{
+	BgPoll	   *found = NULL;
+	ListCell   *lc;
+	MemoryContext old;
+
+	foreach(lc, bg_polls)
+	{
+		BgPoll	   *p = lfirst(lc);
+
+		if (p->handle == handle && strcmp(p->session, session) == 0)
+			found = p;
+		else if (sb_now_ms() - p->used_ms > BG_POLL_FORGET_MS)
+		{
+			/* Its process is no longer watched (killed, or the worker gave it up). */
+			call_drop(&p->exit);
+			call_drop(&p->check);
+			pfree(p->session);
+			pfree(p);
+			bg_polls = foreach_delete_current(bg_polls, lc);
+		}
+	}
+	if (found == NULL)
+	{
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		found = palloc0(sizeof(BgPoll));
+		found->session = pstrdup(session);
+		found->handle = handle;
+		bg_polls = lappend(bg_polls, found);
+		MemoryContextSwitchTo(old);
+	}
+	found->used_ms = sb_now_ms();
+	return found;
+}
+
+/* bg_poll_done forgets the look at a background process that has ended. */
+static void
+bg_poll_done(BgPoll *p)
+{
+	call_drop(&p->exit);
+	call_drop(&p->check);
+	bg_polls = list_delete_ptr(bg_polls, p);
+	pfree(p->session);
+	pfree(p);
+}
+
+/* bg_poll_async is sb_cloud_bg_poll in the worker: it never waits on the network. */
+static int
+bg_poll_async(const char *session, int64 handle, const char *execution, bool check_execution,
+			  int *code)
+{
+	BgPoll	   *p = bg_poll_of(session, handle);
+	SbError		err;
+	char	   *data;
+	size_t		len;
+	char	   *response;
+
+	if (call_answered(&p->exit))
+	{
+		int64		asked = p->exit.started_ms;
+
+		if (call_end_download(&p->exit, &data, &len, &err) == 0)
+		{
+			*code = exit_code(data, len);
+			bg_poll_done(p);
+			return 1;
+		}
+		if (err.kind == SB_ERR_NOT_FOUND && p->ended_ms > 0 && asked >= p->ended_ms)
+		{
+			bg_poll_done(p);
+			return -1;
+		}
+		if (err.kind != SB_ERR_NOT_FOUND && !may_pass(&err))
+		{
+			bg_poll_done(p);
+			sb_gc_raise(&err, "could not look at a background process", SB_GC_NOT_FOUND_BUCKET);
+		}
+	}
+	else if (call_due(&p->exit) &&
+			 !call_start_download(&p->exit, bg_object(session, handle, "exit"), 4096, &err) &&
+			 !may_pass(&err))
+		sb_gc_raise(&err, "could not look at a background process", SB_GC_NOT_FOUND_BUCKET);
+	if (execution == NULL || p->ended_ms > 0)
+		return 0;
+	if (call_answered(&p->check))
+	{
+		int			rc = call_end_run(&p->check, &response, &err);
+
+		if ((rc == 0 && execution_completed(response)) || (rc != 0 && err.kind == SB_ERR_NOT_FOUND))
+			p->ended_ms = sb_now_ms();
+	}
+	else if (check_execution && call_due(&p->check))
+		(void) call_start_run(&p->check, "GET", psprintf("/v2/%s", execution), NULL, &err);
+	return 0;
+}
+
 /*
  * sb_cloud_bg_poll says whether a background process has ended: 1 with its
- * exit code, -1 if its execution ended without one, 0 while it runs.
+ * exit code, -1 if its execution ended without one, 0 while it runs (or,
+ * in the worker, while the answer has not come in yet).
  */
 int
 sb_cloud_bg_poll(const char *session, int64 handle, const char *execution, bool check_execution,
@@ -1445,15 +1591,12 @@ sb_cloud_bg_poll(const char *session, int64 handle, const char *execution, bool 
 	size_t		len;
 	SbRun		run;
 
+	if (sb_driver_nonblocking)
+		return bg_poll_async(session, handle, execution, check_execution, code);
 	sb_gc_gcs(&cfg);
 	if (sb_gcs_download(&cfg, bg_object(session, handle, "exit"), 4096, &data, &len, NULL, &err) == 0)
 	{
-		json_t	   *root = json_loadb(data, len, 0, NULL);
-
-		free(data);
-		*code = root ? (int) json_integer_value(json_object_get(root, "exit_code")) : -1;
-		if (root)
-			json_decref(root);
+		*code = exit_code(data, len);
 		return 1;
 	}
 	if (err.kind != SB_ERR_NOT_FOUND)
