@@ -558,6 +558,7 @@ async_gcs(SbGcsConfig *cfg)
 {
 	sb_gc_gcs(cfg);
 	cfg->timeout_ms = ASYNC_CALL_TIMEOUT_MS;
+	cfg->token_timeout_ms = SB_GC_TOKEN_WAIT_MS;
 }
 
 /* call_start_run starts a Cloud Run Admin API call (body borrowed: it must outlive the attempt). */
@@ -728,6 +729,7 @@ struct CloudBatch
 	BatchState	state;
 	char	   *job;
 	int			n;
+	int			cap;			/* room for this many runs */
 	SbRun	  **runs;			/* NULL where a run has left */
 	char	  **objects;		/* the runs' request objects */
 	int64		timeout_s;
@@ -742,24 +744,38 @@ struct CloudBatch
 	SbError		failure;
 };
 
-/* batch_new makes the batch of staged runs (all of one job). */
+/*
+ * The batch launched last, while its requests are still being uploaded:
+ * runs staged meanwhile join it (same job, up to max_batch), so that the
+ * worker's quick turns do not split what one jobs:run can carry.
+ */
+static CloudBatch *open_batch = NULL;
+
+/* batch_new puts staged runs (all of one job) into the open batch, or a new one. */
 static void
 batch_new(SbRun **runs, int n)
 {
-	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "cloudrun_sandbox batch",
-											  ALLOCSET_SMALL_SIZES);
-	CloudBatch *b = MemoryContextAllocZero(cxt, sizeof(CloudBatch));
+	CloudBatch *b = open_batch;
 
-	b->cxt = cxt;
-	b->state = BATCH_UPLOADING;
-	b->job = MemoryContextStrdup(cxt, runs[0]->job);
-	b->n = n;
-	b->runs = MemoryContextAlloc(cxt, sizeof(SbRun *) * n);
-	b->objects = MemoryContextAlloc(cxt, sizeof(char *) * n);
+	if (b == NULL || b->state != BATCH_UPLOADING || strcmp(b->job, runs[0]->job) != 0 ||
+		b->n + n > b->cap)
+	{
+		MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "cloudrun_sandbox batch",
+												  ALLOCSET_SMALL_SIZES);
+
+		b = MemoryContextAllocZero(cxt, sizeof(CloudBatch));
+		b->cxt = cxt;
+		b->state = BATCH_UPLOADING;
+		b->job = MemoryContextStrdup(cxt, runs[0]->job);
+		b->cap = Max(sb_max_batch, n);
+		b->runs = MemoryContextAlloc(cxt, sizeof(SbRun *) * b->cap);
+		b->objects = MemoryContextAlloc(cxt, sizeof(char *) * b->cap);
+		open_batch = b;
+	}
 	for (int i = 0; i < n; i++)
 	{
-		b->runs[i] = runs[i];
-		b->objects[i] = MemoryContextStrdup(cxt, runs[i]->request_object);
+		b->runs[b->n] = runs[i];
+		b->objects[b->n++] = MemoryContextStrdup(b->cxt, runs[i]->request_object);
 		b->timeout_s = Max(b->timeout_s, runs[i]->timeout_s);
 		runs[i]->batch = b;
 	}
@@ -783,6 +799,8 @@ batch_leave(SbRun *run)
 	}
 	if (!left)
 	{
+		if (open_batch == b)
+			open_batch = NULL;
 		call_drop(&b->call);
 		MemoryContextDelete(b->cxt);
 	}
@@ -855,6 +873,8 @@ batch_drive(CloudBatch *b)
 			if (b->runs[i] != NULL && !b->runs[i]->uploaded)
 				return;
 		b->state = BATCH_RUNNING;
+		if (open_batch == b)
+			open_batch = NULL;	/* closed: its jobs:run goes now */
 	}
 	if (b->state == BATCH_RUNNING)
 	{
@@ -1153,8 +1173,11 @@ step_async(SbRun *run)
 	if (call_answered(&run->check))
 	{
 		int			rc = call_end_run(&run->check, &response, &err);
+		bool		completed = rc == 0 && execution_completed(response);
 
-		if (rc == 0 && execution_completed(response))
+		if (response != NULL)
+			pfree(response);	/* in the flight's memory: one per check */
+		if (completed)
 			run->ended_ms = sb_now_ms();
 		else if (rc != 0 && err.kind == SB_ERR_NOT_FOUND)
 			run->ended_ms = sb_now_ms();	/* forgotten: it ended long ago */
@@ -1162,6 +1185,7 @@ step_async(SbRun *run)
 			sb_gc_raise(&err, "could not look at the Cloud Run execution", SB_GC_NOT_FOUND_OTHER);
 		else if (rc == 0)
 		{
+			/* Still running: look again later, less and less often. */
 			run->check.retry_at = sb_now_ms() + run->check_ms;
 			run->check_ms = Min(run->check_ms * 2, CHECK_MAX_MS);
 		}

@@ -485,7 +485,8 @@ sb_gc_run_call(const char *method, const char *path, const char *body, int64 tim
  * connection cache without waiting (an event loop drives it, see
  * sb_http_start); body is borrowed and must outlive the attempt.  A call
  * jobs:run is never sent twice by this attempt.
- * Getting a token may block (rarely: it is cached).
+ * Getting a token may block (rarely: it is cached), at most
+ * SB_GC_TOKEN_WAIT_MS.
  */
 int
 sb_gc_run_start(SbHttpRequest *req, const char *method, const char *path, const char *body,
@@ -496,7 +497,9 @@ sb_gc_run_start(SbHttpRequest *req, const char *method, const char *path, const 
 
 	if (run_request(req, method, path, body, timeout_ms, err) != 0)
 		return -1;
-	header = sb_auth_header_ex(auth, gc_client(), req->deadline_ms, &req->policy, err);
+	/* A token fetch (the cached one expired) blocks: briefly. */
+	header = sb_auth_header_ex(auth, gc_client(), Min(req->deadline_ms, sb_now_ms() + SB_GC_TOKEN_WAIT_MS),
+							   &req->policy, err);
 	if ((header == NULL && err->kind != SB_OK) ||
 		sb_http_request_set_auth_header(req, header, err) != 0 ||
 		sb_http_start(gc_client(), req, err) != 0)

@@ -350,7 +350,11 @@ StartAsync(SbGcsConfig *cfg, SbHttpRequest *req, SbError *err)
 	}
 	if (cfg->auth != NULL)
 	{
-		header = sb_auth_header_ex(cfg->auth, cfg->http, req->deadline_ms, &req->policy, err);
+		int64_t deadline = req->deadline_ms;
+
+		if (cfg->token_timeout_ms > 0 && sb_now_ms() + cfg->token_timeout_ms < deadline)
+			deadline = sb_now_ms() + cfg->token_timeout_ms;
+		header = sb_auth_header_ex(cfg->auth, cfg->http, deadline, &req->policy, err);
 		if (header == NULL && err->kind != SB_OK)
 		{
 			sb_http_request_cleanup(req);

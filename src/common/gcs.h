@@ -32,6 +32,9 @@ typedef struct SbGcsConfig
 	long timeout_ms;			/* per call; 0 = SB_GCS_DEFAULT_TIMEOUT_MS */
 	int64_t deadline_ms;		/* absolute monotonic cap; 0 = none */
 	int list_page_size;			/* maxResults for sb_gcs_list; 0 = server's */
+	long token_timeout_ms;		/* an asynchronous call's token fetch (which
+								 * blocks, when the cached token expired) may
+								 * take this long; 0 = the call's deadline */
 
 	int last_attempts; /* out: HTTP attempts of the last call */
 } SbGcsConfig;
