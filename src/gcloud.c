@@ -483,10 +483,9 @@ sb_gc_run_call(const char *method, const char *path, const char *body, int64 tim
 /*
  * sb_gc_run_start starts one attempt of a Cloud Run Admin API call on the
  * connection cache without waiting (an event loop drives it, see
- * sb_http_start); body is borrowed and must outlive the attempt.  A call
- * jobs:run is never sent twice by this attempt.
- * Getting a token may block (rarely: it is cached), at most
- * SB_GC_TOKEN_WAIT_MS.
+ * sb_http_start); body is borrowed and must outlive the attempt.  A
+ * jobs:run is never sent twice by this attempt.  Getting a token may block
+ * (rarely: it is cached), at most SB_GC_TOKEN_WAIT_MS.
  */
 int
 sb_gc_run_start(SbHttpRequest *req, const char *method, const char *path, const char *body,
