@@ -101,6 +101,14 @@ typedef struct SbDriver
 	 */
 	const char *(*batch_key) (SbRun *run);
 
+	/*
+	 * For a driver whose launch_batch() only starts the launch (the cloud
+	 * driver in the worker: uploads, jobs:run), true once the launch has
+	 * happened, so that its remote name is known; step() drives the launch
+	 * until then.  NULL: launch_batch() launches before it returns.
+	 */
+	bool		(*launched) (SbRun *run);
+
 	/* The remote execution's name, to record (NULL: none). */
 	const char *(*remote_name) (SbRun *run);
 

@@ -22,16 +22,32 @@
  * gcloud.c), chosen when the run is staged or re-attached; runs of
  * different jobs never share a batch.
  *
- * In the background worker nothing waits: the result object is looked up
- * with downloads that run on the connection cache's curl multi handle,
- * whose sockets the worker's event loop waits on (sb_cloud_wait_fds,
- * sb_cloud_drive), so many runs are polled at once and a slow answer holds
- * up nothing else.
+ * In the background worker nothing waits on the network: every call of a
+ * run -- the request upload, jobs:run, the search for its execution, the
+ * result lookups, the execution checks, a cancel -- is one attempt at a
+ * time on the connection cache's curl multi handle, whose sockets the
+ * worker's event loop waits on (sb_cloud_wait_fds, sb_cloud_drive); step()
+ * reads what has come in and starts what is due.  A call that fails in a
+ * way that may pass (the network, a timeout, a 5xx, a 429, an expired
+ * token) is tried again later with backoff; it never fails the run.  A run
+ * fails when Cloud Run says so: jobs:run is refused, or the execution ended
+ * without a result (and at the worker's deadline, the command's timeout
+ * plus EXECUTION_MARGIN_S, after which Cloud Run has stopped the execution
+ * itself).
+ *
+ * jobs:run is not idempotent: after an answer that may have been lost (a
+ * reset, a timeout, a 5xx) the execution is looked for by its request
+ * (find_execution) before jobs:run is tried again; and the executor refuses
+ * to run a request another execution has claimed (requests/<id>.claim,
+ * create-only), so a twin execution writes nothing.
  */
 #include "driver.h"
 
 #include "access/xact.h"
+#include "common/pg_prng.h"
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
 #include "utils/memutils.h"
 
 #include "gcloud.h"
@@ -41,6 +57,31 @@
 #define CALL_TIMEOUT_MS 60000
 /* Cloud Run gets this much beyond the command's timeout for start-up and I/O. */
 #define EXECUTION_MARGIN_S 120
+/* One attempt of the worker's asynchronous calls may take this long. */
+#define ASYNC_CALL_TIMEOUT_MS 30000
+/* The worker asks whether an execution ended this often (then less often). */
+#define CHECK_FIRST_MS 2000
+#define CHECK_MAX_MS 10000
+/* Backoff of a call that failed in a way that may pass: doubling, capped. */
+#define BACKOFF_FIRST_MS 500
+#define BACKOFF_MAX_MS 30000
+/* Pages of a job's executions looked through for a request's execution. */
+#define FIND_MAX_PAGES 20
+
+/*
+ * CloudCall is one of the worker's asynchronous calls: the attempt in
+ * progress on the connection cache (req), or the time before which it is
+ * not started again after a failure that may pass.
+ */
+typedef struct CloudCall
+{
+	SbHttpRequest *req;			/* in TopMemoryContext, or NULL */
+	int64		started_ms;		/* when req was started */
+	int64		retry_at;		/* sb_now_ms() before which it is not started again */
+	int			failures;		/* transient failures in a row */
+} CloudCall;
+
+typedef struct CloudBatch CloudBatch;
 
 struct SbRun
 {
@@ -59,12 +100,22 @@ struct SbRun
 	size_t		result_len;
 	int64		timeout_s;		/* the execution's timeout */
 	int			batch_size;		/* requests carried by the execution */
-	int			polls;			/* result lookups since the execution was last checked */
-	SbHttpRequest *poll;		/* the worker's result lookup in progress, or NULL */
+	/* The worker's asynchronous run (sb_driver_nonblocking). */
+	char	   *request;		/* the request document, until it is uploaded */
+	bool		uploaded;
+	CloudBatch *batch;			/* its launch, until the execution is known */
+	CloudCall	upload;			/* the request upload */
+	CloudCall	lookup;			/* a download of the result object */
+	CloudCall	check;			/* a GET of the execution */
+	bool		started;		/* its jobs:run happened (or its execution was found) */
+	int64		ended_ms;		/* when Cloud Run said the execution ended, or 0 */
+	int			check_ms;		/* the interval between execution checks */
+	/* The synchronous run's execution checks, when jobs:run's answer was lost. */
+	int64		next_check_ms;
 };
 
-/* Result lookups the worker has in progress on the connection cache. */
-static int	polls_in_progress = 0;
+/* Asynchronous calls the worker has in progress on the connection cache. */
+static int	calls_in_progress = 0;
 
 
 /* What delete_prefix passes to delete_one for each object. */
@@ -215,7 +266,709 @@ run_init(const char *session, int64 id)
 	run->job = job_path();
 	run->request_object = psprintf("%srequests/" INT64_FORMAT ".json", run->dir, id);
 	run->result_object = psprintf("%sresults/" INT64_FORMAT ".json", run->dir, id);
+	run->check_ms = CHECK_FIRST_MS;
 	return run;
+}
+
+/* The largest result document: output capped, escaped at most sixfold, state. */
+#define RESULT_MAX ((size_t) sb_max_output_bytes * 12 + 2 * SB_MAX_ENV_BYTES + 1024 * 1024)
+
+/* may_pass says whether a failed call may succeed later (look again), rather than being an answer. */
+static bool
+may_pass(const SbError *err)
+{
+	switch (err->kind)
+	{
+		case SB_ERR_NETWORK:
+		case SB_ERR_TIMEOUT:
+		case SB_ERR_HTTP:
+		case SB_ERR_AUTH:
+		case SB_ERR_CANCELLED:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * may_have_started says whether a failed jobs:run may have started an
+ * execution all the same (its answer lost: a reset, a timeout, a 5xx),
+ * unlike a 429 or a 401, which Cloud Run sends before doing anything.
+ */
+static bool
+may_have_started(const SbError *err)
+{
+	return may_pass(err) && err->http_status != 429 && err->kind != SB_ERR_AUTH;
+}
+
+/* list_path is the path of one page of a job's executions (page: NULL for the first). */
+static char *
+list_path(const char *job, const char *page)
+{
+	return psprintf("%s/executions?pageSize=100%s%s", job, page ? "&pageToken=" : "", page ? page : "");
+}
+
+/*
+ * find_in_page looks through one page of a job's executions for one that
+ * ran request_object: its name (palloc'd) or NULL; *next gets the next
+ * page's token (palloc'd), NULL on the last page.
+ */
+static char *
+find_in_page(const char *response, const char *request_object, char **next)
+{
+	json_t	   *list = json_loads(response, 0, NULL);
+	json_t	   *item;
+	size_t		i;
+	char	   *found = NULL;
+	const char *token = json_string_value(json_object_get(list, "nextPageToken"));
+
+	json_array_foreach(json_object_get(list, "executions"), i, item)
+	{
+		json_t	   *args = json_object_get(json_array_get(json_object_get(json_object_get(item, "template"),
+																		  "containers"), 0), "args");
+		json_t	   *a;
+		size_t		j;
+
+		json_array_foreach(args, j, a)
+			if (found == NULL && json_is_string(a) && strcmp(json_string_value(a), request_object) == 0 &&
+				json_is_string(json_object_get(item, "name")))
+				found = pstrdup(json_string_value(json_object_get(item, "name")));
+	}
+	*next = token ? pstrdup(token) : NULL;
+	if (list != NULL)
+		json_decref(list);
+	return found;
+}
+
+/* find_execution looks through a job's recent executions for one that ran request_object. */
+static char *
+find_execution(const char *job, const char *request_object)
+{
+	char	   *page = NULL;
+
+	for (int pages = 0; pages < FIND_MAX_PAGES; pages++)
+	{
+		SbError		err;
+		char	   *response;
+		char	   *found;
+
+		if (sb_gc_run_call("GET", list_path(job, page), NULL, CALL_TIMEOUT_MS, &response, &err) != 0)
+			sb_gc_raise(&err, "could not list the job's executions", SB_GC_NOT_FOUND_JOB);
+		found = find_in_page(response, request_object, &page);
+		if (found != NULL || page == NULL)
+			return found;
+	}
+	return NULL;
+}
+
+/*
+ * read_operation reads jobs:run's answer, a long-running Operation: its
+ * name and its execution's (NULL if not given), palloc'd in cxt.
+ */
+static bool
+read_operation(const char *response, MemoryContext cxt, char **operation, char **execution)
+{
+	json_t	   *op = json_loads(response, 0, NULL);
+	const char *name = json_string_value(json_object_get(op, "name"));
+	const char *exec = json_string_value(json_object_get(json_object_get(op, "metadata"), "name"));
+
+	*operation = name ? MemoryContextStrdup(cxt, name) : NULL;
+	*execution = exec ? MemoryContextStrdup(cxt, exec) : NULL;
+	if (op != NULL)
+		json_decref(op);
+	return name != NULL;
+}
+
+/* no_operation raises the error of a jobs:run answer without an operation. */
+static void
+no_operation(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_PROTOCOL_VIOLATION),
+			 errmsg("Cloud Run answered jobs.run without an operation name")));
+}
+
+/* run_body is jobs:run's body: the container's arguments name the requests. */
+static char *
+run_body(char **objects, int n, int64 timeout_s)
+{
+	json_t	   *args = json_pack("[ss]", "cloud", sb_bucket);
+	json_t	   *body;
+	char	   *text;
+
+	for (int i = 0; i < n; i++)
+		json_array_append_new(args, json_string(objects[i]));
+	body = json_pack("{s{s[{so}]s:s}}", "overrides", "containerOverrides", "args", args,
+					 "timeout", psprintf(INT64_FORMAT "s", timeout_s));
+	if (n > 1)
+		json_object_set_new(json_object_get(body, "overrides"), "taskCount", json_integer(n));
+	text = json_dumps(body, JSON_COMPACT);	/* palloc'd: jansson allocates with palloc */
+	json_decref(body);
+	return text;
+}
+
+/* backoff_sleep waits ms (a retry's backoff), noticing a query cancel. */
+static void
+backoff_sleep(long ms)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * run_sync makes jobs:run (synchronous callers): after an answer that may
+ * have been lost, the execution is looked for by its first request (first)
+ * before jobs:run is tried again, so that one call never starts two
+ * executions.  True with the operation (NULL when found by the search) and
+ * the execution (NULL if not given); false with *err set.
+ */
+static bool
+run_sync(const char *job, const char *body, const char *first, char **operation,
+		 char **execution, SbError *err)
+{
+	int64		until = sb_now_ms() + CALL_TIMEOUT_MS;
+	long		delay = BACKOFF_FIRST_MS;
+
+	for (;;)
+	{
+		char	   *response;
+
+		*operation = *execution = NULL;
+		if (sb_gc_run_call("POST", psprintf("%s:run", job), body, Max(until - sb_now_ms(), 1),
+						   &response, err) == 0)
+		{
+			if (!read_operation(response, CurrentMemoryContext, operation, execution))
+				no_operation();
+			return true;
+		}
+		if (may_have_started(err) && (*execution = find_execution(job, first)) != NULL)
+			return true;
+		if (!may_pass(err) || err->kind == SB_ERR_CANCELLED || sb_now_ms() + delay >= until)
+			return false;
+		backoff_sleep(delay);
+		delay = Min(delay * 2, 5000);
+	}
+}
+
+/* start_sync starts the requests of runs as one execution (synchronous callers). */
+static void
+start_sync(SbRun **runs, int n, const char *body)
+{
+	SbError		err;
+	char	   *operation;
+	char	   *execution;
+
+	if (!run_sync(runs[0]->job, body, runs[0]->request_object, &operation, &execution, &err))
+	{
+		SbGcsConfig cfg;
+		SbError		ignored;
+
+		/* Leave nothing half-written: the requests go when their run cannot start. */
+		sb_gc_gcs(&cfg);
+		for (int i = 0; i < n; i++)
+			(void) sb_gcs_delete(&cfg, runs[i]->request_object, SB_GCS_ANY_GENERATION, &ignored);
+		sb_gc_raise(&err, "could not start a Cloud Run execution", SB_GC_NOT_FOUND_JOB);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		/* Each run lives in its own memory context (the worker's flights outlive this call). */
+		MemoryContext cxt = GetMemoryChunkContext(runs[i]);
+
+		runs[i]->operation = operation ? MemoryContextStrdup(cxt, operation) : NULL;
+		runs[i]->execution = execution ? MemoryContextStrdup(cxt, execution) : NULL;
+		runs[i]->batch_size = n;
+		runs[i]->started = true;
+	}
+}
+
+/*
+ * The worker's asynchronous calls.  Each is one attempt at a time on the
+ * connection cache; call_due says whether a new attempt may start,
+ * call_answered whether the one in progress has its answer; the *_end
+ * functions read it and set the backoff of a failure that may pass.
+ */
+
+/* call_due says whether the call has no attempt in progress and may start one now. */
+static bool
+call_due(const CloudCall *c)
+{
+	return c->req == NULL && sb_now_ms() >= c->retry_at;
+}
+
+/* call_answered says whether the call's attempt in progress has ended. */
+static bool
+call_answered(const CloudCall *c)
+{
+	return c->req != NULL && c->req->finished;
+}
+
+/* call_note sets the call's backoff after a failure that may pass; clears it after anything else. */
+static void
+call_note(CloudCall *c, int rc, const SbError *err)
+{
+	int64		ceiling = BACKOFF_FIRST_MS;
+
+	if (rc == 0 || !may_pass(err))
+	{
+		c->failures = 0;
+		c->retry_at = 0;
+		return;
+	}
+	for (int i = 0; i < c->failures && ceiling < BACKOFF_MAX_MS; i++)
+		ceiling *= 2;
+	ceiling = Min(ceiling, BACKOFF_MAX_MS);
+	c->failures++;
+	c->retry_at = sb_now_ms() + ceiling / 2 +
+		(int64) pg_prng_uint64_range(&pg_global_prng_state, 0, ceiling / 2);
+}
+
+/* call_begin gives the call a request for its next attempt. */
+static SbHttpRequest *
+call_begin(CloudCall *c)
+{
+	c->req = MemoryContextAllocZero(TopMemoryContext, sizeof(SbHttpRequest));
+	return c->req;
+}
+
+/* call_started notes an attempt started (rc 0), or forgets one that could not (the error's backoff). */
+static bool
+call_started(CloudCall *c, int rc, const SbError *err)
+{
+	if (rc != 0)
+	{
+		pfree(c->req);
+		c->req = NULL;
+		call_note(c, rc, err);
+		return false;
+	}
+	c->started_ms = sb_now_ms();
+	calls_in_progress++;
+	return true;
+}
+
+/* call_taken forgets an attempt whose answer was read (and its request cleaned up). */
+static int
+call_taken(CloudCall *c, int rc, const SbError *err)
+{
+	pfree(c->req);
+	c->req = NULL;
+	calls_in_progress--;
+	call_note(c, rc, err);
+	return rc;
+}
+
+/* call_drop abandons the call's attempt in progress, if any. */
+static void
+call_drop(CloudCall *c)
+{
+	if (c->req == NULL)
+		return;
+	sb_http_request_cleanup(c->req);
+	pfree(c->req);
+	c->req = NULL;
+	calls_in_progress--;
+}
+
+/* async_gcs is the GCS configuration of an asynchronous attempt. */
+static void
+async_gcs(SbGcsConfig *cfg)
+{
+	sb_gc_gcs(cfg);
+	cfg->timeout_ms = ASYNC_CALL_TIMEOUT_MS;
+	cfg->token_timeout_ms = SB_GC_TOKEN_WAIT_MS;
+}
+
+/* call_start_run starts a Cloud Run Admin API call (body borrowed: it must outlive the attempt). */
+static bool
+call_start_run(CloudCall *c, const char *method, const char *path, const char *body, SbError *err)
+{
+	return call_started(c, sb_gc_run_start(call_begin(c), method, path, body, ASYNC_CALL_TIMEOUT_MS,
+										   err), err);
+}
+
+/* call_end_run reads a Cloud Run Admin API call's answer (palloc'd in *response). */
+static int
+call_end_run(CloudCall *c, char **response, SbError *err)
+{
+	return call_taken(c, sb_gc_run_end(c->req, response, err), err);
+}
+
+/* call_start_upload starts an upload (data borrowed: it must outlive the attempt). */
+static bool
+call_start_upload(CloudCall *c, const char *object, const char *data, size_t len,
+				  int64 if_generation_match, SbError *err)
+{
+	SbGcsConfig cfg;
+
+	async_gcs(&cfg);
+	return call_started(c, sb_gcs_upload_start(&cfg, object, data, len, if_generation_match,
+											   call_begin(c), err), err);
+}
+
+/* call_end_upload reads an upload's answer. */
+static int
+call_end_upload(CloudCall *c, SbError *err)
+{
+	SbGcsConfig cfg;
+
+	async_gcs(&cfg);
+	return call_taken(c, sb_gcs_upload_end(&cfg, c->req, NULL, err), err);
+}
+
+/* call_start_download starts a download of an object. */
+static bool
+call_start_download(CloudCall *c, const char *object, size_t max, SbError *err)
+{
+	SbGcsConfig cfg;
+
+	async_gcs(&cfg);
+	return call_started(c, sb_gcs_download_start(&cfg, object, max, call_begin(c), err), err);
+}
+
+/* call_end_download reads a download's answer (the bytes malloc'd in *data). */
+static int
+call_end_download(CloudCall *c, char **data, size_t *len, SbError *err)
+{
+	SbGcsConfig cfg;
+
+	async_gcs(&cfg);
+	return call_taken(c, sb_gcs_download_end(&cfg, c->req, data, len, err), err);
+}
+
+/*
+ * Detached calls: cancels the worker sent for runs it no longer follows,
+ * tried again (with backoff) while they fail in a way that may pass.
+ */
+#define DETACHED_TRIES 8
+
+typedef struct Detached
+{
+	CloudCall	call;
+	bool		upload;			/* an upload of target ("{}"), else a POST to it */
+	char	   *target;
+	int			tries;
+} Detached;
+
+static List *detached = NIL;	/* in TopMemoryContext */
+static int64 detached_due_ms = 0;	/* when one is due to start again, or 0 */
+
+/* detached_start starts a detached call's attempt; false if it is over (a final failure). */
+static bool
+detached_start(Detached *d)
+{
+	SbError		err;
+
+	if (d->upload ? call_start_upload(&d->call, d->target, "{}", 2, SB_GCS_ANY_GENERATION, &err)
+		: call_start_run(&d->call, "POST", d->target, "{}", &err))
+		return true;
+	return may_pass(&err) && ++d->tries < DETACHED_TRIES;
+}
+
+/* detach sends a cancel the worker does not wait for. */
+static void
+detach(bool upload, const char *target)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	Detached   *d = palloc0(sizeof(Detached));
+
+	d->upload = upload;
+	d->target = pstrdup(target);
+	if (detached_start(d))
+		detached = lappend(detached, d);
+	else
+	{
+		pfree(d->target);
+		pfree(d);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* detached_drive reads the detached calls' answers and starts again those that are due. */
+static void
+detached_drive(void)
+{
+	ListCell   *lc;
+
+	detached_due_ms = 0;
+	foreach(lc, detached)
+	{
+		Detached   *d = lfirst(lc);
+		bool		over = false;
+
+		if (call_answered(&d->call))
+		{
+			SbError		err;
+			char	   *response;
+			int			rc = d->upload ? call_end_upload(&d->call, &err)
+				: call_end_run(&d->call, &response, &err);
+
+			over = rc == 0 || !may_pass(&err) || ++d->tries >= DETACHED_TRIES;
+			/* An execution that already ended cannot be cancelled: fine. */
+			if (rc != 0 && over && err.kind != SB_ERR_NOT_FOUND && err.kind != SB_ERR_PRECONDITION &&
+				strcmp(err.reason, "FAILED_PRECONDITION") != 0)
+				elog(LOG, "cloudrun_sandbox: could not cancel %s: %s", d->target, err.message);
+		}
+		else if (call_due(&d->call))
+			over = !detached_start(d);
+		if (over)
+		{
+			call_drop(&d->call);
+			pfree(d->target);
+			pfree(d);
+			detached = foreach_delete_current(detached, lc);
+			continue;
+		}
+		if (d->call.req == NULL && (detached_due_ms == 0 || d->call.retry_at < detached_due_ms))
+			detached_due_ms = d->call.retry_at;
+	}
+}
+
+/*
+ * CloudBatch is the worker's launch of staged runs as one execution: once
+ * every request is uploaded, jobs:run; after an answer that may have been
+ * lost, a search of the job's executions for the first request, then
+ * jobs:run again if there is none.  Every run of the batch drives it from
+ * its own step; a run that stops waiting (cancelled, failed) leaves it,
+ * and the last one to leave frees it.
+ */
+typedef enum BatchState
+{
+	BATCH_UPLOADING,			/* waiting for the requests' uploads */
+	BATCH_RUNNING,				/* jobs:run */
+	BATCH_FINDING,				/* looking for an execution a lost answer started */
+	BATCH_STARTED,				/* the execution is known */
+	BATCH_FAILED				/* Cloud Run refused it: failure says why */
+} BatchState;
+
+struct CloudBatch
+{
+	MemoryContext cxt;			/* this batch and everything it holds */
+	BatchState	state;
+	char	   *job;
+	int			n;
+	int			cap;			/* room for this many runs */
+	SbRun	  **runs;			/* NULL where a run has left */
+	char	  **objects;		/* the runs' request objects */
+	int64		timeout_s;
+	char	   *body;			/* jobs:run's body, as last sent */
+	int			sent;			/* requests it carries */
+	char	   *first;			/* the first of them, which the search looks for */
+	CloudCall	call;			/* jobs:run, or a page of the job's executions */
+	char	   *page;			/* while finding: the page to read, NULL for the first */
+	int			pages;
+	char	   *operation;
+	char	   *execution;
+	SbError		failure;
+};
+
+/*
+ * The batch launched last, while its requests are still being uploaded:
+ * runs staged meanwhile join it (same job, up to max_batch), so that the
+ * worker's quick turns do not split what one jobs:run can carry.
+ */
+static CloudBatch *open_batch = NULL;
+
+/* batch_new puts staged runs (all of one job) into the open batch, or a new one. */
+static void
+batch_new(SbRun **runs, int n)
+{
+	CloudBatch *b = open_batch;
+
+	if (b == NULL || b->state != BATCH_UPLOADING || strcmp(b->job, runs[0]->job) != 0 ||
+		b->n + n > b->cap)
+	{
+		MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "cloudrun_sandbox batch",
+												  ALLOCSET_SMALL_SIZES);
+
+		b = MemoryContextAllocZero(cxt, sizeof(CloudBatch));
+		b->cxt = cxt;
+		b->state = BATCH_UPLOADING;
+		b->job = MemoryContextStrdup(cxt, runs[0]->job);
+		b->cap = Max(sb_max_batch, n);
+		b->runs = MemoryContextAlloc(cxt, sizeof(SbRun *) * b->cap);
+		b->objects = MemoryContextAlloc(cxt, sizeof(char *) * b->cap);
+		open_batch = b;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		b->runs[b->n] = runs[i];
+		b->objects[b->n++] = MemoryContextStrdup(b->cxt, runs[i]->request_object);
+		b->timeout_s = Max(b->timeout_s, runs[i]->timeout_s);
+		runs[i]->batch = b;
+	}
+}
+
+/* batch_leave takes a run out of its batch; the last one out frees it. */
+static void
+batch_leave(SbRun *run)
+{
+	CloudBatch *b = run->batch;
+	bool		left = false;
+
+	if (b == NULL)
+		return;
+	run->batch = NULL;
+	for (int i = 0; i < b->n; i++)
+	{
+		if (b->runs[i] == run)
+			b->runs[i] = NULL;
+		left |= b->runs[i] != NULL;
+	}
+	if (!left)
+	{
+		if (open_batch == b)
+			open_batch = NULL;
+		call_drop(&b->call);
+		MemoryContextDelete(b->cxt);
+	}
+}
+
+/* batch_started records the batch's execution (found by the search, or jobs:run's answer). */
+static void
+batch_started(CloudBatch *b, const char *response, const char *found)
+{
+	if (response != NULL && !read_operation(response, b->cxt, &b->operation, &b->execution))
+	{
+		sb_error_set(&b->failure, SB_ERR_INTERNAL, 0, "",
+					 "Cloud Run answered jobs.run without an operation name");
+		b->state = BATCH_FAILED;
+		return;
+	}
+	if (found != NULL)
+		b->execution = MemoryContextStrdup(b->cxt, found);
+	b->state = BATCH_STARTED;
+	for (int i = 0; i < b->n; i++)
+	{
+		SbRun	   *run = b->runs[i];
+		MemoryContext cxt;
+
+		if (run == NULL)
+			continue;
+		cxt = GetMemoryChunkContext(run);
+		run->operation = b->operation ? MemoryContextStrdup(cxt, b->operation) : NULL;
+		run->execution = b->execution ? MemoryContextStrdup(cxt, b->execution) : NULL;
+		run->batch_size = b->sent;
+		run->started = true;
+	}
+}
+
+/* batch_send starts jobs:run for the requests of the runs still in the batch. */
+static void
+batch_send(CloudBatch *b)
+{
+	MemoryContext old = MemoryContextSwitchTo(b->cxt);
+	char	  **objects = palloc(sizeof(char *) * b->n);
+	SbError		err;
+
+	b->sent = 0;
+	for (int i = 0; i < b->n; i++)
+		if (b->runs[i] != NULL)
+			objects[b->sent++] = b->objects[i];
+	b->first = objects[0];
+	b->body = run_body(objects, b->sent, b->timeout_s);
+	MemoryContextSwitchTo(old);
+	if (!call_start_run(&b->call, "POST", psprintf("%s:run", b->job), b->body, &err) &&
+		!may_pass(&err))
+	{
+		b->failure = err;
+		b->state = BATCH_FAILED;
+	}
+}
+
+/* batch_drive makes progress on a batch's launch without waiting. */
+static void
+batch_drive(CloudBatch *b)
+{
+	SbError		err;
+	char	   *response;
+	char	   *found;
+	char	   *next;
+
+	if (b->state == BATCH_UPLOADING)
+	{
+		for (int i = 0; i < b->n; i++)
+			if (b->runs[i] != NULL && !b->runs[i]->uploaded)
+				return;
+		b->state = BATCH_RUNNING;
+		if (open_batch == b)
+			open_batch = NULL;	/* closed: its jobs:run goes now */
+	}
+	if (b->state == BATCH_RUNNING)
+	{
+		if (call_due(&b->call))
+			batch_send(b);
+		if (!call_answered(&b->call))
+			return;
+		if (call_end_run(&b->call, &response, &err) == 0)
+			batch_started(b, response, NULL);
+		else if (may_have_started(&err))
+		{
+			/* Its answer may have been lost: look for the execution first. */
+			b->state = BATCH_FINDING;
+			b->page = NULL;
+			b->pages = 0;
+			b->call.retry_at = 0;
+		}
+		else if (!may_pass(&err))
+		{
+			b->failure = err;
+			b->state = BATCH_FAILED;
+		}
+		return;
+	}
+	if (b->state != BATCH_FINDING)
+		return;
+	if (call_due(&b->call))
+	{
+		if (!call_start_run(&b->call, "GET", MemoryContextStrdup(b->cxt, list_path(b->job, b->page)),
+							NULL, &err) && !may_pass(&err))
+		{
+			b->failure = err;
+			b->state = BATCH_FAILED;
+		}
+		return;
+	}
+	if (!call_answered(&b->call))
+		return;
+	if (call_end_run(&b->call, &response, &err) != 0)
+	{
+		if (!may_pass(&err))
+		{
+			b->failure = err;
+			b->state = BATCH_FAILED;
+		}
+		return;
+	}
+	found = find_in_page(response, b->first, &next);
+	if (found != NULL)
+		batch_started(b, NULL, found);
+	else if (next != NULL && ++b->pages < FIND_MAX_PAGES)
+		b->page = MemoryContextStrdup(b->cxt, next);
+	else
+		b->state = BATCH_RUNNING;	/* it never started: run it again */
+}
+
+/* upload_start starts (again) the upload of a run's request. */
+static void
+upload_start(SbRun *run)
+{
+	SbError		err;
+
+	/* Ids are unique; a request already there is this one, re-launched after a restart. */
+	if (!call_start_upload(&run->upload, run->request_object, run->request, strlen(run->request),
+						   SB_GCS_ANY_GENERATION, &err) && !may_pass(&err))
+		sb_gc_raise(&err, "could not upload the request", SB_GC_NOT_FOUND_BUCKET);
+}
+
+/* run_release abandons the run's calls in progress and leaves its batch. */
+static void
+run_release(SbRun *run)
+{
+	call_drop(&run->upload);
+	call_drop(&run->lookup);
+	call_drop(&run->check);
+	batch_leave(run);
 }
 
 /* cloud_stage uploads a request; the run starts with cloud_launch_batch(). */
@@ -229,73 +982,45 @@ cloud_stage(const char *session, int64 id, const char *request)
 	sb_gc_require_settings();
 	run = run_init(session, id);
 	run->timeout_s = request_timeout_s(request);
+	if (sb_driver_nonblocking)
+	{
+		/* The worker: the upload runs while the batch is formed. */
+		run->request = pstrdup(request);
+		upload_start(run);
+		return run;
+	}
 
 	sb_gc_gcs(&cfg);
 	/* Ids are unique; a request already there is this one, re-launched after a restart. */
 	if (sb_gcs_upload(&cfg, run->request_object, request, strlen(request), SB_GCS_ANY_GENERATION,
 					  NULL, &err) != 0)
 		sb_gc_raise(&err, "could not upload the request", SB_GC_NOT_FOUND_BUCKET);
+	run->uploaded = true;
 	return run;
 }
 
 /*
  * cloud_launch_batch starts staged runs as one Cloud Run execution: the
- * container's arguments name every request, and task i runs the i-th.
+ * container's arguments name every request, and task i runs the i-th.  In
+ * the worker it only forms the batch; the runs' steps launch it.
  */
 static void
 cloud_launch_batch(SbRun **runs, int n)
 {
-	SbGcsConfig cfg;
-	SbError		err;
-	json_t	   *args = json_pack("[ss]", "cloud", sb_bucket);
-	json_t	   *body;
-	json_t	   *op;
-	char	   *body_text;
-	char	   *response;
-	const char *name;
+	char	  **objects = palloc(sizeof(char *) * n);
 	int64		timeout_s = 0;
 
 	for (int i = 0; i < n; i++)
 	{
 		if (strcmp(runs[i]->job, runs[0]->job) != 0)
 			elog(ERROR, "runs of different Cloud Run jobs cannot share a batch");
-		json_array_append_new(args, json_string(runs[i]->request_object));
+		objects[i] = runs[i]->request_object;
 		timeout_s = Max(timeout_s, runs[i]->timeout_s);
 	}
-	body = json_pack("{s{s[{so}]s:s}}", "overrides", "containerOverrides", "args", args,
-					 "timeout", psprintf(INT64_FORMAT "s", timeout_s));
-	if (n > 1)
-		json_object_set_new(json_object_get(body, "overrides"), "taskCount", json_integer(n));
-	body_text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	if (sb_gc_run_call("POST", psprintf("%s:run", runs[0]->job), body_text, CALL_TIMEOUT_MS,
-					   &response, &err) != 0)
-	{
-		SbError		ignored;
-
-		/* Leave nothing half-written: the requests go when their run cannot start. */
-		sb_gc_gcs(&cfg);
-		for (int i = 0; i < n; i++)
-			(void) sb_gcs_delete(&cfg, runs[i]->request_object, SB_GCS_ANY_GENERATION, &ignored);
-		sb_gc_raise(&err, "could not start a Cloud Run execution", SB_GC_NOT_FOUND_JOB);
-	}
-	op = json_loads(response, 0, NULL);
-	name = json_string_value(json_object_get(op, "name"));
-	if (name == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROTOCOL_VIOLATION),
-				 errmsg("Cloud Run answered jobs.run without an operation name")));
-	for (int i = 0; i < n; i++)
-	{
-		const char *exec = json_string_value(json_object_get(json_object_get(op, "metadata"), "name"));
-		/* Each run lives in its own memory context (the worker's flights outlive this call). */
-		MemoryContext cxt = GetMemoryChunkContext(runs[i]);
-
-		runs[i]->operation = MemoryContextStrdup(cxt, name);
-		runs[i]->execution = exec ? MemoryContextStrdup(cxt, exec) : NULL;
-		runs[i]->batch_size = n;
-	}
-	json_decref(op);
+	if (sb_driver_nonblocking)
+		batch_new(runs, n);
+	else
+		start_sync(runs, n, run_body(objects, n, timeout_s));
 }
 
 static SbRun *
@@ -313,9 +1038,6 @@ cloud_wait_fds(SbRun *run, int *fds, int max_fds)
 	return 0;					/* calls block in short slices instead */
 }
 
-/* The largest result document: output capped, escaped at most sixfold, state. */
-#define RESULT_MAX ((size_t) sb_max_output_bytes * 12 + 2 * SB_MAX_ENV_BYTES + 1024 * 1024)
-
 /* keep_result copies a downloaded result (malloc'd, freed here) into the run. */
 static void
 keep_result(SbRun *run, char *data, size_t len)
@@ -325,6 +1047,19 @@ keep_result(SbRun *run, char *data, size_t len)
 	run->result[len] = '\0';
 	run->result_len = len;
 	free(data);
+}
+
+/* no_result raises the error of an execution that ended without the run's result. */
+static void
+no_result(SbRun *run)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+			 errmsg("the Cloud Run execution ended without a result"),
+			 errdetail("Execution %s: %s", run->execution ? run->execution : "(unknown)",
+					   run->failure ? run->failure : "no error was reported"),
+			 errhint("Look at the execution's logs; check that the job's container "
+					 "runs cloudrun-sandbox-executor.")));
 }
 
 /* fetch_result downloads the result object of a finished run. */
@@ -340,26 +1075,30 @@ fetch_result(SbRun *run)
 	if (sb_gcs_download(&cfg, run->result_object, RESULT_MAX, &data, &len, NULL, &err) != 0)
 	{
 		if (err.kind == SB_ERR_NOT_FOUND)
-			ereport(ERROR,
-					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-					 errmsg("the Cloud Run execution ended without a result"),
-					 errdetail("Execution %s: %s", run->execution ? run->execution : "(unknown)",
-							   run->failure ? run->failure : "no error was reported"),
-					 errhint("Look at the execution's logs; check that the job's container "
-							 "runs cloudrun-sandbox-executor.")));
+			no_result(run);
 		sb_gc_raise(&err, "could not read the result", SB_GC_NOT_FOUND_BUCKET);
 	}
 	keep_result(run, data, len);
 }
 
-/* poll_execution asks, without waiting, whether the run's execution has completed. */
+/* execution_completed says whether a GET of an execution says it has completed. */
+static bool
+execution_completed(const char *response)
+{
+	json_t	   *exec = json_loads(response, 0, NULL);
+	bool		completed = exec != NULL && json_object_get(exec, "completionTime") != NULL;
+
+	if (exec != NULL)
+		json_decref(exec);
+	return completed;
+}
+
+/* poll_execution asks (a synchronous call) whether the run's execution has completed. */
 static bool
 poll_execution(SbRun *run)
 {
 	SbError		err;
 	char	   *response;
-	json_t	   *exec;
-	bool		completed;
 
 	if (run->execution == NULL)
 		return true;			/* attached to a run whose result is already there */
@@ -370,120 +1109,163 @@ poll_execution(SbRun *run)
 			return false;
 		sb_gc_raise(&err, "could not look at the Cloud Run execution", SB_GC_NOT_FOUND_OTHER);
 	}
-	exec = json_loads(response, 0, NULL);
-	completed = exec != NULL && json_object_get(exec, "completionTime") != NULL;
-	if (exec != NULL)
-		json_decref(exec);
-	return completed;
-}
-
-/* drop_poll abandons the run's result lookup in progress, if any. */
-static void
-drop_poll(SbRun *run)
-{
-	if (run->poll == NULL)
-		return;
-	sb_http_request_cleanup(run->poll);
-	pfree(run->poll);
-	run->poll = NULL;
-	polls_in_progress--;
+	return execution_completed(response);
 }
 
 /*
- * poll_result looks for the result without blocking (in the worker): one
- * step starts a download of the result object, a later one reads how it
- * ended.  Returns true once the result is in.  Not there yet, or a failure
- * that may pass (the network, a 5xx, a 429, an expired token), means look
- * again later; anything else is an error.
+ * step_async makes progress on a run in the worker without waiting: its
+ * request's upload, its batch's launch, then lookups of its result (at the
+ * worker's pace) and, now and then, a check of whether the execution ended
+ * without one.  Only an answer fails the run; a call that fails in a way
+ * that may pass is tried again with backoff.
  */
 static bool
-poll_result(SbRun *run)
+step_async(SbRun *run)
 {
-	SbGcsConfig cfg;
 	SbError		err;
+	char	   *response;
 	char	   *data;
 	size_t		len;
-	int			rc;
 
-	sb_gc_gcs(&cfg);
-	if (run->poll == NULL)
+	if (!run->uploaded)
 	{
-		run->poll = palloc0(sizeof(SbHttpRequest));
-		if (sb_gcs_download_start(&cfg, run->result_object, RESULT_MAX, run->poll, &err) != 0)
+		if (call_answered(&run->upload))
 		{
-			pfree(run->poll);
-			run->poll = NULL;
-			if (err.kind == SB_ERR_CANCELLED || err.kind == SB_ERR_NETWORK ||
-				err.kind == SB_ERR_TIMEOUT)
-				return false;
-			sb_gc_raise(&err, "could not read the result", SB_GC_NOT_FOUND_BUCKET);
+			if (call_end_upload(&run->upload, &err) == 0)
+			{
+				run->uploaded = true;
+				pfree(run->request);
+				run->request = NULL;
+			}
+			else if (!may_pass(&err))
+				sb_gc_raise(&err, "could not upload the request", SB_GC_NOT_FOUND_BUCKET);
 		}
-		polls_in_progress++;
-		return false;
-	}
-	if (!run->poll->finished)
-		return false;
-	rc = sb_gcs_download_end(&cfg, run->poll, &data, &len, &err);
-	pfree(run->poll);
-	run->poll = NULL;
-	polls_in_progress--;
-	if (rc == 0)
-	{
-		keep_result(run, data, len);
-		return true;
-	}
-	switch (err.kind)
-	{
-		case SB_ERR_NOT_FOUND:
-		case SB_ERR_NETWORK:
-		case SB_ERR_TIMEOUT:
-		case SB_ERR_HTTP:
-		case SB_ERR_AUTH:
-		case SB_ERR_CANCELLED:
+		else if (call_due(&run->upload))
+			upload_start(run);
+		if (!run->uploaded)
 			return false;
-		default:
+	}
+	if (run->batch != NULL)
+	{
+		CloudBatch *b = run->batch;
+
+		batch_drive(b);
+		if (b->state == BATCH_FAILED)
+		{
+			SbError		failure = b->failure;
+
+			batch_leave(run);
+			sb_gc_raise(&failure, "could not start a Cloud Run execution", SB_GC_NOT_FOUND_JOB);
+		}
+		if (b->state != BATCH_STARTED)
+			return false;
+		batch_leave(run);
+		run->check.retry_at = sb_now_ms() + CHECK_FIRST_MS;
+	}
+
+	/* Its result (a task of a batch finishes on its own). */
+	if (call_answered(&run->lookup))
+	{
+		int64		asked = run->lookup.started_ms;
+
+		if (call_end_download(&run->lookup, &data, &len, &err) == 0)
+		{
+			keep_result(run, data, len);
+			run_release(run);
+			return true;
+		}
+		/* Not there, asked after the execution ended: there will be none. */
+		if (err.kind == SB_ERR_NOT_FOUND && run->ended_ms > 0 && asked >= run->ended_ms)
+			no_result(run);
+		if (err.kind != SB_ERR_NOT_FOUND && !may_pass(&err))
 			sb_gc_raise(&err, "could not read the result", SB_GC_NOT_FOUND_BUCKET);
 	}
+	else if (call_due(&run->lookup) &&
+			 !call_start_download(&run->lookup, run->result_object, RESULT_MAX, &err) &&
+			 !may_pass(&err))
+		sb_gc_raise(&err, "could not read the result", SB_GC_NOT_FOUND_BUCKET);
+
+	/* Now and then: has the execution ended (perhaps without a result)? */
+	if (run->execution == NULL || run->ended_ms > 0)
+		return false;
+	if (call_answered(&run->check))
+	{
+		int			rc = call_end_run(&run->check, &response, &err);
+		bool		completed = rc == 0 && execution_completed(response);
+
+		if (response != NULL)
+			pfree(response);	/* in the flight's memory: one per check */
+		if (completed)
+			run->ended_ms = sb_now_ms();
+		else if (rc != 0 && err.kind == SB_ERR_NOT_FOUND)
+			run->ended_ms = sb_now_ms();	/* forgotten: it ended long ago */
+		else if (rc != 0 && !may_pass(&err))
+			sb_gc_raise(&err, "could not look at the Cloud Run execution", SB_GC_NOT_FOUND_OTHER);
+		else if (rc == 0)
+		{
+			/* Still running: look again later, less and less often. */
+			run->check.retry_at = sb_now_ms() + run->check_ms;
+			run->check_ms = Min(run->check_ms * 2, CHECK_MAX_MS);
+		}
+	}
+	else if (call_due(&run->check) &&
+			 !call_start_run(&run->check, "GET", psprintf("/v2/%s", run->execution), NULL, &err) &&
+			 !may_pass(&err))
+		sb_gc_raise(&err, "could not look at the Cloud Run execution", SB_GC_NOT_FOUND_OTHER);
+	return false;
 }
 
-/* cloud_ready says whether the run's result lookup has an answer to read. */
+/* cloud_ready says whether an answer the run waits for has arrived. */
 static bool
 cloud_ready(SbRun *run)
 {
-	return run->poll != NULL && run->poll->finished;
+	return call_answered(&run->upload) || call_answered(&run->lookup) ||
+		call_answered(&run->check) || (run->batch != NULL && call_answered(&run->batch->call));
 }
 
-/* sb_cloud_drive makes progress on the worker's result lookups, without blocking. */
+/* sb_cloud_drive makes progress on the worker's asynchronous calls, without blocking. */
 void
 sb_cloud_drive(void)
 {
 	SbGcsConfig cfg;
 
-	if (polls_in_progress <= 0)
-		return;
-	sb_gc_gcs(&cfg);
-	/*
-	 * Answers come in bursts (a batch's tasks end together, and their lookups
-	 * were started together): once one is in, give the rest up to 20 ms, so
-	 * that the burst is finished, and the next batch claimed, in one turn.
-	 */
-	(void) sb_http_client_drive(cfg.http, 20);
+	if (calls_in_progress > 0)
+	{
+		sb_gc_gcs(&cfg);
+
+		/*
+		 * Answers come in bursts (a batch's tasks end together, and their
+		 * lookups were started together): once one is in, give the rest up to
+		 * 20 ms, so that the burst is finished, and the next batch claimed, in
+		 * one turn.
+		 */
+		(void) sb_http_client_drive(cfg.http, 20);
+	}
+	if (detached != NIL)
+		detached_drive();
 }
 
 /*
- * sb_cloud_wait_fds lists the sockets the worker's result lookups wait on
- * and sets *timeout_ms to when they must be driven anyway (-1: never).
+ * sb_cloud_wait_fds lists the sockets the worker's asynchronous calls wait
+ * on and sets *timeout_ms to when they must be driven anyway (-1: never).
  */
 int
 sb_cloud_wait_fds(SbHttpWaitFd *fds, int max_fds, long *timeout_ms)
 {
 	SbGcsConfig cfg;
+	int			n = 0;
 
-	*timeout_ms = -1;
-	if (polls_in_progress <= 0)
-		return 0;
-	sb_gc_gcs(&cfg);
-	return sb_http_client_fds(cfg.http, fds, max_fds, timeout_ms);
+	*timeout_ms = detached_due_ms > 0 ? Max(detached_due_ms - sb_now_ms(), 0) : -1;
+	if (calls_in_progress > 0)
+	{
+		long		t = -1;
+
+		sb_gc_gcs(&cfg);
+		n = sb_http_client_fds(cfg.http, fds, max_fds, &t);
+		if (t >= 0 && (*timeout_ms < 0 || t < *timeout_ms))
+			*timeout_ms = t;
+	}
+	return n;
 }
 
 static bool
@@ -497,21 +1279,16 @@ cloud_step(SbRun *run)
 	if (run->result != NULL)
 		return true;
 	if (sb_driver_nonblocking)
+		return step_async(run);
+	if (run->operation == NULL)
 	{
-		/*
-		 * Look for the result itself (a task of a batch finishes on its own);
-		 * now and then ask whether the execution ended without one.
-		 */
-		bool		answered = cloud_ready(run);
-
-		if (poll_result(run))
-			return true;
-		if (!answered || ++run->polls < 10)
+		/* Found by its request after jobs:run's answer was lost: look at the execution. */
+		if (sb_now_ms() < run->next_check_ms)
 			return false;
-		run->polls = 0;
+		run->next_check_ms = sb_now_ms() + 1000;
 		if (!poll_execution(run))
 			return false;
-		fetch_result(run);		/* raises "ended without a result" if it is still missing */
+		fetch_result(run);
 		return true;
 	}
 	if (sb_gc_run_call("POST", psprintf("/v2/%s:wait", run->operation),
@@ -537,6 +1314,22 @@ cloud_step(SbRun *run)
 	return true;
 }
 
+/* cancel_async sends the worker's cancel of a run, without waiting for it. */
+static void
+cancel_async(SbRun *run)
+{
+	run_release(run);
+	if (run->cancelled || run->result != NULL || run->execution == NULL)
+		return;
+	run->cancelled = true;
+	/* As cloud_cancel: a batched request gets a cancel marker, a run of its own a cancel. */
+	if (run->batch_size > 1)
+		detach(true, psprintf("%srequests/" INT64_FORMAT ".cancel", run->dir, run->id));
+	else
+		detach(false, psprintf("/v2/%s:cancel", run->execution));
+}
+
+
 /* How long cancelling an execution may take, beyond the limit of the call that cancels it. */
 #define CANCEL_TIMEOUT_MS 3000
 
@@ -552,7 +1345,11 @@ cloud_cancel(SbRun *run)
 	char	   *response;
 	int64		saved;
 
-	drop_poll(run);
+	if (sb_driver_nonblocking)
+	{
+		cancel_async(run);
+		return;
+	}
 	if (run->cancelled || run->done || run->result != NULL || run->execution == NULL)
 		return;
 	run->cancelled = true;
@@ -590,53 +1387,17 @@ cloud_finish(SbRun *run, size_t *len)
 	return run->result;
 }
 
+/* cloud_launched says whether the run's execution has started (its name is known). */
+static bool
+cloud_launched(SbRun *run)
+{
+	return run->started;
+}
+
 static const char *
 cloud_remote_name(SbRun *run)
 {
 	return run != NULL ? run->execution : NULL;
-}
-
-/* find_execution looks through a job's recent executions for one that ran request_object. */
-static char *
-find_execution(const char *job, const char *request_object)
-{
-	char	   *page = NULL;
-
-	for (int pages = 0; pages < 20; pages++)
-	{
-		SbError		err;
-		char	   *response;
-		json_t	   *list;
-		json_t	   *items;
-		json_t	   *item;
-		size_t		i;
-		char	   *found = NULL;
-		const char *next;
-
-		if (sb_gc_run_call("GET", psprintf("%s/executions?pageSize=100%s%s", job,
-										   page ? "&pageToken=" : "", page ? page : ""),
-						   NULL, CALL_TIMEOUT_MS, &response, &err) != 0)
-			sb_gc_raise(&err, "could not list the job's executions", SB_GC_NOT_FOUND_JOB);
-		list = json_loads(response, 0, NULL);
-		items = json_object_get(list, "executions");
-		json_array_foreach(items, i, item)
-		{
-			json_t	   *args = json_object_get(json_array_get(json_object_get(json_object_get(item, "template"),
-																			  "containers"), 0), "args");
-			json_t	   *a;
-			size_t		j;
-
-			json_array_foreach(args, j, a)
-				if (json_is_string(a) && strcmp(json_string_value(a), request_object) == 0)
-					found = pstrdup(json_string_value(json_object_get(item, "name")));
-		}
-		next = json_string_value(json_object_get(list, "nextPageToken"));
-		page = next ? pstrdup(next) : NULL;
-		json_decref(list);
-		if (found != NULL || page == NULL)
-			return found;
-	}
-	return NULL;
 }
 
 static SbRun *
@@ -649,6 +1410,8 @@ cloud_attach(const char *session, int64 id, const char *remote_name)
 
 	/* Whether the execution carried other requests is not known: never cancel it for one. */
 	run->batch_size = 2;
+	run->uploaded = true;
+	run->started = true;
 	if (remote_name != NULL)
 	{
 		run->execution = pstrdup(remote_name);
@@ -689,6 +1452,7 @@ const SbDriver sb_cloudrun_driver = {
 	.stage = cloud_stage,
 	.launch_batch = cloud_launch_batch,
 	.batch_key = cloud_batch_key,
+	.launched = cloud_launched,
 	.remote_name = cloud_remote_name,
 	.attach = cloud_attach,
 };
@@ -719,9 +1483,7 @@ sb_cloud_bg_start(const char *session, int64 handle, const char *request)
 	SbError		err;
 	char	   *object = bg_object(session, handle, "json");
 	json_t	   *body;
-	json_t	   *op;
-	char	   *response;
-	const char *exec;
+	char	   *operation;
 	char	   *name;
 
 	sb_gc_require_settings();
@@ -730,14 +1492,10 @@ sb_cloud_bg_start(const char *session, int64 handle, const char *request)
 		sb_gc_raise(&err, "could not upload the background request", SB_GC_NOT_FOUND_BUCKET);
 	body = json_pack("{s{s[{s[sss]}]s:s}}", "overrides", "containerOverrides", "args", "cloud",
 					 sb_bucket, object, "timeout", psprintf("%ds", BG_TIMEOUT_S));
-	if (sb_gc_run_call("POST", psprintf("%s:run", job_path()), json_dumps(body, JSON_COMPACT),
-					   CALL_TIMEOUT_MS, &response, &err) != 0)
+	/* A lost answer is looked for, never run again (the executor's claim stops a twin). */
+	if (!run_sync(job_path(), json_dumps(body, JSON_COMPACT), object, &operation, &name, &err))
 		sb_gc_raise(&err, "could not start a Cloud Run execution", SB_GC_NOT_FOUND_JOB);
 	json_decref(body);
-	op = json_loads(response, 0, NULL);
-	exec = json_string_value(json_object_get(json_object_get(op, "metadata"), "name"));
-	name = exec ? pstrdup(exec) : NULL;
-	json_decref(op);
 	if (name == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
@@ -745,9 +1503,140 @@ sb_cloud_bg_start(const char *session, int64 handle, const char *request)
 	return name;
 }
 
+/* exit_code reads a background process's exit object (malloc'd data, freed here). */
+static int
+exit_code(char *data, size_t len)
+{
+	json_t	   *root = json_loadb(data, len, 0, NULL);
+	int			code = root ? (int) json_integer_value(json_object_get(root, "exit_code")) : -1;
+
+	free(data);
+	if (root)
+		json_decref(root);
+	return code;
+}
+
+/*
+ * BgPoll is the worker's look at one background process: a download of its
+ * exit object and, now and then, a GET of its execution, both asynchronous;
+ * each sb_cloud_bg_poll() reads what came in since the last one.
+ */
+typedef struct BgPoll
+{
+	char	   *session;
+	int64		handle;
+	CloudCall	exit;
+	CloudCall	check;
+	int64		ended_ms;		/* when its execution was seen ended, or 0 */
+	int64		used_ms;		/* the last poll */
+} BgPoll;
+
+#define BG_POLL_FORGET_MS 60000
+
+static List *bg_polls = NIL;	/* in TopMemoryContext */
+
+/* bg_poll_of returns the look at a background process, made on first use; forgets unused ones. */
+static BgPoll *
+bg_poll_of(const char *session, int64 handle)
+{
+	BgPoll	   *found = NULL;
+	ListCell   *lc;
+	MemoryContext old;
+
+	foreach(lc, bg_polls)
+	{
+		BgPoll	   *p = lfirst(lc);
+
+		if (p->handle == handle && strcmp(p->session, session) == 0)
+			found = p;
+		else if (sb_now_ms() - p->used_ms > BG_POLL_FORGET_MS)
+		{
+			/* Its process is no longer watched (killed, or the worker gave it up). */
+			call_drop(&p->exit);
+			call_drop(&p->check);
+			pfree(p->session);
+			pfree(p);
+			bg_polls = foreach_delete_current(bg_polls, lc);
+		}
+	}
+	if (found == NULL)
+	{
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		found = palloc0(sizeof(BgPoll));
+		found->session = pstrdup(session);
+		found->handle = handle;
+		bg_polls = lappend(bg_polls, found);
+		MemoryContextSwitchTo(old);
+	}
+	found->used_ms = sb_now_ms();
+	return found;
+}
+
+/* bg_poll_done forgets the look at a background process that has ended. */
+static void
+bg_poll_done(BgPoll *p)
+{
+	call_drop(&p->exit);
+	call_drop(&p->check);
+	bg_polls = list_delete_ptr(bg_polls, p);
+	pfree(p->session);
+	pfree(p);
+}
+
+/* bg_poll_async is sb_cloud_bg_poll in the worker: it never waits on the network. */
+static int
+bg_poll_async(const char *session, int64 handle, const char *execution, bool check_execution,
+			  int *code)
+{
+	BgPoll	   *p = bg_poll_of(session, handle);
+	SbError		err;
+	char	   *data;
+	size_t		len;
+	char	   *response;
+
+	if (call_answered(&p->exit))
+	{
+		int64		asked = p->exit.started_ms;
+
+		if (call_end_download(&p->exit, &data, &len, &err) == 0)
+		{
+			*code = exit_code(data, len);
+			bg_poll_done(p);
+			return 1;
+		}
+		if (err.kind == SB_ERR_NOT_FOUND && p->ended_ms > 0 && asked >= p->ended_ms)
+		{
+			bg_poll_done(p);
+			return -1;
+		}
+		if (err.kind != SB_ERR_NOT_FOUND && !may_pass(&err))
+		{
+			bg_poll_done(p);
+			sb_gc_raise(&err, "could not look at a background process", SB_GC_NOT_FOUND_BUCKET);
+		}
+	}
+	else if (call_due(&p->exit) &&
+			 !call_start_download(&p->exit, bg_object(session, handle, "exit"), 4096, &err) &&
+			 !may_pass(&err))
+		sb_gc_raise(&err, "could not look at a background process", SB_GC_NOT_FOUND_BUCKET);
+	if (execution == NULL || p->ended_ms > 0)
+		return 0;
+	if (call_answered(&p->check))
+	{
+		int			rc = call_end_run(&p->check, &response, &err);
+
+		if ((rc == 0 && execution_completed(response)) || (rc != 0 && err.kind == SB_ERR_NOT_FOUND))
+			p->ended_ms = sb_now_ms();
+	}
+	else if (check_execution && call_due(&p->check))
+		(void) call_start_run(&p->check, "GET", psprintf("/v2/%s", execution), NULL, &err);
+	return 0;
+}
+
 /*
  * sb_cloud_bg_poll says whether a background process has ended: 1 with its
- * exit code, -1 if its execution ended without one, 0 while it runs.
+ * exit code, -1 if its execution ended without one, 0 while it runs (or,
+ * in the worker, while the answer has not come in yet).
  */
 int
 sb_cloud_bg_poll(const char *session, int64 handle, const char *execution, bool check_execution,
@@ -759,15 +1648,12 @@ sb_cloud_bg_poll(const char *session, int64 handle, const char *execution, bool 
 	size_t		len;
 	SbRun		run;
 
+	if (sb_driver_nonblocking)
+		return bg_poll_async(session, handle, execution, check_execution, code);
 	sb_gc_gcs(&cfg);
 	if (sb_gcs_download(&cfg, bg_object(session, handle, "exit"), 4096, &data, &len, NULL, &err) == 0)
 	{
-		json_t	   *root = json_loadb(data, len, 0, NULL);
-
-		free(data);
-		*code = root ? (int) json_integer_value(json_object_get(root, "exit_code")) : -1;
-		if (root)
-			json_decref(root);
+		*code = exit_code(data, len);
 		return 1;
 	}
 	if (err.kind != SB_ERR_NOT_FOUND)

@@ -601,6 +601,35 @@ sb_gc_raise(const SbError *err, const char *what, SbGcNotFound nf)
 }
 
 /*
+ * run_request prepares a Cloud Run Admin API request (the path is below the
+ * endpoint).  jobs:run is not idempotent (each call starts an execution):
+ * it is never sent again after it may have reached Cloud Run; the caller
+ * looks for the execution instead (see driver_cloudrun.c).
+ */
+static int
+run_request(SbHttpRequest *req, const char *method, const char *path, const char *body,
+			int64 timeout_ms, SbError *err)
+{
+	size_t		n = strlen(path);
+
+	if (sb_http_request_init(req, method, psprintf("%s%s", sb_run_endpoint, path), err) != 0)
+		return -1;
+	gc_policy(&req->policy);
+	req->idempotent = !(n > 4 && strcmp(path + n - 4, ":run") == 0);
+	req->deadline_ms = gc_cap_deadline(sb_now_ms() + timeout_ms);
+	if (body != NULL)
+	{
+		sb_http_request_set_body(req, body, strlen(body));
+		if (sb_http_request_add_header(req, err, "Content-Type: application/json") != 0)
+		{
+			sb_http_request_cleanup(req);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
  * sb_gc_run_call makes one Cloud Run Admin API call: method, a path below
  * the endpoint ("/v2/projects/..."), an optional JSON body.  On success the
  * response body (palloc'd) is in *response.
@@ -610,26 +639,62 @@ sb_gc_run_call(const char *method, const char *path, const char *body, int64 tim
 			   char **response, SbError *err)
 {
 	SbHttpRequest req;
-	char	   *url = psprintf("%s%s", sb_run_endpoint, path);
 	int			rc;
 
 	*response = NULL;
-	if (sb_http_request_init(&req, method, url, err) != 0)
+	if (run_request(&req, method, path, body, timeout_ms, err) != 0)
 		return -1;
-	gc_policy(&req.policy);
-	req.deadline_ms = gc_cap_deadline(sb_now_ms() + timeout_ms);
-	if (body != NULL)
-	{
-		sb_http_request_set_body(&req, body, strlen(body));
-		if (sb_http_request_add_header(&req, err, "Content-Type: application/json") != 0)
-		{
-			sb_http_request_cleanup(&req);
-			return -1;
-		}
-	}
 	rc = sb_http_perform_auth(gc_client(), &req, gc_credentials(), err);
 	if (rc == 0)
 		*response = pnstrdup(req.response.data ? req.response.data : "", req.response.len);
 	sb_http_request_cleanup(&req);
+	return rc;
+}
+
+/*
+ * sb_gc_run_start starts one attempt of a Cloud Run Admin API call on the
+ * connection cache without waiting (an event loop drives it, see
+ * sb_http_start); body is borrowed and must outlive the attempt.  A
+ * jobs:run is never sent twice by this attempt.  Getting a token may block
+ * (rarely: it is cached), at most SB_GC_TOKEN_WAIT_MS.
+ */
+int
+sb_gc_run_start(SbHttpRequest *req, const char *method, const char *path, const char *body,
+				int64 timeout_ms, SbError *err)
+{
+	const char *header;
+	SbAuth	   *auth = gc_credentials();
+
+	if (run_request(req, method, path, body, timeout_ms, err) != 0)
+		return -1;
+	/* A token fetch (the cached one expired) blocks: briefly. */
+	header = sb_auth_header_ex(auth, gc_client(), Min(req->deadline_ms, sb_now_ms() + SB_GC_TOKEN_WAIT_MS),
+							   &req->policy, err);
+	if ((header == NULL && err->kind != SB_OK) ||
+		sb_http_request_set_auth_header(req, header, err) != 0 ||
+		sb_http_start(gc_client(), req, err) != 0)
+	{
+		sb_http_request_cleanup(req);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * sb_gc_run_end reads a finished call started with sb_gc_run_start: 0 with
+ * the response body (palloc'd) in *response, or -1 with *err set (a 401
+ * drops the cached token).  Cleans up req.
+ */
+int
+sb_gc_run_end(SbHttpRequest *req, char **response, SbError *err)
+{
+	int			rc = sb_http_finish(req, err);
+
+	*response = NULL;
+	if (rc == 0)
+		*response = pnstrdup(req->response.data ? req->response.data : "", req->response.len);
+	else if (req->status == 401 && gc_auth != NULL)
+		sb_auth_invalidate(gc_auth);
+	sb_http_request_cleanup(req);
 	return rc;
 }

@@ -62,5 +62,10 @@ extern void sb_gc_raise(const SbError *err, const char *what, SbGcNotFound nf)
 			pg_attribute_noreturn();
 extern int	sb_gc_run_call(const char *method, const char *path, const char *body,
 						   int64 timeout_ms, char **response, SbError *err);
+/* How long an asynchronous call's token fetch may block (the worker's calls). */
+#define SB_GC_TOKEN_WAIT_MS 5000
+extern int	sb_gc_run_start(SbHttpRequest *req, const char *method, const char *path,
+							const char *body, int64 timeout_ms, SbError *err);
+extern int	sb_gc_run_end(SbHttpRequest *req, char **response, SbError *err);
 
 #endif							/* SB_GCLOUD_H */

@@ -4,6 +4,9 @@
 #   emu.sh URL generation BUCKET NAME  print an object's generation (nothing if missing)
 #   emu.sh URL list BUCKET PREFIX      print the names of the objects under PREFIX
 #   emu.sh URL hook PATH [JSON]        GET (or POST JSON to) /_emulator/PATH
+#   emu.sh URL run JOB ARG...          start an execution of JOB with these container
+#                                      arguments (as a twin of a launch); print its name
+#   emu.sh URL completed EXECUTION     print the execution's completionTime (nothing while it runs)
 set -euo pipefail
 url=$1 verb=$2
 shift 2
@@ -31,6 +34,18 @@ hook)
 		curl -sf "$url/_emulator/$1"
 	fi
 	echo
+	;;
+run)
+	job=$1
+	shift
+	body=$(node -e 'process.stdout.write(JSON.stringify({overrides:{containerOverrides:[{args:process.argv.slice(1)}]}}))' -- "$@")
+	curl -sf -X POST -H "Authorization: Bearer $(token)" -H 'Content-Type: application/json' --data-raw "$body" \
+		"$url/v2/projects/test-project/locations/us-central1/jobs/$job:run" |
+		node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).metadata.name))'
+	;;
+completed)
+	curl -sf -H "Authorization: Bearer $(token)" "$url/v2/$1" |
+		node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const e=JSON.parse(s);if(e.completionTime)console.log(e.completionTime)})'
 	;;
 *)
 	echo "unknown verb $verb" >&2

@@ -194,6 +194,23 @@ Md5Base64(const void *data, size_t len, char out[32])
 	return 0;
 }
 
+/* UploadQuery is the query string of a media upload (malloc'd), NULL when out of memory. */
+static char *
+UploadQuery(const char *name, int64_t if_generation_match)
+{
+	char *enc = sb_pct_encode(name);
+	char *query = NULL;
+
+	if (enc == NULL ||
+		(if_generation_match >= 0
+			 ? asprintf(&query, "uploadType=media&name=%s&ifGenerationMatch=%lld", enc,
+						(long long) if_generation_match)
+			 : asprintf(&query, "uploadType=media&name=%s", enc)) < 0)
+		query = NULL;
+	free(enc);
+	return query;
+}
+
 /*
  * sb_gcs_upload stores data as object name (media upload).
  * if_generation_match: SB_GCS_ANY_GENERATION (-1) for none, 0 to create
@@ -206,7 +223,6 @@ sb_gcs_upload(SbGcsConfig *cfg, const char *name, const void *data, size_t len,
 {
 	SbHttpRequest req;
 	SbGcsObjectInfo info;
-	char *enc;
 	char *query = NULL;
 	int rc = -1;
 
@@ -219,14 +235,7 @@ sb_gcs_upload(SbGcsConfig *cfg, const char *name, const void *data, size_t len,
 					 "upload of %zu bytes from NULL", len);
 		return -1;
 	}
-	enc = sb_pct_encode(name);
-	if (enc == NULL ||
-		(if_generation_match >= 0
-			 ? asprintf(&query, "uploadType=media&name=%s&ifGenerationMatch=%lld", enc,
-						(long long) if_generation_match)
-			 : asprintf(&query, "uploadType=media&name=%s", enc)) < 0)
-		query = NULL;
-	free(enc);
+	query = UploadQuery(name, if_generation_match);
 	if (query == NULL)
 	{
 		sb_error_set(err, SB_ERR_INTERNAL, 0, "", "out of memory");
@@ -325,33 +334,27 @@ done:
 }
 
 /*
- * sb_gcs_download_start starts one attempt to download an object on
- * cfg->http without waiting (for an event loop; see sb_http_start): req is
- * then driven by sb_http_client_drive() and, once req->finished, read with
- * sb_gcs_download_end().  Getting a token may block (rarely: it is cached).
+ * StartAsync starts one attempt of a prepared request on cfg->http without
+ * waiting, with the credentials' token; cleans req up on failure.
  */
-int
-sb_gcs_download_start(SbGcsConfig *cfg, const char *name, size_t max_bytes,
-					  SbHttpRequest *req, SbError *err)
+static int
+StartAsync(SbGcsConfig *cfg, SbHttpRequest *req, SbError *err)
 {
 	const char *header = NULL;
 
-	memset(req, 0, sizeof(*req));
-	if (CheckArgs(cfg, name, 1, err) != 0)
-		return -1;
 	if (cfg->http == NULL)
 	{
-		sb_error_set(err, SB_ERR_INVALID, 0, "", "an asynchronous download needs an HTTP client");
+		sb_error_set(err, SB_ERR_INVALID, 0, "", "an asynchronous call needs an HTTP client");
+		sb_http_request_cleanup(req);
 		return -1;
 	}
-	if (StartRequest(cfg, req, "GET", ObjectUrl(cfg, "/storage/v1", name, "alt=media"), err) !=
-		0)
-		return -1;
-	if (max_bytes > 0)
-		req->max_response_bytes = max_bytes;
 	if (cfg->auth != NULL)
 	{
-		header = sb_auth_header_ex(cfg->auth, cfg->http, req->deadline_ms, &req->policy, err);
+		int64_t deadline = req->deadline_ms;
+
+		if (cfg->token_timeout_ms > 0 && sb_now_ms() + cfg->token_timeout_ms < deadline)
+			deadline = sb_now_ms() + cfg->token_timeout_ms;
+		header = sb_auth_header_ex(cfg->auth, cfg->http, deadline, &req->policy, err);
 		if (header == NULL && err->kind != SB_OK)
 		{
 			sb_http_request_cleanup(req);
@@ -365,6 +368,27 @@ sb_gcs_download_start(SbGcsConfig *cfg, const char *name, size_t max_bytes,
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * sb_gcs_download_start starts one attempt to download an object on
+ * cfg->http without waiting (for an event loop; see sb_http_start): req is
+ * then driven by sb_http_client_drive() and, once req->finished, read with
+ * sb_gcs_download_end().  Getting a token may block (rarely: it is cached).
+ */
+int
+sb_gcs_download_start(SbGcsConfig *cfg, const char *name, size_t max_bytes,
+					  SbHttpRequest *req, SbError *err)
+{
+	memset(req, 0, sizeof(*req));
+	if (CheckArgs(cfg, name, 1, err) != 0)
+		return -1;
+	if (StartRequest(cfg, req, "GET", ObjectUrl(cfg, "/storage/v1", name, "alt=media"), err) !=
+		0)
+		return -1;
+	if (max_bytes > 0)
+		req->max_response_bytes = max_bytes;
+	return StartAsync(cfg, req, err);
 }
 
 /*
@@ -388,6 +412,62 @@ sb_gcs_download_end(SbGcsConfig *cfg, SbHttpRequest *req, char **data, size_t *l
 			sb_error_set(err, SB_ERR_INTERNAL, 0, "", "out of memory");
 		else
 			rc = 0;
+	}
+	else if (req->status == 401 && cfg->auth != NULL)
+		sb_auth_invalidate(cfg->auth);
+	sb_http_request_cleanup(req);
+	return rc;
+}
+
+/*
+ * sb_gcs_upload_start starts one attempt of a media upload on cfg->http
+ * without waiting (see sb_gcs_download_start); data is borrowed and must
+ * outlive the attempt.  Read it, once req->finished, with sb_gcs_upload_end.
+ */
+int
+sb_gcs_upload_start(SbGcsConfig *cfg, const char *name, const void *data, size_t len,
+					int64_t if_generation_match, SbHttpRequest *req, SbError *err)
+{
+	char *query;
+	int rc;
+
+	memset(req, 0, sizeof(*req));
+	if (CheckArgs(cfg, name, 1, err) != 0)
+		return -1;
+	if ((query = UploadQuery(name, if_generation_match)) == NULL)
+	{
+		sb_error_set(err, SB_ERR_INTERNAL, 0, "", "out of memory");
+		return -1;
+	}
+	rc = StartRequest(cfg, req, "POST", ObjectUrl(cfg, "/upload/storage/v1", NULL, query), err);
+	free(query);
+	if (rc != 0)
+		return -1;
+	if (sb_http_request_add_header(req, err, "Content-Type: application/octet-stream") != 0)
+	{
+		sb_http_request_cleanup(req);
+		return -1;
+	}
+	sb_http_request_set_body(req, data ? data : "", len);
+	return StartAsync(cfg, req, err);
+}
+
+/*
+ * sb_gcs_upload_end reads a finished upload started with
+ * sb_gcs_upload_start: 0 with the object's generation in *generation (if
+ * not NULL), or -1 with *err set.  Cleans up req.
+ */
+int
+sb_gcs_upload_end(SbGcsConfig *cfg, SbHttpRequest *req, int64_t *generation, SbError *err)
+{
+	SbGcsObjectInfo info;
+	int rc = -1;
+
+	if (sb_http_finish(req, err) == 0)
+	{
+		rc = ParseObject(req->response.data, req->response.len, &info, err);
+		if (rc == 0 && generation)
+			*generation = info.generation;
 	}
 	else if (req->status == 401 && cfg->auth != NULL)
 		sb_auth_invalidate(cfg->auth);

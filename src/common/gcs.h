@@ -32,6 +32,9 @@ typedef struct SbGcsConfig
 	long timeout_ms;			/* per call; 0 = SB_GCS_DEFAULT_TIMEOUT_MS */
 	int64_t deadline_ms;		/* absolute monotonic cap; 0 = none */
 	int list_page_size;			/* maxResults for sb_gcs_list; 0 = server's */
+	long token_timeout_ms;		/* an asynchronous call's token fetch (which
+								 * blocks, when the cached token expired) may
+								 * take this long; 0 = the call's deadline */
 
 	int last_attempts; /* out: HTTP attempts of the last call */
 } SbGcsConfig;
@@ -61,6 +64,11 @@ extern int sb_gcs_download_start(SbGcsConfig *cfg, const char *name, size_t max_
 								 SbHttpRequest *req, SbError *err);
 extern int sb_gcs_download_end(SbGcsConfig *cfg, SbHttpRequest *req, char **data, size_t *len,
 							   SbError *err);
+extern int sb_gcs_upload_start(SbGcsConfig *cfg, const char *name, const void *data,
+							   size_t len, int64_t if_generation_match, SbHttpRequest *req,
+							   SbError *err);
+extern int sb_gcs_upload_end(SbGcsConfig *cfg, SbHttpRequest *req, int64_t *generation,
+							 SbError *err);
 extern int sb_gcs_stat(SbGcsConfig *cfg, const char *name, SbGcsObjectInfo *info,
 					   SbError *err);
 extern int sb_gcs_delete(SbGcsConfig *cfg, const char *name, int64_t if_generation_match,

@@ -725,6 +725,13 @@ sb_http_request_prepare(SbHttpRequest *req, SbError *err)
 	SETOPT(CURLOPT_PREREQFUNCTION, CountSend);
 	SETOPT(CURLOPT_PREREQDATA, (void *) req);
 #endif
+	/*
+	 * curl silently sends a request again when a reused connection dies
+	 * before an answer: a call that must not run twice gets a connection of
+	 * its own, on which it never does.
+	 */
+	if (!req->idempotent)
+		SETOPT(CURLOPT_FRESH_CONNECT, 1L);
 	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
 	SETOPT(CURLOPT_TIMEOUT_MS, (long) remaining);
 	SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) req->max_response_bytes);

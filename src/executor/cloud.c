@@ -1342,6 +1342,60 @@ background_base(const char *request_name)
 	return strfmt("%.*s", (int) (len - 5), request_name);
 }
 
+/*
+ * claim makes this run the only one of its request: it writes
+ * <base>.claim create-only, naming this execution and task.  A second
+ * execution of the same request (jobs:run started twice, its first answer
+ * lost) finds another's claim and must write nothing: 1 then.  A later
+ * attempt of this same task (a retry after a crash) finds its own claim and
+ * goes on: 0, as for a new claim.  -1 with msg set when storage fails.
+ */
+static int
+claim(CloudRun *run, const char *base, char *msg, size_t msglen)
+{
+	const char *exec = getenv("CLOUD_RUN_EXECUTION");
+	const char *task = getenv("CLOUD_RUN_TASK_INDEX");
+	char *name = strfmt("%s.claim", base);
+	char *mine = strfmt("{\"execution\":\"%s\",\"task\":\"%s\",\"pid\":%d}",
+						exec ? exec : "", task ? task : "0", exec ? 0 : (int) getpid());
+	char *theirs = NULL;
+	size_t len = 0;
+	SbError err;
+	int rc = -1;
+
+	if (name == NULL || mine == NULL)
+		snprintf(msg, msglen, "out of memory");
+	else if (sb_gcs_upload(&run->gcs, name, mine, strlen(mine), 0, NULL, &err) == 0)
+		rc = 0;
+	else if (err.kind != SB_ERR_PRECONDITION)
+		snprintf(msg, msglen, "cannot claim the request gs://%s/%s: %s", run->bucket, name,
+				 err.message);
+	else if (sb_gcs_download(&run->gcs, name, 4096, &theirs, &len, NULL, &err) != 0)
+		snprintf(msg, msglen, "cannot read the claim gs://%s/%s: %s", run->bucket, name,
+				 err.message);
+	else
+		rc = len == strlen(mine) && memcmp(theirs, mine, len) == 0 ? 0 : 1;
+	free(theirs);
+	sb_free(mine);
+	sb_free(name);
+	return rc;
+}
+
+/* claimed runs claim() for a request, saying why when this run must stop (1 or -1). */
+static int
+claimed(CloudRun *run, const char *base)
+{
+	char msg[MSG_SIZE];
+	int rc = claim(run, base, msg, sizeof(msg));
+
+	if (rc > 0)
+		say("another execution has claimed gs://%s/%s.json; not running it again", run->bucket,
+			base);
+	else if (rc < 0)
+		say("%s", msg);
+	return rc;
+}
+
 /* sb_cloud_background runs a background request object; see run_background. */
 static int
 sb_cloud_background(CloudRun *run, const char *base)
@@ -1365,7 +1419,12 @@ sb_cloud_background(CloudRun *run, const char *base)
 							   sizeof(msg)))
 		say("the request gs://%s/%s is invalid: %s", run->bucket, run->request_name, msg);
 	else
-		rc = run_background(run, &req, base);
+	{
+		int c = claimed(run, base);
+
+		/* A twin (0: the first run supervises the process), or storage failed (1). */
+		rc = c == 0 ? run_background(run, &req, base) : c > 0 ? 0 : 1;
+	}
 	if (holder)
 		json_decref(holder);
 	free(text);
@@ -1464,6 +1523,19 @@ sb_cloud_main(int argc, char **argv)
 			run.result_name);
 		rc = 0;
 		goto done;
+	}
+	/* A twin execution of the request (its jobs:run answer lost) writes nothing. */
+	{
+		size_t n = strlen(run.request_name);
+		char *base = strfmt("%.*s", (int) (n - 5), run.request_name);
+		int c = base != NULL ? claimed(&run, base) : -1;
+
+		sb_free(base);
+		if (c != 0)
+		{
+			rc = c > 0 ? 0 : 1;
+			goto done;
+		}
 	}
 	if (sb_gcs_download(&run.gcs, run.request_name, MAX_REQUEST_BYTES, &text, &len, NULL,
 						&err) != 0)

@@ -232,9 +232,12 @@ flight_advance(WorkerFlight *f)
 
 				/*
 				 * A driver whose launch is asynchronous (uploads, the run
-				 * request in flight) keeps its flight here until the launch
-				 * has happened; today's drivers launch at once.
+				 * request in flight) keeps its flight here, stepped, until
+				 * the launch has happened and its remote name is known.
 				 */
+				flight_step(f);
+				if (f->state == FLIGHT_LAUNCHING && f->driver->launched(f->run))
+					f->state = FLIGHT_LAUNCHED;
 				break;
 			case FLIGHT_LAUNCHED:
 				/* Runs while flights_record_running() commits it. */
@@ -252,7 +255,10 @@ flight_advance(WorkerFlight *f)
 	MemoryContextSwitchTo(old);
 }
 
-/* launch_batch starts n staged flights as one batch (LAUNCHED); a failure fails them all. */
+/*
+ * launch_batch starts n staged flights as one batch (LAUNCHED, or LAUNCHING
+ * while the driver's launch goes on); a failure fails them all.
+ */
 static void
 launch_batch(WorkerFlight **batch, SbRun **runs, int n)
 {
@@ -262,7 +268,7 @@ launch_batch(WorkerFlight **batch, SbRun **runs, int n)
 	{
 		batch[0]->driver->launch_batch(runs, n);
 		for (int i = 0; i < n; i++)
-			batch[i]->state = FLIGHT_LAUNCHED;
+			batch[i]->state = batch[i]->driver->launched ? FLIGHT_LAUNCHING : FLIGHT_LAUNCHED;
 	}
 	PG_CATCH();
 	{

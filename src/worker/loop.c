@@ -216,7 +216,8 @@ wait_for_work(void)
 		}
 		if (f->state == FLIGHT_LAUNCHED)
 			timeout = timeout < 0 ? SB_RETRY_LOCKED_MS : Min(timeout, SB_RETRY_LOCKED_MS);
-		if (f->state != FLIGHT_RUNNING && f->state != FLIGHT_LAUNCHED)
+		if (f->state != FLIGHT_RUNNING && f->state != FLIGHT_LAUNCHED &&
+			f->state != FLIGHT_LAUNCHING)
 			continue;
 		n = f->driver->wait_fds(f->run, fds, lengthof(fds));
 		if (n == 0)

@@ -348,14 +348,22 @@ function mulberry32(seed) {
   };
 }
 
-const FAULT_KINDS = new Set(['403', '429', '500', '503', 'reset', 'reset_after']);
+const FAULT_KINDS = new Set(['403', '429', '500', '503', 'reset', 'reset_after', 'hang']);
+
+// Requests held by the "hang" fault: never answered; their sockets are
+// closed (as a reset) when the faults are next set or cleared.
+const HUNG = new Set();
+function releaseHung() {
+  for (const sock of HUNG) sock.destroy();
+  HUNG.clear();
+}
 
 function setFaults(body) {
   const allowed = new Set(['rate_429', 'rate_500', 'rate_503', 'rate_reset', 'rate_reset_after',
-    'delay_ms', 'endpoints', 'seed', 'sequence']);
+    'rate_hang', 'delay_ms', 'endpoints', 'seed', 'sequence']);
   for (const k of Object.keys(body)) if (!allowed.has(k)) throw runErr(400, 'INVALID_ARGUMENT', `unknown fault setting "${k}"`);
   const f = {};
-  for (const k of ['rate_429', 'rate_500', 'rate_503', 'rate_reset', 'rate_reset_after']) {
+  for (const k of ['rate_429', 'rate_500', 'rate_503', 'rate_reset', 'rate_reset_after', 'rate_hang']) {
     if (body[k] === undefined) continue;
     if (typeof body[k] !== 'number' || !(body[k] >= 0 && body[k] <= 1)) throw runErr(400, 'INVALID_ARGUMENT', `${k} must be a number in [0,1]`);
     f[k] = body[k];
@@ -383,7 +391,7 @@ function setFaults(body) {
       }
       const fault = String(s.fault);
       if (!FAULT_KINDS.has(fault) && !/^delay:\d+$/.test(fault)) {
-        throw runErr(400, 'INVALID_ARGUMENT', `sequence[${i}].fault must be one of 429, 500, 503, reset, reset_after, delay:MS`);
+        throw runErr(400, 'INVALID_ARGUMENT', `sequence[${i}].fault must be one of 403, 429, 500, 503, reset, reset_after, hang, delay:MS`);
       }
       const count = s.count === undefined ? 1 : s.count;
       if (!Number.isInteger(count) || count < 1) throw runErr(400, 'INVALID_ARGUMENT', `sequence[${i}].count must be a positive integer`);
@@ -394,6 +402,7 @@ function setFaults(body) {
     if (!Number.isInteger(body.seed)) throw runErr(400, 'INVALID_ARGUMENT', 'seed must be an integer');
     f.seed = body.seed;
   }
+  releaseHung();
   FAULTS = f;
   faultRandom = f.seed !== undefined ? mulberry32(f.seed) : Math.random;
 }
@@ -423,7 +432,7 @@ function pickFault(method, name) {
   }
   let r = faultRandom();
   for (const [k, kind] of [['rate_reset', 'reset'], ['rate_reset_after', 'reset_after'],
-    ['rate_429', '429'], ['rate_500', '500'], ['rate_503', '503']]) {
+    ['rate_hang', 'hang'], ['rate_429', '429'], ['rate_500', '500'], ['rate_503', '503']]) {
     const p = FAULTS[k] || 0;
     if (r < p) { fault = kind; break; }
     r -= p;
@@ -2249,6 +2258,13 @@ async function handle(req, res) {
       if (fault === 'reset') {
         if (CFG.verbose) log(`${req.method} ${rawUrl} -> injected reset`);
         req.socket.destroy();
+        return;
+      }
+      if (fault === 'hang') {
+        // Frozen: no answer, ever (the socket closes when the faults change).
+        if (CFG.verbose) log(`${req.method} ${rawUrl} -> injected hang`);
+        HUNG.add(req.socket);
+        req.socket.on('close', () => HUNG.delete(req.socket));
         return;
       }
     }

@@ -430,6 +430,16 @@ http POST "/upload/storage/v1/b/sandbox-test/o?uploadType=media&name=lost-respon
 ok "reset_after: no response" test "$CODE" = 000
 http GET "/storage/v1/b/sandbox-test/o/lost-response"
 expect 200 '' "reset_after: ... but the upload took effect"
+http POST /_emulator/faults -d '{"sequence":[{"endpoint":"GET object","fault":"hang"}]}'
+curl -s -o /dev/null -w '%{http_code}' "$BASE/storage/v1/b/sandbox-test/o/crc.txt" >"$TMP/hung" 2>/dev/null &
+hung=$!
+sleep 1
+ok "hang: no answer while the fault stands" kill -0 $hung
+http GET "/storage/v1/b/sandbox-test/o/crc.txt"
+expect 200 '' "hang: only the matching request hangs (count 1)"
+http POST /_emulator/faults -d '{}'
+wait $hung
+ok "hang: setting faults closes the held request without an answer" test "$(cat "$TMP/hung")" = 000
 http POST /_emulator/faults -d '{"rate_503":2}'
 expect 400 '' "invalid fault settings -> 400"
 http POST /_emulator/faults -d '{"rate_5033":0.1}'

@@ -427,6 +427,13 @@ END $$;
 CREATE FUNCTION test.emu_stats() RETURNS jsonb
 LANGUAGE sql AS $$ SELECT string_agg(l, '')::jsonb FROM test.emu('hook', 'stats') l $$;
 
+-- runs_of counts the executions the emulator started for execution id's request in session s.
+CREATE FUNCTION test.runs_of(s text, id bigint) RETURNS integer
+LANGUAGE sql AS $$
+	SELECT coalesce((test.emu_stats()->'runs_by_arg'->>('cloud sandbox-test ' || test.object_prefix(s)
+		|| 'requests/' || id || '.json'))::int, 0)
+$$;
+
 -- wait_worker waits up to 20 s for the background worker (it retries its connection every 5 s).
 CREATE FUNCTION test.wait_worker() RETURNS boolean
 LANGUAGE plpgsql AS $$
