@@ -23,6 +23,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
+#include "utils/snapmgr.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
@@ -45,6 +46,8 @@ PG_FUNCTION_INFO_V1(sandbox_get_background_logs);
  * after another; it never makes anyone else, or the worker, wait.  Runs as
  * the tables' owner.
  */
+static SPIPlanPtr plan_count = NULL;
+
 static void
 check_role_cap(Oid role)
 {
@@ -58,9 +61,20 @@ check_role_cap(Oid role)
 		return;
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, (uint32) role, SB_ROLE_LOCK_CLASS);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
-	if (SPI_execute_with_args("SELECT count(*) FROM sandbox.background_processes "
-							  "WHERE owner = $1 AND status IN ('starting', 'running') "
-							  "AND ended_at IS NULL", 1, &type, &value, NULL, false, 0) != SPI_OK_SELECT)
+	/*
+	 * Counted with a snapshot taken after the lock: one taken before it (the
+	 * caller's, under REPEATABLE READ) misses the starts committed meanwhile.
+	 */
+	if (plan_count == NULL)
+	{
+		plan_count = SPI_prepare("SELECT count(*) FROM sandbox.background_processes "
+								 "WHERE owner = $1 AND status IN ('starting', 'running') "
+								 "AND ended_at IS NULL", 1, &type);
+		if (plan_count == NULL || SPI_keepplan(plan_count) != 0)
+			elog(ERROR, "could not prepare the count of background processes");
+	}
+	if (SPI_execute_snapshot(plan_count, &value, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not count background processes");
 	live = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (live >= sb_max_background_per_role)

@@ -37,7 +37,7 @@ count_tap() {
 # count_summary takes a suite's own final "N passed, N failed" line.
 count_summary() {
 	local out=$1 suite=$2 line
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1 || true)
 	if [ -z "$line" ]; then
 		tally "$suite" 0 1
 	else

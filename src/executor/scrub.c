@@ -14,6 +14,8 @@
 #include "scrub.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,43 +28,103 @@
 
 #define SHM_DIR "/dev/shm"
 
-/* empty_dir removes everything inside the directory open as fd (which it closes); stays on dev. */
+/*
+ * empty_level unlinks the non-directories in the directory open as fd (on
+ * dev) and copies the name of one subdirectory into sub (empty if none).
+ */
 static void
-empty_dir(int fd, dev_t dev, int depth)
+empty_level(int fd, dev_t dev, char *sub, size_t subsize)
 {
-	DIR		   *d = fdopendir(fd);
+	int			dfd = dup(fd);
+	DIR		   *d = dfd >= 0 ? fdopendir(dfd) : NULL;
 	struct dirent *e;
 
+	sub[0] = '\0';
 	if (d == NULL)
 	{
-		close(fd);
+		if (dfd >= 0)
+			close(dfd);
 		return;
 	}
+	/* A dup shares fd's position, which an earlier round left at the end. */
+	rewinddir(d);
 	while ((e = readdir(d)) != NULL)
 	{
 		struct stat st;
 
 		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
 			continue;
-		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_dev != dev)
+		if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_dev != dev)
 			continue;
-		if (S_ISDIR(st.st_mode))
+		if (!S_ISDIR(st.st_mode))
+			(void) unlinkat(fd, e->d_name, 0);
+		else if (sub[0] == '\0' && strlen(e->d_name) < subsize)
+			strcpy(sub, e->d_name);
+	}
+	closedir(d);
+}
+
+/*
+ * empty_tree removes everything below the directory open as top, however
+ * deep: each round walks down to a directory without subdirectories,
+ * holding two descriptors at most, empties it, and removes it from its
+ * parent.  Directories the command made unwritable or unsearchable are made
+ * usable first (they are the sandbox user's own).
+ */
+static void
+empty_tree(int top, dev_t dev)
+{
+	char		name[NAME_MAX + 1];
+	char		last[NAME_MAX + 1];
+	struct stat top_st;
+
+	if (fstat(top, &top_st) != 0)
+		return;
+	/* Bounded, in case a directory cannot be removed (it is then left). */
+	for (long round = 0; round < 1000000; round++)
+	{
+		int			fd = dup(top);
+		int			parent;
+
+		last[0] = '\0';
+		if (fd < 0)
+			return;
+		for (;;)
 		{
 			int			sub;
 
-			if (depth >= 64)
-				continue;
-			/* A directory the command made unreadable is made readable first. */
-			(void) fchmodat(dirfd(d), e->d_name, 0700, 0);
-			sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (sub >= 0)
-				empty_dir(sub, dev, depth + 1);
-			(void) unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
+			(void) fchmod(fd, S_IRWXU);
+			empty_level(fd, dev, name, sizeof(name));
+			if (name[0] == '\0')
+				break;
+			(void) fchmodat(fd, name, S_IRWXU, 0);
+			sub = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (sub < 0)
+			{
+				(void) unlinkat(fd, name, AT_REMOVEDIR);
+				break;
+			}
+			close(fd);
+			fd = sub;
+			strcpy(last, name);
 		}
-		else
-			(void) unlinkat(dirfd(d), e->d_name, 0);
+		if (last[0] == '\0')
+		{
+			/* top itself has nothing left below it. */
+			close(fd);
+			return;
+		}
+		parent = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(fd);
+		if (parent < 0)
+			return;
+		if (unlinkat(parent, last, AT_REMOVEDIR) != 0 && errno != ENOENT)
+		{
+			close(parent);
+			return;
+		}
+		close(parent);
 	}
-	closedir(d);
 }
 
 /* remove_ipc removes every object listed in /proc/sysvipc/WHAT with rm(id). */
@@ -116,8 +178,12 @@ sb_scrub_sandbox(void)
 	struct stat st;
 
 	if (fd >= 0 && fstat(fd, &st) == 0)
-		empty_dir(fd, st.st_dev, 0);
-	else if (fd >= 0)
+	{
+		empty_tree(fd, st.st_dev);
+		/* As bwrap made it, whatever mode the command gave it. */
+		(void) fchmod(fd, S_IRWXU | S_IRGRP | S_IXGRP | S_IROTH | S_IXOTH);
+	}
+	if (fd >= 0)
 		close(fd);
 	remove_ipc("shm", rm_shm);
 	remove_ipc("sem", rm_sem);

@@ -45,7 +45,7 @@ EXE="$tmp/cloudrun-sandbox-executor"
 if ! (cd "$top" && cc -std=gnu11 -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter -DSB_EXECUTOR_CLOUD \
 	-fsanitize=address,undefined -fno-omit-frame-pointer -Isrc -o "$EXE" \
 	src/executor/executor.c src/executor/command.c src/executor/cloud.c src/executor/isolate.c \
-	src/executor/fileops.c src/executor/background.c \
+	src/executor/fileops.c src/executor/background.c src/executor/scrub.c \
 	src/common/sbutil.c src/common/protocol.c src/common/http.c src/common/gcs.c \
 	src/common/oauth.c -ljansson -lcurl -lcrypto); then
 	echo "test_executor_cloud: cannot build the executor" >&2
@@ -517,7 +517,7 @@ make_request "$tmp/a3.json" 1 a3 'echo never'
 auth_put sessions/a3/requests/1.json "$tmp/a3.json"
 run_executor "$AUTH_EMU" sessions/a3/requests/1.json
 check "STORAGE_EMULATOR_HOST alone means no credentials: refused, exit 1 with a message" \
-	eval 'rc_is 1 && err_has "cannot read the request gs://sandbox-test/sessions/a3/requests/1.json: .*(401|auth|nauthenticated|credential)"'
+	eval 'rc_is 1 && err_has "cannot (read|claim) the request gs://sandbox-test/sessions/a3/requests/1\.(json|claim): .*(401|auth|nauthenticated|credential)"'
 
 run_executor "$AUTH_EMU" sessions/a3/requests/1.json CLOUDRUN_SANDBOX_CREDENTIALS=/tmp/nokey.json
 check "an unreadable key file: exit 1, naming the file" \

@@ -762,7 +762,11 @@ state_generation(void)
 	return data ? gen : 0;
 }
 
-/* cloud_exec runs request object <id> of session fc in a fresh workspace. */
+/*
+ * cloud_exec runs request object <id> of session fc in a fresh workspace, as
+ * an attempt of one Cloud Run task (so a rerun is a retry of it, which its
+ * claim of the request lets through; see claim() in cloud.c).
+ */
 static bool
 cloud_exec(long long id)
 {
@@ -776,6 +780,8 @@ cloud_exec(long long id)
 				 "rm -rf %1$s/c && mkdir -p %1$s/c/ws %1$s/c/tmp && "
 				 "CLOUDRUN_SANDBOX_WORKSPACE=%1$s/c/ws CLOUDRUN_SANDBOX_TMP=%1$s/c/tmp "
 				 "STORAGE_EMULATOR_HOST=%2$s CLOUDRUN_SANDBOX_CREDENTIALS=none "
+				 /* One execution's task, each run of a request an attempt of it. */
+				 "CLOUD_RUN_EXECUTION=unit-execution CLOUD_RUN_TASK_INDEX=0 "
 				 "%3$s cloud " BUCKET " sessions/fc/requests/%4$lld.json 2>%1$s/executor.err",
 				 scratch, emulator, executor, id) < 0)
 		return false;
@@ -965,7 +971,7 @@ test_cloud(void)
 	ok(cloud_exec(6) && cloud_result(6, SB_FILE_REPLACE, &res) &&
 	   res.status == SB_STATUS_ERROR && strstr(res.error, "already ran") &&
 	   state_generation() == gen,
-	   "cloud: a rerun of a change whose result was lost does not apply it twice");
+	   "cloud: a retry of a change whose result was lost does not apply it twice");
 	sb_file_result_clear(&res);
 	sb_free(bytes);
 }
