@@ -3,17 +3,19 @@
 -- emulator's hang fault), alice's start_background commits and stays
 -- 'starting' (nothing fails while the API may still answer), and meanwhile
 -- bob's local submit finishes within 2 seconds; once the APIs answer again
--- the process runs, exactly once.  A lost jobs:run answer is looked for, not
+-- the process runs, exactly once.  Likewise a submit that creates a cloud
+-- session (one that has never run anything: nothing to clear first).  A lost jobs:run answer is looked for, not
 -- sent again (one execution); a refused launch ends 'failed' with the reason.
 -- Runs as alice and bob (sandbox_user only); the superuser only sets the
 -- emulator's faults and reads its counts.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(11);
+SELECT plan(13);
 SELECT test.wait_worker();
 SELECT test.emu('hook', 'faults', '{}');
 SET ROLE alice;
 SELECT sandbox.drop_session('fzb', if_exists => true);
+SELECT sandbox.drop_session('fzn', if_exists => true);
 SELECT sandbox.create_session('fzb', backend => 'cloudrun') IS NOT NULL;
 -- A first cloud command, so that the worker holds a token when the APIs freeze.
 SELECT sandbox.submit('true', 'fzb') AS c \gset
@@ -36,6 +38,9 @@ GRANT EXECUTE ON FUNCTION pg_temp.bg_status(bigint) TO alice;
 SELECT test.emu('hook', 'faults', '{"rate_hang": 1}');
 SET ROLE alice;
 SELECT sandbox.start_background('echo bg-ran; sleep 1', 'fzb') AS h \gset
+SET cloudrun_sandbox.backend = 'cloudrun';
+SELECT sandbox.submit('echo fresh-ran', 'fzn') AS n \gset
+RESET cloudrun_sandbox.backend;
 RESET ROLE;
 SELECT pg_sleep(1);
 
@@ -59,8 +64,11 @@ SELECT ok(test.until(format('SELECT sandbox.get_background_logs(%s) ~ ''bg-ran''
 SELECT test.until(format('SELECT status = ''exited'' FROM sandbox.background_processes WHERE pid = %s', :h), 30);
 SELECT ok((SELECT status = 'exited' AND exit_code = 0 AND remote_name IS NOT NULL
 		   FROM sandbox.background_processes WHERE pid = :h), 'it ran as a Cloud Run execution and exited 0');
+SELECT is((SELECT status || ' ' || stdout FROM sandbox.wait(:n, '60 s')), E'succeeded fresh-ran\n',
+		  'the submit that created a cloud session while the APIs were frozen succeeds');
 RESET ROLE;
 SELECT is(pg_temp.bg_runs(:h), 1, 'by exactly one execution');
+SELECT is(test.runs_of('fzn', :n), 1, 'and so is the submit');
 
 -- 2. jobs:run's answer is lost: the execution is looked for, not started again.
 SELECT test.emu('hook', 'faults', '{"sequence": [{"endpoint": "jobs:run", "fault": "reset_after", "count": 1}]}');
@@ -85,6 +93,7 @@ SELECT test.emu('hook', 'faults', '{}');
 
 SET ROLE alice;
 SELECT sandbox.drop_session('fzb');
+SELECT sandbox.drop_session('fzn');
 SET ROLE bob;
 SELECT sandbox.drop_session('fzbl');
 RESET ROLE;
