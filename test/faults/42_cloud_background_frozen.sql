@@ -71,13 +71,14 @@ SELECT is(pg_temp.bg_runs(:h), 1, 'by exactly one execution');
 SELECT is(test.runs_of('fzn', :n), 1, 'and so is the submit');
 
 -- 2. jobs:run's answer is lost: the execution is looked for, not started again.
+SELECT coalesce((test.emu_stats()->'faults_injected'->>'reset_after')::int, 0) AS lost0 \gset
 SELECT test.emu('hook', 'faults', '{"sequence": [{"endpoint": "jobs:run", "fault": "reset_after", "count": 1}]}');
 SET ROLE alice;
 SELECT sandbox.start_background('echo lost-ran', 'fzb') AS h2 \gset
 SELECT ok(test.until(format('SELECT status = ''exited'' FROM sandbox.background_processes WHERE pid = %s', :h2), 60),
 		  'a background process whose jobs:run answer was lost runs');
 RESET ROLE;
-SELECT is((test.emu_stats()->'faults_injected'->>'reset_after')::int, 1, 'the answer of its jobs:run was lost');
+SELECT is((test.emu_stats()->'faults_injected'->>'reset_after')::int - :lost0, 1, 'the answer of its jobs:run was lost');
 SELECT is(pg_temp.bg_runs(:h2), 1, 'and it was run by exactly one execution');
 
 -- 3. Cloud Run refuses the launch: the process ends failed, with the reason.
