@@ -154,7 +154,10 @@ delete_prefix(const char *prefix, SbError *err)
 	return a.failed == 0;
 }
 
-/* named_by_id says whether a storage key is a session id's, "_<digits>" (never reused). */
+/*
+ * named_by_id says whether a storage key is a session id's, "_<digits>":
+ * never reused, and no 0.1.0 name (a legacy key) starts with "_".
+ */
 static bool
 named_by_id(const char *session)
 {

@@ -2,10 +2,10 @@
  * bgwatch.c
  *		The background processes the worker starts (sandbox.start_background
  *		commits a 'starting' row; a cloud one stays 'starting' until its
- *		jobs:run, made without waiting, has happened), watches (a pidfd locally; the exit object
- *		of a cloud one, every few seconds) and records the end of; after a
- *		restart it watches again those a previous worker started, and stops
- *		those of a dropped extension.
+ *		jobs:run, made without waiting, has happened), watches (a pidfd
+ *		locally; the exit object of a cloud one, every few seconds) and
+ *		records the end of; after a restart it watches again those a
+ *		previous worker started, and stops those of a dropped extension.
  */
 #include "worker/bgwatch.h"
 
@@ -291,7 +291,6 @@ bg_pending(void)
 		if (((BgLaunch *) lfirst(lc))->over)
 			return true;
 	}
-
 	foreach(lc, bgprocs)
 	{
 		if (((BgProc *) lfirst(lc))->ended)
