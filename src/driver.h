@@ -174,6 +174,7 @@ extern int	sb_cloud_wait_fds(SbHttpWaitFd *fds, int max_fds, long *timeout_ms);
 
 /* driver_cloudrun.c: background processes of the cloud backend. */
 extern char *sb_cloud_bg_start(const char *session, int64 handle, const char *request);
+extern void sb_cloud_bg_abandon(const char *execution);
 extern int	sb_cloud_bg_poll(const char *session, int64 handle, const char *execution,
 							 bool check_execution, int *code);
 extern void sb_cloud_bg_kill(const char *session, int64 handle, const char *execution);

@@ -154,14 +154,37 @@ delete_prefix(const char *prefix, SbError *err)
 	return a.failed == 0;
 }
 
+/*
+ * named_by_id says whether a storage key is a session id's, "_<digits>":
+ * never reused, and no 0.1.0 name (a legacy key) starts with "_".
+ */
+static bool
+named_by_id(const char *session)
+{
+	if (session[0] != '_' || session[1] == '\0')
+		return false;
+	for (const char *p = session + 1; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
+}
+
+/*
+ * cloud_prepare_session checks the cloud settings; a fresh session must not
+ * inherit objects left under its key.  A key named by the session's id is
+ * never reused (and a rolled-back creation's objects are the reaper's), so
+ * it has nothing to clear: only a legacy key (a session's name, 0.1.0) is
+ * cleared, a blocking listing and deletes, so never in the worker's loop
+ * (its creation, in the user's backend, cleared it).
+ */
 static void
 cloud_prepare_session(const char *session, bool fresh)
 {
 	SbError		err;
 
 	sb_gc_require_settings();
-	/* A new session must not inherit objects left under its name. */
-	if (fresh && !delete_prefix(sb_gc_session_prefix(session), &err))
+	if (fresh && !named_by_id(session) && !sb_driver_nonblocking &&
+		!delete_prefix(sb_gc_session_prefix(session), &err))
 		sb_gc_raise(&err, "could not clear the session's objects", SB_GC_NOT_FOUND_BUCKET);
 }
 
@@ -769,11 +792,14 @@ struct CloudBatch
  */
 static CloudBatch *open_batch = NULL;
 
-/* batch_new puts staged runs (all of one job) into the open batch, or a new one. */
+/*
+ * batch_new puts staged runs (all of one job) into the open batch, or a new
+ * one; alone: into a new batch that no other run joins.
+ */
 static void
-batch_new(SbRun **runs, int n)
+batch_new(SbRun **runs, int n, bool alone)
 {
-	CloudBatch *b = open_batch;
+	CloudBatch *b = alone ? NULL : open_batch;
 
 	if (b == NULL || b->state != BATCH_UPLOADING || strcmp(b->job, runs[0]->job) != 0 ||
 		b->n + n > b->cap)
@@ -788,7 +814,8 @@ batch_new(SbRun **runs, int n)
 		b->cap = Max(sb_max_batch, n);
 		b->runs = MemoryContextAlloc(cxt, sizeof(SbRun *) * b->cap);
 		b->objects = MemoryContextAlloc(cxt, sizeof(char *) * b->cap);
-		open_batch = b;
+		if (!alone)
+			open_batch = b;
 	}
 	for (int i = 0; i < n; i++)
 	{
@@ -1018,7 +1045,7 @@ cloud_launch_batch(SbRun **runs, int n)
 		timeout_s = Max(timeout_s, runs[i]->timeout_s);
 	}
 	if (sb_driver_nonblocking)
-		batch_new(runs, n);
+		batch_new(runs, n, false);
 	else
 		start_sync(runs, n, run_body(objects, n, timeout_s));
 }
@@ -1113,19 +1140,14 @@ poll_execution(SbRun *run)
 }
 
 /*
- * step_async makes progress on a run in the worker without waiting: its
- * request's upload, its batch's launch, then lookups of its result (at the
- * worker's pace) and, now and then, a check of whether the execution ended
- * without one.  Only an answer fails the run; a call that fails in a way
- * that may pass is tried again with backoff.
+ * launch_step makes progress on a run's launch in the worker without
+ * waiting (its request's upload, then its batch's jobs:run): true once the
+ * execution has started; raises if Cloud Run refused it.
  */
 static bool
-step_async(SbRun *run)
+launch_step(SbRun *run)
 {
 	SbError		err;
-	char	   *response;
-	char	   *data;
-	size_t		len;
 
 	if (!run->uploaded)
 	{
@@ -1162,6 +1184,26 @@ step_async(SbRun *run)
 		batch_leave(run);
 		run->check.retry_at = sb_now_ms() + CHECK_FIRST_MS;
 	}
+	return true;
+}
+
+/*
+ * step_async makes progress on a run in the worker without waiting: its
+ * launch (launch_step), then lookups of its result (at the worker's pace)
+ * and, now and then, a check of whether the execution ended without one.
+ * Only an answer fails the run; a call that fails in a way that may pass is
+ * tried again with backoff.
+ */
+static bool
+step_async(SbRun *run)
+{
+	SbError		err;
+	char	   *response;
+	char	   *data;
+	size_t		len;
+
+	if (!launch_step(run))
+		return false;
 
 	/* Its result (a task of a batch finishes on its own). */
 	if (call_answered(&run->lookup))
@@ -1475,17 +1517,150 @@ bg_object(const char *session, int64 handle, const char *what)
 	return sb_gc_object(session, psprintf("background/" INT64_FORMAT ".%s", handle, what));
 }
 
-/* sb_cloud_bg_start launches a background process; returns its execution's name. */
+/*
+ * BgStart is the worker's launch of a background process: a run of its own
+ * (its memory context holds it), whose request upload and jobs:run go
+ * through launch_step like a flight's, in a batch no other run joins.
+ */
+typedef struct BgStart
+{
+	MemoryContext cxt;
+	int64		handle;
+	SbRun	   *run;
+	int64		used_ms;		/* the last sb_cloud_bg_start() for it */
+} BgStart;
+
+static List *bg_starts = NIL;	/* in TopMemoryContext */
+
+/* The worker's looks at a background process that it no longer asks for are forgotten after this. */
+#define BG_POLL_FORGET_MS 60000
+
+/* bg_start_free forgets a background launch: its calls in progress are abandoned. */
+static void
+bg_start_free(BgStart *s)
+{
+	run_release(s->run);
+	bg_starts = list_delete_ptr(bg_starts, s);
+	MemoryContextDelete(s->cxt);
+}
+
+/* bg_start_of returns the worker's launch of a background process (NULL: none); forgets unused ones. */
+static BgStart *
+bg_start_of(int64 handle)
+{
+	ListCell   *lc;
+
+	foreach(lc, bg_starts)
+	{
+		BgStart    *s = lfirst(lc);
+
+		if (s->handle == handle)
+			return s;
+		if (sb_now_ms() - s->used_ms > BG_POLL_FORGET_MS)
+		{
+			/* The worker no longer asks for it (it gave the process up). */
+			bg_start_free(s);
+			return bg_start_of(handle);
+		}
+	}
+	return NULL;
+}
+
+/* bg_start_new begins the worker's launch of a background process: the request's upload. */
+static BgStart *
+bg_start_new(const char *session, int64 handle, const char *request)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "cloudrun_sandbox background start",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	BgStart    *s = palloc0(sizeof(BgStart));
+
+	s->cxt = cxt;
+	s->handle = handle;
+	s->run = run_init(session, handle);
+	s->run->request_object = bg_object(session, handle, "json");
+	s->run->timeout_s = BG_TIMEOUT_S;
+	s->run->request = pstrdup(request);
+	MemoryContextSwitchTo(TopMemoryContext);
+	bg_starts = lappend(bg_starts, s);
+	MemoryContextSwitchTo(old);
+	return s;
+}
+
+/*
+ * bg_start_async is sb_cloud_bg_start in the worker: it never waits on the
+ * network.  The first call (with the request) starts the launch; each later
+ * one (request NULL) reads what came in and starts what is due: NULL while
+ * it is under way (an unreachable API is tried again with backoff, never a
+ * failure), the execution's name once jobs:run has happened; it raises if
+ * Cloud Run refused the launch.  jobs:run goes once: after an answer that
+ * may have been lost, the execution is looked for by its request first.
+ */
+static char *
+bg_start_async(const char *session, int64 handle, const char *request)
+{
+	BgStart    *volatile s = bg_start_of(handle);
+	bool		launched = false;
+	char	   *name;
+
+	if (s == NULL)
+	{
+		if (request == NULL)
+			elog(ERROR, "the launch of background process " INT64_FORMAT " was forgotten", handle);
+		sb_gc_require_settings();
+		s = bg_start_new(session, handle, request);
+		PG_TRY();
+		{
+			upload_start(s->run);
+			batch_new(&s->run, 1, true);
+		}
+		PG_CATCH();
+		{
+			bg_start_free(s);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	s->used_ms = sb_now_ms();
+	PG_TRY();
+	{
+		launched = launch_step(s->run);
+	}
+	PG_CATCH();
+	{
+		bg_start_free(s);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (!launched)
+		return NULL;
+	name = s->run->execution ? pstrdup(s->run->execution) : NULL;
+	bg_start_free(s);
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("Cloud Run answered jobs.run without an execution name")));
+	return name;
+}
+
+/*
+ * sb_cloud_bg_start launches a background process: its execution's name.
+ * In the worker it does not wait (see bg_start_async): call it again, with
+ * request NULL, until it returns the name.
+ */
 char *
 sb_cloud_bg_start(const char *session, int64 handle, const char *request)
 {
 	SbGcsConfig cfg;
 	SbError		err;
-	char	   *object = bg_object(session, handle, "json");
+	char	   *object;
 	json_t	   *body;
 	char	   *operation;
 	char	   *name;
 
+	if (sb_driver_nonblocking)
+		return bg_start_async(session, handle, request);
+	object = bg_object(session, handle, "json");
 	sb_gc_require_settings();
 	sb_gc_gcs(&cfg);
 	if (sb_gcs_upload(&cfg, object, request, strlen(request), SB_GCS_ANY_GENERATION, NULL, &err) != 0)
@@ -1501,6 +1676,13 @@ sb_cloud_bg_start(const char *session, int64 handle, const char *request)
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("Cloud Run answered jobs.run without an execution name")));
 	return name;
+}
+
+/* sb_cloud_bg_abandon cancels, without waiting, an execution the worker started for a row that is gone. */
+void
+sb_cloud_bg_abandon(const char *execution)
+{
+	detach(false, psprintf("/v2/%s:cancel", execution));
 }
 
 /* exit_code reads a background process's exit object (malloc'd data, freed here). */
@@ -1530,8 +1712,6 @@ typedef struct BgPoll
 	int64		ended_ms;		/* when its execution was seen ended, or 0 */
 	int64		used_ms;		/* the last poll */
 } BgPoll;
-
-#define BG_POLL_FORGET_MS 60000
 
 static List *bg_polls = NIL;	/* in TopMemoryContext */
 

@@ -1,10 +1,11 @@
 /*
  * bgwatch.c
  *		The background processes the worker starts (sandbox.start_background
- *		commits a 'starting' row), watches (a pidfd locally; the exit object
- *		of a cloud one, every few seconds) and records the end of; after a
- *		restart it watches again those a previous worker started, and stops
- *		those of a dropped extension.
+ *		commits a 'starting' row; a cloud one stays 'starting' until its
+ *		jobs:run, made without waiting, has happened), watches (a pidfd
+ *		locally; the exit object of a cloud one, every few seconds) and
+ *		records the end of; after a restart it watches again those a
+ *		previous worker started, and stops those of a dropped extension.
  */
 #include "worker/bgwatch.h"
 
@@ -15,6 +16,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -45,9 +47,28 @@ typedef struct BgProc
 } BgProc;
 
 #define BG_CLOUD_POLL_MS 2000
+/* How often the launches under way are driven when no answer wakes the worker (their backoff). */
+#define BG_LAUNCH_POLL_MS 250
+
+/*
+ * BgLaunch is a cloud background process whose launch is under way (its
+ * row stays 'starting'), or whose outcome waits to be recorded (its row was
+ * locked).
+ */
+typedef struct BgLaunch
+{
+	int64		handle;
+	char	   *session;
+	Oid			owner;
+	bool		over;			/* its launch ended: */
+	char	   *execution;		/* started, or */
+	char	   *error;			/* refused */
+} BgLaunch;
 
 static List *bgprocs = NIL;		/* in WorkerContext */
+static List *bglaunches = NIL;	/* in WorkerContext */
 static void bg_stop_untracked(void);
+static void bg_launches_drive(void);
 
 /* bg_free forgets a background process whose end is recorded, or that the worker stops watching. */
 static void
@@ -199,6 +220,7 @@ bg_reap(void)
 	List	   *ended = NIL;
 	ListCell   *lc;
 
+	bg_launches_drive();
 	foreach(lc, bgprocs)
 	{
 		BgProc	   *b = lfirst(lc);
@@ -258,18 +280,137 @@ bg_reap(void)
 	list_free(ended);
 }
 
-/* bg_pending says whether an ended process waits to be recorded (the loop retries soon). */
+/* bg_pending says whether an ended process or a launch waits to be recorded (the loop retries soon). */
 static bool
 bg_pending(void)
 {
 	ListCell   *lc;
 
+	foreach(lc, bglaunches)
+	{
+		if (((BgLaunch *) lfirst(lc))->over)
+			return true;
+	}
 	foreach(lc, bgprocs)
 	{
 		if (((BgProc *) lfirst(lc))->ended)
 			return true;
 	}
 	return false;
+}
+
+/* bg_launch_track notes a cloud background process whose launch is under way. */
+static void
+bg_launch_track(int64 handle, const char *session, Oid owner)
+{
+	MemoryContext old = MemoryContextSwitchTo(WorkerContext);
+	BgLaunch   *l = palloc0(sizeof(BgLaunch));
+
+	l->handle = handle;
+	l->session = pstrdup(session);
+	l->owner = owner;
+	bglaunches = lappend(bglaunches, l);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * bg_launch_record records a launch's outcome: running with its execution,
+ * or failed with the reason.  Never waits for the row: false if another
+ * transaction holds it.  A row no longer 'starting' (killed, dropped) gets
+ * no execution: the one started for it is cancelled.
+ */
+static bool
+bg_launch_record(BgLaunch *l)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		v[2];
+	bool		isnull;
+	int			r;
+
+	if (l->execution == NULL)
+		return bg_record_end(l->handle, "failed", false, 0, l->error);
+	v[0] = Int64GetDatum(l->handle);
+	v[1] = CStringGetTextDatum(l->execution);
+	if (SPI_execute_with_args("WITH u AS (UPDATE sandbox.background_processes SET status = 'running', "
+							  "  remote_name = $2, started_at = now() "
+							  "  WHERE pid = (SELECT pid FROM sandbox.background_processes "
+							  "    WHERE pid = $1 AND status = 'starting' FOR UPDATE SKIP LOCKED) "
+							  "  RETURNING pid) "
+							  "SELECT CASE WHEN EXISTS (SELECT FROM u) THEN 1 "
+							  "  WHEN EXISTS (SELECT FROM sandbox.background_processes "
+							  "    WHERE pid = $1 AND status = 'starting') THEN 0 ELSE -1 END",
+							  2, types, v, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not record the start of background process " INT64_FORMAT, l->handle);
+	r = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (r == 1)
+		bg_track(l->handle, l->session, l->owner, 0, 0, -1, l->execution);
+	else if (r == -1)
+		sb_cloud_bg_abandon(l->execution);
+	return r != 0;
+}
+
+/*
+ * bg_launches_drive makes progress on the cloud launches under way, without
+ * waiting, and records those that are over (a locked row: at a later turn).
+ */
+static void
+bg_launches_drive(void)
+{
+	ListCell   *lc;
+	volatile bool any = false;
+
+	foreach(lc, bglaunches)
+	{
+		BgLaunch   *l = lfirst(lc);
+		MemoryContext cxt = CurrentMemoryContext;
+
+		if (l->over)
+		{
+			any = true;
+			continue;
+		}
+		PG_TRY();
+		{
+			char	   *name;
+
+			sb_gc_use_role(l->owner);
+			name = sb_cloud_bg_start(l->session, l->handle, NULL);
+			if (name != NULL)
+			{
+				l->execution = MemoryContextStrdup(WorkerContext, name);
+				l->over = true;
+			}
+		}
+		PG_CATCH();
+		{
+			char	   *msg = caught(cxt);
+
+			l->error = MemoryContextStrdup(WorkerContext, msg);
+			l->over = true;
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(cxt);
+		any |= l->over;
+	}
+	if (!any)
+		return;
+	begin("cloudrun_sandbox: background started");
+	foreach(lc, bglaunches)
+	{
+		BgLaunch   *l = lfirst(lc);
+
+		if (l->over && bg_launch_record(l))
+		{
+			pfree(l->session);
+			if (l->execution)
+				pfree(l->execution);
+			if (l->error)
+				pfree(l->error);
+			pfree(l);
+			bglaunches = foreach_delete_current(bglaunches, lc);
+		}
+	}
+	commit();
 }
 
 /*
@@ -283,13 +424,24 @@ bg_start(void)
 	bool		more;
 	SPITupleTable *rows;
 	uint64		nrows;
+	Datum	   *under_way = palloc(sizeof(Datum) * (list_length(bglaunches) + 1));
+	int			n_under_way = 0;
+	Oid			argtype = INT8ARRAYOID;
+	Datum		arg;
+	ListCell   *lc;
 
+	foreach(lc, bglaunches)
+		under_way[n_under_way++] = Int64GetDatum(((BgLaunch *) lfirst(lc))->handle);
 	begin("cloudrun_sandbox: background start");
-	ret = SPI_execute("SELECT b.pid, s.storage_key, b.owner, b.command, s.backend, s.id, b.session "
-					  "FROM sandbox.background_processes b "
-					  "JOIN sandbox.sessions s ON s.id = b.session_id "
-					  "WHERE b.status = 'starting' ORDER BY b.pid LIMIT 32 FOR UPDATE OF b SKIP LOCKED",
-					  false, 0);
+	/* Not those whose launch is under way: they stay 'starting' until it is over. */
+	arg = PointerGetDatum(construct_array(under_way, n_under_way, INT8OID, sizeof(int64),
+										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	ret = SPI_execute_with_args("SELECT b.pid, s.storage_key, b.owner, b.command, s.backend, s.id, "
+								"b.session FROM sandbox.background_processes b "
+								"JOIN sandbox.sessions s ON s.id = b.session_id "
+								"WHERE b.status = 'starting' AND b.pid <> ALL ($1) "
+								"ORDER BY b.pid LIMIT 32 FOR UPDATE OF b SKIP LOCKED",
+								1, &argtype, &arg, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read background processes to start");
 	/* Kept: each start's UPDATE below replaces SPI_tuptable and SPI_processed. */
@@ -330,6 +482,14 @@ bg_start(void)
 			else
 				bwrap = sb_local_background_spawn(session.key, handle, request, &init_pid,
 												  &init_start);
+			if (session.backend == SB_BACKEND_CLOUDRUN && execution == NULL)
+			{
+				/* Under way, its row 'starting': bg_launches_drive() goes on with it. */
+				bg_launch_track(handle, session.key, session.owner);
+				ReleaseCurrentSubTransaction();
+			}
+			else
+			{
 			v[1] = Int32GetDatum(init_pid);
 			n[1] = init_pid ? ' ' : 'n';
 			v[2] = Int64GetDatum(init_start);
@@ -341,6 +501,7 @@ bg_start(void)
 								  "started_at = now() WHERE pid = $1", 4, types, v, n, false, 0);
 			bg_track(handle, session.key, session.owner, bwrap, init_pid, init_start, execution);
 			ReleaseCurrentSubTransaction();
+			}
 		}
 		PG_CATCH();
 		{
@@ -502,6 +663,9 @@ bg_stop_all(void)
 	}
 	list_free(bgprocs);
 	bgprocs = NIL;
+	/* Cloud launches under way are forgotten too (the driver drops them unused). */
+	list_free_deep(bglaunches);
+	bglaunches = NIL;
 }
 
 /*
@@ -515,6 +679,8 @@ bg_wait_events(WaitEventSet *set, int *nfds, int max_fds, long *timeout)
 
 	if (bg_pending())
 		*timeout = *timeout < 0 ? SB_RETRY_LOCKED_MS : Min(*timeout, SB_RETRY_LOCKED_MS);
+	if (bglaunches != NIL)
+		*timeout = *timeout < 0 ? BG_LAUNCH_POLL_MS : Min(*timeout, BG_LAUNCH_POLL_MS);
 	foreach(lc, bgprocs)
 	{
 		BgProc	   *b = lfirst(lc);
