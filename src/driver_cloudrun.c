@@ -1361,11 +1361,16 @@ static void
 cancel_async(SbRun *run)
 {
 	run_release(run);
-	if (run->cancelled || run->result != NULL || run->execution == NULL)
+	if (run->cancelled || run->result != NULL)
 		return;
 	run->cancelled = true;
-	/* As cloud_cancel: a batched request gets a cancel marker, a run of its own a cancel. */
-	if (run->batch_size > 1)
+	/*
+	 * As cloud_cancel: a batched request gets a cancel marker, a run of its
+	 * own a cancel; one whose execution is not known (its jobs:run may have
+	 * happened, its answer lost) gets the marker, which its task, if there is
+	 * one, finds before or while it runs the command.
+	 */
+	if (run->batch_size > 1 || run->execution == NULL)
 		detach(true, psprintf("%srequests/" INT64_FORMAT ".cancel", run->dir, run->id));
 	else
 		detach(false, psprintf("/v2/%s:cancel", run->execution));
@@ -1392,7 +1397,7 @@ cloud_cancel(SbRun *run)
 		cancel_async(run);
 		return;
 	}
-	if (run->cancelled || run->done || run->result != NULL || run->execution == NULL)
+	if (run->cancelled || run->done || run->result != NULL)
 		return;
 	run->cancelled = true;
 	saved = sb_gc_call_suspend();
@@ -1400,9 +1405,10 @@ cloud_cancel(SbRun *run)
 	 * Cancelling the execution would stop every request of its batch, so a
 	 * batched request gets a cancel marker instead: its task looks for it
 	 * while the command runs, kills the command and leaves the session's
-	 * state as it was.
+	 * state as it was.  So does a request whose execution is not known (its
+	 * jobs:run's answer was lost).
 	 */
-	if (run->batch_size > 1)
+	if (run->batch_size > 1 || run->execution == NULL)
 	{
 		SbGcsConfig cfg;
 
@@ -1410,7 +1416,7 @@ cloud_cancel(SbRun *run)
 		cfg.timeout_ms = CANCEL_TIMEOUT_MS;
 		if (sb_gcs_upload(&cfg, psprintf("%srequests/" INT64_FORMAT ".cancel", run->dir, run->id),
 						  "{}", 2, SB_GCS_ANY_GENERATION, NULL, &err) != 0)
-			elog(WARNING, "could not cancel execution " INT64_FORMAT " of its batch: %s",
+			elog(WARNING, "could not leave the cancel marker of execution " INT64_FORMAT ": %s",
 				 run->id, err.message);
 	}
 	else if (sb_gc_run_call("POST", psprintf("/v2/%s:cancel", run->execution), "{}",

@@ -876,8 +876,10 @@ take_obsolete(CloudRun *run, SbState *state, long long id)
 /*
  * cancel_requested says whether the extension left the cancel marker of this
  * run's request (requests/<id>.cancel).  A task of a batch cannot be stopped
- * by cancelling its execution without stopping the other requests, so the
- * extension cancels one request this way.  A failed lookup is not a cancel.
+ * by cancelling its execution without stopping the other requests, and an
+ * execution whose name the extension never learnt cannot be cancelled at
+ * all, so the extension cancels one request this way; every task looks for
+ * it once a second while its command runs.  A failed lookup is not a cancel.
  */
 static bool
 cancel_requested(void *arg)
@@ -1507,13 +1509,15 @@ sb_cloud_main(int argc, char **argv)
 		say("%s", msg);
 		goto done;
 	}
-	/* A task of a batch watches for its own request's cancel marker. */
+	/*
+	 * Every task watches for its own request's cancel marker: a task of a
+	 * batch cannot be cancelled alone, and the extension cannot cancel an
+	 * execution whose name it has not learnt yet (jobs:run's answer lost).
+	 */
 	{
-		const char *count = getenv("CLOUD_RUN_TASK_COUNT");
 		size_t n = strlen(run.request_name);
 
-		if (count != NULL && atoi(count) > 1 && n > 5 &&
-			strcmp(run.request_name + n - 5, ".json") == 0)
+		if (n > 5 && strcmp(run.request_name + n - 5, ".json") == 0)
 			run.cancel_name = strfmt("%.*s.cancel", (int) (n - 5), run.request_name);
 	}
 	/* A request that already has its answer is not run again. */
