@@ -138,10 +138,47 @@ typedef struct SbPending
 	SbPendingFn on_commit;
 	SbPendingFn on_abort;
 	char	   *arg;
-	SubTransactionId subid;		/* InvalidSubTransactionId once undone */
+	SubTransactionId subid;		/* InvalidSubTransactionId once its subtransaction ended */
+	bool		aborted;		/* its subtransaction rolled back: on_abort at the end */
 } SbPending;
 
+/* action_of is what an entry runs at the end of the transaction (NULL: nothing). */
+static SbPendingFn
+action_of(SbPending *p, bool commit)
+{
+	if (p->aborted)
+		return p->on_abort;
+	if (p->subid == InvalidSubTransactionId)
+		return NULL;
+	return commit ? p->on_commit : p->on_abort;
+}
+
+/* ran_before says whether an entry before upto ran the same action on the same argument. */
+static bool
+ran_before(List *list, SbPending *upto, bool commit)
+{
+	SbPendingFn fn = action_of(upto, commit);
+	ListCell   *lc;
+
+	foreach(lc, list)
+	{
+		SbPending  *q = lfirst(lc);
+
+		if (q == upto)
+			return false;
+		if (action_of(q, commit) == fn && strcmp(q->arg, upto->arg) == 0)
+			return true;
+	}
+	return false;
+}
+
 static List *pending = NIL;		/* in TopMemoryContext */
+
+/*
+ * Each deferred action starts a process (reaper.c): at most this many per
+ * transaction, so that no transaction can fill the server's worker slots.
+ */
+#define MAX_PENDING_ACTIONS 16
 static bool pending_registered = false;
 
 /* pending_xact_callback runs the commit or abort actions at the end of the transaction. */
@@ -150,6 +187,7 @@ pending_xact_callback(XactEvent event, void *arg)
 {
 	bool		commit = event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT;
 	ListCell   *lc;
+	volatile int done = 0;
 
 	if (pending == NIL || (!commit && event != XACT_EVENT_ABORT &&
 						   event != XACT_EVENT_PARALLEL_ABORT))
@@ -159,15 +197,27 @@ pending_xact_callback(XactEvent event, void *arg)
 	foreach(lc, pending)
 	{
 		SbPending  *p = lfirst(lc);
+		SbPendingFn volatile fn = action_of(p, commit);
 
-		if (p->subid == InvalidSubTransactionId)
+		if (fn != NULL && ++done > MAX_PENDING_ACTIONS)
+		{
+			elog(LOG, "cloudrun_sandbox: %d deferred actions of a transaction left undone; "
+				 "the most one transaction starts is %d", list_length(pending) - MAX_PENDING_ACTIONS,
+				 MAX_PENDING_ACTIONS);
+			break;
+		}
+
+		/*
+		 * What a rolled-back subtransaction left to undo is done now, with the
+		 * rest, whatever the transaction's outcome; and each action once per
+		 * argument: a loop of savepoints rolled back must not start a process
+		 * per iteration.
+		 */
+		if (fn == NULL || ran_before(pending, p, commit))
 			continue;
 		PG_TRY();
 		{
-			if (commit && p->on_commit)
-				p->on_commit(p->arg);
-			else if (!commit && p->on_abort)
-				p->on_abort(p->arg);
+			fn(p->arg);
 		}
 		PG_CATCH();
 		{
@@ -200,8 +250,8 @@ pending_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			p->subid = parentSubid;
 		else if (event == SUBXACT_EVENT_ABORT_SUB)
 		{
-			if (p->on_abort)
-				p->on_abort(p->arg);
+			/* Undone at the end of the transaction (pending_xact_callback), once. */
+			p->aborted = p->on_abort != NULL;
 			p->subid = InvalidSubTransactionId;
 		}
 	}
@@ -225,9 +275,9 @@ sb_at_end_of_xact(SbPendingFn on_commit, SbPendingFn on_abort, const char *arg)
 	{
 		SbPending  *q = lfirst(lc);
 
-		if (q->on_commit == on_commit && q->on_abort == on_abort &&
-			q->subid == GetCurrentSubTransactionId() && strcmp(q->arg, arg) == 0)
-			return;
+		if (q->on_commit == on_commit && q->on_abort == on_abort && strcmp(q->arg, arg) == 0 &&
+			(q->subid == GetCurrentSubTransactionId() || (q->aborted && on_commit == NULL)))
+			return;				/* (an aborted one's undo runs at the end anyway) */
 	}
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	p = palloc(sizeof(SbPending));
@@ -235,6 +285,7 @@ sb_at_end_of_xact(SbPendingFn on_commit, SbPendingFn on_abort, const char *arg)
 	p->on_abort = on_abort;
 	p->arg = pstrdup(arg);
 	p->subid = GetCurrentSubTransactionId();
+	p->aborted = false;
 	pending = lappend(pending, p);
 	MemoryContextSwitchTo(old);
 }
