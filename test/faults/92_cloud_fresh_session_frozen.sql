@@ -3,13 +3,19 @@
 -- loop (cloud_prepare_session from flight_start -> sb_prepare_exec).  With
 -- the storage API frozen the whole worker waits, up to the submit's own
 -- timeout: another role's local submit stalls.  Passes only when it does not.
+-- (The worker fetches its access token first, while the API answers: a token
+-- fetch is the one cloud call left that may block the worker, for at most 5 s;
+-- see the README's worker section.)
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SELECT plan(2);
 SELECT test.wait_worker();
 SELECT test.emu('hook', 'faults', '{}');
 SET ROLE alice;
-SELECT sandbox.drop_session('f92c', if_exists => true);
+SELECT sandbox.drop_session(s, if_exists => true) FROM unnest(ARRAY['f92c', 'f92w']) s;
+SELECT sandbox.create_session('f92w', backend => 'cloudrun') IS NOT NULL;
+SELECT sandbox.submit('true', 'f92w') AS warm \gset
+SELECT status FROM sandbox.wait(:warm, '30 s');
 SET ROLE bob;
 SELECT sandbox.drop_session('f92l', if_exists => true);
 SELECT sandbox.create_session('f92l', backend => 'local') IS NOT NULL;
@@ -33,7 +39,7 @@ RESET ROLE;
 SELECT test.emu('hook', 'faults', '{}');
 SET ROLE alice;
 SELECT status FROM sandbox.wait(:c, '90 s');
-SELECT sandbox.drop_session('f92c', if_exists => true);
+SELECT sandbox.drop_session(s, if_exists => true) FROM unnest(ARRAY['f92c', 'f92w']) s;
 SET ROLE bob;
 SELECT sandbox.drop_session('f92l');
 RESET ROLE;
