@@ -7,6 +7,7 @@
 #include "shared.h"
 
 #include "access/xact.h"
+#include "postmaster/bgworker.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
@@ -228,4 +229,25 @@ sb_shared_get_error(Oid viewer, bool all, SbRoleError *error)
 	}
 	SpinLockRelease(&sb_shared->mutex);
 	return found;
+}
+
+/*
+ * sb_dynamic_worker fills w for a short-lived process of this library with a
+ * database connection (a callback, a reaper): never restarted, its
+ * arguments in bgw_extra.
+ */
+void
+sb_dynamic_worker(BackgroundWorker *w, const char *function, const char *type,
+				  const void *extra, size_t extra_len)
+{
+	Assert(extra_len <= BGW_EXTRALEN);
+	memset(w, 0, sizeof(*w));
+	w->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	w->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	w->bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(w->bgw_library_name, "cloudrun_sandbox", BGW_MAXLEN);
+	strlcpy(w->bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(w->bgw_name, type, BGW_MAXLEN);
+	strlcpy(w->bgw_type, type, BGW_MAXLEN);
+	memcpy(w->bgw_extra, extra, extra_len);
 }

@@ -53,4 +53,8 @@ extern void sb_shared_set_role_error(Oid role, const char *message);
 extern bool sb_shared_get_error(Oid viewer, bool all, SbRoleError *error);
 extern void sb_register_worker(void);
 
+struct BackgroundWorker;
+extern void sb_dynamic_worker(struct BackgroundWorker *w, const char *function, const char *type,
+							  const void *extra, size_t extra_len);
+
 #endif							/* SB_SHARED_H */

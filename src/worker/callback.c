@@ -344,17 +344,10 @@ start_one(const CallbackArgs *a)
 	MemoryContext old;
 	bool		ok;
 
-	memset(&w, 0, sizeof(w));
-	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	w.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(w.bgw_library_name, "cloudrun_sandbox", BGW_MAXLEN);
-	strlcpy(w.bgw_function_name, "sb_callback_main", BGW_MAXLEN);
-	snprintf(w.bgw_name, BGW_MAXLEN, "cloudrun_sandbox callback of execution " INT64_FORMAT, a->id);
-	strlcpy(w.bgw_type, "cloudrun_sandbox callback", BGW_MAXLEN);
-	w.bgw_notify_pid = MyProcPid;
 	StaticAssertStmt(sizeof(CallbackArgs) <= BGW_EXTRALEN, "callback arguments do not fit bgw_extra");
-	memcpy(w.bgw_extra, a, sizeof(CallbackArgs));
+	sb_dynamic_worker(&w, "sb_callback_main", "cloudrun_sandbox callback", a, sizeof(CallbackArgs));
+	snprintf(w.bgw_name, BGW_MAXLEN, "cloudrun_sandbox callback of execution " INT64_FORMAT, a->id);
+	w.bgw_notify_pid = MyProcPid;
 	old = MemoryContextSwitchTo(CallbackContext);
 	ok = RegisterDynamicBackgroundWorker(&w, &handle);
 	if (ok)

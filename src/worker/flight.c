@@ -145,6 +145,17 @@ flight_start(WorkerFlight *f)
 	PG_END_TRY();
 }
 
+/* flight_abandon ends a flight whose step raised: its run cancelled, the error kept. */
+static void
+flight_abandon(WorkerFlight *f)
+{
+	char	   *msg = caught(f->cxt);
+
+	if (f->driver->cancel)
+		f->driver->cancel(f->run);
+	flight_error(f, msg);
+}
+
 /*
  * flight_step drives a RUNNING flight's run without blocking: COLLECTING once
  * it has ended; FINISHED (cancelled, failed) past its deadline or on an error.
@@ -178,11 +189,7 @@ flight_step(WorkerFlight *f)
 	}
 	PG_CATCH();
 	{
-		char	   *msg = caught(f->cxt);
-
-		if (f->driver->cancel)
-			f->driver->cancel(f->run);
-		flight_error(f, msg);
+		flight_abandon(f);
 	}
 	PG_END_TRY();
 }
@@ -198,11 +205,7 @@ flight_collect(WorkerFlight *f)
 	}
 	PG_CATCH();
 	{
-		char	   *msg = caught(f->cxt);
-
-		if (f->driver->cancel)
-			f->driver->cancel(f->run);
-		flight_error(f, msg);
+		flight_abandon(f);
 	}
 	PG_END_TRY();
 }

@@ -39,6 +39,7 @@
 
 #include "driver.h"
 #include "gcloud.h"
+#include "shared.h"
 #include "worker/reaper.h"
 
 /* The background worker starts a reaper this often, for what a missed start left. */
@@ -73,16 +74,8 @@ start(const ReapArgs *a)
 {
 	BackgroundWorker w;
 
-	memset(&w, 0, sizeof(w));
-	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	w.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(w.bgw_library_name, "cloudrun_sandbox", BGW_MAXLEN);
-	strlcpy(w.bgw_function_name, "sb_reaper_main", BGW_MAXLEN);
-	strlcpy(w.bgw_name, "cloudrun_sandbox reaper", BGW_MAXLEN);
-	strlcpy(w.bgw_type, "cloudrun_sandbox reaper", BGW_MAXLEN);
 	StaticAssertStmt(sizeof(ReapArgs) <= BGW_EXTRALEN, "reaper arguments do not fit bgw_extra");
-	memcpy(w.bgw_extra, a, sizeof(ReapArgs));
+	sb_dynamic_worker(&w, "sb_reaper_main", "cloudrun_sandbox reaper", a, sizeof(ReapArgs));
 	return RegisterDynamicBackgroundWorker(&w, NULL);
 }
 
