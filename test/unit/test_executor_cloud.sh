@@ -41,13 +41,11 @@ trap cleanup EXIT
 
 # --- build ---------------------------------------------------------------
 
+# The Makefile's AddressSanitizer build of the cloud executor (the sources are listed once, there).
 EXE="$tmp/cloudrun-sandbox-executor"
-if ! (cd "$top" && cc -std=gnu11 -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter -DSB_EXECUTOR_CLOUD \
-	-fsanitize=address,undefined -fno-omit-frame-pointer -Isrc -o "$EXE" \
-	src/executor/executor.c src/executor/command.c src/executor/cloud.c src/executor/isolate.c \
-	src/executor/fileops.c src/executor/background.c src/executor/scrub.c \
-	src/common/sbutil.c src/common/protocol.c src/common/http.c src/common/gcs.c \
-	src/common/oauth.c -ljansson -lcurl -lcrypto); then
+if ! make -C "$top" -s cloudrun-sandbox-executor-asan \
+	PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" >&2 ||
+	! cp "$top/cloudrun-sandbox-executor-asan" "$EXE"; then
 	echo "test_executor_cloud: cannot build the executor" >&2
 	exit 2
 fi
