@@ -150,6 +150,12 @@ log "security lifecycle"
 cat "$out"
 count_summary "$out" "security lifecycle"
 
+# --- Base backups with awkward workspace files (a cluster of its own, default settings).
+log "base backups"
+"$ROOT/test/basebackup.sh" >"$out" 2>&1 || true
+cat "$out"
+count_summary "$out" "base backups"
+
 # --- ALTER EXTENSION ... UPDATE from 0.1.0 with data in place (a cluster of its own).
 log "upgrade from 0.1.0"
 "$ROOT/test/upgrade.sh" >"$out" 2>&1 || true
