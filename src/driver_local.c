@@ -74,7 +74,7 @@ struct SbRun
 	size_t		frame_len;		/* warm: its length, once the frame is complete */
 	bool		complete;		/* warm: the whole result frame has arrived */
 	bool		was_warm;		/* sent to a warm sandbox */
-	int			slot;			/* the role's sandbox slot it holds (local/slots.c), or 0 */
+	int			slot;			/* its hold on a role's sandbox slot (local/slots.c), or 0 */
 };
 
 /*

@@ -7,6 +7,6 @@
 #define SB_LOCAL_SLOTS_H
 
 extern int	sb_sandbox_slot_take(void);
-extern void sb_sandbox_slot_release(int slot);
+extern void sb_sandbox_slot_release(int holder);
 
 #endif							/* SB_LOCAL_SLOTS_H */

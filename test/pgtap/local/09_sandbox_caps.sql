@@ -8,7 +8,7 @@
 -- bob (sandbox_user only), through SET ROLE and dblink connections.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(17);
+SELECT plan(18);
 
 SELECT is(test.set_system('cloudrun_sandbox.max_sandboxes_per_role', '2'), '2', 'the cap is 2 sandboxes per role');
 
@@ -28,6 +28,7 @@ SELECT matches(test.error_of($$SELECT * FROM sandbox.exec('echo third', 'cap3')$
 SELECT throws_ok($$SELECT sandbox.file_write('f', 'x', session => 'cap3')$$, '53400', NULL,
 				 'a file operation, which starts a sandbox too, is refused as well');
 SELECT is((SELECT count(*)::int FROM sandbox.executions WHERE session = 'cap3'), 0, 'nothing of the refused calls ran');
+SELECT throws_ok($$SET cloudrun_sandbox.max_sandboxes_per_role = 0$$, '42501', NULL, 'and alice cannot lift her cap');
 RESET ROLE;
 
 -- Bob is not affected.
