@@ -9,9 +9,10 @@
  *
  * posix_spawn() cannot set a child's niceness, and setting it from the parent
  * after the spawn races with the processes the sandbox starts (they inherit
- * the niceness they are forked with), hence fork().  Between fork() and
- * execve() the child makes system calls only: no allocation, no PostgreSQL
- * code, _exit() on failure.
+ * the niceness they are forked with), hence a fork: _Fork(), which runs no
+ * atfork handlers of the libraries loaded (OpenSSL, libcurl).  Between it
+ * and execve() the child makes system calls only: no allocation, no
+ * PostgreSQL code, _exit() on failure.
  */
 #include "postgres.h"
 
@@ -126,7 +127,7 @@ sb_spawn_sandbox_process(char **argv, const int *fds, int nfds)
 	/* No handler of ours may run in the child before it resets them. */
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, &old);
-	pid = fork();
+	pid = _Fork();
 	if (pid == 0)
 		child_exec(argv, fds, nfds, report[1]);
 	save = errno;
