@@ -50,6 +50,8 @@ char	   *sb_worker_database = NULL;
 int			sb_max_concurrent = 64;
 int			sb_max_command_bytes = 1024 * 1024;
 int			sb_max_background_per_role = 32;
+int			sb_max_sandboxes_per_role = 8;
+int			sb_local_nice = 10;
 int			sb_warm_sessions = 128;
 int			sb_warm_idle_timeout_s = 60;
 int			sb_max_batch = 50;
@@ -195,6 +197,14 @@ _PG_init(void)
 							"Background processes a role may have starting or running at once; 0 = no limit.",
 							NULL, &sb_max_background_per_role, 32, 0, 100000, PGC_SUSET, 0,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.max_sandboxes_per_role",
+							"Local sandboxes a role's own connections may run at once (exec, file operations); 0 = no limit.",
+							"The background worker's executions are bounded by max_concurrent instead.",
+							&sb_max_sandboxes_per_role, 8, 0, 10000, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.local_nice",
+							"Niceness (CPU priority) of every local sandbox's processes.",
+							"Never below the server's own; nothing in a sandbox can lower it.",
+							&sb_local_nice, 10, 0, 19, PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("cloudrun_sandbox.local_warm_sessions",
 							"Local sessions whose sandbox the background worker keeps running between commands; 0 = none.",
 							"A warm sandbox answers a queued command without starting bubblewrap again.",

@@ -56,6 +56,8 @@ extern char *sb_worker_database;
 extern int	sb_max_concurrent;
 extern int	sb_max_command_bytes;
 extern int	sb_max_background_per_role;
+extern int	sb_max_sandboxes_per_role;
+extern int	sb_local_nice;
 extern int	sb_max_batch;
 extern int	sb_warm_sessions;
 extern int	sb_warm_idle_timeout_s;
@@ -141,6 +143,8 @@ extern void sb_spi_end_owner(void);
 #define SB_SESSION_LOCK_CLASS 0x5B0C
 /* The same for a role's lock on its count of background processes (background.c). */
 #define SB_ROLE_LOCK_CLASS 0x5B0D
+/* The same for a role's slots of sandboxes running at once (local/slots.c). */
+#define SB_SANDBOX_SLOT_CLASS 0x5B0E
 extern Datum sb_session_datum(const SbSession *session, TupleDesc result_desc);
 
 /* cloudrun_sandbox.c: JSON helpers between jsonb and jansson. */

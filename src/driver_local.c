@@ -24,7 +24,6 @@
 #include <dirent.h>
 #include <limits.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -36,6 +35,8 @@
 
 #include "common/sbutil.h"
 #include "local/seccomp.h"
+#include "local/slots.h"
+#include "local/spawn.h"
 #include "local/storage.h"
 
 #define SB_STDERR_CAP 65536
@@ -73,6 +74,7 @@ struct SbRun
 	size_t		frame_len;		/* warm: its length, once the frame is complete */
 	bool		complete;		/* warm: the whole result frame has arrived */
 	bool		was_warm;		/* sent to a warm sandbox */
+	int			slot;			/* its hold on a role's sandbox slot (local/slots.c), or 0 */
 };
 
 /*
@@ -263,17 +265,14 @@ write_request(int fd, const char *request)
  * program on SB_SECCOMP_CHILD_FD (whose slot in extra, if it has one, must
  * be -1), and nothing else of the backend's: the client socket and every
  * other descriptor stay behind.  It runs in a session of its own, with
- * default signal handling.  Returns its pid.
+ * default signal handling and the sandbox's limits (sb_spawn_sandbox_process).
+ * Returns its pid.
  */
 static pid_t
 spawn_sandbox(char **argv, int fd0, int fd1, int fd2, const int *extra, int nextra)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t	none, all;
-	char	   *empty_env[] = {NULL};
 	pid_t		pid;
-	int			rc;
+	int			save;
 	int			src[SB_SECCOMP_CHILD_FD + 1 + 8];
 	int			raised[SB_SECCOMP_CHILD_FD + 1 + 8];
 	int			nfds = Max(3 + nextra, SB_SECCOMP_CHILD_FD + 1);
@@ -325,30 +324,15 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, const int *extra, int next
 		}
 	}
 	src[SB_SECCOMP_CHILD_FD] = seccomp_fd;
-	posix_spawn_file_actions_init(&fa);
-	for (int i = 0; i < nfds; i++)
-		if (src[i] >= 0)
-			posix_spawn_file_actions_adddup2(&fa, src[i], i);
-		else
-			posix_spawn_file_actions_addclose(&fa, i);
-	posix_spawn_file_actions_addclosefrom_np(&fa, nfds);
-	posix_spawnattr_init(&attr);
-	sigemptyset(&none);
-	sigfillset(&all);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &all);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-							 POSIX_SPAWN_SETSID);
-	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, empty_env);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
+	pid = sb_spawn_sandbox_process(argv, src, nfds);
+	save = errno;
 	close(seccomp_fd);
 	for (int i = 0; i < nfds; i++)
 		if (raised[i] >= 0)
 			close(raised[i]);
-	if (rc != 0)
+	if (pid < 0)
 	{
-		errno = rc;
+		errno = save;
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not start the sandbox \"%s\": %m", argv[0])));
@@ -406,7 +390,10 @@ init_result_buffers(SbRun *run)
 	sb_buf_init(&run->err, SB_STDERR_CAP);
 }
 
-/* warm_signature joins a command line, to tell whether a warm sandbox still matches. */
+/*
+ * warm_signature joins a command line and the niceness a sandbox starts with,
+ * to tell whether a warm sandbox still matches.
+ */
 static char *
 warm_signature(char **argv)
 {
@@ -415,6 +402,7 @@ warm_signature(char **argv)
 	initStringInfo(&buf);
 	for (int i = 0; argv[i] != NULL; i++)
 		appendStringInfo(&buf, "%s%c", argv[i], '\x1f');
+	appendStringInfo(&buf, "nice=%d", sb_local_nice);
 	return buf.data;
 }
 
@@ -620,16 +608,28 @@ static SbRun *
 local_launch(const char *session, int64 id, const char *request)
 {
 	SbRun	   *run;
+	SbRun	   *volatile cold;
 	int			in_fd;
 
 	if (sb_local_warm && sb_warm_sessions > 0 && (run = warm_launch(session, request)) != NULL)
 		return run;
-	run = palloc0(sizeof(SbRun));
-	run->pid = spawn_piped(bwrap_args(session), &in_fd, &run->out_fd, &run->err_fd,
-						   &run->pid_fd);
-	init_result_buffers(run);
+	cold = palloc0(sizeof(SbRun));
+	/* A call in a role's own backend holds one of its slots while its sandbox runs. */
+	cold->slot = sb_sandbox_slot_take();
+	PG_TRY();
+	{
+		cold->pid = spawn_piped(bwrap_args(session), &in_fd, &cold->out_fd, &cold->err_fd,
+								&cold->pid_fd);
+	}
+	PG_CATCH();
+	{
+		sb_sandbox_slot_release(cold->slot);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	init_result_buffers(cold);
 	write_request(in_fd, request);
-	return run;
+	return cold;
 }
 
 static int
@@ -715,6 +715,14 @@ warm_step(SbRun *run)
 	return false;
 }
 
+/* release_slot gives back the role's sandbox slot once the run's sandbox is gone. */
+static void
+release_slot(SbRun *run)
+{
+	sb_sandbox_slot_release(run->slot);
+	run->slot = 0;
+}
+
 static bool
 local_step(SbRun *run)
 {
@@ -730,6 +738,8 @@ local_step(SbRun *run)
 		run->reaped = true;
 	if (run->reaped && run->pid_fd >= 0)
 		close(run->pid_fd), run->pid_fd = -1;
+	if (run->reaped)
+		release_slot(run);
 	return run->reaped;
 }
 
@@ -752,6 +762,7 @@ local_cancel(SbRun *run)
 		close(run->err_fd), run->err_fd = -1;
 	if (run->pid_fd >= 0)
 		close(run->pid_fd), run->pid_fd = -1;
+	release_slot(run);
 }
 
 static char *
