@@ -35,6 +35,7 @@ int			sb_max_output_bytes = 1024 * 1024;
 int			sb_default_timeout_s = 300;
 int			sb_max_timeout_s = 3600;
 int			sb_history_retention_s = 7 * 24 * 3600;
+int			sb_history_max_kb = 100 * 1024;
 int			sb_default_backend = SB_BACKEND_LOCAL;
 char	   *sb_project = NULL;
 char	   *sb_region = NULL;
@@ -141,6 +142,11 @@ _PG_init(void)
 							"How long finished executions are kept in sandbox.executions; 0 = forever.",
 							NULL, &sb_history_retention_s, 7 * 24 * 3600, 0, INT_MAX, PGC_SUSET,
 							GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.history_max_bytes_per_role",
+							"Bytes of finished history (command, stdout, stderr, error) kept per role; 0 = no bound.",
+							"Beyond it, the role's oldest finished executions are deleted.",
+							&sb_history_max_kb, 100 * 1024, 0, INT_MAX, PGC_SUSET, GUC_UNIT_KB,
+							NULL, NULL, NULL);
 	DefineCustomEnumVariable("cloudrun_sandbox.backend",
 							 "Backend of sessions created from now on: local or cloudrun.",
 							 "A session keeps the backend it was created with.",

@@ -41,6 +41,7 @@ extern int	sb_max_output_bytes;
 extern int	sb_default_timeout_s;
 extern int	sb_max_timeout_s;
 extern int	sb_history_retention_s;
+extern int	sb_history_max_kb;
 extern int	sb_default_backend;
 extern char *sb_project;
 extern char *sb_region;
@@ -109,6 +110,8 @@ extern List *sb_session_names_visible(void);
 extern int64 sb_execution_next_id(void);
 extern void sb_execution_insert(const SbSession *session, const SbOutcome *outcome);
 extern void sb_execution_prune(void);
+extern int64 sb_history_prune_role(Oid role);
+extern List *sb_history_roles_since(TimestampTz since);
 extern int64 sb_execution_queue(const SbSession *session, const char *command, int64 timeout_ms,
 								Jsonb *call_env, Oid callback);
 extern Datum sb_execution_row(int64 id, TupleDesc desc, bool *finished, bool *mine_uncommitted);
