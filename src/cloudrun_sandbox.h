@@ -63,6 +63,9 @@ extern int	sb_warm_idle_timeout_s;
 
 /* fileops.c: cloudrun_sandbox.max_transfer_bytes, defined by sb_fileops_init(). */
 extern int	sb_max_transfer_bytes;
+
+/* cloudrun_sandbox.c: a bound on what shared code and jansson allocate. */
+extern bool sb_alloc_limit(size_t budget);
 extern void sb_fileops_init(void);
 
 /* Which backend runs a session's commands. */
