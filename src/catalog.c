@@ -31,7 +31,7 @@
 
 /* How often one backend prunes old history, and how much at once. */
 #define PRUNE_INTERVAL_MS 10000
-#define PRUNE_BATCH 500
+#define PRUNE_BATCH SB_HISTORY_PRUNE_BATCH
 
 /*
  * A backend prunes its role's history by bytes once it has added this
@@ -39,6 +39,13 @@
  * the rows it keeps, so it runs once per that many bytes, never per exec.
  */
 #define PRUNE_BYTES_FRACTION 64
+
+/*
+ * Each row also counts this much toward history_max_bytes_per_role, about
+ * what its other columns, tuple header and index entries take: a role cannot
+ * keep millions of empty rows under the bound (a prune reads the rows kept).
+ */
+#define HISTORY_ROW_BYTES 256
 
 /* History bytes this backend added since it last pruned its role's history by bytes. */
 static int64 history_bytes_added = 0;
@@ -529,7 +536,7 @@ sb_execution_insert(const SbSession *session, const SbOutcome *o)
 				15, types),
 		values, nulls, SPI_OK_INSERT);
 	spi_end(&s);
-	history_bytes_added += strlen(o->command) + r->stdout_len + r->stderr_len +
+	history_bytes_added += HISTORY_ROW_BYTES + strlen(o->command) + r->stdout_len + r->stderr_len +
 		(r->error ? strlen(r->error) : 0);
 }
 
@@ -542,8 +549,8 @@ sb_history_max_bytes(void)
 
 /*
  * sb_history_prune_role deletes up to PRUNE_BATCH of role's oldest finished
- * executions beyond history_max_bytes_per_role (newest first, the newest one
- * always kept), skipping rows another transaction has locked and rows whose
+ * executions beyond history_max_bytes_per_role (their bytes plus
+ * HISTORY_ROW_BYTES each, newest first, the newest one always kept), skipping rows another transaction has locked and rows whose
  * callback has yet to run.  Returns how many it deleted.  It reads the role's
  * finished rows newest first, through executions_history_idx, only until their
  * bytes pass the bound.
@@ -565,7 +572,8 @@ sb_history_prune_role(Oid role)
 				"DELETE FROM sandbox.executions WHERE id IN ("
 				"SELECT e.id FROM sandbox.executions e, "
 				"(SELECT finished_at, id FROM ("
-				"SELECT finished_at, id, sum(bytes) OVER w AS newer, row_number() OVER w AS n "
+				"SELECT finished_at, id, sum(bytes + " CppAsString2(HISTORY_ROW_BYTES) ") OVER w AS newer, "
+				"row_number() OVER w AS n "
 				"FROM sandbox.executions WHERE owner = $1 AND finished_at IS NOT NULL "
 				"WINDOW w AS (ORDER BY finished_at DESC, id DESC ROWS UNBOUNDED PRECEDING)) h "
 				"WHERE newer > $2 AND n > 1 LIMIT 1) cut "

@@ -300,9 +300,9 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	duration->time = (int64) (r->duration_ms * 1000.0);
 	/* One copy of each output at a time: the row's. */
 	out = cstring_to_text_with_len(r->stdout_data, r->stdout_len);
-	pfree(r->stdout_data);
+	sb_free(r->stdout_data);
 	err = cstring_to_text_with_len(r->stderr_data, r->stderr_len);
-	pfree(r->stderr_data);
+	sb_free(r->stderr_data);
 	PG_RETURN_DATUM(sb_result_datum(desc, outcome.id, sb_status_name(r->status),
 									r->has_exit_code, r->exit_code, out, err,
 									r->error, r->has_state ? r->cwd : state.cwd, duration,

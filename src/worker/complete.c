@@ -352,10 +352,10 @@ sb_history_tick(void)
 		ListCell   *lc;
 
 		foreach(lc, roles)
-			if (sb_history_prune_role(lfirst_oid(lc)) > 0)
+			if (sb_history_prune_role(lfirst_oid(lc)) >= SB_HISTORY_PRUNE_BATCH)
 				more = true;
 		commit();
-		/* A role with more to delete is looked at again soon, from the same point. */
+		/* A role with more to delete (a full batch) is looked at again soon, from the same point. */
 		if (more)
 		{
 			last = TimestampTzPlusMilliseconds(now, SB_RETRY_LOCKED_MS - HISTORY_TICK_MS);

@@ -3,14 +3,15 @@
 -- 100 kB each leave alice at most 1MB of finished history, her newest rows
 -- kept and the oldest gone; bob's rows are untouched; a row alice keeps
 -- locked in an open transaction is skipped, and nothing waits for it.  The
--- same for submit(), pruned by the background worker.
+-- same for submit(), pruned by the background worker.  Rows that print
+-- nothing count too (256 bytes a row), so a role cannot keep millions.
 -- Runs as: tap (sandbox_user only) as alice and bob, on each backend; alice's
 -- open transaction through dblink.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 -- A prune that waited for alice's lock would hang: make that a failure.
 SET statement_timeout = '120s';
-SELECT plan(13);
+SELECT plan(14);
 SELECT ok(test.wait_worker(), 'the worker is running');
 
 -- The bound: for the worker and new connections, and for this session's exec.
@@ -98,6 +99,20 @@ RESET ROLE;
 
 SELECT dblink_exec('hb_lock', 'COMMIT');
 SELECT dblink_disconnect('hb_lock');
+
+-- Empty rows count too (256 bytes each): with a bound of 16kB, 100 commands
+-- that print nothing leave at most 64 rows.
+SELECT test.set_setting('cloudrun_sandbox.history_max_bytes_per_role', '16kB');
+SET ROLE alice;
+DO $$
+BEGIN
+	FOR n IN 1..100 LOOP
+		PERFORM sandbox.exec('true', 'hb_a');
+	END LOOP;
+END $$;
+SELECT cmp_ok((SELECT count(*) FROM sandbox.executions WHERE finished_at IS NOT NULL), '<=', 64::bigint,
+			  'rows that print nothing count toward the bound: at most 64 of 100 are kept under 16kB');
+RESET ROLE;
 SELECT test.set_system('cloudrun_sandbox.history_max_bytes_per_role', NULL);
 SELECT test.set_setting('cloudrun_sandbox.history_max_bytes_per_role', NULL);
 SET ROLE alice;
