@@ -553,7 +553,8 @@ sb_history_max_bytes(void)
  * HISTORY_ROW_BYTES each, newest first, the newest one always kept), skipping rows another transaction has locked and rows whose
  * callback has yet to run.  Returns how many it deleted.  It reads the role's
  * finished rows newest first, through executions_history_idx, only until their
- * bytes pass the bound.
+ * bytes pass the bound, and deletes from there on down in the index's order
+ * (so a batch reads its own rows, not a role's whole backlog).
  */
 int64
 sb_history_prune_role(Oid role)
@@ -570,18 +571,17 @@ sb_history_prune_role(Oid role)
 	values[1] = Int64GetDatum(sb_history_max_bytes());
 	run(prepare(&plan_prune_bytes,
 				"DELETE FROM sandbox.executions WHERE id IN ("
-				"SELECT e.id FROM sandbox.executions e, "
-				"(SELECT finished_at, id FROM ("
+				"SELECT e.id FROM sandbox.executions e "
+				"WHERE e.owner = $1 AND e.finished_at IS NOT NULL "
+				"AND (e.finished_at, e.id) <= (SELECT finished_at, id FROM ("
 				"SELECT finished_at, id, sum(bytes + " CppAsString2(HISTORY_ROW_BYTES) ") OVER w AS newer, "
 				"row_number() OVER w AS n "
 				"FROM sandbox.executions WHERE owner = $1 AND finished_at IS NOT NULL "
 				"WINDOW w AS (ORDER BY finished_at DESC, id DESC ROWS UNBOUNDED PRECEDING)) h "
-				"WHERE newer > $2 AND n > 1 LIMIT 1) cut "
-				"WHERE e.owner = $1 AND e.finished_at IS NOT NULL "
-				"AND (e.finished_at, e.id) <= (cut.finished_at, cut.id) "
+				"WHERE newer > $2 AND n > 1 LIMIT 1) "
 				"AND e.status NOT IN ('queued', 'launching', 'running') "
 				"AND (e.callback_state IS NULL OR e.callback_state NOT IN ('pending', 'running')) "
-				"ORDER BY e.finished_at, e.id LIMIT " CppAsString2(PRUNE_BATCH)
+				"ORDER BY e.finished_at DESC, e.id DESC LIMIT " CppAsString2(PRUNE_BATCH)
 				" FOR UPDATE OF e SKIP LOCKED)",
 				2, types),
 		values, NULL, SPI_OK_DELETE);
