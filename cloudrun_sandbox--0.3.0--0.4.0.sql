@@ -2,3 +2,17 @@
 -- session, history bytes per role, limits in force.  Each block below belongs
 -- to one change; keep them apart.
 \echo Use "ALTER EXTENSION cloudrun_sandbox UPDATE TO '0.4.0'" to load this file. \quit
+
+-- [history] A per-role bound on history bytes (issue 11, finding 6):
+-- cloudrun_sandbox.history_max_bytes_per_role.  Each row's bytes (command,
+-- stdout, stderr and error) are stored with it, and an index walks a role's
+-- finished rows newest first carrying them, so a prune reads only the rows it
+-- keeps (plus one) and never a whole table.  Adding the column rewrites the
+-- table once, existing rows included.
+ALTER TABLE sandbox.executions ADD COLUMN bytes bigint GENERATED ALWAYS AS (
+	pg_catalog.octet_length(command) + COALESCE(pg_catalog.octet_length(stdout), 0)
+	+ COALESCE(pg_catalog.octet_length(stderr), 0) + COALESCE(pg_catalog.octet_length(error), 0)) STORED;
+COMMENT ON COLUMN sandbox.executions.bytes IS
+	'bytes of command, stdout, stderr and error: what cloudrun_sandbox.history_max_bytes_per_role counts';
+CREATE INDEX executions_history_idx ON sandbox.executions (owner, finished_at DESC, id DESC)
+	INCLUDE (bytes) WHERE finished_at IS NOT NULL;

@@ -31,7 +31,24 @@
 
 /* How often one backend prunes old history, and how much at once. */
 #define PRUNE_INTERVAL_MS 10000
-#define PRUNE_BATCH 500
+#define PRUNE_BATCH SB_HISTORY_PRUNE_BATCH
+
+/*
+ * A backend prunes its role's history by bytes once it has added this
+ * fraction of history_max_bytes_per_role since its last prune: a prune reads
+ * the rows it keeps, so it runs once per that many bytes, never per exec.
+ */
+#define PRUNE_BYTES_FRACTION 64
+
+/*
+ * Each row also counts this much toward history_max_bytes_per_role, about
+ * what its other columns, tuple header and index entries take: a role cannot
+ * keep millions of empty rows under the bound (a prune reads the rows kept).
+ */
+#define HISTORY_ROW_BYTES 256
+
+/* History bytes this backend added since it last pruned its role's history by bytes. */
+static int64 history_bytes_added = 0;
 
 /* Saved identity while running SPI as the extension owner. */
 typedef struct SbSpi
@@ -55,6 +72,8 @@ static SPIPlanPtr plan_execution_row;
 static SPIPlanPtr plan_cancel_execution;
 static SPIPlanPtr plan_next_id;
 static SPIPlanPtr plan_prune;
+static SPIPlanPtr plan_prune_bytes;
+static SPIPlanPtr plan_history_roles;
 static SPIPlanPtr plan_session_row;
 static SPIPlanPtr plan_visible_sessions;
 static SPIPlanPtr plan_insert_dropped;
@@ -517,8 +536,93 @@ sb_execution_insert(const SbSession *session, const SbOutcome *o)
 				15, types),
 		values, nulls, SPI_OK_INSERT);
 	spi_end(&s);
+	history_bytes_added += HISTORY_ROW_BYTES + strlen(o->command) + r->stdout_len + r->stderr_len +
+		(r->error ? strlen(r->error) : 0);
 }
 
+/* sb_history_max_bytes returns cloudrun_sandbox.history_max_bytes_per_role in bytes, 0 for none. */
+static int64
+sb_history_max_bytes(void)
+{
+	return (int64) sb_history_max_kb * 1024;
+}
+
+/*
+ * sb_history_prune_role deletes up to PRUNE_BATCH of role's oldest finished
+ * executions beyond history_max_bytes_per_role (their bytes plus
+ * HISTORY_ROW_BYTES each, newest first, the newest one always kept), skipping rows another transaction has locked and rows whose
+ * callback has yet to run.  Returns how many it deleted.  It reads the role's
+ * finished rows newest first, through executions_history_idx, only until their
+ * bytes pass the bound, and deletes from there on down in the index's order
+ * (so a batch reads its own rows, not a role's whole backlog).
+ */
+int64
+sb_history_prune_role(Oid role)
+{
+	SbSpi		s;
+	Oid			types[2] = {REGROLEOID, INT8OID};
+	Datum		values[2];
+	int64		deleted;
+
+	if (sb_history_max_bytes() <= 0)
+		return 0;
+	spi_begin(&s);
+	values[0] = ObjectIdGetDatum(role);
+	values[1] = Int64GetDatum(sb_history_max_bytes());
+	run(prepare(&plan_prune_bytes,
+				"DELETE FROM sandbox.executions WHERE id IN ("
+				"SELECT e.id FROM sandbox.executions e "
+				"WHERE e.owner = $1 AND e.finished_at IS NOT NULL "
+				"AND (e.finished_at, e.id) <= (SELECT finished_at, id FROM ("
+				"SELECT finished_at, id, sum(bytes + " CppAsString2(HISTORY_ROW_BYTES) ") OVER w AS newer, "
+				"row_number() OVER w AS n "
+				"FROM sandbox.executions WHERE owner = $1 AND finished_at IS NOT NULL "
+				"WINDOW w AS (ORDER BY finished_at DESC, id DESC ROWS UNBOUNDED PRECEDING)) h "
+				"WHERE newer > $2 AND n > 1 LIMIT 1) "
+				"AND e.status NOT IN ('queued', 'launching', 'running') "
+				"AND (e.callback_state IS NULL OR e.callback_state NOT IN ('pending', 'running')) "
+				"ORDER BY e.finished_at DESC, e.id DESC LIMIT " CppAsString2(PRUNE_BATCH)
+				" FOR UPDATE OF e SKIP LOCKED)",
+				2, types),
+		values, NULL, SPI_OK_DELETE);
+	deleted = (int64) SPI_processed;
+	spi_end(&s);
+	return deleted;
+}
+
+/* sb_history_roles_since lists the roles with executions finished at or after since. */
+List *
+sb_history_roles_since(TimestampTz since)
+{
+	SbSpi		s;
+	Oid			types[1] = {TIMESTAMPTZOID};
+	Datum		values[1];
+	List	   *roles = NIL;
+
+	spi_begin(&s);
+	values[0] = TimestampTzGetDatum(since);
+	run(prepare(&plan_history_roles,
+				"SELECT DISTINCT owner FROM sandbox.executions WHERE finished_at >= $1", 1, types),
+		values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			role = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														  SPI_tuptable->tupdesc, 1, &isnull));
+		MemoryContext old = MemoryContextSwitchTo(s.outer);
+
+		roles = lappend_oid(roles, role);
+		MemoryContextSwitchTo(old);
+	}
+	spi_end(&s);
+	return roles;
+}
+
+/*
+ * sb_execution_prune deletes, in small batches and without waiting for any
+ * lock, history older than history_retention and, once this backend has
+ * added enough bytes, the caller's history beyond history_max_bytes_per_role.
+ */
 void
 sb_execution_prune(void)
 {
@@ -528,6 +632,19 @@ sb_execution_prune(void)
 	Oid			types[1] = {TIMESTAMPTZOID};
 	Datum		values[1];
 
+	/*
+	 * In a REPEATABLE READ or SERIALIZABLE transaction, a row another pruner
+	 * deleted after the snapshot would fail the caller's statement: the
+	 * worker prunes instead.
+	 */
+	if (IsolationUsesXactSnapshot())
+		return;
+	if (sb_history_max_bytes() > 0 &&
+		history_bytes_added >= Max(sb_history_max_bytes() / PRUNE_BYTES_FRACTION, 1))
+	{
+		history_bytes_added = 0;
+		(void) sb_history_prune_role(GetUserId());
+	}
 	if (sb_history_retention_s <= 0 ||
 		!TimestampDifferenceExceeds(last_prune, now, PRUNE_INTERVAL_MS))
 		return;
@@ -612,7 +729,8 @@ sb_execution_row(int64 id, TupleDesc desc, bool *finished, bool *mine_uncommitte
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("execution " INT64_FORMAT " does not exist", id),
-				 errhint("It may have been removed by cloudrun_sandbox.history_retention.")));
+				 errhint("It may have been removed by cloudrun_sandbox.history_retention "
+						 "or cloudrun_sandbox.history_max_bytes_per_role.")));
 	tup = SPI_tuptable->vals[0];
 	td = SPI_tuptable->tupdesc;
 	heap_deform_tuple(tup, td, v, n);

@@ -35,6 +35,7 @@ int			sb_max_output_bytes = 1024 * 1024;
 int			sb_default_timeout_s = 300;
 int			sb_max_timeout_s = 3600;
 int			sb_history_retention_s = 7 * 24 * 3600;
+int			sb_history_max_kb = 100 * 1024;
 int			sb_default_backend = SB_BACKEND_LOCAL;
 char	   *sb_project = NULL;
 char	   *sb_region = NULL;
@@ -64,20 +65,55 @@ static const struct config_enum_entry backend_options[] = {
 
 void		_PG_init(void);
 
+/* While alloc_limited, bytes pg_alloc may still hand out; alloc_exceeded once it refused. */
+static bool alloc_limited = false;
+static bool alloc_exceeded = false;
+static int64 alloc_left = 0;
+
 /* pg_alloc is the allocator for shared code and jansson: palloc, NULL on failure. */
 static void *
 pg_alloc(size_t size)
 {
-	return MemoryContextAllocExtended(CurrentMemoryContext, size,
-									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+	void	   *p;
+
+	if (alloc_limited && (int64) size > alloc_left)
+	{
+		alloc_exceeded = true;
+		return NULL;
+	}
+	p = MemoryContextAllocExtended(CurrentMemoryContext, size,
+								   MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+	if (p != NULL && alloc_limited)
+		alloc_left -= GetMemoryChunkSpace(p);
+	return p;
 }
 
 /* pg_free releases memory from pg_alloc. */
 static void
 pg_free(void *ptr)
 {
-	if (ptr != NULL)
-		pfree(ptr);
+	if (ptr == NULL)
+		return;
+	if (alloc_limited)
+		alloc_left += GetMemoryChunkSpace(ptr);
+	pfree(ptr);
+}
+
+/*
+ * sb_alloc_limit bounds what shared code and jansson may allocate from now on
+ * to budget bytes (an allocation beyond it fails as if out of memory); with
+ * budget 0, lifts the bound.  Returns whether an allocation failed for it
+ * since the bound was set.
+ */
+bool
+sb_alloc_limit(size_t budget)
+{
+	bool		exceeded = alloc_exceeded;
+
+	alloc_limited = budget > 0;
+	alloc_left = (int64) budget;
+	alloc_exceeded = false;
+	return exceeded;
 }
 
 /* _PG_init defines the settings and installs the allocator. */
@@ -143,6 +179,11 @@ _PG_init(void)
 							"How long finished executions are kept in sandbox.executions; 0 = forever.",
 							NULL, &sb_history_retention_s, 7 * 24 * 3600, 0, INT_MAX, PGC_SUSET,
 							GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.history_max_bytes_per_role",
+							"Bytes of finished history (command, stdout, stderr, error) kept per role; 0 = no bound.",
+							"Beyond it, the role's oldest finished executions are deleted.",
+							&sb_history_max_kb, 100 * 1024, 0, INT_MAX, PGC_SUSET, GUC_UNIT_KB,
+							NULL, NULL, NULL);
 	DefineCustomEnumVariable("cloudrun_sandbox.backend",
 							 "Backend of sessions created from now on: local or cloudrun.",
 							 "A session keeps the backend it was created with.",
@@ -256,10 +297,27 @@ sb_backend_parse(const char *name)
 json_t *
 sb_jsonb_to_env(Jsonb *jb, const char *what)
 {
-	char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	char	   *text;
 	json_error_t jerr;
-	json_t	   *env = json_loads(text, 0, &jerr);
+	json_t	   *env;
 	char		errbuf[256];
+
+	/*
+	 * Refused before any copy: its text and its jansson tree would take
+	 * several times its size.  A valid environment (at most SB_MAX_ENV_BYTES
+	 * of name=value, 3 bytes or more each) is never this large as jsonb.
+	 */
+	if (VARSIZE(jb) > 4 * SB_MAX_ENV_BYTES + 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s is too large: %zu bytes", what, (size_t) VARSIZE(jb)),
+				 errdetail("An environment holds at most %d bytes of name=value.",
+						   SB_MAX_ENV_BYTES),
+				 errhint("Pass large data in a file (sandbox.file_write or file_upload), "
+						 "not in the environment.")));
+	text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	env = json_loads(text, 0, &jerr);
+	pfree(text);
 
 	if (env == NULL || !sb_env_settable(env, errbuf, sizeof(errbuf)))
 		ereport(ERROR,

@@ -41,6 +41,7 @@ extern int	sb_max_output_bytes;
 extern int	sb_default_timeout_s;
 extern int	sb_max_timeout_s;
 extern int	sb_history_retention_s;
+extern int	sb_history_max_kb;
 extern int	sb_default_backend;
 extern char *sb_project;
 extern char *sb_region;
@@ -64,6 +65,9 @@ extern int	sb_warm_idle_timeout_s;
 
 /* fileops.c: cloudrun_sandbox.max_transfer_bytes, defined by sb_fileops_init(). */
 extern int	sb_max_transfer_bytes;
+
+/* cloudrun_sandbox.c: a bound on what shared code and jansson allocate. */
+extern bool sb_alloc_limit(size_t budget);
 extern void sb_fileops_init(void);
 
 /* Which backend runs a session's commands. */
@@ -111,6 +115,10 @@ extern List *sb_session_names_visible(void);
 extern int64 sb_execution_next_id(void);
 extern void sb_execution_insert(const SbSession *session, const SbOutcome *outcome);
 extern void sb_execution_prune(void);
+/* Most rows one prune deletes (sb_execution_prune, sb_history_prune_role). */
+#define SB_HISTORY_PRUNE_BATCH 500
+extern int64 sb_history_prune_role(Oid role);
+extern List *sb_history_roles_since(TimestampTz since);
 extern int64 sb_execution_queue(const SbSession *session, const char *command, int64 timeout_ms,
 								Jsonb *call_env, Oid callback);
 extern Datum sb_execution_row(int64 id, TupleDesc desc, bool *finished, bool *mine_uncommitted);

@@ -259,6 +259,8 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	char	   *text;
 	size_t		len;
 	Interval   *duration;
+	struct varlena *out;		/* text; "text" names the result here */
+	struct varlena *err;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "sandbox.exec must return a composite type");
@@ -284,7 +286,10 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	text = sb_run_sync(driver, session->key, outcome.id, request,
 					   sb_exec_deadline(driver, outcome.started_at, tmo), &len);
 	outcome.finished_at = GetCurrentTimestamp();
+	/* The request and the result's text are not needed once decoded (memory: issue 11). */
+	pfree(request);
 	sb_decode_result(&outcome, text, len);
+	pfree(text);
 
 	/* History first, then the session's new state and its mirror. */
 	sb_execution_insert(session, &outcome);
@@ -293,10 +298,13 @@ sandbox_exec(PG_FUNCTION_ARGS)
 
 	duration = palloc0(sizeof(Interval));
 	duration->time = (int64) (r->duration_ms * 1000.0);
+	/* One copy of each output at a time: the row's. */
+	out = cstring_to_text_with_len(r->stdout_data, r->stdout_len);
+	sb_free(r->stdout_data);
+	err = cstring_to_text_with_len(r->stderr_data, r->stderr_len);
+	sb_free(r->stderr_data);
 	PG_RETURN_DATUM(sb_result_datum(desc, outcome.id, sb_status_name(r->status),
-									r->has_exit_code, r->exit_code,
-									cstring_to_text_with_len(r->stdout_data, r->stdout_len),
-									cstring_to_text_with_len(r->stderr_data, r->stderr_len),
+									r->has_exit_code, r->exit_code, out, err,
 									r->error, r->has_state ? r->cwd : state.cwd, duration,
 									r->stdout_truncated, r->stderr_truncated));
 }

@@ -157,6 +157,34 @@ raise_failure(const SbFileRequest *req, const SbFileResult *res)
 			 hint ? errhint("%s", hint) : 0));
 }
 
+/* The entries of a listing or a search may take this many times max_transfer_bytes in memory. */
+#define ITEMS_MEMORY_FACTOR 2
+
+/*
+ * items_budget bounds (on) the memory the decoded entries of a file_list,
+ * file_search or file_find result may take, or lifts the bound (!on) and
+ * raises 54000 if the entries passed it: a result within max_transfer_bytes of
+ * many short entries would otherwise take many times its size.
+ */
+static void
+items_budget(const SbFileRequest *req, bool on)
+{
+	if (req->op != SB_FILE_LIST && req->op != SB_FILE_SEARCH && req->op != SB_FILE_FIND)
+		return;
+	if (sb_alloc_limit(on ? (size_t) ITEMS_MEMORY_FACTOR * sb_max_transfer_bytes : 0) && !on)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the result of sandbox.%s has too many entries to hold in memory",
+						sb_file_op_name(req->op)),
+				 errdetail("Its entries take more than %d times cloudrun_sandbox.max_transfer_bytes "
+						   "(%d bytes).", ITEMS_MEMORY_FACTOR, sb_max_transfer_bytes),
+				 errhint(req->op == SB_FILE_SEARCH ?
+						 "Search a smaller file or with a narrower pattern, or ask a superuser to "
+						 "raise cloudrun_sandbox.max_transfer_bytes." :
+						 "List a smaller directory, or ask a superuser to raise "
+						 "cloudrun_sandbox.max_transfer_bytes.")));
+}
+
 /*
  * fetch_payload reads a result's payload from its transfer object (which
  * must be one of the session's) and deletes the object.
@@ -182,7 +210,11 @@ fetch_payload(SbGcsConfig *cfg, const char *session, const SbFileRequest *req,
 		sb_gc_raise(&err, "could not read the file operation's result", SB_GC_NOT_FOUND_OTHER);
 	(void) sb_gcs_delete(cfg, res->transfer, SB_GCS_ANY_GENERATION, &err);
 	if (req->op == SB_FILE_LIST || req->op == SB_FILE_SEARCH || req->op == SB_FILE_FIND)
+	{
+		items_budget(req, true);
 		ok = sb_file_items_decode(data, len, req->op, &res->items, errbuf, sizeof(errbuf));
+		items_budget(req, false);
+	}
 	else
 	{
 		res->data = palloc(len + 1);
@@ -225,6 +257,7 @@ run_file_op(FunctionCallInfo fcinfo, int session_arg, SbFileRequest *req, SbFile
 	size_t		len;
 	char		errbuf[512];
 	TimestampTz deadline;
+	bool		decoded;
 
 	sb_require_utf8();
 
@@ -269,7 +302,10 @@ run_file_op(FunctionCallInfo fcinfo, int session_arg, SbFileRequest *req, SbFile
 											   req->timeout_ms + driver->slack_ms);
 		text = sb_run_sync(driver, key, req->id, request, deadline, &len);
 		pfree(request);
-		if (!sb_file_result_decode(text, len, req->op, res, errbuf, sizeof(errbuf)))
+		items_budget(req, true);
+		decoded = sb_file_result_decode(text, len, req->op, res, errbuf, sizeof(errbuf));
+		items_budget(req, false);
+		if (!decoded)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROTOCOL_VIOLATION),
 					 errmsg("the sandbox returned a malformed result"),
@@ -287,6 +323,7 @@ run_file_op(FunctionCallInfo fcinfo, int session_arg, SbFileRequest *req, SbFile
 	}
 	PG_FINALLY();
 	{
+		(void) sb_alloc_limit(0);
 		/* The upload's bytes are not needed any more, whatever happened. */
 		if (req->transfer != NULL)
 			(void) sb_gcs_delete(&cfg, req->transfer, SB_GCS_ANY_GENERATION, &err);

@@ -315,3 +315,65 @@ after_commit(List *done)
 	}
 }
 
+
+/*
+ * How often the worker bounds history bytes: the roles whose executions
+ * finished since the last time (in the worker or in exec, looked back a little
+ * further for transactions that committed late), one batch each.
+ */
+#define HISTORY_TICK_MS 5000
+#define HISTORY_LOOK_BACK_MS 10000
+
+/*
+ * sb_history_tick prunes each recently active role's history beyond
+ * history_max_bytes_per_role, when it is due.  It waits for no lock (the
+ * deletes skip locked rows); a failure is logged and tried again at the next
+ * tick.  Returns the milliseconds until it is next due, -1 for never.
+ */
+long
+sb_history_tick(void)
+{
+	static TimestampTz last = 0;
+	static TimestampTz since = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext cxt = CurrentMemoryContext;
+	long		due = HISTORY_TICK_MS;
+
+	if (sb_history_max_kb <= 0)
+		return -1;
+	if (!TimestampDifferenceExceeds(last, now, HISTORY_TICK_MS))
+		return Max(1, HISTORY_TICK_MS - TimestampDifferenceMilliseconds(last, now));
+	last = now;
+	begin("cloudrun_sandbox: history bytes");
+	PG_TRY();
+	{
+		List	   *roles = sb_history_roles_since(since);
+		bool		more = false;
+		ListCell   *lc;
+
+		foreach(lc, roles)
+			if (sb_history_prune_role(lfirst_oid(lc)) >= SB_HISTORY_PRUNE_BATCH)
+				more = true;
+		commit();
+		/* A role with more to delete (a full batch) is looked at again soon, from the same point. */
+		if (more)
+		{
+			last = TimestampTzPlusMilliseconds(now, SB_RETRY_LOCKED_MS - HISTORY_TICK_MS);
+			due = SB_RETRY_LOCKED_MS;
+		}
+		else
+			since = TimestampTzPlusMilliseconds(now, -HISTORY_LOOK_BACK_MS);
+	}
+	PG_CATCH();
+	{
+		char	   *msg = caught(cxt);
+
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(cxt);
+		ereport(WARNING,
+				(errmsg("cloudrun_sandbox: could not bound history bytes; trying again in a few seconds: %s",
+						msg)));
+	}
+	PG_END_TRY();
+	return due;
+}

@@ -290,7 +290,7 @@ BEGIN
 					'cloudrun_sandbox.local_network', 'cloudrun_sandbox.file_size_limit',
 					'cloudrun_sandbox.max_processes', 'cloudrun_sandbox.memory_limit', 'cloudrun_sandbox.local_shm_size', 'cloudrun_sandbox.max_background_per_role', 'cloudrun_sandbox.max_command_bytes',
 					'cloudrun_sandbox.max_sandboxes_per_role', 'cloudrun_sandbox.local_nice',
-					'cloudrun_sandbox.history_retention', 'cloudrun_sandbox.credentials',
+					'cloudrun_sandbox.history_retention', 'cloudrun_sandbox.history_max_bytes_per_role', 'cloudrun_sandbox.credentials',
 					'cloudrun_sandbox.bucket', 'cloudrun_sandbox.job', 'cloudrun_sandbox.project') THEN
 		RAISE EXCEPTION 'test.set_setting: % is not a setting the tests change', name;
 	END IF;
@@ -349,7 +349,8 @@ CREATE FUNCTION test.set_system(name text, value text) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF name NOT IN ('cloudrun_sandbox.local_warm_sessions', 'cloudrun_sandbox.local_warm_idle_timeout',
-					'cloudrun_sandbox.max_sandboxes_per_role', 'cloudrun_sandbox.local_nice') THEN
+					'cloudrun_sandbox.max_sandboxes_per_role', 'cloudrun_sandbox.local_nice',
+					'cloudrun_sandbox.history_max_bytes_per_role') THEN
 		RAISE EXCEPTION 'test.set_system: % is not a setting the tests change', name;
 	END IF;
 	RETURN test.alter_system(name, value);
