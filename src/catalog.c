@@ -10,6 +10,7 @@
  */
 #include "driver.h"
 #include "gcloud.h"
+#include "shared.h"
 #include "worker/reaper.h"
 
 #include "access/htup_details.h"
@@ -538,6 +539,12 @@ sb_execution_insert(const SbSession *session, const SbOutcome *o)
 	spi_end(&s);
 	history_bytes_added += HISTORY_ROW_BYTES + strlen(o->command) + r->stdout_len + r->stderr_len +
 		(r->error ? strlen(r->error) : 0);
+	if (sb_shared != NULL)
+	{
+		SpinLockAcquire(&sb_shared->mutex);
+		sb_shared->history_seq++;
+		SpinLockRelease(&sb_shared->mutex);
+	}
 }
 
 /* sb_history_max_bytes returns cloudrun_sandbox.history_max_bytes_per_role in bytes, 0 for none. */

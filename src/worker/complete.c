@@ -335,15 +335,31 @@ sb_history_tick(void)
 {
 	static TimestampTz last = 0;
 	static TimestampTz since = 0;
+	static int64 seen = -1;
+	static int	rounds = 0;		/* looks still due: a row may commit after its bump */
+	static bool more_due = false;
 	TimestampTz now = GetCurrentTimestamp();
 	MemoryContext cxt = CurrentMemoryContext;
 	long		due = HISTORY_TICK_MS;
+	int64		seq;
 
 	if (sb_history_max_kb <= 0)
 		return -1;
 	if (!TimestampDifferenceExceeds(last, now, HISTORY_TICK_MS))
 		return Max(1, HISTORY_TICK_MS - TimestampDifferenceMilliseconds(last, now));
 	last = now;
+	/* Nothing finished since the last look (here or in a backend): no query. */
+	SpinLockAcquire(&sb_shared->mutex);
+	seq = sb_shared->history_seq + sb_shared->completed;
+	SpinLockRelease(&sb_shared->mutex);
+	if (seq != seen)
+		rounds = 2;
+	seen = seq;
+	if (rounds == 0 && !more_due)
+		return due;
+	if (rounds > 0)
+		rounds--;
+	more_due = false;
 	begin("cloudrun_sandbox: history bytes");
 	PG_TRY();
 	{
@@ -358,6 +374,7 @@ sb_history_tick(void)
 		/* A role with more to delete (a full batch) is looked at again soon, from the same point. */
 		if (more)
 		{
+			more_due = true;
 			last = TimestampTzPlusMilliseconds(now, SB_RETRY_LOCKED_MS - HISTORY_TICK_MS);
 			due = SB_RETRY_LOCKED_MS;
 		}
@@ -370,6 +387,7 @@ sb_history_tick(void)
 
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(cxt);
+		more_due = true;
 		ereport(WARNING,
 				(errmsg("cloudrun_sandbox: could not bound history bytes; trying again in a few seconds: %s",
 						msg)));
