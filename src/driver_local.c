@@ -24,7 +24,6 @@
 #include <dirent.h>
 #include <limits.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -35,6 +34,7 @@
 #include "utils/memutils.h"
 
 #include "common/sbutil.h"
+#include "local/cgroup.h"
 #include "local/seccomp.h"
 #include "local/storage.h"
 
@@ -257,27 +257,86 @@ write_request(int fd, const char *request)
 	close(fd);
 }
 
+/* How far a spawned child got before it failed (sent to the parent with errno). */
+typedef enum SpawnStage
+{
+	SPAWN_SESSION,
+	SPAWN_CGROUP,
+	SPAWN_DESCRIPTORS,
+	SPAWN_EXEC
+} SpawnStage;
+
+/*
+ * spawn_child is the forked child of spawn_sandbox: default signal handling,
+ * a session of its own, its role's cgroup, src[i] as descriptor i, nothing
+ * else across the exec.  Only async-signal-safe calls.  On failure it sends
+ * the stage, errno and (cgroup) which file on errfd, and exits.
+ */
+static void pg_attribute_noreturn()
+spawn_child(char **argv, const int *src, int nfds, int errfd, const SbCgroupJoin *cg)
+{
+	char	   *empty_env[] = {NULL};
+	struct sigaction dfl;
+	sigset_t	none;
+	int			msg[3] = {0, 0, 0};
+	int			r;
+
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	for (int sig = 1; sig < NSIG; sig++)
+		(void) sigaction(sig, &dfl, NULL);
+	sigemptyset(&none);
+	(void) sigprocmask(SIG_SETMASK, &none, NULL);
+	msg[0] = SPAWN_SESSION;
+	if (setsid() < 0)
+		goto fail;
+	msg[0] = SPAWN_CGROUP;
+	if ((r = sb_cgroup_join_child(cg)) != 0)
+	{
+		msg[2] = -1 - r;		/* which file */
+		goto fail;
+	}
+	msg[0] = SPAWN_DESCRIPTORS;
+	for (int i = 0; i < nfds; i++)
+		if (src[i] >= 0 ? dup2(src[i], i) < 0 : (close(i) != 0 && errno != EBADF))
+			goto fail;
+	/* Everything else closes at the exec (errfd too: the parent's sign of success). */
+	if (syscall(SYS_close_range, (unsigned int) nfds, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+		for (int fd = nfds; fd < 65536; fd++)
+			(void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+	msg[0] = SPAWN_EXEC;
+	execve(argv[0], argv, empty_env);
+fail:
+	msg[1] = errno;
+	if (write(errfd, msg, sizeof(msg)) != sizeof(msg))
+		_exit(126);
+	_exit(127);
+}
+
 /*
  * spawn_sandbox starts bwrap with the given descriptors as its 0, 1, 2 and
  * extra[i] as its 3 + i (left closed where extra[i] < 0), the seccomp
  * program on SB_SECCOMP_CHILD_FD (whose slot in extra, if it has one, must
  * be -1), and nothing else of the backend's: the client socket and every
  * other descriptor stay behind.  It runs in a session of its own, with
- * default signal handling.  Returns its pid.
+ * default signal handling, in its role's cgroup (src/local/cgroup.c) when
+ * cloudrun_sandbox.local_cgroup is set.  Returns its pid.
  */
 static pid_t
 spawn_sandbox(char **argv, int fd0, int fd1, int fd2, const int *extra, int nextra)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t	none, all;
-	char	   *empty_env[] = {NULL};
+	sigset_t	all, saved;
 	pid_t		pid;
-	int			rc;
 	int			src[SB_SECCOMP_CHILD_FD + 1 + 8];
 	int			raised[SB_SECCOMP_CHILD_FD + 1 + 8];
 	int			nfds = Max(3 + nextra, SB_SECCOMP_CHILD_FD + 1);
 	int			seccomp_fd;
+	int			errpipe[2];
+	int			errw = -1;
+	int			msg[3];
+	ssize_t		n;
+	int			save;
+	SbCgroupJoin cg;
 
 	Assert(nextra >= 0 && nextra <= 8);
 	if (access(sb_bwrap_path, X_OK) != 0)
@@ -290,6 +349,7 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, const int *extra, int next
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("the sandbox executor is not available at \"%s\": %m", executor_path()),
 				 errhint("Run make install, or set cloudrun_sandbox.executor_path.")));
+	sb_cgroup_prepare(sb_cgroup_role(), &cg);
 	src[0] = fd0;
 	src[1] = fd1;
 	src[2] = fd2;
@@ -311,8 +371,7 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, const int *extra, int next
 			raised[i] = fcntl(src[i], F_DUPFD_CLOEXEC, nfds);
 			if (raised[i] < 0)
 			{
-				int			save = errno;
-
+				save = errno;
 				for (int j = 0; j < i; j++)
 					if (raised[j] >= 0)
 						close(raised[j]);
@@ -324,36 +383,72 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, const int *extra, int next
 			src[i] = raised[i];
 		}
 	}
+	/* The pipe the child reports a failure on: its write end above every target too. */
+	errpipe[0] = errpipe[1] = -1;
+	if (pipe2(errpipe, O_CLOEXEC) == 0)
+	{
+		errw = fcntl(errpipe[1], F_DUPFD_CLOEXEC, nfds);
+		save = errno;
+		close(errpipe[1]);
+		errno = save;
+	}
+	if (errw < 0)
+	{
+		save = errno;
+		if (errpipe[0] >= 0)
+			close(errpipe[0]);
+		for (int j = 0; j < nfds; j++)
+			if (raised[j] >= 0)
+				close(raised[j]);
+		close(seccomp_fd);
+		errno = save;
+		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create a pipe: %m")));
+	}
 	src[SB_SECCOMP_CHILD_FD] = seccomp_fd;
-	posix_spawn_file_actions_init(&fa);
-	for (int i = 0; i < nfds; i++)
-		if (src[i] >= 0)
-			posix_spawn_file_actions_adddup2(&fa, src[i], i);
-		else
-			posix_spawn_file_actions_addclose(&fa, i);
-	posix_spawn_file_actions_addclosefrom_np(&fa, nfds);
-	posix_spawnattr_init(&attr);
-	sigemptyset(&none);
+	/* No handler of the backend's may run in the child: signals wait until it reset them. */
 	sigfillset(&all);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &all);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-							 POSIX_SPAWN_SETSID);
-	rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, empty_env);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
+	sigprocmask(SIG_SETMASK, &all, &saved);
+	pid = fork();
+	if (pid == 0)
+		spawn_child(argv, src, nfds, errw, &cg);
+	save = errno;
+	sigprocmask(SIG_SETMASK, &saved, NULL);
+	close(errw);
 	close(seccomp_fd);
 	for (int i = 0; i < nfds; i++)
 		if (raised[i] >= 0)
 			close(raised[i]);
-	if (rc != 0)
+	if (pid < 0)
 	{
-		errno = rc;
+		close(errpipe[0]);
+		errno = save;
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not start the sandbox \"%s\": %m", argv[0])));
 	}
-	return pid;
+	/* End of file: the exec happened; three ints: the child failed, why, and where. */
+	do
+		n = read(errpipe[0], msg, sizeof(msg));
+	while (n < 0 && errno == EINTR);
+	close(errpipe[0]);
+	if (n != sizeof(msg))
+		return pid;
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	errno = msg[1];
+	if (msg[0] == SPAWN_CGROUP)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("could not put the sandbox into its role's cgroup: %m"),
+				 errdetail("Writing to %s failed; cloudrun_sandbox.local_cgroup is \"%s\".",
+						   cg.procs[Min(Max(msg[2], 0), SB_CGROUP_MAX_JOIN - 1)], sb_local_cgroup),
+				 errhint("On cgroup v2 the server's own processes must be in the delegated "
+						 "subtree too (see the README's \"Limits\" section); or set "
+						 "cloudrun_sandbox.local_cgroup to ''.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_SYSTEM_ERROR),
+			 errmsg("could not start the sandbox \"%s\": %m", argv[0])));
+	return -1;					/* keep compiler quiet */
 }
 
 /*
