@@ -443,7 +443,7 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, const int *extra, int next
 				 errdetail("Writing to %s failed; cloudrun_sandbox.local_cgroup is \"%s\".",
 						   cg.procs[Min(Max(msg[2], 0), SB_CGROUP_MAX_JOIN - 1)], sb_local_cgroup),
 				 errhint("On cgroup v2 the server's own processes must be in the delegated "
-						 "subtree too (see the README's \"Limits\" section); or set "
+						 "subtree too (see the README's \"Per-role cgroups\" section); or set "
 						 "cloudrun_sandbox.local_cgroup to ''.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_SYSTEM_ERROR),

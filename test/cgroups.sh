@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test/cgroups.sh: issue 11 finding 4, per-role cgroups for local sandboxes.
 # As root, delegates a cgroup v1 subtree of the memory, pids and cpu
-# hierarchies to the postgres user (as the README's "Limits" section tells an
+# hierarchies to the postgres user (as the README's "Per-role cgroups" tells an
 # operator to), starts a throwaway cluster of its own (the extension must be
 # installed for $PG_CONFIG, as test/run.sh does first), and checks, as alice
 # and bob (roles with only sandbox_user): a fork loop stops at

@@ -5,8 +5,8 @@
  *		pids and cpu limits bound the total of that role's sandboxes.
  *
  * The server runs as an unprivileged OS user, so it can only use a cgroup
- * subtree an operator delegated to it (README, "Limits").  Which cgroup
- * version the setting names is read from /proc/self/mountinfo, never
+ * subtree an operator delegated to it (README, "Per-role cgroups").  Which
+ * cgroup version the setting names is read from /proc/self/mountinfo, never
  * assumed: an absolute path is a cgroup v2 directory; a relative name is
  * looked up in each of the memory, pids and cpu cgroup v1 hierarchies (or,
  * on a host without them, under the cgroup v2 mount).  The worker does it at
@@ -547,7 +547,7 @@ cgroup_error(const char *detail)
 			 errmsg("the sandbox cannot be put into its role's cgroup"),
 			 errdetail("cloudrun_sandbox.local_cgroup is \"%s\": %s", sb_local_cgroup, detail),
 			 errhint("Delegate that cgroup to the server's operating-system user as the README's "
-					 "\"Limits\" section says, or set cloudrun_sandbox.local_cgroup to ''.")));
+					 "\"Per-role cgroups\" section says, or set cloudrun_sandbox.local_cgroup to ''.")));
 }
 
 /*
