@@ -14,16 +14,27 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "utils/array.h"
+#include "utils/acl.h"
 #include "utils/guc.h"
 
 #include "local/cgroup.h"
 
-/* setting returns a setting's value as SHOW shows it (with its unit), or NULL. */
+/*
+ * setting returns a setting's value as SHOW shows it (with its unit), NULL if
+ * there is no such setting, or "(hidden)" for one the caller may not read.
+ */
 static const char *
 setting(const char *name)
 {
+	if (GetConfigOption(name, true, false) == NULL)
+		return NULL;
+	if ((GetConfigOptionFlags(name, true) & GUC_SUPERUSER_ONLY) &&
+		!has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_SETTINGS))
+		return "(hidden)";
 	return GetConfigOptionByName(name, NULL, true);
 }
 

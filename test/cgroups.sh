@@ -60,6 +60,12 @@ unset PGPORT PGHOST PGDATA CLUSTER_DIR EMULATOR_PID
 WORKER_DB=sandbox_tap cluster_start
 trap cleanup EXIT
 bindir=$("$PG_CONFIG" --bindir)
+# Dynamic shared memory in files of the data directory: where /dev/shm is not
+# usable, initdb chooses System V segments, which any other cluster of the same
+# OS user that restarts from a stale postmaster.pid may remove (as it did on a
+# shared test host).
+echo "dynamic_shared_memory_type = mmap" >>"$PGDATA/postgresql.conf"
+as_pg "$bindir/pg_ctl" -D "$PGDATA" -l "$CLUSTER_DIR/server.log" -w -m fast restart >/dev/null
 
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -d sandbox_tap "$@"; }
 qa() { q -U alice "$@"; }
@@ -69,6 +75,7 @@ q <<'SQL' >/dev/null
 CREATE EXTENSION cloudrun_sandbox;
 CREATE ROLE alice LOGIN;
 CREATE ROLE bob LOGIN;
+CREATE ROLE carol LOGIN;
 GRANT sandbox_user TO alice, bob;
 SQL
 alice=$(q -c "SELECT oid FROM pg_roles WHERE rolname = 'alice'")
@@ -116,6 +123,9 @@ echo "$line" | grep -qx "cloudrun_sandbox.max_processes: 256 processes per sandb
 r=$?
 [ $r = 0 ] || echo "$line" | sed 's/^/# /'
 check $r "worker_status().limits lists the rlimits, /dev/shm, the background cap and the command length"
+out=$(q -U carol -c "SELECT (sandbox.worker_status()).limits" 2>&1)
+case "$out" in *"permission denied for "*) r=0 ;; *) r=1; echo "# got: $out" ;; esac
+check $r "worker_status() (made again by the 0.4.0 script) is not granted to a role without sandbox_user"
 wait_log "LOG: +cloudrun_sandbox cgroups: not in force: cloudrun_sandbox.local_cgroup is empty"
 check $? "the worker logged at start that cgroups are not in force"
 [ "$(qa -c "SELECT stdout FROM sandbox.exec('$FORK_LOOP')")" = 100 ]

@@ -142,14 +142,17 @@ unescape_mount(char *s)
 	*w = '\0';
 }
 
-/* has_option tells whether a comma-separated option list has exactly this option. */
+/*
+ * has_item tells whether a list of items separated by sep (mount options by
+ * ',', cgroup.controllers by ' ') has exactly this item.
+ */
 static bool
-has_option(const char *options, const char *option)
+has_item(const char *list, const char *item, char sep)
 {
-	size_t		len = strlen(option);
+	size_t		len = strlen(item);
 
-	for (const char *p = options; p != NULL && *p; p = strchr(p, ','), p = p ? p + 1 : NULL)
-		if (strncmp(p, option, len) == 0 && (p[len] == ',' || p[len] == '\0' || p[len] == '\n'))
+	for (const char *p = list; p != NULL && *p; p = strchr(p, sep), p = p ? p + 1 : NULL)
+		if (strncmp(p, item, len) == 0 && (p[len] == sep || p[len] == '\0' || p[len] == '\n'))
 			return true;
 	return false;
 }
@@ -181,7 +184,7 @@ read_mounts(CgMounts *m)
 		else if (strcmp(type, "cgroup") == 0)
 		{
 			for (int c = 0; c < CG_NCONTROLLERS; c++)
-				if (m->v1[c][0] == '\0' && has_option(super, cg_names[c]))
+				if (m->v1[c][0] == '\0' && has_item(super, cg_names[c], ','))
 					strlcpy(m->v1[c], point, MAXPGPATH);
 		}
 	}
@@ -229,18 +232,6 @@ write_file(const char *path, const char *value)
 		return false;
 	errno = save;
 	return n == len;
-}
-
-/* has_word tells whether a space-separated list (cgroup.controllers) has a word. */
-static bool
-has_word(const char *list, const char *word)
-{
-	size_t		len = strlen(word);
-
-	for (const char *p = list; p != NULL && *p; p = strchr(p, ' '), p = p ? p + 1 : NULL)
-		if (strncmp(p, word, len) == 0 && (p[len] == ' ' || p[len] == '\0' || p[len] == '\n'))
-			return true;
-	return false;
 }
 
 /* valid_setting checks that the setting's path has no empty, "." or ".." component. */
@@ -321,11 +312,11 @@ layout_v2(CgLayout *l, const char *dir)
 	{
 		if (!read_small_file(path, enabled, sizeof(enabled)))
 			enabled[0] = '\0';
-		if (!has_word(enabled, cg_names[c]))
+		if (!has_item(enabled, cg_names[c], ' '))
 		{
 			char		plus[16];
 
-			if (!has_word(available, cg_names[c]))
+			if (!has_item(available, cg_names[c], ' '))
 			{
 				snprintf(l->why[c], sizeof(l->why[c]), "%s has no %s controller (cgroup.controllers)",
 						 dir, cg_names[c]);
