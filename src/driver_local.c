@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <dirent.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -257,7 +258,7 @@ write_request(int fd, const char *request)
 	close(fd);
 }
 
-/* How far a spawned child got before it failed (sent to the parent with errno). */
+/* How far a spawned child got before it failed. */
 typedef enum SpawnStage
 {
 	SPAWN_SESSION,
@@ -267,18 +268,42 @@ typedef enum SpawnStage
 } SpawnStage;
 
 /*
- * spawn_child is the forked child of spawn_sandbox: default signal handling,
- * a session of its own, its role's cgroup, src[i] as descriptor i, nothing
- * else across the exec.  Only async-signal-safe calls.  On failure it sends
- * the stage, errno and (cgroup) which file on errfd, and exits.
+ * What the child of spawn_sandbox gets, and, since it shares the parent's
+ * memory until its exec, where it says how it failed.
  */
-static void pg_attribute_noreturn()
-spawn_child(char **argv, const int *src, int nfds, int errfd, const SbCgroupJoin *cg)
+typedef struct SpawnChild
 {
+	char	  **argv;
+	const int  *src;
+	int			nfds;
+	const SbCgroupJoin *cg;
+	volatile bool failed;
+	volatile int stage;			/* a SpawnStage */
+	volatile int err;			/* its errno */
+	volatile int which;			/* SPAWN_CGROUP: the index of the cgroup.procs file */
+} SpawnChild;
+
+/*
+ * The child's stack: it runs in the parent's memory (CLONE_VM), and the
+ * parent is suspended until the child has exec'd or exited (CLONE_VFORK), so
+ * one stack serves every spawn of this single-threaded process.
+ */
+static char spawn_stack[64 * 1024] pg_attribute_aligned(16);
+
+/*
+ * spawn_child is the child of spawn_sandbox: default signal handling, a
+ * session of its own, its role's cgroup, src[i] as descriptor i, nothing else
+ * across the exec.  Only async-signal-safe calls, and nothing that allocates:
+ * it shares the parent's memory.  On failure it says where and why in its
+ * SpawnChild, and exits.
+ */
+static int
+spawn_child(void *arg)
+{
+	SpawnChild *c = arg;
 	char	   *empty_env[] = {NULL};
 	struct sigaction dfl;
 	sigset_t	none;
-	int			msg[3] = {0, 0, 0};
 	int			r;
 
 	memset(&dfl, 0, sizeof(dfl));
@@ -287,29 +312,28 @@ spawn_child(char **argv, const int *src, int nfds, int errfd, const SbCgroupJoin
 		(void) sigaction(sig, &dfl, NULL);
 	sigemptyset(&none);
 	(void) sigprocmask(SIG_SETMASK, &none, NULL);
-	msg[0] = SPAWN_SESSION;
+	c->stage = SPAWN_SESSION;
 	if (setsid() < 0)
 		goto fail;
-	msg[0] = SPAWN_CGROUP;
-	if ((r = sb_cgroup_join_child(cg)) != 0)
+	c->stage = SPAWN_CGROUP;
+	if ((r = sb_cgroup_join_child(c->cg)) != 0)
 	{
-		msg[2] = -1 - r;		/* which file */
+		c->which = -1 - r;
 		goto fail;
 	}
-	msg[0] = SPAWN_DESCRIPTORS;
-	for (int i = 0; i < nfds; i++)
-		if (src[i] >= 0 ? dup2(src[i], i) < 0 : (close(i) != 0 && errno != EBADF))
+	c->stage = SPAWN_DESCRIPTORS;
+	for (int i = 0; i < c->nfds; i++)
+		if (c->src[i] >= 0 ? dup2(c->src[i], i) < 0 : (close(i) != 0 && errno != EBADF))
 			goto fail;
-	/* Everything else closes at the exec (errfd too: the parent's sign of success). */
-	if (syscall(SYS_close_range, (unsigned int) nfds, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
-		for (int fd = nfds; fd < 65536; fd++)
+	/* Everything else closes at the exec. */
+	if (syscall(SYS_close_range, (unsigned int) c->nfds, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+		for (int fd = c->nfds; fd < 65536; fd++)
 			(void) fcntl(fd, F_SETFD, FD_CLOEXEC);
-	msg[0] = SPAWN_EXEC;
-	execve(argv[0], argv, empty_env);
+	c->stage = SPAWN_EXEC;
+	execve(c->argv[0], c->argv, empty_env);
 fail:
-	msg[1] = errno;
-	if (write(errfd, msg, sizeof(msg)) != sizeof(msg))
-		_exit(126);
+	c->err = errno;
+	c->failed = true;
 	_exit(127);
 }
 
@@ -320,7 +344,9 @@ fail:
  * be -1), and nothing else of the backend's: the client socket and every
  * other descriptor stay behind.  It runs in a session of its own, with
  * default signal handling, in its role's cgroup (src/local/cgroup.c) when
- * cloudrun_sandbox.local_cgroup is set.  Returns its pid.
+ * cloudrun_sandbox.local_cgroup is set.  Like posix_spawn(), the child
+ * shares the backend's memory until its exec (no copy of the backend's page
+ * tables), while the backend waits.  Returns its pid.
  */
 static pid_t
 spawn_sandbox(char **argv, int fd0, int fd1, int fd2, const int *extra, int nextra)
@@ -331,12 +357,9 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, const int *extra, int next
 	int			raised[SB_SECCOMP_CHILD_FD + 1 + 8];
 	int			nfds = Max(3 + nextra, SB_SECCOMP_CHILD_FD + 1);
 	int			seccomp_fd;
-	int			errpipe[2];
-	int			errw = -1;
-	int			msg[3];
-	ssize_t		n;
 	int			save;
 	SbCgroupJoin cg;
+	SpawnChild	child;
 
 	Assert(nextra >= 0 && nextra <= 8);
 	if (access(sb_bwrap_path, X_OK) != 0)
@@ -383,65 +406,42 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, const int *extra, int next
 			src[i] = raised[i];
 		}
 	}
-	/* The pipe the child reports a failure on: its write end above every target too. */
-	errpipe[0] = errpipe[1] = -1;
-	if (pipe2(errpipe, O_CLOEXEC) == 0)
-	{
-		errw = fcntl(errpipe[1], F_DUPFD_CLOEXEC, nfds);
-		save = errno;
-		close(errpipe[1]);
-		errno = save;
-	}
-	if (errw < 0)
-	{
-		save = errno;
-		if (errpipe[0] >= 0)
-			close(errpipe[0]);
-		for (int j = 0; j < nfds; j++)
-			if (raised[j] >= 0)
-				close(raised[j]);
-		close(seccomp_fd);
-		errno = save;
-		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create a pipe: %m")));
-	}
 	src[SB_SECCOMP_CHILD_FD] = seccomp_fd;
+	memset(&child, 0, sizeof(child));
+	child.argv = argv;
+	child.src = src;
+	child.nfds = nfds;
+	child.cg = &cg;
 	/* No handler of the backend's may run in the child: signals wait until it reset them. */
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, &saved);
-	pid = fork();
-	if (pid == 0)
-		spawn_child(argv, src, nfds, errw, &cg);
+	pid = clone(spawn_child, spawn_stack + sizeof(spawn_stack), CLONE_VM | CLONE_VFORK | SIGCHLD,
+				&child);
 	save = errno;
 	sigprocmask(SIG_SETMASK, &saved, NULL);
-	close(errw);
 	close(seccomp_fd);
 	for (int i = 0; i < nfds; i++)
 		if (raised[i] >= 0)
 			close(raised[i]);
 	if (pid < 0)
 	{
-		close(errpipe[0]);
 		errno = save;
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not start the sandbox \"%s\": %m", argv[0])));
 	}
-	/* End of file: the exec happened; three ints: the child failed, why, and where. */
-	do
-		n = read(errpipe[0], msg, sizeof(msg));
-	while (n < 0 && errno == EINTR);
-	close(errpipe[0]);
-	if (n != sizeof(msg))
-		return pid;
+	if (!child.failed)
+		return pid;				/* it exec'd bwrap */
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 		;
-	errno = msg[1];
-	if (msg[0] == SPAWN_CGROUP)
+	errno = child.err;
+	if (child.stage == SPAWN_CGROUP)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("could not put the sandbox into its role's cgroup: %m"),
 				 errdetail("Writing to %s failed; cloudrun_sandbox.local_cgroup is \"%s\".",
-						   cg.procs[Min(Max(msg[2], 0), SB_CGROUP_MAX_JOIN - 1)], sb_local_cgroup),
+						   cg.procs[Min(Max(child.which, 0), SB_CGROUP_MAX_JOIN - 1)],
+						   sb_local_cgroup),
 				 errhint("On cgroup v2 the server's own processes must be in the delegated "
 						 "subtree too (see the README's \"Per-role cgroups\" section); or set "
 						 "cloudrun_sandbox.local_cgroup to ''.")));
