@@ -16,6 +16,7 @@
 #include "utils/memutils.h"
 
 #include "common/sbutil.h"
+#include "local/cgroup.h"
 #include "roles.h"
 #include "shared.h"
 #include "worker/callback.h"
@@ -259,6 +260,7 @@ _PG_init(void)
 							"Cloud Run limits job run requests per minute; tasks of one execution are not.",
 							&sb_max_batch, 50, 1, 10000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	sb_fileops_init();
+	sb_cgroup_define_settings();
 	sb_callbacks_define_settings();
 	sb_gcloud_init();
 	MarkGUCPrefixReserved("cloudrun_sandbox");

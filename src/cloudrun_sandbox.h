@@ -160,4 +160,7 @@ extern json_t *sb_jsonb_to_env(Jsonb *jb, const char *what);
 extern Jsonb *sb_env_to_jsonb(json_t *env);
 extern void sb_require_utf8(void);
 
+/* limits_report.c: the limits in force, for worker_status(). */
+extern Datum sb_limits_in_force(void);
+
 #endif							/* CLOUDRUN_SANDBOX_H */

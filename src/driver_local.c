@@ -34,6 +34,7 @@
 #include "utils/memutils.h"
 
 #include "common/sbutil.h"
+#include "local/cgroup.h"
 #include "local/seccomp.h"
 #include "local/slots.h"
 #include "local/spawn.h"
@@ -265,8 +266,9 @@ write_request(int fd, const char *request)
  * program on SB_SECCOMP_CHILD_FD (whose slot in extra, if it has one, must
  * be -1), and nothing else of the backend's: the client socket and every
  * other descriptor stay behind.  It runs in a session of its own, with
- * default signal handling and the sandbox's limits (sb_spawn_sandbox_process).
- * Returns its pid.
+ * default signal handling and the sandbox's limits (sb_spawn_sandbox_process),
+ * in its role's cgroup (src/local/cgroup.c) when cloudrun_sandbox.local_cgroup
+ * is set.  Returns its pid.
  */
 static pid_t
 spawn_sandbox(char **argv, int fd0, int fd1, int fd2, const int *extra, int nextra)
@@ -277,6 +279,8 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, const int *extra, int next
 	int			raised[SB_SECCOMP_CHILD_FD + 1 + 8];
 	int			nfds = Max(3 + nextra, SB_SECCOMP_CHILD_FD + 1);
 	int			seccomp_fd;
+	int			failed_cgroup;
+	SbCgroupJoin cg;
 
 	Assert(nextra >= 0 && nextra <= 8);
 	if (access(sb_bwrap_path, X_OK) != 0)
@@ -289,6 +293,7 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, const int *extra, int next
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("the sandbox executor is not available at \"%s\": %m", executor_path()),
 				 errhint("Run make install, or set cloudrun_sandbox.executor_path.")));
+	sb_cgroup_prepare(sb_cgroup_role(), &cg);
 	src[0] = fd0;
 	src[1] = fd1;
 	src[2] = fd2;
@@ -324,20 +329,28 @@ spawn_sandbox(char **argv, int fd0, int fd1, int fd2, const int *extra, int next
 		}
 	}
 	src[SB_SECCOMP_CHILD_FD] = seccomp_fd;
-	pid = sb_spawn_sandbox_process(argv, src, nfds);
+	pid = sb_spawn_sandbox_process(argv, src, nfds, &cg, &failed_cgroup);
 	save = errno;
 	close(seccomp_fd);
 	for (int i = 0; i < nfds; i++)
 		if (raised[i] >= 0)
 			close(raised[i]);
-	if (pid < 0)
-	{
-		errno = save;
+	if (pid >= 0)
+		return pid;
+	errno = save;
+	if (failed_cgroup >= 0)
 		ereport(ERROR,
-				(errcode(ERRCODE_SYSTEM_ERROR),
-				 errmsg("could not start the sandbox \"%s\": %m", argv[0])));
-	}
-	return pid;
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("could not put the sandbox into its role's cgroup: %m"),
+				 errdetail("Writing to %s failed; cloudrun_sandbox.local_cgroup is \"%s\".",
+						   cg.procs[Min(failed_cgroup, SB_CGROUP_MAX_JOIN - 1)], sb_local_cgroup),
+				 errhint("On cgroup v2 the server's own processes must be in the delegated "
+						 "subtree too (see the README's \"Per-role cgroups\" section); or set "
+						 "cloudrun_sandbox.local_cgroup to ''.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_SYSTEM_ERROR),
+			 errmsg("could not start the sandbox \"%s\": %m", argv[0])));
+	return -1;					/* keep compiler quiet */
 }
 
 /*

@@ -14,6 +14,7 @@
 
 #include "common/sbutil.h"
 #include "gcloud.h"
+#include "local/cgroup.h"
 #include "worker/reaper.h"
 
 /* Extra time after a command's timeout before the sandbox itself is abandoned. */
@@ -127,6 +128,7 @@ sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh, in
 		sb_gc_call_until(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													 timeout_ms + SB_KILL_GRACE_MS));
 	}
+	sb_cgroup_use_role(session->owner);	/* a local sandbox joins its owner's cgroup */
 	driver->prepare_session(session->key, fresh);
 	if (driver->executor_writes_state || fresh || !driver->load_state(session->key, state))
 	{

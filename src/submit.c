@@ -342,8 +342,8 @@ Datum
 sandbox_worker_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc = result_desc(fcinfo);
-	Datum		values[9];
-	bool		nulls[9] = {0};
+	Datum		values[10];
+	bool		nulls[10] = {0};
 	int			procno = -1;
 	pid_t		pid = 0;
 	TimestampTz started_at = 0;
@@ -377,5 +377,8 @@ sandbox_worker_status(PG_FUNCTION_ARGS)
 	nulls[7] = error.at == 0;
 	values[8] = TimestampTzGetDatum(error.at);
 	nulls[8] = error.at == 0;
+	/* Before ALTER EXTENSION ... UPDATE to 0.4.0 the function has no limits column. */
+	if (desc->natts > 9)
+		values[9] = sb_limits_in_force();
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

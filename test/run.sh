@@ -156,6 +156,12 @@ log "base backups"
 cat "$out"
 count_summary "$out" "base backups"
 
+# --- Per-role cgroups (as root: delegates a cgroup v1 subtree for the run; a cluster of its own).
+log "cgroups"
+"$ROOT/test/cgroups.sh" >"$out" 2>&1 || true
+cat "$out"
+count_summary "$out" "cgroups"
+
 # --- ALTER EXTENSION ... UPDATE from 0.1.0 with data in place (a cluster of its own).
 log "upgrade from 0.1.0"
 "$ROOT/test/upgrade.sh" >"$out" 2>&1 || true

@@ -23,7 +23,15 @@
 #include <unistd.h>
 
 #include "cloudrun_sandbox.h"
+#include "local/cgroup.h"
 #include "local/spawn.h"
+
+/* What a child that could not exec says through its report pipe. */
+typedef struct SpawnReport
+{
+	int			err;			/* its errno */
+	int			cgroup;			/* the index of the cgroup.procs file it failed on, or -1 */
+} SpawnReport;
 
 /*
  * sandbox_child_limits applies, in the forked child, the limits of the whole
@@ -50,24 +58,33 @@ sandbox_child_limits(void)
 
 /*
  * child_exec is the forked child: default signal handling, a session of its
- * own, the sandbox's limits, fds[i] as descriptor i (closed where fds[i] < 0;
+ * own, its role's cgroups (cg, src/local/cgroup.c), the sandbox's limits,
+ * fds[i] as descriptor i (closed where fds[i] < 0;
  * every fds[i] is at least nfds) and nothing else open but report_fd, which
  * closes on exec.  On failure it writes errno to report_fd and exits.
  */
 static void
 pg_attribute_noreturn()
-child_exec(char **argv, const int *fds, int nfds, int report_fd)
+child_exec(char **argv, const int *fds, int nfds, const SbCgroupJoin *cg, int report_fd)
 {
 	char	   *empty_env[] = {NULL};
 	struct sigaction dfl;
 	sigset_t	none;
-	int			err;
+	SpawnReport report = {0, -1};
+	int			r;
 
 	memset(&dfl, 0, sizeof(dfl));
 	dfl.sa_handler = SIG_DFL;
 	for (int s = 1; s < NSIG; s++)
 		(void) sigaction(s, &dfl, NULL);	/* SIGKILL, SIGSTOP: refused, harmless */
-	if (setsid() < 0 || !sandbox_child_limits())
+	if (setsid() < 0)
+		goto fail;
+	if (cg != NULL && (r = sb_cgroup_join_child(cg)) != 0)
+	{
+		report.cgroup = -1 - r;
+		goto fail;
+	}
+	if (!sandbox_child_limits())
 		goto fail;
 	for (int i = 0; i < nfds; i++)
 	{
@@ -83,8 +100,8 @@ child_exec(char **argv, const int *fds, int nfds, int report_fd)
 	(void) sigprocmask(SIG_SETMASK, &none, NULL);
 	execve(argv[0], argv, empty_env);
 fail:
-	err = errno;
-	if (write(report_fd, &err, sizeof(err)) < 0)
+	report.err = errno;
+	if (write(report_fd, &report, sizeof(report)) < 0)
 		_exit(126);
 	_exit(127);
 }
@@ -92,16 +109,19 @@ fail:
 /*
  * sb_spawn_sandbox_process starts argv[0] with an empty environment, fds[i]
  * (each at least nfds, or -1: closed) as its descriptor i and no other
- * descriptor of ours, in a session of its own, with default signal handling
- * and the sandbox's limits (sandbox_child_limits).  Returns its pid once it
- * has exec'd, or -1 with errno set if it could not be started.
+ * descriptor of ours, in a session of its own, with default signal handling,
+ * in the cgroups of cg (NULL or n = 0: none) and with the sandbox's limits
+ * (sandbox_child_limits).  Returns its pid once it has exec'd, or -1 with
+ * errno set if it could not be started; *failed_cgroup is then the index in
+ * cg->procs of the file the child could not join, else -1.
  */
 pid_t
-sb_spawn_sandbox_process(char **argv, const int *fds, int nfds)
+sb_spawn_sandbox_process(char **argv, const int *fds, int nfds, const SbCgroupJoin *cg,
+						 int *failed_cgroup)
 {
 	sigset_t	all, old;
 	int			report[2];
-	int			child_errno = 0;
+	SpawnReport child_report = {0, -1};
 	ssize_t		n;
 	pid_t		pid;
 	int			save;
@@ -129,7 +149,7 @@ sb_spawn_sandbox_process(char **argv, const int *fds, int nfds)
 	sigprocmask(SIG_SETMASK, &all, &old);
 	pid = _Fork();
 	if (pid == 0)
-		child_exec(argv, fds, nfds, report[1]);
+		child_exec(argv, fds, nfds, cg, report[1]);
 	save = errno;
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(report[1]);
@@ -137,17 +157,18 @@ sb_spawn_sandbox_process(char **argv, const int *fds, int nfds)
 	{
 		/* End of file: the child exec'd.  Otherwise it says why it could not. */
 		do
-			n = read(report[0], &child_errno, sizeof(child_errno));
+			n = read(report[0], &child_report, sizeof(child_report));
 		while (n < 0 && errno == EINTR);
-		if (n == sizeof(child_errno))
+		if (n == sizeof(child_report))
 		{
 			while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 				;
-			save = child_errno;
+			save = child_report.err;
 			pid = -1;
 		}
 	}
 	close(report[0]);
+	*failed_cgroup = pid < 0 ? child_report.cgroup : -1;
 	errno = save;
 	return pid;
 }

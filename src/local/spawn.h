@@ -8,6 +8,9 @@
 
 #include <sys/types.h>
 
-extern pid_t sb_spawn_sandbox_process(char **argv, const int *fds, int nfds);
+#include "local/cgroup.h"
+
+extern pid_t sb_spawn_sandbox_process(char **argv, const int *fds, int nfds,
+									  const SbCgroupJoin *cg, int *failed_cgroup);
 
 #endif							/* SB_LOCAL_SPAWN_H */

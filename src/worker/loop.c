@@ -39,6 +39,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "local/cgroup.h"
 #include "roles.h"
 #include "shared.h"
 #include "worker/bgwatch.h"
@@ -401,6 +402,7 @@ sb_worker_main(Datum arg)
 	SpinLockRelease(&sb_shared->mutex);
 	on_shmem_exit(worker_exit, (Datum) 0);
 	ereport(LOG, (errmsg("cloudrun_sandbox worker started in database \"%s\"", sb_worker_database)));
+	sb_cgroup_log_if_changed();
 
 	for (;;)
 	{
@@ -420,6 +422,7 @@ sb_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			sb_cgroup_log_if_changed();
 		}
 		ext = extension_oid(&ready);
 		if (OidIsValid(served_extension) && ext != served_extension)
