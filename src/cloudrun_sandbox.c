@@ -17,6 +17,7 @@
 
 #include "common/sbutil.h"
 #include "roles.h"
+#include "local/quota.h"
 #include "shared.h"
 #include "worker/callback.h"
 
@@ -208,6 +209,7 @@ _PG_init(void)
 							"Cloud Run limits job run requests per minute; tasks of one execution are not.",
 							&sb_max_batch, 50, 1, 10000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	sb_fileops_init();
+	sb_quota_init();
 	sb_callbacks_define_settings();
 	sb_gcloud_init();
 	MarkGUCPrefixReserved("cloudrun_sandbox");

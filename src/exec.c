@@ -150,6 +150,8 @@ sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh, in
 	req.max_output_bytes = sb_max_output_bytes;
 	req.kill_grace_ms = SB_KILL_GRACE_MS;
 	sb_limits(&req.limits);
+	if (driver->disk_quota_kb != NULL)
+		req.disk_quota_bytes = driver->disk_quota_kb(session->key) * 1024;
 	request = sb_request_encode(&req);
 	if (request == NULL)
 		elog(ERROR, "could not encode the sandbox request");
