@@ -44,7 +44,7 @@
 
 /* Where the executor is inside every sandbox: a fixed path, not the host's. */
 #define SB_SANDBOX_EXECUTOR "/run/sandbox/executor"
-/* Where a background sandbox of a session with a disk image sees its logs. */
+/* Where a sandbox of a session with a disk image sees its background processes' logs. */
 #define SB_SANDBOX_BACKGROUND "/run/background"
 
 /*
@@ -266,8 +266,12 @@ bwrap_args_for(const char *session, int64 background, bool serve)
 	a = lappend(lappend(a, "--remount-ro"), "/dev");
 	a = lappend(lappend(lappend(a, "--bind"), files_path(session, "workspace")), SB_WORKSPACE);
 	a = lappend(lappend(lappend(a, "--bind"), files_path(session, "tmp")), "/tmp");
-	/* With a disk image, a background process's log is in it, written by the executor. */
-	if (background != 0 && image)
+	/*
+	 * With a disk image, background processes' logs are in it: written by the
+	 * executor of a background sandbox, and deletable by every sandbox of the
+	 * session (they count in its quota).
+	 */
+	if (image)
 		a = lappend(lappend(lappend(a, "--bind"), files_path(session, "background")),
 					SB_SANDBOX_BACKGROUND);
 	a = lappend(lappend(lappend(a, "--ro-bind"), exe), SB_SANDBOX_EXECUTOR);

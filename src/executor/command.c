@@ -562,12 +562,12 @@ sb_quota_message(char *buf, size_t len, long long quota_bytes)
 
 	if (mb * 1024 * 1024 == quota_bytes)
 		snprintf(buf, len, "the session's disk quota of %lld MB is full "
-				 "(cloudrun_sandbox.local_disk_quota); delete files in /workspace or /tmp "
-				 "(or background logs) to free space", mb);
+				 "(cloudrun_sandbox.local_disk_quota); delete files in /workspace, /tmp or "
+				 "/run/background (background processes' logs) to free space", mb);
 	else
 		snprintf(buf, len, "the session's disk quota of %lld kB is full "
-				 "(cloudrun_sandbox.local_disk_quota); delete files in /workspace or /tmp "
-				 "(or background logs) to free space", quota_bytes / 1024);
+				 "(cloudrun_sandbox.local_disk_quota); delete files in /workspace, /tmp or "
+				 "/run/background (background processes' logs) to free space", quota_bytes / 1024);
 }
 
 /* read_into drains what is available on fd into buf; returns false at EOF. */

@@ -204,8 +204,8 @@ bg_local_ended(BgProc *b)
 		if (quota_exceeded)
 			snprintf(b->end_message, sizeof(b->end_message),
 					 "stopped: the session's disk quota of " INT64_FORMAT " kB is full "
-					 "(cloudrun_sandbox.local_disk_quota); delete files in /workspace or /tmp, "
-					 "or background logs, to free space", sb_local_driver.disk_quota_kb(b->session));
+					 "(cloudrun_sandbox.local_disk_quota); delete files in /workspace, /tmp or "
+					 "/run/background (background processes' logs) to free space", sb_local_driver.disk_quota_kb(b->session));
 		bg_ended(b, server_stopped ? "failed" : quota_exceeded ? "quota_exceeded" : "exited", true,
 				 code, server_stopped ? "stopped with the database server"
 				 : quota_exceeded ? b->end_message : NULL);

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# test/disk_quota.sh: the local backend's per-session disk quota (issue 11),
+# on a cluster of its own whose cloudrun_sandbox.local_root is a 64 MB tmpfs
+# and whose cloudrun_sandbox.local_disk_quota is 16 MB: runs
+# test/pgtap/local/08_disk_quota.sql as the role tap (sandbox_user only), then
+# checks that nothing stays mounted.  Needs root (the tmpfs).  Prints TAP and
+# "N passed, N failed".
+source "$(dirname "$0")/lib.sh"
+set +e
+
+if [ "$(id -u)" != 0 ]; then
+	echo "1..0 # skipped: mounting the 64 MB tmpfs needs root"
+	echo "0 passed, 0 failed"
+	exit 0
+fi
+install_deps
+[ "${SKIP_BUILD:-0}" = 1 ] || build_install
+QUOTA_DIR=$(mktemp -d /tmp/cloudrun_sandbox_quota.XXXXXX)
+mount -t tmpfs -o size=64m,mode=0700 tmpfs "$QUOTA_DIR"
+chown postgres: "$QUOTA_DIR"
+export CLUSTER_STORAGE_ROOT=$QUOTA_DIR
+quota_cleanup() {
+	cluster_stop
+	fuse_unmount_under "$QUOTA_DIR"
+	umount "$QUOTA_DIR" 2>/dev/null || umount -l "$QUOTA_DIR"
+	rmdir "$QUOTA_DIR"
+}
+CLUSTER_CONF="cloudrun_sandbox.local_root = '$QUOTA_DIR/root'
+cloudrun_sandbox.local_disk_quota = '16MB'" WORKER_DB=sandbox_tap cluster_start
+trap quota_cleanup EXIT
+tap_setup >/dev/null
+out=$(mktemp)
+pg_prove -U tap -v -d sandbox_tap "${QUOTA_TEST:-$ROOT/test/pgtap/local/08_disk_quota.sql}" >"$out" 2>&1
+cat "$out"
+tests_ok=$(grep -cE '^ *ok [0-9]+' "$out")
+tests_bad=$(grep -cE '^ *not ok [0-9]+' "$out")
+grep -qE 'Result: PASS' "$out" || [ "$tests_bad" -gt 0 ] || tests_bad=1
+rm -f "$out"
+# The tmpfs still has room: the sessions' images never grew past their quota.
+used_kb=$(df -k --output=used "$QUOTA_DIR" | tail -1)
+[ "$used_kb" -lt 60000 ]
+check $? "the 64 MB storage root is not full after the test ($used_kb kB used)"
+cluster_stop
+mounted=$(awk -v d="$QUOTA_DIR/" 'index($5, d) == 1' /proc/self/mountinfo | wc -l)
+[ "$mounted" = 0 ]
+check $? "nothing stays mounted under the storage root once the cluster is stopped ($mounted left)"
+tap_n=$((tap_n + tests_ok + tests_bad))
+tap_failed=$((tap_failed + tests_bad))
+tap_finish
