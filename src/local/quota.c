@@ -250,6 +250,34 @@ write_pid(int session_fd, pid_t pid)
 		close(fd);
 }
 
+/*
+ * process_runs tells whether process pid, started at start, still runs: not
+ * gone, not another process, and not a zombie nobody has reaped yet.
+ */
+static bool
+process_runs(pid_t pid, int64 start)
+{
+	char		path[64];
+	char		buf[512];
+	int			fd;
+	ssize_t		n;
+	char	   *p;
+
+	if (start < 0 || sb_process_start_time(pid) != start)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p != NULL && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X' && p[2] != 'x';
+}
+
 /* fuse2fs_alive tells whether the fuse2fs recorded in disk.pid still runs. */
 static bool
 fuse2fs_alive(int session_fd)
@@ -257,8 +285,7 @@ fuse2fs_alive(int session_fd)
 	pid_t		pid;
 	int64		start;
 
-	return read_pid(session_fd, &pid, &start) && start >= 0 &&
-		sb_process_start_time(pid) == start;
+	return read_pid(session_fd, &pid, &start) && process_runs(pid, start);
 }
 
 /* lock_session takes disk.lock (waiting at most SB_QUOTA_TIMEOUT_MS); returns its descriptor. */
@@ -474,8 +501,7 @@ mount_locked(int session_fd, const char *session, bool probe)
 		int64		start;
 
 		/* What still runs of it must not write the image while another fuse2fs does. */
-		if (read_pid(session_fd, &pid, &start) && start >= 0 &&
-			sb_process_start_time(pid) == start)
+		if (read_pid(session_fd, &pid, &start) && process_runs(pid, start))
 			kill(pid, SIGKILL);
 		if (!detach(sb_storage_session_path(session, NULL), out, sizeof(out)))
 			ereport(ERROR,
@@ -689,18 +715,17 @@ sb_quota_unmount(int dir_fd, const char *dir_path)
 	char		out[1024];
 	pid_t		pid;
 	int64		start;
-	bool		had_pid = read_pid(dir_fd, &pid, &start);
+	bool		gone = !is_mounted(dir_fd) || detach(dir_path, out, sizeof(out));
 
-	if (!is_mounted(dir_fd))
-		return true;
-	if (detach(dir_path, out, sizeof(out)))
-	{
-		/* Unmounted (or detached while busy): its fuse2fs ends with the last user. */
-		(void) had_pid;
-		return true;
-	}
-	ereport(WARNING,
-			(errmsg("could not unmount \"%s/%s\"", dir_path, SB_QUOTA_MOUNT),
-			 errdetail("fusermount3 said: %s", first_line(out))));
-	return false;
+	/*
+	 * The image goes with its session: a sandbox of it still running (a warm
+	 * one, or one being stopped) must not keep it, nor its space, alive.
+	 */
+	if (gone && read_pid(dir_fd, &pid, &start) && process_runs(pid, start))
+		kill(pid, SIGKILL);
+	if (!gone)
+		ereport(WARNING,
+				(errmsg("could not unmount \"%s/%s\"", dir_path, SB_QUOTA_MOUNT),
+				 errdetail("fusermount3 said: %s", first_line(out))));
+	return gone;
 }

@@ -51,8 +51,8 @@ extern void sb_quota_ensure_mounted(int session_fd, const char *session, bool pr
 
 /*
  * sb_quota_unmount unmounts dir/fs (dir_fd is dir, dir_path its path) if it
- * is a mount, lazily when it is busy.  Never an ERROR: false (with a
- * WARNING) if it stays mounted.
+ * is a mount, lazily when it is busy, and stops its fuse2fs: for a session
+ * being deleted.  Never an ERROR: false (with a WARNING) if it stays mounted.
  */
 extern bool sb_quota_unmount(int dir_fd, const char *dir_path);
 
