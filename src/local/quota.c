@@ -345,7 +345,7 @@ start_fuse2fs(int session_fd, const char *session)
 {
 	char	   *image = path_of(session, SB_QUOTA_IMAGE);
 	char	   *mnt = path_of(session, SB_QUOTA_MOUNT);
-	char	   *argv[] = {sb_fuse2fs_path, image, mnt, "-f", "-o", "nosuid,nodev,noexec", NULL};
+	char	   *argv[] = {sb_fuse2fs_path, image, mnt, "-f", "-o", "nosuid,nodev", NULL};
 	int			errpipe[2], pidpipe[2];
 	pid_t		mid, pid = 0;
 	char		out[1024];
@@ -494,15 +494,25 @@ mount_locked(int session_fd, const char *session, bool probe)
 		if (errno != ENOTCONN)
 			return;				/* not a sign of a dead fuse2fs */
 	}
-	if (mounted)
 	{
-		char		out[1024];
 		pid_t		pid;
 		int64		start;
 
-		/* What still runs of it must not write the image while another fuse2fs does. */
+		/*
+		 * What still runs of an earlier fuse2fs (its mount dead, or gone) must
+		 * not write the image while the next one does.
+		 */
 		if (read_pid(session_fd, &pid, &start) && process_runs(pid, start))
+		{
 			kill(pid, SIGKILL);
+			for (int i = 0; i < 500 && process_runs(pid, start); i++)
+				pg_usleep(2000);
+		}
+	}
+	if (mounted)
+	{
+		char		out[1024];
+
 		if (!detach(sb_storage_session_path(session, NULL), out, sizeof(out)))
 			ereport(ERROR,
 					(errcode(ERRCODE_SYSTEM_ERROR),

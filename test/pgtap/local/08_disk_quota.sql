@@ -10,7 +10,7 @@
 -- Runs as: tap (sandbox_user only), with SET ROLE alice and bob.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(38);
+SELECT plan(39);
 SELECT ok(test.wait_worker(), 'the worker is running');
 SELECT test.set_setting('cloudrun_sandbox.local_disk_quota', '16MB');
 
@@ -37,6 +37,8 @@ SELECT is(status, 'succeeded', 'a session made with a 16 MB quota runs commands'
 	FROM sandbox.exec('echo keep > keep.txt && head -c 1000000 /dev/urandom > before.bin && sha256sum before.bin > before.sum', 'dq');
 SELECT ok(stdout::bigint BETWEEN 15500 AND 17500, 'its /workspace is a file system of about 16 MB: ' || stdout)
 	FROM sandbox.exec($$df -k --output=size /workspace | tail -1 | tr -d ' \n'$$, 'dq');
+SELECT is(stdout, E'ran\n', 'programs written there can be run')
+	FROM sandbox.exec($$printf '#!/bin/sh\necho ran\n' > run.sh && chmod +x run.sh && ./run.sh$$, 'dq');
 SELECT is(stdout, E'same\n', '/workspace and /tmp are on it')
 	FROM sandbox.exec($$[ "$(stat -c %d /workspace)" = "$(stat -c %d /tmp)" ] && echo same$$, 'dq');
 
@@ -129,7 +131,7 @@ SET ROLE alice;
 SELECT storage_key AS dq_key FROM sandbox.sessions WHERE name = 'dq' \gset
 RESET ROLE;
 SELECT test.session_dir_of(:'dq_key') AS dq_dir \gset
-SELECT is(test.host_procs('/usr/bin/fuse2fs ' || :'dq_dir' || '/disk.img ' || :'dq_dir' || '/fs -f -o nosuid,nodev,noexec'), 1,
+SELECT is(test.host_procs('/usr/bin/fuse2fs ' || :'dq_dir' || '/disk.img ' || :'dq_dir' || '/fs -f -o nosuid,nodev'), 1,
 		  'a session''s image is served by one fuse2fs');
 SET ROLE alice;
 SELECT storage_key AS dq_key FROM sandbox.sessions WHERE name = 'dq' \gset
@@ -137,7 +139,7 @@ SELECT sandbox.drop_session('dq');
 SELECT sandbox.drop_session('dq_old');
 RESET ROLE;
 SELECT test.session_dir_of(:'dq_key') AS dq_dir \gset
-SELECT is(test.wait_procs('/usr/bin/fuse2fs ' || :'dq_dir' || '/disk.img ' || :'dq_dir' || '/fs -f -o nosuid,nodev,noexec', 0, 20), 0,
+SELECT is(test.wait_procs('/usr/bin/fuse2fs ' || :'dq_dir' || '/disk.img ' || :'dq_dir' || '/fs -f -o nosuid,nodev', 0, 20), 0,
 		  'a dropped session''s fuse2fs is gone');
 SELECT ok(test.wait_until(format('SELECT NOT test.session_dir_exists(%L)', :'dq_dir'), 20),
 		  'and its directory, with the image, is deleted');
