@@ -25,6 +25,8 @@ quota_cleanup() {
 	umount "$QUOTA_DIR" 2>/dev/null || umount -l "$QUOTA_DIR"
 	rmdir "$QUOTA_DIR"
 }
+# A cluster of its own, even when called with another one's settings (test/run.sh).
+unset PGPORT PGHOST PGDATA CLUSTER_DIR EMULATOR_PID
 CLUSTER_CONF="cloudrun_sandbox.local_root = '$QUOTA_DIR/root'
 cloudrun_sandbox.local_disk_quota = '16MB'" WORKER_DB=sandbox_tap cluster_start
 trap quota_cleanup EXIT
@@ -36,6 +38,28 @@ tests_ok=$(grep -cE '^ *ok [0-9]+' "$out")
 tests_bad=$(grep -cE '^ *not ok [0-9]+' "$out")
 grep -qE 'Result: PASS' "$out" || [ "$tests_bad" -gt 0 ] || tests_bad=1
 rm -f "$out"
+# A fuse2fs that dies (killed here) is noticed, its image checked and mounted again:
+# by the next call of the session's role, and by the worker for a queued command.
+qt() { psql -X -q -At -v ON_ERROR_STOP=1 -U tap -d sandbox_tap "$@"; }
+kill_fuse2fs() {
+	local key
+	key=$(psql -X -q -At -d sandbox_tap -c "SELECT storage_key FROM sandbox.sessions WHERE name = 'dq_dead'")
+	# The fuse2fs the extension recorded for the session, by its pid.
+	kill -KILL "$(cut -d' ' -f1 "$QUOTA_DIR"/root/*/sessions/"$key"/disk.pid)" && sleep 0.2
+}
+qt -c "SELECT sandbox.drop_session('dq_dead', if_exists => true)" >/dev/null
+[ "$(qt -c "SELECT status FROM sandbox.exec('echo kept > a.txt', 'dq_dead')")" = succeeded ]
+check $? "a session with a disk image is made"
+kill_fuse2fs
+check $? "its fuse2fs is killed"
+[ "$(qt -c "SELECT stdout FROM sandbox.exec('cat a.txt', 'dq_dead')")" = kept ]
+check $? "the next exec remounts the image, its files intact"
+kill_fuse2fs
+id=$(qt -c "SELECT sandbox.submit('cat a.txt', 'dq_dead')")
+[ "$(qt -c "SELECT status || ' ' || stdout FROM sandbox.wait($id, interval '60 s')")" = "succeeded kept" ]
+check $? "after another kill, a queued command runs too: the worker remounts it"
+qt -c "SELECT sandbox.drop_session('dq_dead')" >/dev/null
+
 # The tmpfs still has room: the sessions' images never grew past their quota.
 used_kb=$(df -k --output=used "$QUOTA_DIR" | tail -1)
 [ "$used_kb" -lt 60000 ]

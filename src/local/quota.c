@@ -470,30 +470,38 @@ check_image(const char *session)
 						 path_of(session, SB_QUOTA_IMAGE))));
 }
 
+/*
+ * serving tells whether the image is mounted and its fuse2fs alive; with
+ * probe, also whether the mount answers (ENOTCONN: its fuse2fs is gone).
+ */
+static bool
+serving(int session_fd, bool probe)
+{
+	struct statfs sf;
+	int			fd;
+	bool		ok;
+
+	if (!is_mounted(session_fd) || !fuse2fs_alive(session_fd))
+		return false;
+	if (!probe)
+		return true;
+	fd = openat(session_fd, SB_QUOTA_MOUNT, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	ok = fd >= 0 && fstatfs(fd, &sf) == 0;
+	if (!ok && errno != ENOTCONN)
+		ok = true;				/* not a sign of a dead fuse2fs */
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
 /* mount_locked mounts the image, disk.lock held: a dead fuse2fs's mount goes first. */
 static void
 mount_locked(int session_fd, const char *session, bool probe)
 {
 	bool		mounted = is_mounted(session_fd);
 
-	if (mounted && fuse2fs_alive(session_fd))
-	{
-		struct statfs sf;
-		int			fd;
-
-		if (!probe)
-			return;
-		fd = openat(session_fd, SB_QUOTA_MOUNT, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd >= 0 && fstatfs(fd, &sf) == 0)
-		{
-			close(fd);
-			return;
-		}
-		if (fd >= 0)
-			close(fd);
-		if (errno != ENOTCONN)
-			return;				/* not a sign of a dead fuse2fs */
-	}
+	if (serving(session_fd, probe))
+		return;
 	{
 		pid_t		pid;
 		int64		start;
@@ -538,7 +546,7 @@ sb_quota_ensure_mounted(int session_fd, const char *session, bool probe)
 	int			lock;
 
 	/* The common case, without the lock: mounted, and its fuse2fs alive. */
-	if (!probe && is_mounted(session_fd) && fuse2fs_alive(session_fd))
+	if (serving(session_fd, probe))
 		return;
 	lock = lock_session(session_fd, session);
 	PG_TRY();
