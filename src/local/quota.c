@@ -56,6 +56,24 @@ static char *sb_fusermount_path = NULL;
 static char *sb_mkfs_path = NULL;
 static char *sb_e2fsck_path = NULL;
 
+/* The programs' settings: name, description, variable, default. */
+static const struct
+{
+	const char *name;
+	const char *what;
+	char	  **value;
+	const char *path;
+}			programs[] = {
+	{"cloudrun_sandbox.fuse2fs_path", "Path of fuse2fs, which mounts a local session's disk image.",
+	&sb_fuse2fs_path, "/usr/bin/fuse2fs"},
+	{"cloudrun_sandbox.fusermount_path", "Path of fusermount3, which unmounts a local session's disk image.",
+	&sb_fusermount_path, "/usr/bin/fusermount3"},
+	{"cloudrun_sandbox.mkfs_path", "Path of mkfs.ext4, which makes a local session's disk image.",
+	&sb_mkfs_path, "/sbin/mkfs.ext4"},
+	{"cloudrun_sandbox.e2fsck_path", "Path of e2fsck, which checks a disk image before it is mounted.",
+	&sb_e2fsck_path, "/sbin/e2fsck"},
+};
+
 void
 sb_quota_init(void)
 {
@@ -65,22 +83,9 @@ sb_quota_init(void)
 							"that makes it.",
 							&sb_local_disk_quota_kb, 1024 * 1024, 0, INT_MAX, PGC_SUSET,
 							GUC_UNIT_KB, NULL, NULL, NULL);
-	DefineCustomStringVariable("cloudrun_sandbox.fuse2fs_path",
-							   "Path of fuse2fs, which mounts a local session's disk image.",
-							   NULL, &sb_fuse2fs_path, "/usr/bin/fuse2fs", PGC_SUSET, 0,
-							   NULL, NULL, NULL);
-	DefineCustomStringVariable("cloudrun_sandbox.fusermount_path",
-							   "Path of fusermount3, which unmounts a local session's disk image.",
-							   NULL, &sb_fusermount_path, "/usr/bin/fusermount3", PGC_SUSET, 0,
-							   NULL, NULL, NULL);
-	DefineCustomStringVariable("cloudrun_sandbox.mkfs_path",
-							   "Path of mkfs.ext4, which makes a local session's disk image.",
-							   NULL, &sb_mkfs_path, "/sbin/mkfs.ext4", PGC_SUSET, 0,
-							   NULL, NULL, NULL);
-	DefineCustomStringVariable("cloudrun_sandbox.e2fsck_path",
-							   "Path of e2fsck, which checks a disk image before it is mounted.",
-							   NULL, &sb_e2fsck_path, "/sbin/e2fsck", PGC_SUSET, 0,
-							   NULL, NULL, NULL);
+	for (int i = 0; i < (int) lengthof(programs); i++)
+		DefineCustomStringVariable(programs[i].name, programs[i].what, NULL, programs[i].value,
+								   programs[i].path, PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
 /*
@@ -210,28 +215,58 @@ is_mounted(int session_fd)
 	return makedev(mnt.stx_dev_major, mnt.stx_dev_minor) != dir.st_dev;
 }
 
+/*
+ * read_line reads the start of the host-only file name of the session
+ * directory (never through a symlink, never waiting), NUL-terminated; false
+ * if there is none.
+ */
+static bool
+read_line(int session_fd, const char *name, char *buf, size_t len)
+{
+	int			fd = openat(session_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	ssize_t		n = fd >= 0 ? read(fd, buf, len - 1) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return true;
+}
+
 /* read_pid reads disk.pid: true with the fuse2fs's pid and start time. */
 static bool
 read_pid(int session_fd, pid_t *pid, int64 *start)
 {
 	char		buf[64];
-	int			fd = openat(session_fd, SB_QUOTA_PID, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	ssize_t		n;
 	long long	s;
 	int			p;
 
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	if (sscanf(buf, "%d %lld", &p, &s) != 2 || p <= 0)
+	if (!read_line(session_fd, SB_QUOTA_PID, buf, sizeof(buf)) ||
+		sscanf(buf, "%d %lld", &p, &s) != 2 || p <= 0)
 		return false;
 	*pid = p;
 	*start = s;
 	return true;
+}
+
+/*
+ * write_line replaces the host-only file name of the session directory with
+ * line; false (errno set) if it cannot.
+ */
+static bool
+write_line(int session_fd, const char *name, const char *line)
+{
+	size_t		len = strlen(line);
+	int			fd = openat(session_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+							S_IRUSR | S_IWUSR);
+	bool		ok = fd >= 0 && write(fd, line, len) == (ssize_t) len;
+	int			save = errno;
+
+	if (fd >= 0)
+		close(fd);
+	errno = save;
+	return ok;
 }
 
 /* write_pid records the fuse2fs serving the image in disk.pid. */
@@ -239,15 +274,10 @@ static void
 write_pid(int session_fd, pid_t pid)
 {
 	char		line[64];
-	int			len = snprintf(line, sizeof(line), "%d " INT64_FORMAT "\n", (int) pid,
-							   sb_process_start_time(pid));
-	int			fd = openat(session_fd, SB_QUOTA_PID,
-							O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, S_IRUSR | S_IWUSR);
 
-	if (fd < 0 || write(fd, line, len) != len)
+	snprintf(line, sizeof(line), "%d " INT64_FORMAT "\n", (int) pid, sb_process_start_time(pid));
+	if (!write_line(session_fd, SB_QUOTA_PID, line))
 		elog(WARNING, "could not record the fuse2fs of a session's disk image: %m");
-	if (fd >= 0)
-		close(fd);
 }
 
 /*
@@ -343,8 +373,9 @@ detach(const char *dir_path, char *out, size_t outlen)
 static void
 start_fuse2fs(int session_fd, const char *session)
 {
-	char	   *image = path_of(session, SB_QUOTA_IMAGE);
-	char	   *mnt = path_of(session, SB_QUOTA_MOUNT);
+	/* Absolute: it runs in /, holding no directory of the server's. */
+	char	   *image = make_absolute_path(path_of(session, SB_QUOTA_IMAGE));
+	char	   *mnt = make_absolute_path(path_of(session, SB_QUOTA_MOUNT));
 	char	   *argv[] = {sb_fuse2fs_path, image, mnt, "-f", "-o", "nosuid,nodev", NULL};
 	int			errpipe[2], pidpipe[2];
 	pid_t		mid, pid = 0;
@@ -352,6 +383,8 @@ start_fuse2fs(int session_fd, const char *session)
 	size_t		len = 0;
 	int64		deadline = sb_now_ms() + SB_QUOTA_TIMEOUT_MS;
 
+	if (image == NULL || mnt == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	if (access(sb_fuse2fs_path, X_OK) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
@@ -388,7 +421,7 @@ start_fuse2fs(int session_fd, const char *session)
 			sigemptyset(&nomask);
 			sigprocmask(SIG_SETMASK, &nomask, NULL);
 			if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(errpipe[1], 1) < 0 ||
-				dup2(errpipe[1], 2) < 0)
+				dup2(errpipe[1], 2) < 0 || chdir("/") != 0)
 				_exit(126);
 			close_range(3, ~0U, 0);
 			execve(argv[0], argv, empty_env);
@@ -581,15 +614,8 @@ int64
 sb_quota_size_kb(int session_fd)
 {
 	char		buf[32];
-	int			fd = openat(session_fd, SB_QUOTA_SIZE, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	ssize_t		n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
 
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	return strtoll(buf, NULL, 10);
+	return read_line(session_fd, SB_QUOTA_SIZE, buf, sizeof(buf)) ? strtoll(buf, NULL, 10) : 0;
 }
 
 /* write_size records the quota in disk.quota, for messages. */
@@ -597,22 +623,12 @@ static void
 write_size(int session_fd, const char *session, int64 quota_kb)
 {
 	char		line[32];
-	int			len = snprintf(line, sizeof(line), INT64_FORMAT "\n", quota_kb);
-	int			fd = openat(session_fd, SB_QUOTA_SIZE,
-							O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, S_IRUSR | S_IWUSR);
 
-	if (fd < 0 || write(fd, line, len) != len)
-	{
-		int			save = errno;
-
-		if (fd >= 0)
-			close(fd);
-		errno = save;
+	snprintf(line, sizeof(line), INT64_FORMAT "\n", quota_kb);
+	if (!write_line(session_fd, SB_QUOTA_SIZE, line))
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not write \"%s\": %m", path_of(session, SB_QUOTA_SIZE))));
-	}
-	close(fd);
 }
 
 /* make_skeleton makes disk.skel/{workspace,tmp,background}, what mkfs copies into the image. */
