@@ -113,12 +113,21 @@ sb_background_main(const SbExecRequest *req, int exit_fd, int watch_fd, const ch
 	int			code;
 	bool		quota_watch, quota_room, quota_hit = false;
 
-	/* With a disk image, the log is ours to open, in it (never through a symlink). */
+	/*
+	 * With a disk image, the log is ours to make, in it: a new file, never
+	 * through a symlink, whatever an earlier command planted under its name.
+	 */
 	if (log != NULL)
 	{
-		int			fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK |
-							  O_CLOEXEC, 0600);
+		int			fd = -1;
 
+		for (int tries = 0; tries < 10 && fd < 0; tries++)
+		{
+			(void) unlink(log);
+			fd = open(log, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+			if (fd < 0 && errno != EEXIST)
+				break;
+		}
 		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
 		{
 			bool		full = errno == ENOSPC || errno == EDQUOT;

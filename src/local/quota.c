@@ -376,7 +376,13 @@ start_fuse2fs(int session_fd, const char *session)
 	/* Absolute: it runs in /, holding no directory of the server's. */
 	char	   *image = make_absolute_path(path_of(session, SB_QUOTA_IMAGE));
 	char	   *mnt = make_absolute_path(path_of(session, SB_QUOTA_MOUNT));
-	char	   *argv[] = {sb_fuse2fs_path, image, mnt, "-f", "-o", "nosuid,nodev", NULL};
+	/*
+	 * fakeroot: fuse2fs does not check permissions against the session's one
+	 * user (who owns every file in it; only that user may reach the mount), as
+	 * a kernel file system lets a process write a file it created read-only
+	 * (git does), which fuse2fs's own checks refuse.
+	 */
+	char	   *argv[] = {sb_fuse2fs_path, image, mnt, "-f", "-o", "nosuid,nodev,fakeroot", NULL};
 	int			errpipe[2], pidpipe[2];
 	pid_t		mid, pid = 0;
 	char		out[1024];

@@ -131,7 +131,7 @@ SET ROLE alice;
 SELECT storage_key AS dq_key FROM sandbox.sessions WHERE name = 'dq' \gset
 RESET ROLE;
 SELECT test.session_dir_of(:'dq_key') AS dq_dir \gset
-SELECT is(test.host_procs('/usr/bin/fuse2fs ' || :'dq_dir' || '/disk.img ' || :'dq_dir' || '/fs -f -o nosuid,nodev'), 1,
+SELECT is(test.host_procs('/usr/bin/fuse2fs ' || :'dq_dir' || '/disk.img ' || :'dq_dir' || '/fs -f -o nosuid,nodev,fakeroot'), 1,
 		  'a session''s image is served by one fuse2fs');
 SET ROLE alice;
 SELECT storage_key AS dq_key FROM sandbox.sessions WHERE name = 'dq' \gset
@@ -139,7 +139,7 @@ SELECT sandbox.drop_session('dq');
 SELECT sandbox.drop_session('dq_old');
 RESET ROLE;
 SELECT test.session_dir_of(:'dq_key') AS dq_dir \gset
-SELECT is(test.wait_procs('/usr/bin/fuse2fs ' || :'dq_dir' || '/disk.img ' || :'dq_dir' || '/fs -f -o nosuid,nodev', 0, 20), 0,
+SELECT is(test.wait_procs('/usr/bin/fuse2fs ' || :'dq_dir' || '/disk.img ' || :'dq_dir' || '/fs -f -o nosuid,nodev,fakeroot', 0, 20), 0,
 		  'a dropped session''s fuse2fs is gone');
 SELECT ok(test.wait_until(format('SELECT NOT test.session_dir_exists(%L)', :'dq_dir'), 20),
 		  'and its directory, with the image, is deleted');
