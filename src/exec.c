@@ -14,6 +14,7 @@
 
 #include "common/sbutil.h"
 #include "gcloud.h"
+#include "local/quota.h"
 #include "worker/reaper.h"
 
 /* Extra time after a command's timeout before the sandbox itself is abandoned. */
@@ -127,7 +128,9 @@ sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh, in
 		sb_gc_call_until(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													 timeout_ms + SB_KILL_GRACE_MS));
 	}
+	sb_quota_owner = session->owner;	/* whose quota new storage gets */
 	driver->prepare_session(session->key, fresh);
+	sb_quota_owner = InvalidOid;
 	if (driver->executor_writes_state || fresh || !driver->load_state(session->key, state))
 	{
 		memset(state, 0, sizeof(*state));

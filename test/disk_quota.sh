@@ -60,6 +60,22 @@ id=$(qt -c "SELECT sandbox.submit('cat a.txt', 'dq_dead')")
 check $? "after another kill, a queued command runs too: the worker remounts it"
 qt -c "SELECT sandbox.drop_session('dq_dead')" >/dev/null
 
+# A role's own quota (ALTER ROLE ... SET) holds also for a session whose storage the
+# worker makes (its first use a queued command): a role cannot get the server's larger
+# quota that way.
+qb() { psql -X -q -At -v ON_ERROR_STOP=1 -U bob -d sandbox_tap "$@"; }
+psql -X -q -d sandbox_tap -c "ALTER ROLE bob SET cloudrun_sandbox.local_disk_quota = '8MB'"
+qb -c "SELECT sandbox.drop_session(s, if_exists => true) FROM unnest(ARRAY['dq_role', 'dq_role2']) s" >/dev/null
+size=$(qb -c "SELECT stdout FROM sandbox.exec('df -k --output=size /workspace | tail -1', 'dq_role2')" | tr -d ' ')
+[ "${size:-0}" -gt 7500 ] && [ "${size:-0}" -lt 9000 ]
+check $? "a session bob makes has bob's quota of 8 MB ($size kB)"
+id=$(qb -c "SELECT sandbox.submit('df -k --output=size /workspace | tail -1', 'dq_role')")
+size=$(qb -c "SELECT stdout FROM sandbox.wait($id, interval '60 s')" | tr -d ' ')
+[ "${size:-0}" -gt 7500 ] && [ "${size:-0}" -lt 9000 ]
+check $? "so does one the worker makes for his queued command ($size kB), not the server's 16 MB"
+qb -c "SELECT sandbox.drop_session(s) FROM unnest(ARRAY['dq_role', 'dq_role2']) s" >/dev/null
+psql -X -q -d sandbox_tap -c "ALTER ROLE bob RESET cloudrun_sandbox.local_disk_quota"
+
 # The tmpfs still has room: the sessions' images never grew past their quota.
 used_kb=$(df -k --output=used "$QUOTA_DIR" | tail -1)
 [ "$used_kb" -lt 60000 ]

@@ -36,11 +36,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 #include "driver.h"
 #include "common/sbutil.h"
+#include "gcloud.h"
 #include "local/storage.h"
 
 #define SB_QUOTA_LOCK "disk.lock"
@@ -51,6 +54,7 @@
 #define SB_QUOTA_TIMEOUT_MS 30000
 
 int			sb_local_disk_quota_kb = 1024 * 1024;
+Oid			sb_quota_owner = InvalidOid;
 static char *sb_fuse2fs_path = NULL;
 static char *sb_fusermount_path = NULL;
 static char *sb_mkfs_path = NULL;
@@ -79,13 +83,69 @@ sb_quota_init(void)
 {
 	DefineCustomIntVariable("cloudrun_sandbox.local_disk_quota",
 							"Disk space of a local session (workspace, /tmp, background logs); 0 = none.",
-							"Applies when a session's storage is made, with the value of the role "
-							"that makes it.",
+							"Applies when a session's storage is made, with its owner's value.",
 							&sb_local_disk_quota_kb, 1024 * 1024, 0, INT_MAX, PGC_SUSET,
 							GUC_UNIT_KB, NULL, NULL, NULL);
 	for (int i = 0; i < (int) lengthof(programs); i++)
 		DefineCustomStringVariable(programs[i].name, programs[i].what, NULL, programs[i].value,
 								   programs[i].path, PGC_SUSET, 0, NULL, NULL, NULL);
+}
+
+/* What the worker read of roles' quotas (ALTER ROLE ... SET), for use outside a transaction. */
+typedef struct RoleQuota
+{
+	Oid			role;
+	int64		kb;
+} RoleQuota;
+
+static List *role_quotas = NIL;	/* of RoleQuota, in TopMemoryContext */
+
+/* role_quota returns the remembered entry of role, or NULL. */
+static RoleQuota *
+role_quota(Oid role)
+{
+	ListCell   *lc;
+
+	foreach(lc, role_quotas)
+		if (((RoleQuota *) lfirst(lc))->role == role)
+			return lfirst(lc);
+	return NULL;
+}
+
+void
+sb_quota_read_role(Oid role)
+{
+	RoleQuota  *q = role_quota(role);
+	char	   *v;
+	int			kb;
+
+	if (!OidIsValid(role) || !IsTransactionState())
+		return;
+	if (q == NULL)
+	{
+		MemoryContext old;
+
+		q = MemoryContextAlloc(TopMemoryContext, sizeof(RoleQuota));
+		q->role = role;
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		role_quotas = lappend(role_quotas, q);
+		MemoryContextSwitchTo(old);
+	}
+	v = sb_role_setting(role, "cloudrun_sandbox.local_disk_quota");
+	q->kb = v != NULL && parse_int(v, &kb, GUC_UNIT_KB, NULL) && kb >= 0 ? kb : sb_local_disk_quota_kb;
+}
+
+int64
+sb_quota_new_kb(void)
+{
+	RoleQuota  *q;
+
+	/* A user's backend has its role's setting already; the worker reads the owner's. */
+	if (!sb_driver_nonblocking || !OidIsValid(sb_quota_owner))
+		return sb_local_disk_quota_kb;
+	sb_quota_read_role(sb_quota_owner);
+	q = role_quota(sb_quota_owner);
+	return q != NULL ? q->kb : sb_local_disk_quota_kb;
 }
 
 /*

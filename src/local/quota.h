@@ -28,6 +28,18 @@
 /* cloudrun_sandbox.local_disk_quota, in kB (0: none), and the programs' paths. */
 extern int	sb_local_disk_quota_kb;
 
+/*
+ * sb_quota_owner is the role whose session the next storage is made for (set
+ * by sb_prepare_exec); sb_quota_new_kb is the quota it gets: the role's own
+ * setting (ALTER ROLE ... SET) when the background worker makes it, else
+ * this backend's.
+ */
+extern Oid	sb_quota_owner;
+extern int64 sb_quota_new_kb(void);
+
+/* sb_quota_read_role reads (in a transaction) role's quota for the worker's later use. */
+extern void sb_quota_read_role(Oid role);
+
 /* sb_quota_init defines the settings (from _PG_init). */
 extern void sb_quota_init(void);
 

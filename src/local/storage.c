@@ -479,7 +479,7 @@ with_image(int fd, const char *session, bool make)
 	PG_TRY();
 	{
 		if (make)
-			sb_quota_make(fd, session, sb_local_disk_quota_kb);
+			sb_quota_make(fd, session, sb_quota_new_kb());
 		else
 			sb_quota_ensure_mounted(fd, session, !sb_driver_nonblocking);
 	}
@@ -543,7 +543,7 @@ sb_storage_prepare_session(const char *session, bool fresh)
 				 errmsg("could not create directory \"%s\": %m", sb_storage_session_path(session, NULL))));
 	}
 	close(sessions);
-	if (sb_local_disk_quota_kb > 0)
+	if (sb_quota_new_kb() > 0)
 	{
 		/* A new session's files go into an image of the quota's size (quota.c). */
 		with_image(fd, session, true);
