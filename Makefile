@@ -12,7 +12,7 @@ OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
 	src/worker/claim.o src/worker/complete.o src/worker/recover.o src/worker/bgwatch.o \
 	src/worker/callback.o src/worker/reaper.o src/fileops.o src/background.o src/roles.o \
 	src/local/seccomp.o src/local/storage.o src/local/rmtree.o src/local/spawn.o \
-	src/local/slots.o src/local/cgroup.o src/limits_report.o $(COMMON_OBJS)
+	src/local/slots.o src/local/cgroup.o src/limits_report.o src/local/quota.o $(COMMON_OBJS)
 DATA = cloudrun_sandbox--0.1.0.sql cloudrun_sandbox--0.1.0--0.2.0.sql \
 	cloudrun_sandbox--0.2.0--0.3.0.sql cloudrun_sandbox--0.3.0--0.4.0.sql
 

@@ -41,3 +41,13 @@ COMMENT ON FUNCTION sandbox.worker_status() IS
 	'the background worker: running or not, in flight, last error, and the limits in force';
 REVOKE ALL ON FUNCTION sandbox.worker_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION sandbox.worker_status() TO sandbox_user;
+
+-- [quota] A local session's disk quota (cloudrun_sandbox.local_disk_quota): a
+-- command or background process that fills it ends with status 'quota_exceeded'.
+ALTER TABLE sandbox.executions DROP CONSTRAINT executions_status_check;
+ALTER TABLE sandbox.executions ADD CONSTRAINT executions_status_check
+	CHECK (status IN ('queued', 'launching', 'running', 'succeeded', 'failed', 'timed_out',
+					  'error', 'cancelled', 'quota_exceeded'));
+ALTER TABLE sandbox.background_processes DROP CONSTRAINT background_processes_status_check;
+ALTER TABLE sandbox.background_processes ADD CONSTRAINT background_processes_status_check
+	CHECK (status IN ('starting', 'running', 'exited', 'killed', 'failed', 'quota_exceeded'));

@@ -18,6 +18,7 @@
 #include "common/sbutil.h"
 #include "local/cgroup.h"
 #include "roles.h"
+#include "local/quota.h"
 #include "shared.h"
 #include "worker/callback.h"
 
@@ -261,6 +262,7 @@ _PG_init(void)
 							&sb_max_batch, 50, 1, 10000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	sb_fileops_init();
 	sb_cgroup_define_settings();
+	sb_quota_init();
 	sb_callbacks_define_settings();
 	sb_gcloud_init();
 	MarkGUCPrefixReserved("cloudrun_sandbox");

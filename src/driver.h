@@ -43,6 +43,9 @@ typedef struct SbDriver
 	 */
 	void		(*prepare_session) (const char *session, bool fresh);
 
+	/* The session's disk quota in kB, 0 for none (NULL: the backend has none). */
+	int64		(*disk_quota_kb) (const char *session);
+
 	/*
 	 * Where the session's storage is, recorded when it is dropped so that it
 	 * is deleted there even if settings change meanwhile (NULL, or a NULL
@@ -150,7 +153,7 @@ extern pid_t sb_local_background_spawn(const char *session, int64 handle, const 
 extern bool sb_local_warm;
 extern long sb_local_warm_tick(void);
 extern bool sb_local_background_exit(const char *session, int64 handle, int *code,
-									 bool *server_stopped);
+									 bool *server_stopped, bool *quota_exceeded);
 extern int	sb_local_background_open_log(const char *session, int64 handle);
 extern int64 sb_process_start_time(pid_t pid);
 

@@ -25,6 +25,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,6 +36,7 @@
 
 #include "common/sbutil.h"
 #include "local/cgroup.h"
+#include "local/quota.h"
 #include "local/seccomp.h"
 #include "local/slots.h"
 #include "local/spawn.h"
@@ -44,6 +46,8 @@
 
 /* Where the executor is inside every sandbox: a fixed path, not the host's. */
 #define SB_SANDBOX_EXECUTOR "/run/sandbox/executor"
+/* Where a sandbox of a session with a disk image sees its background processes' logs. */
+#define SB_SANDBOX_BACKGROUND "/run/background"
 
 /*
  * The descriptors a sandbox gets besides 0, 1 and 2: bwrap's --info-fd (a
@@ -117,6 +121,51 @@ session_path(const char *session, const char *sub)
 
 static void read_child_pid(int fd, pid_t *init_pid, int64 *init_start);
 
+/*
+ * files_path returns the path of a session's workspace, tmp or background
+ * directory: in its disk image's mount, or for a session without one (made
+ * before 0.4.0, or with no quota) in its directory.
+ */
+static char *
+files_path(const char *session, const char *sub)
+{
+	const char *files = sb_storage_files_dir(session);
+
+	return session_path(session, files[0] ? psprintf("%s/%s", files, sub) : sub);
+}
+
+/*
+ * files_identity identifies what a sandbox of the session binds, without
+ * asking a FUSE mount anything (the worker calls it): the mount's device
+ * (from the kernel's cache) and the image's inode, or the directories'
+ * device and inodes.  False if they are not there.
+ */
+static bool
+files_identity(const char *session, dev_t *dev, ino_t *a, ino_t *b)
+{
+	struct stat ws, tmp;
+	struct statx mnt;
+
+	if (sb_storage_files_dir(session)[0] != '\0')
+	{
+		if (statx(AT_FDCWD, session_path(session, SB_QUOTA_MOUNT),
+				  AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC, STATX_INO, &mnt) != 0 ||
+			stat(session_path(session, SB_QUOTA_IMAGE), &ws) != 0)
+			return false;
+		*dev = makedev(mnt.stx_dev_major, mnt.stx_dev_minor);
+		*a = ws.st_ino;
+		*b = 0;
+		return true;
+	}
+	if (stat(session_path(session, "workspace"), &ws) != 0 ||
+		stat(session_path(session, "tmp"), &tmp) != 0)
+		return false;
+	*dev = ws.st_dev;
+	*a = ws.st_ino;
+	*b = tmp.st_ino;
+	return true;
+}
+
 /* executor_path returns the executor program's path. */
 static char *
 executor_path(void)
@@ -176,6 +225,7 @@ bwrap_args_for(const char *session, int64 background, bool serve)
 	char	  **argv;
 	ListCell   *lc;
 	int			i = 0;
+	bool		image = sb_storage_files_dir(session)[0] != '\0';
 
 	a = lappend(a, sb_bwrap_path);
 	a = lappend(a, "--unshare-user");
@@ -217,8 +267,16 @@ bwrap_args_for(const char *session, int64 background, bool serve)
 	a = lappend(lappend(a, "--size"), psprintf("%lld", (long long) sb_shm_size_mb * 1024 * 1024));
 	a = lappend(lappend(a, "--tmpfs"), "/dev/shm");
 	a = lappend(lappend(a, "--remount-ro"), "/dev");
-	a = lappend(lappend(lappend(a, "--bind"), session_path(session, "workspace")), SB_WORKSPACE);
-	a = lappend(lappend(lappend(a, "--bind"), session_path(session, "tmp")), "/tmp");
+	a = lappend(lappend(lappend(a, "--bind"), files_path(session, "workspace")), SB_WORKSPACE);
+	a = lappend(lappend(lappend(a, "--bind"), files_path(session, "tmp")), "/tmp");
+	/*
+	 * With a disk image, background processes' logs are in it: written by the
+	 * executor of a background sandbox, and deletable by every sandbox of the
+	 * session (they count in its quota).
+	 */
+	if (image)
+		a = lappend(lappend(lappend(a, "--bind"), files_path(session, "background")),
+					SB_SANDBOX_BACKGROUND);
 	a = lappend(lappend(lappend(a, "--ro-bind"), exe), SB_SANDBOX_EXECUTOR);
 	a = lappend(lappend(a, "--remount-ro"), "/");
 	a = lappend(lappend(a, "--chdir"), SB_WORKSPACE);
@@ -231,6 +289,8 @@ bwrap_args_for(const char *session, int64 background, bool serve)
 		a = lappend(a, "background");
 		a = lappend(a, CppAsString2(SB_BG_EXIT_FD));
 		a = lappend(a, background_watch_fd() >= 0 ? CppAsString2(SB_BG_WATCH_FD) : "-");
+		if (image)
+			a = lappend(a, psprintf("%s/" INT64_FORMAT ".log", SB_SANDBOX_BACKGROUND, background));
 	}
 
 	argv = palloc(sizeof(char *) * (list_length(a) + 1));
@@ -464,14 +524,14 @@ warm_for(const char *session)
 {
 	char	  **argv = bwrap_args_for(session, 0, true);
 	char	   *signature = warm_signature(argv);
-	struct stat ws, tmp;
+	dev_t		dev;
+	ino_t		ws_ino, tmp_ino;
 	WarmSandbox *w = NULL, *lru = NULL;
 	ListCell   *lc;
 	WarmSandbox started;
 	MemoryContext old;
 
-	if (stat(session_path(session, "workspace"), &ws) != 0 ||
-		stat(session_path(session, "tmp"), &tmp) != 0)
+	if (!files_identity(session, &dev, &ws_ino, &tmp_ino))
 		return NULL;			/* the cold path reports it */
 	foreach(lc, warm_pool)
 	{
@@ -486,7 +546,7 @@ warm_for(const char *session)
 	{
 		/* Busy means its last run never finished: only one run per session is in flight. */
 		if (w->busy == NULL && warm_alive(w) && strcmp(w->signature, signature) == 0 &&
-			w->dev == ws.st_dev && w->ws_ino == ws.st_ino && w->tmp_ino == tmp.st_ino)
+			w->dev == dev && w->ws_ino == ws_ino && w->tmp_ino == tmp_ino)
 			return w;
 		w->busy = NULL;			/* a run that never finished: do not touch it */
 		warm_destroy(w);
@@ -500,9 +560,9 @@ warm_for(const char *session)
 
 	memset(&started, 0, sizeof(started));
 	started.pid = spawn_piped(argv, &started.in_fd, &started.out_fd, &started.err_fd, NULL);
-	started.dev = ws.st_dev;
-	started.ws_ino = ws.st_ino;
-	started.tmp_ino = tmp.st_ino;
+	started.dev = dev;
+	started.ws_ino = ws_ino;
+	started.tmp_ino = tmp_ino;
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	w = palloc(sizeof(WarmSandbox));
 	*w = started;
@@ -827,6 +887,7 @@ const SbDriver sb_local_driver = {
 	.executor_writes_state = false,
 	.slack_ms = 10000,
 	.prepare_session = sb_storage_prepare_session,
+	.disk_quota_kb = sb_storage_quota_kb,
 	.delete_storage = sb_storage_delete_session,
 	.load_state = sb_storage_load_state,
 	.store_state = sb_storage_store_state,
@@ -1022,16 +1083,54 @@ read_small(int fd, char *buf, size_t len)
 int
 sb_local_background_open_log(const char *session, int64 handle)
 {
-	return open_bg_reading(session, handle, "log");
+	int			fd = open_bg_reading(session, handle, "log");
+	int			dir, bg;
+	char		name[64];
+
+	if (fd >= 0 || errno != ENOENT)
+		return fd;
+	/* In the session's disk image (mounted first), where the executor writes it. */
+	dir = sb_storage_try_open_session(session);
+	if (dir < 0)
+		return -1;
+	if (!sb_quota_has_image(dir))
+	{
+		close(dir);
+		errno = ENOENT;
+		return -1;
+	}
+	PG_TRY();
+	{
+		sb_quota_ensure_mounted(dir, session, true);
+	}
+	PG_CATCH();
+	{
+		close(dir);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	bg = open_dir_at(dir, SB_QUOTA_MOUNT, false);
+	close(dir);
+	dir = bg < 0 ? -1 : open_dir_at(bg, "background", false);
+	if (bg >= 0)
+		close(bg);
+	if (dir < 0)
+		return -1;
+	bg_name(name, sizeof(name), handle, "log");
+	fd = open_bg_file(dir, name, O_RDONLY);
+	close(dir);
+	return fd;
 }
 
 /*
  * sb_local_background_exit reads the exit code a background process left;
  * false if none.  *server_stopped says whether it was stopped because the
- * postmaster had gone.
+ * postmaster had gone, *quota_exceeded whether it filled (or failed on) the
+ * session's full disk quota.
  */
 bool
-sb_local_background_exit(const char *session, int64 handle, int *code, bool *server_stopped)
+sb_local_background_exit(const char *session, int64 handle, int *code, bool *server_stopped,
+						 bool *quota_exceeded)
 {
 	int			fd = open_bg_reading(session, handle, "exit");
 	char		buf[64];
@@ -1040,6 +1139,7 @@ sb_local_background_exit(const char *session, int64 handle, int *code, bool *ser
 	bool		ok;
 
 	*server_stopped = false;
+	*quota_exceeded = false;
 	if (fd < 0)
 		return false;
 	ok = read_small(fd, buf, sizeof(buf));
@@ -1052,6 +1152,7 @@ sb_local_background_exit(const char *session, int64 handle, int *code, bool *ser
 		return false;
 	*code = (int) v;
 	*server_stopped = strncmp(end, " server-stopped", 15) == 0;
+	*quota_exceeded = strncmp(end, " quota-exceeded", 15) == 0;
 	return true;
 }
 
@@ -1126,7 +1227,11 @@ sb_local_background_spawn(const char *session, int64 handle, const char *request
 				 errmsg("could not open the background-process directory of session \"%s\": %m",
 						session)));
 	bg_name(name, sizeof(name), handle, "log");
-	logfd = open_bg_file(dir, name, O_WRONLY | O_CREAT | O_APPEND);
+	/* With a disk image, the executor opens the log in it (bwrap_args_for). */
+	if (sb_storage_files_dir(session)[0] != '\0')
+		logfd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	else
+		logfd = open_bg_file(dir, name, O_WRONLY | O_CREAT | O_APPEND);
 	bg_name(name, sizeof(name), handle, "exit");
 	exitfd = logfd < 0 ? -1 : open_bg_file(dir, name, O_WRONLY | O_CREAT | O_TRUNC);
 	if (logfd < 0 || exitfd < 0)

@@ -15,6 +15,7 @@
 #include "common/sbutil.h"
 #include "gcloud.h"
 #include "local/cgroup.h"
+#include "local/quota.h"
 #include "worker/reaper.h"
 
 /* Extra time after a command's timeout before the sandbox itself is abandoned. */
@@ -129,7 +130,9 @@ sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh, in
 													 timeout_ms + SB_KILL_GRACE_MS));
 	}
 	sb_cgroup_use_role(session->owner);	/* a local sandbox joins its owner's cgroup */
+	sb_quota_owner = session->owner;	/* whose quota new storage gets */
 	driver->prepare_session(session->key, fresh);
+	sb_quota_owner = InvalidOid;
 	if (driver->executor_writes_state || fresh || !driver->load_state(session->key, state))
 	{
 		memset(state, 0, sizeof(*state));
@@ -152,6 +155,8 @@ sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh, in
 	req.max_output_bytes = sb_max_output_bytes;
 	req.kill_grace_ms = SB_KILL_GRACE_MS;
 	sb_limits(&req.limits);
+	if (driver->disk_quota_kb != NULL)
+		req.disk_quota_bytes = driver->disk_quota_kb(session->key) * 1024;
 	request = sb_request_encode(&req);
 	if (request == NULL)
 		elog(ERROR, "could not encode the sandbox request");

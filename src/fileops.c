@@ -95,13 +95,24 @@ check_size(size_t len, const char *path)
 
 /* raise_failure turns an error result into an ERROR with a fitting SQLSTATE. */
 static void
-raise_failure(const SbFileRequest *req, const SbFileResult *res)
+raise_failure(const SbFileRequest *req, const SbFileResult *res, int64 quota_kb)
 {
 	int			code;
 	const char *hint = NULL;
 
 	switch (res->code)
 	{
+		case SB_FERR_DISK_FULL:
+			ereport(ERROR,
+					(errcode(ERRCODE_DISK_FULL),
+					 errmsg("%s", res->error),
+					 quota_kb > 0 ?
+					 errdetail("The session's disk quota of " INT64_FORMAT " kB is full; nothing was "
+							   "written.", quota_kb) : 0,
+					 errhint("Delete files of the session (sandbox.file_delete() or rm with "
+							 "sandbox.exec()), or ask a superuser to raise "
+							 "cloudrun_sandbox.local_disk_quota for new sessions.")));
+			break;
 		case SB_FERR_NOT_FOUND:
 			code = ERRCODE_UNDEFINED_FILE;
 			hint = "Relative paths start at the session's working directory.";
@@ -337,7 +348,7 @@ run_file_op(FunctionCallInfo fcinfo, int session_arg, SbFileRequest *req, SbFile
 		sb_session_update(session, &state);
 	}
 	if (res->status != SB_STATUS_SUCCEEDED)
-		raise_failure(req, res);
+		raise_failure(req, res, driver->disk_quota_kb ? driver->disk_quota_kb(key) : 0);
 }
 
 Datum

@@ -409,6 +409,21 @@ role_value(ArrayType *here, ArrayType *everywhere, const char *name)
 	return v != NULL ? v : config_value(everywhere, name);
 }
 
+/*
+ * sb_role_setting returns a setting as role's ALTER ROLE SET gives it (this
+ * database's, then all databases'), or NULL; in a transaction only.
+ */
+char *
+sb_role_setting(Oid role, const char *name)
+{
+	Relation	rel = table_open(DbRoleSettingRelationId, AccessShareLock);
+	char	   *v = role_value(role_config(rel, MyDatabaseId, role), role_config(rel, InvalidOid, role),
+							   name);
+
+	table_close(rel, AccessShareLock);
+	return v;
+}
+
 /* target_of returns the remembered entry of role, making an empty one if needed. */
 static GcTarget *
 target_of(Oid role)

@@ -8,7 +8,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_MAJOR=${PG_MAJOR:-15}
 DEB_PACKAGES="build-essential postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
 	postgresql-$PG_MAJOR-pgtap libtap-parser-sourcehandler-pgtap-perl libjansson-dev
-	libcurl4-openssl-dev libssl-dev libseccomp-dev bubblewrap procps openssl curl ca-certificates"
+	libcurl4-openssl-dev libssl-dev libseccomp-dev bubblewrap procps openssl curl ca-certificates
+	fuse2fs fuse3"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -51,6 +52,22 @@ install_deps() {
 		apt-get update -qq
 		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 	fi
+	# Sessions' disk images are mounted by fuse2fs as the server's user: /dev/fuse
+	# must be 0666, as Debian's udev rule makes it (a container has no udev).
+	if [ -c /dev/fuse ] && [ "$(stat -c %a /dev/fuse)" != 666 ] && [ "$(id -u)" = 0 ]; then
+		chmod 0666 /dev/fuse
+	fi
+}
+
+# fuse_unmount_under DIR: unmounts every FUSE mount (sessions' disk images) below DIR.
+fuse_unmount_under() {
+	local dir=$1 m
+	[ -n "$dir" ] || return 0
+	awk -v d="$dir/" '{for (i = 7; i < NF; i++) if ($i == "-") break}
+		$(i + 1) ~ /^fuse/ && index($5, d) == 1 {print $5}' /proc/self/mountinfo |
+		sort -r | while read -r m; do
+			fusermount3 -u -q -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+		done
 }
 
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
@@ -72,6 +89,7 @@ as_pg() {
 }
 
 # cluster_start creates and starts a throwaway cluster; sets PGHOST, PGPORT, PGDATA.
+# CLUSTER_CONF, if set, is added to its postgresql.conf.
 cluster_start() {
 	local bindir
 	bindir=$("$PG_CONFIG" --bindir)
@@ -90,6 +108,7 @@ shared_preload_libraries = 'cloudrun_sandbox'
 cloudrun_sandbox.database = '${WORKER_DB:-postgres}'
 max_connections = 50
 fsync = off
+${CLUSTER_CONF:-}
 CONF
 	as_pg "$bindir/pg_ctl" -D "$PGDATA" -l "$CLUSTER_DIR/server.log" -w start >/dev/null
 	trap cluster_stop EXIT
@@ -124,6 +143,10 @@ cluster_stop() {
 	fi
 	if [ -n "${CLUSTER_DIR:-}" ] && [ -d "$CLUSTER_DIR" ]; then
 		as_pg "$("$PG_CONFIG" --bindir)/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
+		# Nothing stays mounted: the sessions' disk images (in the default storage
+		# root, next to the data directory, or in CLUSTER_STORAGE_ROOT).
+		fuse_unmount_under "$CLUSTER_DIR"
+		fuse_unmount_under "${CLUSTER_STORAGE_ROOT:-}"
 		if [ "${KEEP_CLUSTER:-0}" = 1 ]; then
 			log "kept $CLUSTER_DIR"
 		else

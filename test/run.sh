@@ -168,6 +168,12 @@ log "upgrade from 0.1.0"
 cat "$out"
 count_summary "$out" "upgrade"
 
+# --- The disk quota with the storage root on a 64 MB tmpfs (a cluster of its own).
+log "disk quota on a 64 MB tmpfs"
+"$ROOT/test/disk_quota.sh" >"$out" 2>&1 || true
+cat "$out"
+count_summary "$out" "disk quota"
+
 rm -f "$out"
 if [ ${#FAILURES[@]} -gt 0 ]; then
 	log "failed suites: ${FAILURES[*]}"

@@ -9,7 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const status_names[] = {"succeeded", "failed", "timed_out", "error"};
+static const char *const status_names[] = {"succeeded", "failed", "timed_out", "error",
+	"quota_exceeded"};
 
 /* sb_status_name returns the SQL-visible name of a status. */
 const char *
@@ -22,7 +23,7 @@ sb_status_name(SbStatus status)
 bool
 sb_status_parse(const char *name, SbStatus *status)
 {
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < (int) (sizeof(status_names) / sizeof(status_names[0])); i++)
 		if (strcmp(name, status_names[i]) == 0)
 		{
 			*status = (SbStatus) i;
@@ -163,6 +164,8 @@ sb_request_encode(const SbExecRequest *req)
 		json_object_set_new(root, "prefix", json_string(req->prefix ? req->prefix : ""));
 		json_object_set_new(root, "isolation", json_string(sb_isolation_name(req->isolation)));
 	}
+	if (root != NULL && req->disk_quota_bytes > 0)
+		json_object_set_new(root, "disk_quota_bytes", json_integer(req->disk_quota_bytes));
 	return dump(root);
 }
 
@@ -243,7 +246,8 @@ sb_request_decode(const char *text, size_t len, SbExecRequest *out, json_t **hol
 	if (!get_int(root, "id", &out->id, 0) ||
 		!get_int(root, "timeout_ms", &out->timeout_ms, 0) ||
 		!get_int(root, "max_output_bytes", &out->max_output_bytes, 1024 * 1024) ||
-		!get_int(root, "kill_grace_ms", &out->kill_grace_ms, 1000))
+		!get_int(root, "kill_grace_ms", &out->kill_grace_ms, 1000) ||
+		!get_int(root, "disk_quota_bytes", &out->disk_quota_bytes, 0))
 		return fail(errbuf, errlen, "request has a malformed number");
 	v = json_object_get(root, "session");
 	out->session = json_is_string(v) ? json_string_value(v) : NULL;
@@ -491,7 +495,7 @@ static const char *const file_op_names[] = {
 
 static const char *const file_error_names[] = {
 	"", "not_found", "is_directory", "not_a_directory", "outside_sandbox",
-	"invalid_regex", "too_large", "io_error", "invalid_argument"
+	"invalid_regex", "too_large", "io_error", "invalid_argument", "disk_full"
 };
 
 #define N_FILE_OPS (sizeof(file_op_names) / sizeof(file_op_names[0]))

@@ -32,7 +32,8 @@ typedef enum SbStatus
 	SB_STATUS_SUCCEEDED, /* exit code 0 */
 	SB_STATUS_FAILED,	 /* non-zero exit code */
 	SB_STATUS_TIMED_OUT, /* killed at the deadline */
-	SB_STATUS_ERROR		 /* the sandbox itself failed */
+	SB_STATUS_ERROR,	 /* the sandbox itself failed */
+	SB_STATUS_QUOTA_EXCEEDED /* stopped: the session's disk quota was full */
 } SbStatus;
 
 extern const char *sb_status_name(SbStatus status);
@@ -79,6 +80,7 @@ typedef struct SbExecRequest
 	const char *session;
 	const char *prefix; /* object-name prefix, "" for none */
 	SbIsolation isolation; /* cloud: how the command is isolated in the container */
+	long long disk_quota_bytes; /* local: the session's disk quota, watched; 0 = none */
 } SbExecRequest;
 
 /* What the executor reports back. */
@@ -188,7 +190,8 @@ typedef enum SbFileError
 	SB_FERR_INVALID_REGEX,
 	SB_FERR_TOO_LARGE,
 	SB_FERR_IO_ERROR,
-	SB_FERR_INVALID_ARGUMENT
+	SB_FERR_INVALID_ARGUMENT,
+	SB_FERR_DISK_FULL		  /* the session's disk (its quota) is full */
 } SbFileError;
 
 extern const char *sb_file_op_name(SbFileOp op);

@@ -49,14 +49,15 @@ signal_all(pid_t pgid, int sig)
  * postmaster had gone.
  */
 static void
-write_exit(int exit_fd, int code, bool server_stopped)
+write_exit(int exit_fd, int code, bool server_stopped, bool quota_exceeded)
 {
 	char		line[64];
 	int			len;
 
 	if (exit_fd < 0)
 		return;
-	len = snprintf(line, sizeof(line), "%d%s\n", code, server_stopped ? " server-stopped" : "");
+	len = snprintf(line, sizeof(line), "%d%s\n", code, server_stopped ? " server-stopped"
+				   : quota_exceeded ? " quota-exceeded" : "");
 	if (ftruncate(exit_fd, 0) == 0)
 		(void) pwrite(exit_fd, line, (size_t) len, 0);
 }
@@ -101,7 +102,7 @@ explain_end(const SbExecRequest *req, int wstatus)
  * command's exit status.
  */
 int
-sb_background_main(const SbExecRequest *req, int exit_fd, int watch_fd)
+sb_background_main(const SbExecRequest *req, int exit_fd, int watch_fd, const char *log)
 {
 	sigset_t	mask;
 	int			sigfd;
@@ -110,6 +111,34 @@ sb_background_main(const SbExecRequest *req, int exit_fd, int watch_fd)
 	long long	kill_at = 0;
 	bool		server_stopped = false;
 	int			code;
+	bool		quota_watch, quota_room, quota_hit = false;
+
+	/*
+	 * With a disk image, the log is ours to make, in it: a new file, never
+	 * through a symlink, whatever an earlier command planted under its name.
+	 */
+	if (log != NULL)
+	{
+		int			fd = -1;
+
+		for (int tries = 0; tries < 10 && fd < 0; tries++)
+		{
+			(void) unlink(log);
+			fd = open(log, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+			if (fd < 0 && errno != EEXIST)
+				break;
+		}
+		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+		{
+			bool		full = errno == ENOSPC || errno == EDQUOT;
+
+			write_exit(exit_fd, 127, false, full || sb_quota_full(req->disk_quota_bytes));
+			return 127;
+		}
+		close(fd);
+	}
+	quota_watch = req->disk_quota_bytes > 0;
+	quota_room = quota_watch && !sb_quota_full(req->disk_quota_bytes);
 
 	/* Ours only: the command must not write our exit code nor hold the pipe. */
 	if (exit_fd >= 0)
@@ -129,7 +158,7 @@ sb_background_main(const SbExecRequest *req, int exit_fd, int watch_fd)
 	{
 		fprintf(stderr, "cloudrun-sandbox: cannot start the background command: %s\n",
 				strerror(errno));
-		write_exit(exit_fd, 127, false);
+		write_exit(exit_fd, 127, false, false);
 		return 127;
 	}
 	if (child == 0)
@@ -144,6 +173,20 @@ sb_background_main(const SbExecRequest *req, int exit_fd, int watch_fd)
 		int			timeout = kill_at > 0 ? (int) (kill_at - sb_now_ms()) : -1;
 		struct signalfd_siginfo si;
 		bool		exited = false;
+
+		/* A command that fills the quota is stopped (never one that only found it full). */
+		if (quota_watch && !quota_hit)
+		{
+			if (!sb_quota_full(req->disk_quota_bytes))
+				quota_room = true;
+			else if (quota_room)
+			{
+				quota_hit = true;
+				signal_all(child, SIGKILL);
+			}
+		}
+		if (quota_watch && !quota_hit && (timeout < 0 || timeout > SB_QUOTA_POLL_MS))
+			timeout = SB_QUOTA_POLL_MS;
 
 		if (kill_at > 0 && timeout <= 0)
 		{
@@ -194,6 +237,9 @@ sb_background_main(const SbExecRequest *req, int exit_fd, int watch_fd)
 	code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
 	explain_end(req, wstatus);
 	signal_all(child, SIGKILL);
-	write_exit(exit_fd, code, server_stopped);
+	/* Stopped at the quota, or failed with the disk full. */
+	if (!server_stopped && !quota_hit && code != 0)
+		quota_hit = sb_quota_full(req->disk_quota_bytes);
+	write_exit(exit_fd, code, server_stopped, quota_hit);
 	return code;
 }

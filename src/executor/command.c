@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -541,6 +542,34 @@ incomplete:
 		 "errexit or a signal while an EXIT trap of its own was set)");
 }
 
+bool
+sb_quota_full(long long quota_bytes)
+{
+	struct statvfs sv;
+	/* A writer stopped by ENOSPC leaves less than this free (ext4: a few blocks). */
+	unsigned long long slack = quota_bytes / 64 < 1024 * 1024 ? quota_bytes / 64 : 1024 * 1024;
+
+	if (quota_bytes <= 0 || statvfs(SB_WORKSPACE, &sv) != 0)
+		return false;
+	/* Free, not available: fuse2fs reports reserved blocks that writes may use. */
+	return (unsigned long long) sv.f_bfree * sv.f_frsize < slack || sv.f_ffree == 0;
+}
+
+void
+sb_quota_message(char *buf, size_t len, long long quota_bytes)
+{
+	long long	mb = quota_bytes / (1024 * 1024);
+
+	if (mb * 1024 * 1024 == quota_bytes)
+		snprintf(buf, len, "the session's disk quota of %lld MB is full "
+				 "(cloudrun_sandbox.local_disk_quota); delete files in /workspace, /tmp or "
+				 "/run/background (background processes' logs) to free space", mb);
+	else
+		snprintf(buf, len, "the session's disk quota of %lld kB is full "
+				 "(cloudrun_sandbox.local_disk_quota); delete files in /workspace, /tmp or "
+				 "/run/background (background processes' logs) to free space", quota_bytes / 1024);
+}
+
 /* read_into drains what is available on fd into buf; returns false at EOF. */
 static bool
 read_into(int fd, SbBuf *buf)
@@ -585,6 +614,15 @@ sb_run_command_watched(const SbExecRequest *req, SbExecResult *res, const SbCanc
 	double		deadline = req->timeout_ms > 0 ? start + req->timeout_ms : 0;
 	double		kill_at = 0, drain_until = 0;
 	double		next_check = watch ? start + watch->interval_ms : 0;
+	/*
+	 * With a quota, a command that fills the disk is stopped: once it is full
+	 * after it had room while the command ran (never one that only found it
+	 * full).
+	 */
+	bool		quota_watch = req->disk_quota_bytes > 0;
+	bool		quota_room = quota_watch && !sb_quota_full(req->disk_quota_bytes);
+	double		next_quota = quota_watch ? start + SB_QUOTA_POLL_MS : 0;
+	bool		quota_hit = false;
 	bool		timed_out = false, exited = false, cancelled = false;
 	int			wstatus = 0;
 	const char *cmdp = req->command;
@@ -664,6 +702,18 @@ sb_run_command_watched(const SbExecRequest *req, SbExecResult *res, const SbCanc
 			now = now_ms();
 			next_check = now + watch->interval_ms;
 		}
+		if (!exited && quota_watch && !quota_hit && now >= next_quota)
+		{
+			if (!sb_quota_full(req->disk_quota_bytes))
+				quota_room = true;
+			else if (quota_room)
+			{
+				quota_hit = true;
+				kill_all(child, SIGKILL);
+			}
+			now = now_ms();
+			next_quota = now + SB_QUOTA_POLL_MS;
+		}
 		if (exited && now >= drain_until)
 			break;
 		if (!exited && !timed_out && deadline > 0)
@@ -672,6 +722,8 @@ sb_run_command_watched(const SbExecRequest *req, SbExecResult *res, const SbCanc
 			wake = kill_at;
 		if (!exited && !cancelled && watch != NULL && (wake == 0 || next_check < wake))
 			wake = next_check;
+		if (!exited && quota_watch && !quota_hit && (wake == 0 || next_quota < wake))
+			wake = next_quota;
 		if (exited)
 			wake = drain_until;
 		timeout = wake > 0 ? (int) (wake - now) + 1 : -1;
@@ -764,6 +816,16 @@ sb_run_command_watched(const SbExecRequest *req, SbExecResult *res, const SbCanc
 		}
 		else
 			res->status = res->exit_code == 0 ? SB_STATUS_SUCCEEDED : SB_STATUS_FAILED;
+		/* Stopped at the quota, or failed with the disk full: say so. */
+		if (!cancelled && (quota_hit || (res->status == SB_STATUS_FAILED &&
+										 sb_quota_full(req->disk_quota_bytes))))
+		{
+			char		msg[512];
+
+			sb_quota_message(msg, sizeof(msg), req->disk_quota_bytes);
+			res->status = SB_STATUS_QUOTA_EXCEEDED;
+			note(res, "%s%s", quota_hit ? "stopped: " : "", msg);
+		}
 		if (!cancelled && exited)
 			parse_state(req, &sbuf, res);
 	}

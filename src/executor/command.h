@@ -36,11 +36,23 @@ extern char **sb_command_env(const SbExecRequest *req);
 /* sb_command_limits applies req's resource limits to the calling process. */
 extern void sb_command_limits(const SbExecRequest *req);
 
+/*
+ * The session's disk quota (a local session's disk image, see
+ * src/local/quota.c): sb_quota_full tells whether the disk behind
+ * /workspace is full (less than a small slack free, or no inode left);
+ * sb_quota_message says so, with the quota and how to free space.
+ */
+extern bool sb_quota_full(long long quota_bytes);
+extern void sb_quota_message(char *buf, size_t len, long long quota_bytes);
+/* How often a running command's disk is looked at, with a quota. */
+#define SB_QUOTA_POLL_MS 100
+
 /* sb_background_child runs a background command in a forked child; never returns. */
 extern void sb_background_child(const SbExecRequest *req, int out_fd, const char *fallback_cwd)
 			__attribute__((noreturn));
 
 /* sb_background_main runs req's command as a background process; see background.c. */
-extern int	sb_background_main(const SbExecRequest *req, int exit_fd, int watch_fd);
+extern int	sb_background_main(const SbExecRequest *req, int exit_fd, int watch_fd,
+							   const char *log);
 
 #endif							/* SB_COMMAND_H */

@@ -12,8 +12,9 @@
  * same requests and results, framed as "<length>\n<document>", one after
  * another until standard input ends.
  *
- * Background mode (`background EXIT_FD WATCH_FD`) runs one command for as
- * long as it lives, its output on our standard output and error, its exit
+ * Background mode (`background EXIT_FD WATCH_FD [LOG]`) runs one command for
+ * as long as it lives, its output on our standard output and error (or, in a
+ * session with a disk quota, appended to LOG, which we open), its exit
  * code into descriptor EXIT_FD, stopping when descriptor WATCH_FD (the
  * postmaster-death pipe; "-" for none) hangs up; see background.c.  The
  * descriptors are the supervisor's: this mode opens no file by name.
@@ -158,7 +159,7 @@ fd_arg(const char *arg, int *fd)
  * background.c); it answers with an exit status, not a result document.
  */
 static int
-run_background(const char *exit_arg, const char *watch_arg)
+run_background(const char *exit_arg, const char *watch_arg, const char *log)
 {
 	SbBuf		input;
 	SbExecRequest req;
@@ -182,7 +183,7 @@ run_background(const char *exit_arg, const char *watch_arg)
 				input.len ? errbuf : "nothing on standard input");
 		return 2;
 	}
-	rc = sb_background_main(&req, exit_fd, watch_fd);
+	rc = sb_background_main(&req, exit_fd, watch_fd, log);
 	json_decref(holder);
 	sb_buf_free(&input);
 	return rc;
@@ -354,14 +355,14 @@ main(int argc, char **argv)
 	}
 	if (argc > 1 && strcmp(argv[1], "cloud") == 0)
 		return run_cloud(argc, argv);
-	if (argc == 4 && strcmp(argv[1], "background") == 0)
-		return run_background(argv[2], argv[3]);
+	if ((argc == 4 || argc == 5) && strcmp(argv[1], "background") == 0)
+		return run_background(argv[2], argv[3], argc == 5 ? argv[4] : NULL);
 	if (argc > 2 || (argc == 2 && strcmp(argv[1], "serve") != 0))
 	{
 		fprintf(stderr, "usage: %s < request.json > result.json\n", argv[0]);
 		fprintf(stderr, "       %s serve < framed requests > framed results\n", argv[0]);
 		fprintf(stderr, "       %s cloud BUCKET REQUEST_OBJECT [REQUEST_OBJECT...]\n", argv[0]);
-		fprintf(stderr, "       %s background EXIT_FD WATCH_FD < request.json\n", argv[0]);
+		fprintf(stderr, "       %s background EXIT_FD WATCH_FD [LOG] < request.json\n", argv[0]);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

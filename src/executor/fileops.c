@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -117,6 +118,11 @@ set_errno(SbFileResult *res, int err, const char *what, const char *virt)
 			break;
 		case EFBIG:
 			sb_file_set_error(res, SB_FERR_TOO_LARGE, "cannot %s \"%s\": %s", what, virt,
+					  strerror(err));
+			break;
+		case ENOSPC:
+		case EDQUOT:
+			sb_file_set_error(res, SB_FERR_DISK_FULL, "cannot %s \"%s\": %s", what, virt,
 					  strerror(err));
 			break;
 		default:
@@ -569,6 +575,28 @@ make_parents(const char *real, const Target *t, SbFileResult *res)
 	return ok;
 }
 
+/*
+ * disk_has_room tells whether the file system of path's directory has room
+ * for bytes more, once freed bytes (of the file it replaces) are freed, with
+ * a block per 1 MB for its metadata; true when it cannot tell.
+ */
+static bool
+disk_has_room(const char *path, size_t bytes, size_t freed)
+{
+	struct statvfs sv;
+	char	   *dir = sb_strdup(path);
+	char	   *slash = strrchr(dir, '/');
+	bool		room = true;
+
+	if (slash != NULL)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	if (statvfs(dir, &sv) == 0 && sv.f_frsize > 0)
+		room = (unsigned long long) sv.f_bfree * sv.f_frsize + freed >=
+			bytes + (bytes / (1024 * 1024) + 1) * sv.f_frsize;
+	sb_free(dir);
+	return room;
+}
+
 /* put_file implements file_write and file_upload. */
 static void
 put_file(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
@@ -597,6 +625,13 @@ put_file(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 	}
 	if (!t.exists && !make_parents(t.real, &t, res))
 		goto done;
+	/* What cannot fit is refused before the file is touched. */
+	if (!disk_has_room(t.real, total, t.exists && !(req->op == SB_FILE_WRITE && req->append) ?
+					   (size_t) t.st.st_size : 0))
+	{
+		set_errno(res, ENOSPC, "write", t.virt);
+		goto done;
+	}
 	flags |= req->op == SB_FILE_WRITE && req->append ? O_APPEND : O_TRUNC;
 	fd = open(t.real, flags, 0666);
 	if (fd < 0)
@@ -618,13 +653,24 @@ put_file(const Roots *roots, const SbFileRequest *req, SbFileResult *res)
 	{
 		int			err = errno;
 
+		/* No partial file: a new one goes, an appended one is cut back. */
+		if (!t.exists)
+			(void) unlink(t.real);
+		else if (ftruncate(fd, req->op == SB_FILE_WRITE && req->append ? st.st_size : 0) != 0)
+		{
+			/* the write's error is the one to report */
+		}
 		close(fd);
 		set_errno(res, err, "write", t.virt);
 		goto done;
 	}
 	if (close(fd) != 0)
 	{
-		set_errno(res, errno, "write", t.virt);
+		int			err = errno;
+
+		if (!t.exists)
+			(void) unlink(t.real);
+		set_errno(res, err, "write", t.virt);
 		goto done;
 	}
 	res->count = (long long) total;

@@ -36,6 +36,7 @@
 #include "utils/memutils.h"
 
 #include "driver.h"
+#include "local/quota.h"
 #include "local/rmtree.h"
 
 #define SB_STATE_FILE "state.json"
@@ -275,6 +276,28 @@ sb_storage_try_open_session(const char *session)
 	return fd;
 }
 
+const char *
+sb_storage_files_dir(const char *session)
+{
+	int			fd = sb_storage_try_open_session(session);
+	bool		image = fd >= 0 && sb_quota_has_image(fd);
+
+	if (fd >= 0)
+		close(fd);
+	return image ? SB_QUOTA_MOUNT : "";
+}
+
+int64
+sb_storage_quota_kb(const char *session)
+{
+	int			fd = sb_storage_try_open_session(session);
+	int64		kb = fd >= 0 ? sb_quota_size_kb(fd) : 0;
+
+	if (fd >= 0)
+		close(fd);
+	return kb;
+}
+
 /* make_subdir creates directory name in dirfd (mode 0700) unless it is one already. */
 static bool
 make_subdir(int dirfd, const char *name)
@@ -408,6 +431,29 @@ move_to_trash(int sessions, const char *session)
 	return to;
 }
 
+/*
+ * unmount_at unmounts the disk image of the session directory dirfd/name
+ * (path, its path), if it has one mounted: a tree is never deleted across a
+ * mount.
+ */
+static void
+unmount_at(int dirfd, const char *name, const char *path)
+{
+	int			fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	(void) sb_quota_unmount(fd, path);
+	close(fd);
+}
+
+/* unmount_session is unmount_at for sessions/<session> (sessions is its descriptor). */
+static void
+unmount_session(int sessions, const char *session)
+{
+	unmount_at(sessions, session, sb_storage_session_path(session, NULL));
+}
+
 /* remove_from_trash deletes trash/<name>, reporting what is left as a WARNING. */
 static void
 remove_from_trash(const char *name)
@@ -416,8 +462,34 @@ remove_from_trash(const char *name)
 
 	if (trash < 0)
 		return;
+	/* Left mounted by a deletion that failed half-way. */
+	unmount_at(trash, name, trash_path(name));
 	(void) remove_tree_at(trash, name, trash_path(name));
 	close(trash);
+}
+
+/*
+ * with_image makes (make) or mounts the disk image of the session whose
+ * directory is fd, and closes fd.  The worker never asks the mount itself
+ * (see quota.c).
+ */
+static void
+with_image(int fd, const char *session, bool make)
+{
+	PG_TRY();
+	{
+		if (make)
+			sb_quota_make(fd, session, sb_quota_new_kb());
+		else
+			sb_quota_ensure_mounted(fd, session, !sb_driver_nonblocking);
+	}
+	PG_CATCH();
+	{
+		close(fd);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	close(fd);
 }
 
 void
@@ -428,12 +500,21 @@ sb_storage_prepare_session(const char *session, bool fresh)
 
 	if (!fresh)
 	{
-		/* The common case: it is all there. */
+		/*
+		 * The common case: it is all there (with an image, mounted; the
+		 * worker never asks the mount itself, see quota.c).
+		 */
 		fd = sb_storage_open_session(session, false);
 		if (fd >= 0)
 		{
-			bool		ready = is_dir_at(fd, "workspace") && is_dir_at(fd, "tmp");
+			bool		ready;
 
+			if (sb_quota_has_image(fd))
+			{
+				with_image(fd, session, false);
+				return;
+			}
+			ready = is_dir_at(fd, "workspace") && is_dir_at(fd, "tmp");
 			close(fd);
 			if (ready)
 				return;
@@ -446,6 +527,7 @@ sb_storage_prepare_session(const char *session, bool fresh)
 		 * Left under the name by an earlier session: out of the way at once
 		 * (whatever of it cannot be deleted stays in the trash), then deleted.
 		 */
+		unmount_session(sessions, session);
 		remove_from_trash(move_to_trash(sessions, session));
 		sessions = open_db_level("sessions", true);
 	}
@@ -461,6 +543,12 @@ sb_storage_prepare_session(const char *session, bool fresh)
 				 errmsg("could not create directory \"%s\": %m", sb_storage_session_path(session, NULL))));
 	}
 	close(sessions);
+	if (sb_quota_new_kb() > 0)
+	{
+		/* A new session's files go into an image of the quota's size (quota.c). */
+		with_image(fd, session, true);
+		return;
+	}
 	if (!make_subdir(fd, "workspace") || !make_subdir(fd, "tmp"))
 	{
 		int			save = errno;
@@ -493,6 +581,7 @@ sb_storage_delete_session(const char *session, const char *location)
 		close(sessions);
 		return;
 	}
+	unmount_session(sessions, session);
 	remove_from_trash(move_to_trash(sessions, session));
 }
 

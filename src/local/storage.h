@@ -14,6 +14,9 @@
  *		<database oid>/sessions/<s>/host/background/<h>.pid		its sandbox's first process
  *		<database oid>/sessions/<s>/background/	0.1.0's background files (read, never written)
  *		<database oid>/trash/					what is being deleted, and what could not be
+ * A session made with a disk quota (0.4.0 on) has instead its workspace/,
+ * tmp/ and background/ (its processes' logs) in a disk image, mounted at
+ * sessions/<s>/fs/ (layout in quota.h); state.json and host/ stay outside it.
  * host/ is never bound into a sandbox (driver_local.c hands a background
  * sandbox its files as descriptors); 0.1.0 bound background/ at
  * /run/background, so its sandboxes could write there.
@@ -45,6 +48,16 @@ extern int	sb_storage_try_open_session(const char *session);
 
 /* Creates directory sub of sessions/<s> (mode 0700) unless it exists. */
 extern void sb_storage_make_subdir(const char *session, const char *sub);
+
+/*
+ * sb_storage_files_dir returns the directory below sessions/<s> that holds
+ * workspace/, tmp/ and background/: "fs" for a session with a disk image,
+ * "" for one without (made before 0.4.0, or with no quota).
+ */
+extern const char *sb_storage_files_dir(const char *session);
+
+/* sb_storage_quota_kb is the disk quota of a session (0: none). */
+extern int64 sb_storage_quota_kb(const char *session);
 
 /* The driver's storage callbacks (see driver.h). */
 extern void sb_storage_prepare_session(const char *session, bool fresh);

@@ -44,6 +44,7 @@ typedef struct BgProc
 	bool		end_has_code;
 	int			end_code;
 	const char *end_error;
+	char		end_message[256];	/* what end_error may point to */
 } BgProc;
 
 #define BG_CLOUD_POLL_MS 2000
@@ -193,14 +194,22 @@ bg_local_ended(BgProc *b)
 	int			code;
 	int			ws = 0;
 	bool		reaped = false;
-	bool		server_stopped;
+	bool		server_stopped, quota_exceeded;
 
 	if (b->bwrap_pid > 0)
 		reaped = waitpid(b->bwrap_pid, &ws, 0) == b->bwrap_pid;
 	b->bwrap_pid = 0;
-	if (sb_local_background_exit(b->session, b->handle, &code, &server_stopped))
-		bg_ended(b, server_stopped ? "failed" : "exited", true, code,
-				 server_stopped ? "stopped with the database server" : NULL);
+	if (sb_local_background_exit(b->session, b->handle, &code, &server_stopped, &quota_exceeded))
+	{
+		if (quota_exceeded)
+			snprintf(b->end_message, sizeof(b->end_message),
+					 "stopped: the session's disk quota of " INT64_FORMAT " kB is full "
+					 "(cloudrun_sandbox.local_disk_quota); delete files in /workspace, /tmp or "
+					 "/run/background (background processes' logs) to free space", sb_local_driver.disk_quota_kb(b->session));
+		bg_ended(b, server_stopped ? "failed" : quota_exceeded ? "quota_exceeded" : "exited", true,
+				 code, server_stopped ? "stopped with the database server"
+				 : quota_exceeded ? b->end_message : NULL);
+	}
 	else if (reaped)
 		bg_ended(b, "exited", true, WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws), NULL);
 	else

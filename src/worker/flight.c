@@ -19,6 +19,7 @@
 #include "utils/timestamp.h"
 
 #include "gcloud.h"
+#include "local/quota.h"
 #include "shared.h"
 #include "worker/xact.h"
 
@@ -66,6 +67,8 @@ new_flight(HeapTuple tup, TupleDesc desc)
 	/* Read (in this transaction) its owner's job and prefix, for the launch after it. */
 	if (f->backend == SB_BACKEND_CLOUDRUN)
 		sb_gc_use_role(f->owner);
+	else
+		sb_quota_read_role(f->owner);	/* its quota, should the launch make its storage */
 	MemoryContextSwitchTo(old);
 	return f;
 }

@@ -114,6 +114,21 @@ test_protocol(void)
 	   "protocol: a request survives encoding and decoding");
 	json_decref(holder);
 	sb_free(text);
+	req.disk_quota_bytes = 16 * 1024 * 1024;
+	text = sb_request_encode(&req);
+	ok(sb_request_decode(text, strlen(text), &got, &holder, err, sizeof(err)) &&
+	   got.disk_quota_bytes == 16 * 1024 * 1024,
+	   "protocol: a request's disk quota survives encoding and decoding");
+	json_decref(holder);
+	sb_free(text);
+	req.disk_quota_bytes = 0;
+	{
+		SbStatus	q;
+
+		ok(sb_status_parse("quota_exceeded", &q) && q == SB_STATUS_QUOTA_EXCEEDED &&
+		   strcmp(sb_status_name(SB_STATUS_QUOTA_EXCEEDED), "quota_exceeded") == 0,
+		   "protocol: the status quota_exceeded has a name both ways");
+	}
 	text = "{\"version\":1,\"op\":\"exec\",\"command\":\"x\",\"env\":{\"A-B\":\"1\"}}";
 	ok(!sb_request_decode(text, strlen(text), &got, &holder, err, sizeof(err)) &&
 	   strstr(err, "A-B") != NULL,

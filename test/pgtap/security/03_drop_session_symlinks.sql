@@ -112,7 +112,9 @@ SELECT pg_temp.reset_target();
 SELECT test.program_lines(format(E'cat > %1$s.c <<''EOF''\n%2$sEOF\ncc -O2 -o %1$s %1$s.c', :'racer', pg_temp.racer_c()));
 CREATE FUNCTION pg_temp.host_round(racer text, target text) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-	ws text := test.session_dir('drop2') || '/workspace';
+	-- In the session's disk image, when it has one.
+	ws text := test.session_dir('drop2') || CASE WHEN (pg_stat_file(test.session_dir('drop2') || '/disk.img', true)).size
+		IS NOT NULL THEN '/fs/workspace' ELSE '/workspace' END;
 BEGIN
 	PERFORM test.program_lines(format('cd %s && (setsid %s %s 20 10 >/dev/null 2>&1 </dev/null & echo $! > %s.pid)',
 									  test.sh_quote(ws), racer, target, racer));
