@@ -170,12 +170,21 @@ rm_msg(int id)
 	(void) msgctl(id, IPC_RMID, NULL);
 }
 
-/* sb_scrub_sandbox empties /dev/shm and the sandbox's System V IPC namespace. */
+/*
+ * sb_scrub_sandbox empties /dev/shm and the sandbox's System V IPC namespace,
+ * only as the sandbox's PID 1 (as in command.c's kill_all): an executor run
+ * anywhere else (by hand, or by a unit test, on the host) would empty the
+ * host's /dev/shm and remove every segment it may, PostgreSQL's among them.
+ */
 void
 sb_scrub_sandbox(void)
 {
-	int			fd = open(SHM_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int			fd;
 	struct stat st;
+
+	if (getpid() != 1)
+		return;
+	fd = open(SHM_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
 	if (fd >= 0 && fstat(fd, &st) == 0)
 	{

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "common/protocol.h"
@@ -584,6 +585,24 @@ test_serve(void)
 		free_result(&r);
 	}
 	is_int(answered, 50, "serve: answers many requests in a row");
+	{
+		/*
+		 * Outside a sandbox (not PID 1) serve must leave the host's /dev/shm
+		 * alone: PostgreSQL keeps its dynamic shared memory there.
+		 */
+		char		marker[64];
+		int			fd;
+
+		snprintf(marker, sizeof(marker), "/dev/shm/sb-unit-serve-%d", (int) getpid());
+		fd = open(marker, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+		req.command = "true";
+		ok(fd >= 0 && server_call(&srv, &req, &r) && access(marker, F_OK) == 0,
+		   "serve: outside a sandbox it leaves the host's /dev/shm alone");
+		free_result(&r);
+		if (fd >= 0)
+			close(fd);
+		unlink(marker);
+	}
 	json_decref(req.env);
 	is_int(server_stop(&srv), 0, "serve: exits 0 at the end of its input");
 
