@@ -9,11 +9,16 @@
 -- finished rows newest first carrying them, so a prune reads only the rows it
 -- keeps (plus one) and never a whole table.  Adding the column rewrites the
 -- table once, existing rows included.
+-- The call's environment (up to 1 MB of a queued command's env), its cwd and
+-- its remote name count too, or a role could keep far more than the bound in
+-- them.
 ALTER TABLE sandbox.executions ADD COLUMN bytes bigint GENERATED ALWAYS AS (
 	pg_catalog.octet_length(command) + COALESCE(pg_catalog.octet_length(stdout), 0)
-	+ COALESCE(pg_catalog.octet_length(stderr), 0) + COALESCE(pg_catalog.octet_length(error), 0)) STORED;
+	+ COALESCE(pg_catalog.octet_length(stderr), 0) + COALESCE(pg_catalog.octet_length(error), 0)
+	+ COALESCE(pg_catalog.octet_length(call_env::text), 0) + COALESCE(pg_catalog.octet_length(cwd), 0)
+	+ COALESCE(pg_catalog.octet_length(remote_name), 0)) STORED;
 COMMENT ON COLUMN sandbox.executions.bytes IS
-	'bytes of command, stdout, stderr and error: what cloudrun_sandbox.history_max_bytes_per_role counts';
+	'bytes of command, stdout, stderr, error, call_env, cwd and remote_name: what cloudrun_sandbox.history_max_bytes_per_role counts';
 CREATE INDEX executions_history_idx ON sandbox.executions (owner, finished_at DESC, id DESC)
 	INCLUDE (bytes) WHERE finished_at IS NOT NULL;
 

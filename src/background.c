@@ -88,6 +88,40 @@ check_role_cap(Oid role)
 						 "administrator to raise the limit.")));
 }
 
+/*
+ * prune_ended deletes the role's ended background processes beyond
+ * cloudrun_sandbox.history_max_bytes_per_role (their command and error, and
+ * 256 bytes a row; the newest kept) and older than history_retention, at most
+ * a batch at each start, skipping rows someone holds locked.  Without it
+ * every start would keep up to max_command_bytes for as long as the session.
+ * Runs as the tables' owner, in SPI.
+ */
+static void
+prune_ended(Oid role)
+{
+	Oid			types[3] = {REGROLEOID, INT8OID, INT4OID};
+	Datum		values[3];
+	int64		bound = (int64) sb_history_max_kb * 1024;
+
+	values[0] = ObjectIdGetDatum(role);
+	values[1] = Int64GetDatum(bound > 0 ? bound : PG_INT64_MAX);
+	values[2] = Int32GetDatum(sb_history_retention_s);
+	if (SPI_execute_with_args("DELETE FROM sandbox.background_processes WHERE pid IN ("
+							  "SELECT b.pid FROM sandbox.background_processes b WHERE b.pid IN ("
+							  "SELECT pid FROM (SELECT pid, ended_at, "
+							  "sum(pg_catalog.octet_length(command) + "
+							  "COALESCE(pg_catalog.octet_length(error), 0) + 256) "
+							  "OVER (ORDER BY ended_at DESC, pid DESC ROWS UNBOUNDED PRECEDING) AS newer "
+							  "FROM sandbox.background_processes "
+							  "WHERE owner = $1 AND ended_at IS NOT NULL) q "
+							  "WHERE newer > $2 OR ($3 > 0 AND ended_at < "
+							  "pg_catalog.now() - pg_catalog.make_interval(secs => $3)) "
+							  "LIMIT " CppAsString2(SB_HISTORY_PRUNE_BATCH) ") "
+							  "FOR UPDATE OF b SKIP LOCKED)",
+							  3, types, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not prune ended background processes");
+}
+
 Datum
 sandbox_start_background(PG_FUNCTION_ARGS)
 {
@@ -110,6 +144,7 @@ sandbox_start_background(PG_FUNCTION_ARGS)
 	values[3] = Int64GetDatum(session->id);
 	sb_spi_begin_owner();
 	check_role_cap(session->owner);
+	prune_ended(session->owner);
 	if (SPI_execute_with_args("INSERT INTO sandbox.background_processes (session, owner, command, "
 							  "session_id) VALUES ($1, $2, $3, $4) RETURNING pid",
 							  4, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)

@@ -28,6 +28,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 /* How often one backend prunes old history, and how much at once. */
@@ -169,6 +170,47 @@ sb_check_session_name(const char *name)
 						   "starting with a letter or digit.")));
 }
 
+/*
+ * check_session_cap refuses a role's new session beyond
+ * cloudrun_sandbox.max_sessions_per_role, after the row was inserted (so that
+ * only a new session is counted).  A lock on the role's session count (an
+ * advisory tag no SQL caller can take, held to the end of the transaction)
+ * makes concurrent creations of one role count one after another, with a
+ * snapshot taken after it; it never makes another role, or the worker (which
+ * makes no session rows), wait.  Runs as the tables' owner, in SPI.
+ */
+static SPIPlanPtr plan_count_sessions = NULL;
+
+static void
+check_session_cap(Oid role)
+{
+	LOCKTAG		tag;
+	Oid			type = REGROLEOID;
+	Datum		value = ObjectIdGetDatum(role);
+	bool		isnull;
+	int64		n;
+
+	if (sb_max_sessions_per_role <= 0)
+		return;
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 1, (uint32) role, SB_ROLE_LOCK_CLASS);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	if (SPI_execute_snapshot(prepare(&plan_count_sessions,
+									 "SELECT count(*) FROM sandbox.sessions WHERE owner = $1",
+									 1, &type),
+							 &value, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not count sessions");
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (n > sb_max_sessions_per_role)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("role \"%s\" already has %d sessions", GetUserNameFromId(role, false),
+						sb_max_sessions_per_role),
+				 errdetail("cloudrun_sandbox.max_sessions_per_role is %d.", sb_max_sessions_per_role),
+				 errhint("Drop sessions it no longer needs with sandbox.drop_session(), or ask an "
+						 "administrator to raise the limit.")));
+}
+
 bool
 sb_session_insert(const char *name, SbBackend backend)
 {
@@ -190,10 +232,14 @@ sb_session_insert(const char *name, SbBackend backend)
 				3, types),
 		values, NULL, SPI_OK_INSERT_RETURNING);
 	inserted = SPI_processed == 1;
-	/* If this (sub)transaction rolls back, whatever storage it made for the session goes. */
 	if (inserted)
-		sb_reaper_if_creation_aborts(backend, s.save_uid,
-									 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	{
+		char	   *key = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		check_session_cap(s.save_uid);
+		/* If this (sub)transaction rolls back, whatever storage it made for the session goes. */
+		sb_reaper_if_creation_aborts(backend, s.save_uid, key);
+	}
 	spi_end(&s);
 	return inserted;
 }
@@ -538,7 +584,7 @@ sb_execution_insert(const SbSession *session, const SbOutcome *o)
 		values, nulls, SPI_OK_INSERT);
 	spi_end(&s);
 	history_bytes_added += HISTORY_ROW_BYTES + strlen(o->command) + r->stdout_len + r->stderr_len +
-		(r->error ? strlen(r->error) : 0);
+		(r->error ? strlen(r->error) : 0) + (r->cwd ? strlen(r->cwd) : 0);
 	if (sb_shared != NULL)
 	{
 		SpinLockAcquire(&sb_shared->mutex);

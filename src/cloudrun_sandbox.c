@@ -53,6 +53,7 @@ char	   *sb_worker_database = NULL;
 int			sb_max_concurrent = 64;
 int			sb_max_command_bytes = 1024 * 1024;
 int			sb_max_background_per_role = 32;
+int			sb_max_sessions_per_role = 100;
 int			sb_max_sandboxes_per_role = 8;
 int			sb_local_nice = 10;
 int			sb_warm_sessions = 128;
@@ -240,6 +241,10 @@ _PG_init(void)
 							"Background processes a role may have starting or running at once; 0 = no limit.",
 							NULL, &sb_max_background_per_role, 32, 0, 100000, PGC_SUSET, 0,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.max_sessions_per_role",
+							"Sessions a role may have in a database (both backends); 0 = no limit.",
+							"With local_disk_quota, a role's local disk is at most this many quotas.",
+							&sb_max_sessions_per_role, 100, 0, 1000000, PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("cloudrun_sandbox.max_sandboxes_per_role",
 							"Local sandboxes a role's own connections may run at once (exec, file operations); 0 = no limit.",
 							"The background worker's executions are bounded by max_concurrent instead.",

@@ -57,6 +57,7 @@ extern char *sb_worker_database;
 extern int	sb_max_concurrent;
 extern int	sb_max_command_bytes;
 extern int	sb_max_background_per_role;
+extern int	sb_max_sessions_per_role;
 extern int	sb_max_sandboxes_per_role;
 extern int	sb_local_nice;
 extern int	sb_max_batch;

@@ -464,8 +464,8 @@ init_result_buffers(SbRun *run)
 }
 
 /*
- * warm_signature joins a command line and the niceness a sandbox starts with,
- * to tell whether a warm sandbox still matches.
+ * warm_signature joins a command line, the niceness and the cgroup parent a
+ * sandbox starts with, to tell whether a warm sandbox still matches.
  */
 static char *
 warm_signature(char **argv)
@@ -476,6 +476,8 @@ warm_signature(char **argv)
 	for (int i = 0; argv[i] != NULL; i++)
 		appendStringInfo(&buf, "%s%c", argv[i], '\x1f');
 	appendStringInfo(&buf, "nice=%d", sb_local_nice);
+	/* A sandbox joins its role's cgroup when it starts: a changed parent needs a new one. */
+	appendStringInfo(&buf, "%ccgroup=%s", '\x1f', sb_local_cgroup ? sb_local_cgroup : "");
 	return buf.data;
 }
 

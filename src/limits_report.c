@@ -64,14 +64,22 @@ static char *
 disk_quota_line(void)
 {
 	const char *value = setting("cloudrun_sandbox.local_disk_quota");
-	char	   *why;
+	char	   *why = NULL;
 	int			fd;
 
 	if (value == NULL)
 		return "cloudrun_sandbox.local_disk_quota: not set";
-	why = usable_program("/usr/bin/fuse2fs");
-	if (why == NULL)
-		why = usable_program("/usr/bin/fusermount3");
+	/* The programs the settings name (by name, like the rest of this report). */
+	for (int i = 0; i < 4 && why == NULL; i++)
+	{
+		static const char *const programs[4] = {"cloudrun_sandbox.fuse2fs_path",
+			"cloudrun_sandbox.fusermount_path", "cloudrun_sandbox.mkfs_path",
+		"cloudrun_sandbox.e2fsck_path"};
+		const char *path = GetConfigOption(programs[i], true, false);
+
+		if (path != NULL)
+			why = usable_program(path);
+	}
 	if (why == NULL)
 	{
 		fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);

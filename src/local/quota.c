@@ -29,6 +29,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/statfs.h>
@@ -41,6 +42,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "cloudrun_sandbox.h"
 #include "driver.h"
 #include "common/sbutil.h"
 #include "gcloud.h"
@@ -486,6 +488,9 @@ start_fuse2fs(int session_fd, const char *session)
 			signal(SIGPIPE, SIG_IGN);
 			sigemptyset(&nomask);
 			sigprocmask(SIG_SETMASK, &nomask, NULL);
+			/* It does the sandbox's file work: at the sandboxes' priority, not the server's. */
+			if (sb_local_nice > 0)
+				(void) setpriority(PRIO_PROCESS, 0, sb_local_nice);
 			if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(errpipe[1], 1) < 0 ||
 				dup2(errpipe[1], 2) < 0 || chdir("/") != 0)
 				_exit(126);

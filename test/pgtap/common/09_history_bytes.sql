@@ -11,7 +11,7 @@
 SET client_min_messages = warning;
 -- A prune that waited for alice's lock would hang: make that a failure.
 SET statement_timeout = '120s';
-SELECT plan(14);
+SELECT plan(18);
 SELECT ok(test.wait_worker(), 'the worker is running');
 
 -- The bound: for the worker and new connections, and for this session's exec.
@@ -26,7 +26,7 @@ CREATE TEMP TABLE hb_bob AS SELECT id, bytes FROM sandbox.executions WHERE sessi
 RESET ROLE;
 
 SET ROLE alice;
-SELECT sandbox.drop_session(s, if_exists => true) FROM unnest(ARRAY['hb_a', 'hb_a2', 'hb_w']) s;
+SELECT sandbox.drop_session(s, if_exists => true) FROM unnest(ARRAY['hb_a', 'hb_a2', 'hb_w', 'hb_e', 'hb_bg']) s;
 -- Ten rows of 100 kB: just within the bound.
 CREATE TEMP TABLE hb_first (n int, id bigint);
 INSERT INTO hb_first SELECT n, (sandbox.exec('head -c 100000 /dev/zero | tr ''\0'' l', 'hb_a')).id
@@ -113,10 +113,35 @@ END $$;
 SELECT cmp_ok((SELECT count(*) FROM sandbox.executions WHERE finished_at IS NOT NULL), '<=', 64::bigint,
 			  'rows that print nothing count toward the bound: at most 64 of 100 are kept under 16kB');
 RESET ROLE;
+
+-- Ended background processes are history too: under this session's bound of
+-- 16kB, 20 that ran `true` with a 1 kB command leave at most 13 rows (1,256
+-- bytes each) once the next one starts.
+SET ROLE alice;
+SELECT sandbox.start_background('true # ' || repeat('x', 1000), 'hb_bg') FROM generate_series(1, 20) \g /dev/null
+SELECT ok(test.until('SELECT count(*) = 20 FROM sandbox.list_background_processes(''hb_bg'') WHERE NOT running', 60),
+		  'alice''s 20 background processes end');
+SELECT sandbox.start_background('true', 'hb_bg') \g /dev/null
+SELECT cmp_ok((SELECT count(*) FROM sandbox.background_processes WHERE session = 'hb_bg' AND ended_at IS NOT NULL),
+			  '<=', 13::bigint, 'her ended background processes beyond the bound are pruned at the next start');
+RESET ROLE;
+
+-- A queued command's environment counts too (it stays on the row): 30 submits
+-- of `true` with 100 kB of env each, under the worker's bound of 1MB.
+SET ROLE alice;
+CREATE TEMP TABLE hb_env AS SELECT n, sandbox.submit('true', 'hb_e',
+		env => jsonb_build_object('BIG', repeat('e', 100000))) AS id
+	FROM generate_series(1, 30) n;
+SELECT is((SELECT status FROM sandbox.wait((SELECT id FROM hb_env WHERE n = 30), '100 s')), 'succeeded',
+		  'alice''s 30 submits with 100 kB of env each run');
+SELECT ok(test.until('SELECT count(*) <= 10 AND min(bytes) >= 100000 FROM sandbox.executions '
+					 'WHERE session = ''hb_e''', 20),
+		  'their environment counts toward the bound: at most 10 of them are kept');
+RESET ROLE;
 SELECT test.set_system('cloudrun_sandbox.history_max_bytes_per_role', NULL);
 SELECT test.set_setting('cloudrun_sandbox.history_max_bytes_per_role', NULL);
 SET ROLE alice;
-SELECT sandbox.drop_session(s) FROM unnest(ARRAY['hb_a', 'hb_a2', 'hb_w']) s;
+SELECT sandbox.drop_session(s) FROM unnest(ARRAY['hb_a', 'hb_a2', 'hb_w', 'hb_e', 'hb_bg']) s;
 RESET ROLE;
 SET ROLE bob;
 SELECT sandbox.drop_session('hb_b');
