@@ -10,7 +10,6 @@
  */
 #include "driver.h"
 #include "gcloud.h"
-#include "shared.h"
 #include "worker/reaper.h"
 
 #include "access/htup_details.h"
@@ -18,6 +17,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -75,7 +75,6 @@ static SPIPlanPtr plan_cancel_execution;
 static SPIPlanPtr plan_next_id;
 static SPIPlanPtr plan_prune;
 static SPIPlanPtr plan_prune_bytes;
-static SPIPlanPtr plan_history_roles;
 static SPIPlanPtr plan_session_row;
 static SPIPlanPtr plan_visible_sessions;
 static SPIPlanPtr plan_insert_dropped;
@@ -585,12 +584,6 @@ sb_execution_insert(const SbSession *session, const SbOutcome *o)
 	spi_end(&s);
 	history_bytes_added += HISTORY_ROW_BYTES + strlen(o->command) + r->stdout_len + r->stderr_len +
 		(r->error ? strlen(r->error) : 0) + (r->cwd ? strlen(r->cwd) : 0);
-	if (sb_shared != NULL)
-	{
-		SpinLockAcquire(&sb_shared->mutex);
-		sb_shared->history_seq++;
-		SpinLockRelease(&sb_shared->mutex);
-	}
 }
 
 /* sb_history_max_bytes returns cloudrun_sandbox.history_max_bytes_per_role in bytes, 0 for none. */
@@ -643,34 +636,6 @@ sb_history_prune_role(Oid role)
 	return deleted;
 }
 
-/* sb_history_roles_since lists the roles with executions finished at or after since. */
-List *
-sb_history_roles_since(TimestampTz since)
-{
-	SbSpi		s;
-	Oid			types[1] = {TIMESTAMPTZOID};
-	Datum		values[1];
-	List	   *roles = NIL;
-
-	spi_begin(&s);
-	values[0] = TimestampTzGetDatum(since);
-	run(prepare(&plan_history_roles,
-				"SELECT DISTINCT owner FROM sandbox.executions WHERE finished_at >= $1", 1, types),
-		values, NULL, SPI_OK_SELECT);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		Oid			role = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-														  SPI_tuptable->tupdesc, 1, &isnull));
-		MemoryContext old = MemoryContextSwitchTo(s.outer);
-
-		roles = lappend_oid(roles, role);
-		MemoryContextSwitchTo(old);
-	}
-	spi_end(&s);
-	return roles;
-}
-
 /*
  * sb_execution_prune deletes, in small batches and without waiting for any
  * lock, history older than history_retention and, once this backend has
@@ -685,15 +650,24 @@ sb_execution_prune(void)
 	Oid			types[1] = {TIMESTAMPTZOID};
 	Datum		values[1];
 
+	int64		step = Max(sb_history_max_bytes() / PRUNE_BYTES_FRACTION, 1);
+
 	/*
 	 * In a REPEATABLE READ or SERIALIZABLE transaction, a row another pruner
 	 * deleted after the snapshot would fail the caller's statement: the
-	 * worker prunes instead.
+	 * role's next exec in READ COMMITTED, or the worker, prunes instead.
 	 */
 	if (IsolationUsesXactSnapshot())
 		return;
+
+	/*
+	 * The caller's role, once this backend added 1/64 of the bound since its
+	 * last prune, or before that with the chance of the part added: so a
+	 * client that connects once per call is pruned as often on average.
+	 */
 	if (sb_history_max_bytes() > 0 &&
-		history_bytes_added >= Max(sb_history_max_bytes() / PRUNE_BYTES_FRACTION, 1))
+		(history_bytes_added >= step ||
+		 pg_prng_double(&pg_global_prng_state) * (double) step < (double) history_bytes_added))
 	{
 		history_bytes_added = 0;
 		(void) sb_history_prune_role(GetUserId());

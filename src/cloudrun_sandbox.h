@@ -119,7 +119,6 @@ extern void sb_execution_prune(void);
 /* Most rows one prune deletes (sb_execution_prune, sb_history_prune_role). */
 #define SB_HISTORY_PRUNE_BATCH 500
 extern int64 sb_history_prune_role(Oid role);
-extern List *sb_history_roles_since(TimestampTz since);
 extern int64 sb_execution_queue(const SbSession *session, const char *command, int64 timeout_ms,
 								Jsonb *call_env, Oid callback);
 extern Datum sb_execution_row(int64 id, TupleDesc desc, bool *finished, bool *mine_uncommitted);

@@ -34,9 +34,6 @@ typedef struct SbShared
 	int64		cancel_seq;		/* bumped when a sandbox.cancel() commits: the worker looks */
 	int64		wake_seq;		/* bumped by every sb_wake_worker(): there is new work */
 	int64		roles_seq;		/* bumped when a DROP ROLE commits: the worker sweeps */
-	int64		history_seq;	/* bumped when a backend records a finished execution:
-								 * the worker bounds history bytes (an idle worker
-								 * issues no query) */
 	SbRoleError last_error;		/* the newest error of all: what a superuser sees */
 	SbRoleError role_errors[SB_ROLE_ERRORS];	/* each role's newest: what that role sees */
 	ConditionVariable completion_cv;	/* broadcast after each batch of completions */

@@ -12,6 +12,7 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -272,6 +273,8 @@ complete_finished(List **done)
 	}
 }
 
+static void history_after_completions(List *done);
+
 /*
  * after_commit releases finished flights' sessions and wakes waiters; their
  * callbacks, queued in their rows, run in processes of their own (callback.c).
@@ -296,6 +299,7 @@ after_commit(List *done)
 	sb_shared->completed += list_length(done);
 	SpinLockRelease(&sb_shared->mutex);
 	ConditionVariableBroadcast(&sb_shared->completion_cv);
+	history_after_completions(done);
 	foreach(lc, done)
 	{
 		WorkerFlight *f = lfirst(lc);
@@ -317,69 +321,78 @@ after_commit(List *done)
 
 
 /*
- * How often the worker bounds history bytes: the roles whose executions
- * finished since the last time (in the worker or in exec, looked back a little
- * further for transactions that committed late), one batch each.
+ * The worker bounds the history bytes of the roles whose executions it just
+ * finished, in the turn that finished them (so an idle worker issues no
+ * query): a role once it has SB_HISTORY_PRUNE_EVERY completions since its
+ * last prune, or at its first completion SB_HISTORY_PRUNE_MS after it.
+ * Executions a backend records (exec) are pruned by that backend
+ * (sb_execution_prune).
  */
-#define HISTORY_TICK_MS 5000
-#define HISTORY_LOOK_BACK_MS 10000
+#define SB_HISTORY_PRUNE_EVERY 64
+#define SB_HISTORY_PRUNE_MS 5000
+
+typedef struct HistoryRole
+{
+	Oid			owner;			/* the hash key */
+	int			completions;	/* since its last prune */
+	TimestampTz last;			/* of its last prune */
+} HistoryRole;
+
+static HTAB *history_roles = NULL;
 
 /*
- * sb_history_tick prunes each recently active role's history beyond
- * history_max_bytes_per_role, when it is due.  It waits for no lock (the
- * deletes skip locked rows); a failure is logged and tried again at the next
- * tick.  Returns the milliseconds until it is next due, -1 for never.
+ * history_after_completions prunes, one batch each, the roles of done that are
+ * due (see above).  It waits for no lock (the deletes skip locked rows); a
+ * failure is logged, and the role is due again at its next completion.
  */
-long
-sb_history_tick(void)
+static void
+history_after_completions(List *done)
 {
-	static TimestampTz last = 0;
-	static TimestampTz since = 0;
-	static int64 seen = -1;
-	static int	rounds = 0;		/* looks still due: a row may commit after its bump */
-	static bool more_due = false;
 	TimestampTz now = GetCurrentTimestamp();
 	MemoryContext cxt = CurrentMemoryContext;
-	long		due = HISTORY_TICK_MS;
-	int64		seq;
+	List	   *due = NIL;
+	ListCell   *lc;
 
 	if (sb_history_max_kb <= 0)
-		return -1;
-	if (!TimestampDifferenceExceeds(last, now, HISTORY_TICK_MS))
-		return Max(1, HISTORY_TICK_MS - TimestampDifferenceMilliseconds(last, now));
-	last = now;
-	/* Nothing finished since the last look (here or in a backend): no query. */
-	SpinLockAcquire(&sb_shared->mutex);
-	seq = sb_shared->history_seq + sb_shared->completed;
-	SpinLockRelease(&sb_shared->mutex);
-	if (seq != seen)
-		rounds = 2;
-	seen = seq;
-	if (rounds == 0 && !more_due)
-		return due;
-	if (rounds > 0)
-		rounds--;
-	more_due = false;
+		return;
+	if (history_roles == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(HistoryRole);
+		history_roles = hash_create("cloudrun_sandbox history roles", 64, &ctl,
+									HASH_ELEM | HASH_BLOBS);
+	}
+	foreach(lc, done)
+	{
+		WorkerFlight *f = lfirst(lc);
+		bool		found;
+		HistoryRole *r = hash_search(history_roles, &f->owner, HASH_ENTER, &found);
+
+		if (!found)
+		{
+			r->completions = 0;
+			r->last = 0;
+		}
+		r->completions++;
+		if (r->completions >= SB_HISTORY_PRUNE_EVERY ||
+			TimestampDifferenceExceeds(r->last, now, SB_HISTORY_PRUNE_MS))
+		{
+			r->completions = 0;
+			r->last = now;
+			due = list_append_unique_oid(due, f->owner);
+		}
+	}
+	if (due == NIL)
+		return;
 	begin("cloudrun_sandbox: history bytes");
 	PG_TRY();
 	{
-		List	   *roles = sb_history_roles_since(since);
-		bool		more = false;
-		ListCell   *lc;
-
-		foreach(lc, roles)
-			if (sb_history_prune_role(lfirst_oid(lc)) >= SB_HISTORY_PRUNE_BATCH)
-				more = true;
+		foreach(lc, due)
+			(void) sb_history_prune_role(lfirst_oid(lc));
 		commit();
-		/* A role with more to delete (a full batch) is looked at again soon, from the same point. */
-		if (more)
-		{
-			more_due = true;
-			last = TimestampTzPlusMilliseconds(now, SB_RETRY_LOCKED_MS - HISTORY_TICK_MS);
-			due = SB_RETRY_LOCKED_MS;
-		}
-		else
-			since = TimestampTzPlusMilliseconds(now, -HISTORY_LOOK_BACK_MS);
 	}
 	PG_CATCH();
 	{
@@ -387,11 +400,17 @@ sb_history_tick(void)
 
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(cxt);
-		more_due = true;
+		foreach(lc, due)
+		{
+			HistoryRole *r = hash_search(history_roles, &lfirst_oid(lc), HASH_FIND, NULL);
+
+			if (r != NULL)
+				r->last = 0;
+		}
 		ereport(WARNING,
-				(errmsg("cloudrun_sandbox: could not bound history bytes; trying again in a few seconds: %s",
+				(errmsg("cloudrun_sandbox: could not bound history bytes; trying again at the next completion: %s",
 						msg)));
 	}
 	PG_END_TRY();
-	return due;
+	list_free(due);
 }

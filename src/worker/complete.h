@@ -10,6 +10,5 @@
 extern void apply_cancels(void);
 extern void complete_finished(List **done);
 extern void after_commit(List *done);
-extern long sb_history_tick(void);
 
 #endif							/* SB_WORKER_COMPLETE_H */

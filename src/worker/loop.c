@@ -139,7 +139,6 @@ extension_oid(bool *ready)
 /* A sweep of dropped roles' sessions that found one locked is tried again this much later. */
 #define SWEEP_RETRY_MS 5000
 static TimestampTz sweep_retry_at = 0;	/* 0: no sweep to try again */
-static long history_due = -1;	/* ms until sb_history_tick is due; -1: never */
 
 /*
  * sweep_roles removes the sessions of dropped roles once a DROP ROLE has
@@ -272,8 +271,6 @@ wait_for_work(void)
 	callback_due = sb_callbacks_due();
 	if (callback_due >= 0 && (timeout < 0 || callback_due < timeout))
 		timeout = callback_due;
-	if (history_due >= 0 && (timeout < 0 || history_due < timeout))
-		timeout = history_due;
 
 	/*
 	 * A wake-up that came after this turn's note_wakes() may have had its
@@ -468,7 +465,6 @@ sb_worker_main(Datum arg)
 		any_done = flights_any_finished();
 		bg_reap();
 		sweep_roles();
-		history_due = sb_history_tick();
 		sb_reaper_tick();
 		note_wakes();
 		look = woken || sessions_blocked;
