@@ -172,11 +172,15 @@ sb_check_session_name(const char *name)
 /*
  * check_session_cap refuses a role's new session beyond
  * cloudrun_sandbox.max_sessions_per_role, after the row was inserted (so that
- * only a new session is counted).  A lock on the role's session count (an
- * advisory tag no SQL caller can take, held to the end of the transaction)
- * makes concurrent creations of one role count one after another, with a
- * snapshot taken after it; it never makes another role, or the worker (which
- * makes no session rows), wait.  Runs as the tables' owner, in SPI.
+ * only a new session is counted), with a snapshot taken after a lock on the
+ * role's session count (an advisory tag no SQL caller can take, held to the
+ * end of the transaction), so that concurrent creations of one role count one
+ * after another.  The lock is taken without waiting: a transaction of the
+ * role's that made a session and stays open must not stall its other calls,
+ * so while one does, a creation counts without the lock, and concurrent
+ * creations can pass the cap by at most the role's open transactions
+ * (max_connections bounds them).  It never makes another role, or the
+ * worker (which makes no session rows), wait.  Runs as the tables' owner.
  */
 static SPIPlanPtr plan_count_sessions = NULL;
 
@@ -192,7 +196,7 @@ check_session_cap(Oid role)
 	if (sb_max_sessions_per_role <= 0)
 		return;
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 1, (uint32) role, SB_ROLE_LOCK_CLASS);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	(void) LockAcquire(&tag, ExclusiveLock, false, true);
 	if (SPI_execute_snapshot(prepare(&plan_count_sessions,
 									 "SELECT count(*) FROM sandbox.sessions WHERE owner = $1",
 									 1, &type),

@@ -323,22 +323,33 @@ after_commit(List *done)
 /*
  * The worker bounds the history bytes of the roles whose executions it just
  * finished, in the turn that finished them (so an idle worker issues no
- * query): a role once it has SB_HISTORY_PRUNE_EVERY completions since its
- * last prune, or at its first completion SB_HISTORY_PRUNE_MS after it.
- * Executions a backend records (exec) are pruned by that backend
- * (sb_execution_prune).
+ * query): a role once it has added 1/64 of the bound since its last prune, by
+ * an estimate of its rows' bytes (command, result, environment, 256 a row),
+ * as a backend does for its exec rows (sb_execution_prune).  So a role's
+ * history passes the bound by at most that 1/64 between prunes.
  */
-#define SB_HISTORY_PRUNE_EVERY 64
-#define SB_HISTORY_PRUNE_MS 5000
-
 typedef struct HistoryRole
 {
 	Oid			owner;			/* the hash key */
-	int			completions;	/* since its last prune */
-	TimestampTz last;			/* of its last prune */
+	int64		bytes;			/* added since its last prune (estimated) */
 } HistoryRole;
 
 static HTAB *history_roles = NULL;
+
+/* env_bytes estimates the bytes of a call's environment: its names and string values. */
+static int64
+env_bytes(json_t *env)
+{
+	const char *name;
+	json_t	   *value;
+	int64		n = 0;
+
+	if (env == NULL || !json_is_object(env))
+		return 0;
+	json_object_foreach(env, name, value)
+		n += strlen(name) + (json_is_string(value) ? json_string_length(value) : 0);
+	return n;
+}
 
 /*
  * history_after_completions prunes, one batch each, the roles of done that are
@@ -348,9 +359,9 @@ static HTAB *history_roles = NULL;
 static void
 history_after_completions(List *done)
 {
-	TimestampTz now = GetCurrentTimestamp();
 	MemoryContext cxt = CurrentMemoryContext;
-	List	   *due = NIL;
+	int64		step = Max((int64) sb_history_max_kb * 1024 / 64, 1);
+	List	   *volatile due = NIL;
 	ListCell   *lc;
 
 	if (sb_history_max_kb <= 0)
@@ -372,16 +383,12 @@ history_after_completions(List *done)
 		HistoryRole *r = hash_search(history_roles, &f->owner, HASH_ENTER, &found);
 
 		if (!found)
+			r->bytes = 0;
+		r->bytes += 256 + (f->command ? strlen(f->command) : 0) + f->result_len +
+			(f->failure ? strlen(f->failure) : 0) + env_bytes(f->call_env);
+		if (r->bytes >= step)
 		{
-			r->completions = 0;
-			r->last = 0;
-		}
-		r->completions++;
-		if (r->completions >= SB_HISTORY_PRUNE_EVERY ||
-			TimestampDifferenceExceeds(r->last, now, SB_HISTORY_PRUNE_MS))
-		{
-			r->completions = 0;
-			r->last = now;
+			r->bytes = 0;
 			due = list_append_unique_oid(due, f->owner);
 		}
 	}
@@ -405,7 +412,7 @@ history_after_completions(List *done)
 			HistoryRole *r = hash_search(history_roles, &lfirst_oid(lc), HASH_FIND, NULL);
 
 			if (r != NULL)
-				r->last = 0;
+				r->bytes = step;	/* due again at its next completion */
 		}
 		ereport(WARNING,
 				(errmsg("cloudrun_sandbox: could not bound history bytes; trying again at the next completion: %s",
