@@ -193,7 +193,8 @@ check_session_cap(Oid role)
 	bool		isnull;
 	int64		n;
 
-	if (sb_max_sessions_per_role <= 0)
+	/* Superusers are not sandbox users: the cap is for roles granted sandbox_user. */
+	if (sb_max_sessions_per_role <= 0 || superuser_arg(role))
 		return;
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 1, (uint32) role, SB_ROLE_LOCK_CLASS);
 	(void) LockAcquire(&tag, ExclusiveLock, false, true);

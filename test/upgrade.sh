@@ -90,7 +90,7 @@ check "$([ "$(qa -c "SELECT sandbox.file_read('g.txt', session => 'legacy')")" =
 	"and its file operations"
 check "$([ "$(qa -c "SELECT count(*) FROM sandbox.executions WHERE session = 'legacy'")" -gt "$history" ] && echo 0 || echo 1)" \
 	"the role sees its 0.1.0 history (and the new command)"
-check "$([ "$(qa -c "SELECT count(*) FROM sandbox.executions WHERE session = 'legacy' AND bytes IS DISTINCT FROM octet_length(command) + coalesce(octet_length(stdout), 0) + coalesce(octet_length(stderr), 0) + coalesce(octet_length(error), 0)")" = 0 ] && echo 0 || echo 1)" \
+check "$([ "$(qa -c "SELECT count(*) FROM sandbox.executions WHERE session = 'legacy' AND bytes IS DISTINCT FROM octet_length(command) + coalesce(octet_length(stdout), 0) + coalesce(octet_length(stderr), 0) + coalesce(octet_length(error), 0) + coalesce(octet_length(call_env::text), 0) + coalesce(octet_length(cwd), 0) + coalesce(octet_length(remote_name), 0)")" = 0 ] && echo 0 || echo 1)" \
 	"[history] each of its rows counts its bytes, the 0.1.0 ones included"
 check "$([ "$(qa -c "SELECT count(*) FROM sandbox.list_background_processes('legacy') WHERE pid = $bg AND running")" = 1 ] && echo 0 || echo 1)" \
 	"the role lists its 0.1.0 background process as running"
