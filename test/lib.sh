@@ -11,7 +11,8 @@ DEB_PACKAGES="build-essential postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJ
 	libcurl4-openssl-dev libssl-dev libseccomp-dev bubblewrap procps openssl curl ca-certificates
 	fuse2fs fuse3"
 
-log() { printf '==> %s\n' "$*" >&2; }
+# log prints a progress line with the seconds since the script started (where CI time goes).
+log() { printf '==> [%4ds] %s\n' "$SECONDS" "$*" >&2; }
 
 # TAP for the shell test scripts: "check STATUS DESCRIPTION" prints one ok / not
 # ok line (STATUS 0 is a pass); tap_finish prints the plan and "N passed, N
