@@ -6,7 +6,7 @@ EXTVERSION = 0.4.0
 MODULE_big = cloudrun_sandbox
 COMMON_OBJS = src/common/sbutil.o src/common/protocol.o src/common/http.o \
 	src/common/gcs.o src/common/oauth.o
-OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
+OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o src/local/bwrap.o src/local/bgfiles.o src/local/warm.o \
 	src/driver_cloudrun.o src/gcloud.o src/exec.o src/session.o src/shared.o src/submit.o \
 	src/worker/loop.o src/worker/xact.o src/worker/flight.o \
 	src/worker/claim.o src/worker/complete.o src/worker/recover.o src/worker/bgwatch.o \
