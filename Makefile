@@ -5,7 +5,7 @@ EXTVERSION = 0.4.0
 
 MODULE_big = cloudrun_sandbox
 COMMON_OBJS = src/common/sbutil.o src/common/protocol.o src/common/http.o \
-	src/common/gcs.o src/common/oauth.o
+	src/common/gcs.o src/common/oauth.o src/common/frame.o
 OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
 	src/driver_cloudrun.o src/gcloud.o src/exec.o src/session.o src/shared.o src/submit.o \
 	src/worker/loop.o src/worker/xact.o src/worker/flight.o \
@@ -22,7 +22,7 @@ EXECUTOR = cloudrun-sandbox-executor
 # local one hands "cloud ..." invocations to.
 EXECUTOR_SRCS = src/executor/executor.c src/executor/command.c src/executor/fileops.c \
 	src/executor/background.c src/executor/scrub.c \
-	src/common/sbutil.c src/common/protocol.c
+	src/common/sbutil.c src/common/protocol.c src/common/frame.c
 EXECUTOR_LIBS = -ljansson
 EXECUTOR_CLOUD_SRCS = $(EXECUTOR_SRCS) src/executor/cloud.c src/executor/isolate.c src/common/http.c \
 	src/common/gcs.c src/common/oauth.c
