@@ -150,8 +150,6 @@ extern void sb_at_end_of_xact(SbPendingFn on_commit, SbPendingFn on_abort, const
 /* driver_local.c: background processes of the local backend. */
 extern pid_t sb_local_background_spawn(const char *session, int64 handle, const char *request,
 									   pid_t *init_pid, int64 *init_start);
-extern bool sb_local_warm;
-extern long sb_local_warm_tick(void);
 extern bool sb_local_background_exit(const char *session, int64 handle, int *code,
 									 bool *server_stopped, bool *quota_exceeded);
 extern int	sb_local_background_open_log(const char *session, int64 handle);

@@ -319,7 +319,7 @@ sb_local_background_spawn(const char *session, int64 handle, const char *request
 	pid_t		pid;
 
 	sb_storage_prepare_session(session, false);
-	argv = sb_bwrap_args(session, handle, false);
+	argv = sb_bwrap_args(session, handle, SB_BWRAP_ONESHOT);
 	dir = open_bg_dir(session, true, false);
 	if (dir < 0)
 		ereport(ERROR,
@@ -327,7 +327,7 @@ sb_local_background_spawn(const char *session, int64 handle, const char *request
 				 errmsg("could not open the background-process directory of session \"%s\": %m",
 						session)));
 	bg_name(name, sizeof(name), handle, "log");
-	/* With a disk image, the executor opens the log in it (bwrap_args_for). */
+	/* With a disk image, the executor opens the log in it (sb_bwrap_args). */
 	if (sb_storage_files_dir(session)[0] != '\0')
 		logfd = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	else

@@ -128,12 +128,12 @@ hide_dir(List *args, const char *path)
 }
 
 /*
- * bwrap_args_for builds the bubblewrap command line for a session: a command
- * (background 0), a background process (its handle), or with serve a warm
- * sandbox.
+ * sb_bwrap_args builds the bubblewrap command line for a session: a command
+ * (background 0; the executor in mode), or a background process (its
+ * handle; mode SB_BWRAP_ONESHOT).
  */
 char **
-sb_bwrap_args(const char *session, int64 background, bool serve)
+sb_bwrap_args(const char *session, int64 background, SbBwrapMode mode)
 {
 	static const char *const sysdirs[] = {"/bin", "/sbin", "/lib", "/lib64", "/lib32",
 	"/libx32"};
@@ -199,8 +199,10 @@ sb_bwrap_args(const char *session, int64 background, bool serve)
 	a = lappend(lappend(a, "--chdir"), SB_WORKSPACE);
 	a = lappend(a, "--");
 	a = lappend(a, SB_SANDBOX_EXECUTOR);
-	if (serve)
+	if (mode != SB_BWRAP_ONESHOT)
 		a = lappend(a, "serve");
+	if (mode == SB_BWRAP_LISTEN)
+		a = lappend(lappend(a, "--listen"), CppAsString2(SB_WARM_LISTEN_FD));
 	if (background != 0)
 	{
 		a = lappend(a, "background");
@@ -321,43 +323,6 @@ sb_bwrap_spawn(char **argv, int fd0, int fd1, int fd2, const int *extra, int nex
 			(errcode(ERRCODE_SYSTEM_ERROR),
 			 errmsg("could not start the sandbox \"%s\": %m", argv[0])));
 	return -1;					/* keep compiler quiet */
-}
-
-/*
- * spawn_piped starts bwrap (spawn_sandbox) with new pipes as its standard
- * input, output and error, and returns their ends on our side: in_fd
- * (blocking) for the request, out_fd and err_fd (non-blocking), and, unless
- * pid_fd is NULL, a pidfd.
- */
-pid_t
-sb_bwrap_spawn_piped(char **argv, int *in_fd, int *out_fd, int *err_fd, int *pid_fd)
-{
-	int			in[2], out[2], err[2];
-	pid_t		pid;
-
-	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
-		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create pipes: %m")));
-	PG_TRY();
-	{
-		pid = sb_bwrap_spawn(argv, in[0], out[1], err[1], NULL, 0);
-	}
-	PG_CATCH();
-	{
-		close(in[0]), close(in[1]), close(out[0]), close(out[1]), close(err[0]), close(err[1]);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	close(in[0]);
-	close(out[1]);
-	close(err[1]);
-	*in_fd = in[1];
-	*out_fd = out[0];
-	*err_fd = err[0];
-	if (pid_fd != NULL)
-		*pid_fd = (int) syscall(SYS_pidfd_open, pid, 0);
-	fcntl(*out_fd, F_SETFL, O_NONBLOCK);
-	fcntl(*err_fd, F_SETFL, O_NONBLOCK);
-	return pid;
 }
 
 /*

@@ -26,13 +26,22 @@
 #define SB_BG_EXIT_FD 5
 #define SB_BG_WATCH_FD 6
 
+/* The listening socket of a warm sandbox, for `executor serve --listen 3`. */
+#define SB_WARM_LISTEN_FD 3
+
+/* How the executor of a command's sandbox takes its requests. */
+typedef enum SbBwrapMode
+{
+	SB_BWRAP_ONESHOT,			/* one JSON request on stdin (background processes) */
+	SB_BWRAP_SERVE,				/* frames on stdin/stdout, a socket (a cold call) */
+	SB_BWRAP_LISTEN				/* frames on connections to SB_WARM_LISTEN_FD (warm) */
+} SbBwrapMode;
+
 extern bool sb_bwrap_files_identity(const char *session, dev_t *dev, ino_t *a, ino_t *b);
 extern char *sb_bwrap_executor_path(void);
-extern char **sb_bwrap_args(const char *session, int64 background, bool serve);
+extern char **sb_bwrap_args(const char *session, int64 background, SbBwrapMode mode);
 extern void sb_bwrap_write_request(int fd, const char *request);
 extern pid_t sb_bwrap_spawn(char **argv, int fd0, int fd1, int fd2, const int *extra, int nextra);
-extern pid_t sb_bwrap_spawn_piped(char **argv, int *in_fd, int *out_fd, int *err_fd,
-								  int *pid_fd);
 extern int	sb_bwrap_background_watch_fd(void);
 
 #endif							/* SB_LOCAL_BWRAP_H */
