@@ -64,14 +64,17 @@ struct SbRun
 
 /*
  * part_alloc gives the frame reader a buffer for a result part in the run's
- * context, with VARHDRSZ bytes free before it, so that a payload becomes a
- * text or bytea datum without a copy.
+ * context; a payload's with VARHDRSZ bytes free before it, so that it
+ * becomes a text or bytea datum without a copy.
  */
 static void *
 part_alloc(void *arg, int part, size_t len)
 {
 	SbRun	   *run = arg;
 
+	/* The JSON is the result document finish() returns: the caller pfree()s it. */
+	if (part == 0)
+		return MemoryContextAllocHuge(run->cxt, len + 1);
 	return (char *) MemoryContextAllocHuge(run->cxt, VARHDRSZ + len + 1) + VARHDRSZ;
 }
 
@@ -354,14 +357,45 @@ local_cancel(SbRun *run)
 	release_slot(run);
 }
 
+/*
+ * inline_output puts a framed command result's output (payloads 0 and 1)
+ * back into its JSON, for decoders that expect it there.  TEMPORARY: until
+ * exec.c takes the payloads (the payloads hook), then removed.
+ */
+static char *
+inline_output(SbRun *run, size_t *len)
+{
+	json_error_t jerr;
+	json_t	   *root = json_loadb(run->reader.part[0], run->reader.len[0], 0, &jerr);
+	char	   *text;
+
+	if (root == NULL || !json_is_true(json_object_get(root, "output_in_frame")))
+	{
+		if (root)
+			json_decref(root);
+		*len = run->reader.len[0];
+		return run->reader.part[0];
+	}
+	json_object_del(root, "output_in_frame");
+	for (int i = 1; i <= 2; i++)
+	{
+		json_t	   *v = json_stringn(run->reader.part[i], run->reader.len[i]);
+
+		if (v == NULL)
+			v = json_string("");
+		json_object_set_new(root, i == 1 ? "stdout" : "stderr", v);
+	}
+	text = json_dumps(root, JSON_COMPACT);	/* palloc'd: jansson allocates with palloc */
+	json_decref(root);
+	*len = strlen(text);
+	return text;
+}
+
 static char *
 local_finish(SbRun *run, size_t *len)
 {
 	if (run->done)
-	{
-		*len = run->reader.len[0];
-		return run->reader.part[0];
-	}
+		return inline_output(run, len);
 	if (run->pid <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
