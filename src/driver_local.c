@@ -19,6 +19,7 @@
  * (the worker stops them, see worker.c).
  */
 #include "driver.h"
+#include "common/frame.h"
 
 #include <fcntl.h>
 #include <dirent.h>
@@ -79,6 +80,8 @@ struct SbRun
 	size_t		frame_len;		/* warm: its length, once the frame is complete */
 	bool		complete;		/* warm: the whole result frame has arrived */
 	bool		was_warm;		/* sent to a warm sandbox */
+	size_t		payload_len[2]; /* warm: the result frame's payloads, after the JSON */
+	SbPayload	payload[2];		/* warm: their copies, made by finish() */
 	int			slot;			/* its hold on a role's sandbox slot (local/slots.c), or 0 */
 };
 
@@ -575,14 +578,14 @@ warm_for(const char *session)
 	return w;
 }
 
-/* warm_send writes one framed request; false if the sandbox is gone. */
+/* warm_send writes one request frame (common/frame.h); false if the sandbox is gone. */
 static bool
 warm_send(WarmSandbox *w, const char *request)
 {
-	char		header[32];
+	char		header[SB_FRAME_HEADER_MAX];
 	size_t		len = strlen(request);
 
-	snprintf(header, sizeof(header), "%zu\n", len);
+	snprintf(header, sizeof(header), "SBF %zu 0 0\n", len);
 	return sb_write_all(w->in_fd, header, strlen(header)) && sb_write_all(w->in_fd, request, len);
 }
 
@@ -620,28 +623,39 @@ warm_launch(const char *session, const char *request)
 }
 
 /*
- * warm_frame_done tells whether out holds a whole result frame,
- * "<length>\n<document>", and records where the document is.
+ * warm_frame_done tells whether out holds a whole result frame, "SBF
+ * <json_len> <len0> <len1>\n" and the parts, and records where they are.
  */
 static bool
 warm_frame_done(SbRun *run)
 {
 	const char *nl;
-	char	   *end;
-	unsigned long long len;
+	const char *p;
+	unsigned long long v[3];
 
 	if (run->out.len == 0)
 		return false;
-	nl = memchr(run->out.data, '\n', Min(run->out.len, (size_t) 24));
-	if (nl == NULL)
+	nl = memchr(run->out.data, '\n', Min(run->out.len, (size_t) SB_FRAME_HEADER_MAX));
+	if (nl == NULL || run->out.len < 4 || memcmp(run->out.data, "SBF ", 4) != 0)
 		return false;
-	errno = 0;
-	len = strtoull(run->out.data, &end, 10);
-	if (end != nl || errno != 0)
-		return false;
+	p = run->out.data + 4;
+	for (int i = 0; i < 3; i++)
+	{
+		char	   *end;
+
+		if (*p < '0' || *p > '9')
+			return false;
+		errno = 0;
+		v[i] = strtoull(p, &end, 10);
+		if (errno != 0 || end > nl || *end != (i < 2 ? ' ' : '\n') || v[i] > run->out.cap)
+			return false;
+		p = end + 1;
+	}
 	run->frame_start = (size_t) (nl - run->out.data) + 1;
-	run->frame_len = (size_t) len;
-	return run->out.len >= run->frame_start + run->frame_len;
+	run->frame_len = (size_t) v[0];
+	run->payload_len[0] = (size_t) v[1];
+	run->payload_len[1] = (size_t) v[2];
+	return run->out.len >= run->frame_start + v[0] + v[1] + v[2];
 }
 
 /*
@@ -680,11 +694,15 @@ sb_local_warm_tick(void)
 }
 
 static SbRun *
-local_launch(const char *session, int64 id, const char *request)
+local_launch(const char *session, int64 id, const char *request, const SbPayload *upload)
 {
 	SbRun	   *run;
 	SbRun	   *volatile cold;
 	int			in_fd;
+
+	/* Not binary_frames (yet): an upload is always inside the request. */
+	if (upload != NULL)
+		elog(ERROR, "the local driver takes no frame payload yet");
 
 	if (sb_local_warm && sb_warm_sessions > 0 && (run = warm_launch(session, request)) != NULL)
 		return run;
@@ -771,7 +789,8 @@ warm_step(SbRun *run)
 	drain(&w->err_fd, &run->err);
 	if (warm_frame_done(run))
 	{
-		if (run->out.len > run->frame_start + run->frame_len)
+		if (run->out.len > run->frame_start + run->frame_len + run->payload_len[0] +
+			run->payload_len[1])
 			warm_destroy(w);	/* it said more than asked: do not trust it again */
 		else
 		{
@@ -845,6 +864,19 @@ local_finish(SbRun *run, size_t *len)
 {
 	if (run->complete)
 	{
+		const char *p = run->out.data + run->frame_start + run->frame_len;
+
+		/* Copies of the payloads, as SbPayload wants them, before the NUL below. */
+		for (int i = 0; i < 2; i++)
+		{
+			char	   *buf = palloc(VARHDRSZ + run->payload_len[i] + 1);
+
+			memcpy(buf + VARHDRSZ, p, run->payload_len[i]);
+			buf[VARHDRSZ + run->payload_len[i]] = '\0';
+			run->payload[i].data = buf + VARHDRSZ;
+			run->payload[i].len = run->payload_len[i];
+			p += run->payload_len[i];
+		}
 		*len = run->frame_len;
 		run->out.data[run->frame_start + run->frame_len] = '\0';
 		return run->out.data + run->frame_start;
@@ -884,8 +916,21 @@ local_finish(SbRun *run, size_t *len)
 	return run->out.data;
 }
 
+/* local_payloads hands out a warm result frame's payloads (none for a cold run). */
+static int
+local_payloads(SbRun *run, SbPayload *out, int max)
+{
+	int			n = 0;
+
+	for (; run->complete && n < 2 && n < max; n++)
+		out[n] = run->payload[n];
+	return n;
+}
+
 const SbDriver sb_local_driver = {
 	.name = "local",
+	.binary_frames = false,
+	.payloads = local_payloads,
 	.executor_writes_state = false,
 	.slack_ms = 10000,
 	.prepare_session = sb_storage_prepare_session,
