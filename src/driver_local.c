@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "miscadmin.h"
+#include "common/base64.h"
 #include "utils/memutils.h"
 
 #include "common/frame.h"
@@ -85,17 +86,18 @@ part_alloc(void *arg, int part, size_t len)
  * operation's content too.
  */
 static void
-init_frames(SbRun *run, const char *request)
+init_frames(SbRun *run, const char *request, const SbPayload *upload)
 {
 	size_t		max[3];
 	SbFramePart json = {request, strlen(request)};
 	SbFramePart none = {NULL, 0};
+	SbFramePart p0 = {upload ? upload->data : NULL, upload ? upload->len : 0};
 
 	max[0] = Max((size_t) sb_max_output_bytes * 12 + 2 * SB_MAX_ENV_BYTES + 1024 * 1024,
 				 SB_FILE_RESULT_MAX(sb_max_transfer_bytes));
 	max[1] = Max((size_t) sb_max_output_bytes, (size_t) sb_max_transfer_bytes) + 65536;
 	max[2] = (size_t) sb_max_output_bytes + 65536;
-	sb_frame_writer_init(&run->writer, json, none, none);
+	sb_frame_writer_init(&run->writer, json, p0, none);
 	sb_frame_reader_init(&run->reader, max, part_alloc, run);
 }
 
@@ -172,12 +174,13 @@ launch_cold(SbRun *run, const char *session, Oid owner)
 static bool local_step(SbRun *run);
 
 /*
- * local_launch sends the request to the session's warm sandbox, or, when
+ * local_launch sends the request (with upload, a file write's content, as
+ * the frame's payload 0) to the session's warm sandbox, or, when
  * there is none this call may use, to a sandbox of its own (and asks the
  * worker to start a warm one for the next call).
  */
 static SbRun *
-local_launch(const char *session, int64 id, const char *request)
+local_launch(const char *session, int64 id, const char *request, const SbPayload *upload)
 {
 	SbRun	   *run = palloc0(sizeof(SbRun));
 	Oid			owner = sb_cgroup_role();	/* the session's owner */
@@ -187,7 +190,7 @@ local_launch(const char *session, int64 id, const char *request)
 	run->warm_slot = -1;
 	run->reaped = true;
 	sb_buf_init(&run->err, SB_STDERR_CAP);
-	init_frames(run, request);
+	init_frames(run, request, upload);
 	run->warm_slot = sb_warm_claim(session, owner, &run->warm_generation);
 	if (run->warm_slot >= 0)
 	{
@@ -358,33 +361,35 @@ local_cancel(SbRun *run)
 }
 
 /*
- * inline_output puts a framed command result's output (payloads 0 and 1)
- * back into its JSON, for decoders that expect it there.  TEMPORARY: until
- * exec.c takes the payloads (the payloads hook), then removed.
+ * inline_content puts a framed file result's content (payload 0) back into
+ * its JSON as base64 "data", for src/fileops.c, which does not take the
+ * payload yet.  TEMPORARY: removed once fileops.c decodes content_in_frame.
  */
 static char *
-inline_output(SbRun *run, size_t *len)
+inline_content(SbRun *run, size_t *len)
 {
 	json_error_t jerr;
-	json_t	   *root = json_loadb(run->reader.part[0], run->reader.len[0], 0, &jerr);
+	json_t	   *root;
 	char	   *text;
+	char	   *b64;
+	int			n;
 
-	if (root == NULL || !json_is_true(json_object_get(root, "output_in_frame")))
+	*len = run->reader.len[0];
+	if (strstr(run->reader.part[0], "\"content_in_frame\"") == NULL)
+		return run->reader.part[0];
+	root = json_loadb(run->reader.part[0], run->reader.len[0], 0, &jerr);
+	if (root == NULL || !json_is_true(json_object_get(root, "content_in_frame")))
 	{
 		if (root)
 			json_decref(root);
-		*len = run->reader.len[0];
 		return run->reader.part[0];
 	}
-	json_object_del(root, "output_in_frame");
-	for (int i = 1; i <= 2; i++)
-	{
-		json_t	   *v = json_stringn(run->reader.part[i], run->reader.len[i]);
-
-		if (v == NULL)
-			v = json_string("");
-		json_object_set_new(root, i == 1 ? "stdout" : "stderr", v);
-	}
+	json_object_del(root, "content_in_frame");
+	b64 = palloc(pg_b64_enc_len((int) run->reader.len[1]) + 1);
+	n = pg_b64_encode(run->reader.part[1], (int) run->reader.len[1], b64,
+					  pg_b64_enc_len((int) run->reader.len[1]));
+	b64[Max(n, 0)] = '\0';
+	json_object_set_new(root, "data", json_string(b64));
 	text = json_dumps(root, JSON_COMPACT);	/* palloc'd: jansson allocates with palloc */
 	json_decref(root);
 	*len = strlen(text);
@@ -395,7 +400,7 @@ static char *
 local_finish(SbRun *run, size_t *len)
 {
 	if (run->done)
-		return inline_output(run, len);
+		return inline_content(run, len);
 	if (run->pid <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
@@ -423,8 +428,28 @@ local_finish(SbRun *run, size_t *len)
 	return NULL;				/* keep compiler quiet */
 }
 
+/*
+ * local_payloads hands out the result frame's payloads: a command's stdout
+ * and stderr, or a file's content, as the sandbox sent them.
+ */
+static int
+local_payloads(SbRun *run, SbPayload *out, int max)
+{
+	int			n = 0;
+
+	if (!run->done)
+		return 0;
+	for (int i = 1; i <= 2 && n < max; i++, n++)
+	{
+		out[n].data = run->reader.part[i];
+		out[n].len = run->reader.len[i];
+	}
+	return n;
+}
+
 const SbDriver sb_local_driver = {
 	.name = "local",
+	.binary_frames = true,
 	.executor_writes_state = false,
 	.slack_ms = 10000,
 	.prepare_session = sb_storage_prepare_session,
@@ -437,6 +462,7 @@ const SbDriver sb_local_driver = {
 	.step = local_step,
 	.finish = local_finish,
 	.cancel = local_cancel,
+	.payloads = local_payloads,
 	.stage = NULL,
 	.launch_batch = NULL,
 	.remote_name = NULL,

@@ -311,7 +311,7 @@ run_file_op(FunctionCallInfo fcinfo, int session_arg, SbFileRequest *req, SbFile
 	{
 		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 											   req->timeout_ms + driver->slack_ms);
-		text = sb_run_sync(driver, key, req->id, request, deadline, &len);
+		text = sb_run_sync(driver, key, req->id, request, NULL, deadline, &len, NULL, NULL);
 		pfree(request);
 		items_budget(req, true);
 		decoded = sb_file_result_decode(text, len, req->op, res, errbuf, sizeof(errbuf));
