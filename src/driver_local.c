@@ -429,6 +429,17 @@ local_finish(SbRun *run, size_t *len)
 }
 
 /*
+ * local_delete_storage retires the session's warm sandbox (it binds what is
+ * about to go), then deletes the session's storage.
+ */
+static void
+local_delete_storage(const char *session, const char *location)
+{
+	sb_warm_retire_session(session);
+	sb_storage_delete_session(session, location);
+}
+
+/*
  * local_payloads hands out the result frame's payloads: a command's stdout
  * and stderr, or a file's content, as the sandbox sent them.
  */
@@ -454,7 +465,7 @@ const SbDriver sb_local_driver = {
 	.slack_ms = 10000,
 	.prepare_session = sb_storage_prepare_session,
 	.disk_quota_kb = sb_storage_quota_kb,
-	.delete_storage = sb_storage_delete_session,
+	.delete_storage = local_delete_storage,
 	.load_state = sb_storage_load_state,
 	.store_state = sb_storage_store_state,
 	.launch = local_launch,
