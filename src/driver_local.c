@@ -184,6 +184,7 @@ local_launch(const char *session, int64 id, const char *request, const SbPayload
 {
 	SbRun	   *run = palloc0(sizeof(SbRun));
 	Oid			owner = sb_cgroup_role();	/* the session's owner */
+	int			warm;
 
 	run->cxt = CurrentMemoryContext;
 	run->sock = run->pid_fd = run->err_fd = -1;
@@ -191,7 +192,8 @@ local_launch(const char *session, int64 id, const char *request, const SbPayload
 	run->reaped = true;
 	sb_buf_init(&run->err, SB_STDERR_CAP);
 	init_frames(run, request, upload);
-	run->warm_slot = sb_warm_claim(session, owner, &run->warm_generation);
+	warm = sb_warm_claim(session, owner, &run->warm_generation);
+	run->warm_slot = Max(warm, -1);
 	if (run->warm_slot >= 0)
 	{
 		run->slot = sb_sandbox_slot_take();
@@ -201,11 +203,13 @@ local_launch(const char *session, int64 id, const char *request, const SbPayload
 			/* Its sandbox is gone (killed): this call runs cold, the next one warm again. */
 			warm_done(run, false);
 			release_slot(run);
+			warm = -1;
 		}
 	}
 	if (run->sock < 0)
 	{
-		sb_warm_request(session, owner);
+		if (warm == -1)
+			sb_warm_request(session, owner);
 		run->reaped = false;
 		launch_cold(run, session, owner);
 	}

@@ -66,6 +66,8 @@ typedef struct WarmOwned
 static WarmOwned owned[SB_WARM_CAPACITY];
 static int	warm_dirfd = -1;
 
+static void kill_owned(int slot);
+
 /* sb_warm_shmem_size is the registry's size. */
 Size
 sb_warm_shmem_size(void)
@@ -224,6 +226,39 @@ sb_warm_owner_stop(void)
 	sb_warm->owner_pid = 0;
 	memset(sb_warm->entries, 0, sizeof(sb_warm->entries));
 	LWLockRelease(sb_warm->lock);
+}
+
+/*
+ * sb_warm_owner_settings_changed retires, after a reload of the
+ * configuration, the idle sandboxes whose signature is not what they would
+ * be started with now (a setting that shapes them changed).  One in use is
+ * retired by its caller, whose signature no longer matches either.
+ */
+void
+sb_warm_owner_settings_changed(void)
+{
+	for (int i = 0; i < SB_WARM_CAPACITY; i++)
+	{
+		SbWarmEntry e;
+		uint64		now;
+
+		if (sb_warm == NULL || sb_warm->owner_pid != MyProcPid || owned[i].pid <= 0)
+			continue;
+		LWLockAcquire(sb_warm->lock, LW_SHARED);
+		e = sb_warm->entries[i];
+		LWLockRelease(sb_warm->lock);
+		if (e.state != SB_WARM_READY)
+			continue;
+		now = sb_warm_signature(e.key);
+		LWLockAcquire(sb_warm->lock, LW_EXCLUSIVE);
+		if (sb_warm->entries[i].state == SB_WARM_READY &&
+			sb_warm->entries[i].generation == e.generation && now != e.signature)
+		{
+			sb_warm->entries[i].state = SB_WARM_RETIRE;
+			kill_owned(i);
+		}
+		LWLockRelease(sb_warm->lock);
+	}
 }
 
 /* kill_owned stops a slot's sandbox (SIGKILL; reaped at a later turn). */

@@ -81,6 +81,7 @@ extern void sb_warm_socket_path(struct sockaddr_un *addr, int dirfd, int slot, u
 extern void sb_warm_owner_start(void);
 extern long sb_warm_owner_tick(void);
 extern void sb_warm_owner_stop(void);
+extern void sb_warm_owner_settings_changed(void);
 
 /* The callers (src/local/warm_client.c). */
 extern bool sb_warm_usable(void);

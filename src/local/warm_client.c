@@ -94,9 +94,12 @@ find(const char *session)
 
 /*
  * sb_warm_claim claims the session's warm sandbox for one request: returns
- * its slot (and generation) or -1 if there is none this caller may use.  A
- * sandbox that does not match any more (settings, owner, what it binds) is
- * retired.
+ * its slot (and generation), or -1 if there is none (the caller then asks
+ * for one, sb_warm_request), or -2 if there is one that this caller must
+ * not use: started with other settings than this process has (a SET of a
+ * superuser's, or a reload the worker has not seen yet: it retires such
+ * sandboxes itself), or binding other files (a remounted disk image),
+ * which is retired.
  */
 int
 sb_warm_claim(const char *session, Oid owner, uint32 *generation)
@@ -124,8 +127,9 @@ sb_warm_claim(const char *session, Oid owner, uint32 *generation)
 
 		if (e->state != SB_WARM_READY)
 			slot = -1;
-		else if (e->signature != signature || e->owner != owner ||
-				 memcmp(&e->identity, &id, sizeof(id)) != 0)
+		else if (e->signature != signature)
+			slot = -2;
+		else if (e->owner != owner || memcmp(&e->identity, &id, sizeof(id)) != 0)
 		{
 			e->state = SB_WARM_RETIRE;
 			retired = true;

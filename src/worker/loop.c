@@ -423,6 +423,7 @@ sb_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			sb_cgroup_log_if_changed();
+			sb_warm_owner_settings_changed();
 		}
 		ext = extension_oid(&ready);
 		if (OidIsValid(served_extension) && ext != served_extension)
