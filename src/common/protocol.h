@@ -269,6 +269,11 @@ typedef struct SbFileResult
 	long long	state_generation;	/* cloud: state.json written after a change */
 	double		duration_ms;
 	bool		changed;		/* not encoded: the workspace was modified */
+	/*
+	 * Not encoded: on the host, data is a frame's payload (palloc'd, with
+	 * room for a varlena header before it), not a decoded copy.
+	 */
+	bool		data_in_payload;
 } SbFileResult;
 
 extern char *sb_file_request_encode(const SbFileRequest *req);

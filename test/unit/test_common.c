@@ -172,6 +172,63 @@ test_protocol(void)
 	ok(!sb_result_decode(text, strlen(text), &rgot, err, sizeof(err)),
 	   "protocol: a result with an unknown status is rejected");
 
+	res.stdout_data = "raw\377";
+	res.stdout_len = 4;
+	text = sb_result_encode_framed(&res);
+	{
+		bool		in_frame = false;
+
+		ok(strstr(text, "\"output_in_frame\":true") && !strstr(text, "\"stdout\"") &&
+		   !strstr(text, "\"stderr\""),
+		   "protocol: a framed result says output_in_frame and carries no output");
+		ok(!sb_result_decode(text, strlen(text), &rgot, err, sizeof(err)) &&
+		   strstr(err, "frame") != NULL,
+		   "protocol: a framed result is refused where no frame can carry its output");
+		sb_result_clear(&rgot);
+		ok(sb_result_decode_ex(text, strlen(text), &rgot, &in_frame, err, sizeof(err)) &&
+		   in_frame && rgot.stdout_data == NULL && rgot.exit_code == 3 && rgot.has_state,
+		   "protocol: decode_ex accepts it, output left to the payloads, the rest decoded");
+		sb_result_clear(&rgot);
+	}
+	sb_free(text);
+	{
+		SbFileRequest fr = {0}, fgot;
+		SbFileResult fres = {0}, fresgot;
+		json_t	   *fholder;
+		bool		in_frame = false;
+
+		fr.op = SB_FILE_WRITE;
+		fr.path = "a";
+		fr.data = "xyz";
+		fr.data_len = 3;
+		fr.content_in_frame = true;
+		text = sb_file_request_encode(&fr);
+		ok(sb_file_request_decode(text, strlen(text), &fgot, &fholder, err, sizeof(err)) < 0,
+		   "protocol: a write with its content in a frame is refused without the frame");
+		sb_file_request_clear(&fgot, fholder);
+		ok(sb_file_request_decode_ex(text, strlen(text), "pay", 3, &fgot, &fholder, err,
+									 sizeof(err)) == 1 &&
+		   fgot.data_len == 3 && memcmp(fgot.data, "pay", 3) == 0,
+		   "protocol: with the frame, its payload is the content");
+		sb_file_request_clear(&fgot, fholder);
+		sb_free(text);
+		fres.status = SB_STATUS_SUCCEEDED;
+		fres.data = "bytes";
+		fres.data_len = 5;
+		text = sb_file_result_encode_framed(&fres);
+		ok(!sb_file_result_decode(text, strlen(text), SB_FILE_READ, &fresgot, err, sizeof(err)),
+		   "protocol: a framed file result is refused where no frame can carry its data");
+		ok(sb_file_result_decode_ex(text, strlen(text), SB_FILE_READ, &fresgot, &in_frame, err,
+									sizeof(err)) && in_frame && fresgot.data == NULL,
+		   "protocol: decode_ex accepts it, its data left to payload 0");
+		sb_file_result_clear(&fresgot);
+		sb_free(text);
+		text = "{\"version\":1,\"status\":\"succeeded\",\"content_in_frame\":true,\"data\":\"eA==\"}";
+		ok(!sb_file_result_decode_ex(text, strlen(text), SB_FILE_READ, &fresgot, &in_frame, err,
+									 sizeof(err)),
+		   "protocol: a file result with data both in the frame and inline is refused");
+	}
+
 	st.generation = 41;
 	st.cwd = "/workspace";
 	st.env = req.env;
@@ -577,6 +634,42 @@ server_call_fd(int fd, const SbExecRequest *req, SbExecResult *res)
 	return okay;
 }
 
+/*
+ * file_call sends file operation op of *fr in a frame (with content, if
+ * given, as payload 0) and decodes the framed result; *in_frame (when not
+ * NULL) says whether its data is payload 0, in r->part[1].
+ */
+static bool
+file_call(int fd, SbFileRequest *fr, SbFileOp op, const char *content, size_t len,
+		  SbFileResult *res, SbFrameReader *r, bool *in_frame)
+{
+	char	   *text;
+	char		err[256];
+	bool		framed = false;
+	bool		okay;
+
+	fr->op = op;
+	fr->content_in_frame = content != NULL;
+	text = sb_file_request_encode(fr);
+	okay = (content == NULL || (strstr(text, "\"content_in_frame\":true") != NULL &&
+								strstr(text, "\"data\"") == NULL &&
+								strstr(text, "\"content\"") == NULL)) &&
+		frame_call(fd, text, content, len, r) == SB_FRAME_DONE &&
+		sb_file_result_decode_ex(r->part[0], r->len[0], op, res, &framed, err, sizeof(err));
+	if (in_frame)
+		*in_frame = framed;
+	sb_free(text);
+	return okay;
+}
+
+/* file_done frees what file_call made. */
+static void
+file_done(SbFileResult *res, SbFrameReader *r)
+{
+	sb_file_result_clear(res);
+	frame_free(r);
+}
+
 static bool
 server_call(Server *srv, const SbExecRequest *req, SbExecResult *res)
 {
@@ -678,64 +771,32 @@ test_serve(void)
 		SbFileRequest fr = {0};
 		SbFileResult fres;
 		SbFrameReader *fr_r = malloc(sizeof(SbFrameReader));
-		char	   *text;
-		char		err[256];
 		bool		in_frame = false;
 		static const char bytes[] = "a\0b\377c";
 
 		if (mkdtemp(dir) == NULL)
 			return;
-		fr.op = SB_FILE_UPLOAD;
 		fr.cwd = dir;
 		fr.path = "up.bin";
 		fr.max_bytes = 1 << 20;
-		fr.content_in_frame = true;
-		text = sb_file_request_encode(&fr);
-		ok(strstr(text, "content_in_frame") != NULL && strstr(text, "\"data\"") == NULL,
-		   "serve: an upload's request says content_in_frame and has no data member");
-		ok(frame_call(srv.fd, text, bytes, 6, fr_r) == SB_FRAME_DONE &&
-		   sb_file_result_decode_ex(fr_r->part[0], fr_r->len[0], SB_FILE_UPLOAD, &fres, &in_frame,
-									err, sizeof(err)) &&
+		ok(file_call(srv.fd, &fr, SB_FILE_UPLOAD, bytes, 6, &fres, fr_r, NULL) &&
 		   fres.status == SB_STATUS_SUCCEEDED && fres.count == 6,
 		   "serve: an upload takes its bytes from payload 0");
-		sb_file_result_clear(&fres);
-		frame_free(fr_r);
-		sb_free(text);
-		fr.op = SB_FILE_DOWNLOAD;
-		fr.content_in_frame = false;
-		text = sb_file_request_encode(&fr);
-		ok(frame_call(srv.fd, text, NULL, 0, fr_r) == SB_FRAME_DONE &&
-		   sb_file_result_decode_ex(fr_r->part[0], fr_r->len[0], SB_FILE_DOWNLOAD, &fres,
-									&in_frame, err, sizeof(err)) &&
+		file_done(&fres, fr_r);
+		ok(file_call(srv.fd, &fr, SB_FILE_DOWNLOAD, NULL, 0, &fres, fr_r, &in_frame) &&
 		   in_frame && fres.data == NULL && fr_r->len[1] == 6 &&
 		   memcmp(fr_r->part[1], bytes, 6) == 0 && strstr(fr_r->part[0], "\"data\"") == NULL,
 		   "serve: a download's bytes come back as payload 0, not base64");
-		sb_file_result_clear(&fres);
-		frame_free(fr_r);
-		sb_free(text);
-		fr.op = SB_FILE_WRITE;
-		fr.content_in_frame = true;
+		file_done(&fres, fr_r);
 		fr.path = "w.txt";
-		text = sb_file_request_encode(&fr);
-		ok(frame_call(srv.fd, text, "hello\n", 6, fr_r) == SB_FRAME_DONE &&
-		   sb_file_result_decode_ex(fr_r->part[0], fr_r->len[0], SB_FILE_WRITE, &fres, &in_frame,
-									err, sizeof(err)) &&
+		ok(file_call(srv.fd, &fr, SB_FILE_WRITE, "hello\n", 6, &fres, fr_r, NULL) &&
 		   fres.status == SB_STATUS_SUCCEEDED && fres.count == 6,
 		   "serve: a write takes its content from payload 0");
-		sb_file_result_clear(&fres);
-		frame_free(fr_r);
-		sb_free(text);
-		fr.op = SB_FILE_READ;
-		fr.content_in_frame = false;
-		text = sb_file_request_encode(&fr);
-		ok(frame_call(srv.fd, text, NULL, 0, fr_r) == SB_FRAME_DONE &&
-		   sb_file_result_decode_ex(fr_r->part[0], fr_r->len[0], SB_FILE_READ, &fres, &in_frame,
-									err, sizeof(err)) &&
+		file_done(&fres, fr_r);
+		ok(file_call(srv.fd, &fr, SB_FILE_READ, NULL, 0, &fres, fr_r, &in_frame) &&
 		   in_frame && strcmp(fr_r->part[1], "hello\n") == 0,
 		   "serve: a read's content comes back as payload 0");
-		sb_file_result_clear(&fres);
-		frame_free(fr_r);
-		sb_free(text);
+		file_done(&fres, fr_r);
 		free(fr_r);
 		{
 			char	   *cmd;
