@@ -485,3 +485,24 @@ BEGIN
 		END IF;
 	END LOOP;
 END $$;
+
+-- [tests] kill_warm_sandbox kills (SIGKILL) the warm sandbox (the bwrap process in
+-- sandbox.warm_sandboxes) of the session's role's session called name, as if it had
+-- died; returns its pid, or NULL if it has none (issue 12: a dead sandbox).
+CREATE FUNCTION test.kill_warm_sandbox(name text) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	p integer;
+BEGIN
+	IF to_regclass('sandbox.warm_sandboxes') IS NULL THEN
+		RETURN NULL;
+	END IF;
+	EXECUTE 'SELECT w.pid::integer FROM sandbox.warm_sandboxes w WHERE w.session = $1 AND w.owner::text = $2'
+		INTO p USING name, quote_ident(session_user);
+	IF p IS NOT NULL THEN
+		PERFORM test.program_lines('kill -9 ' || p);
+	END IF;
+	RETURN p;
+END $$;
+GRANT EXECUTE ON FUNCTION test.kill_warm_sandbox(text) TO tap;
+REVOKE EXECUTE ON FUNCTION test.kill_warm_sandbox(text) FROM PUBLIC;
