@@ -118,9 +118,12 @@ RESET ROLE;
 SET ROLE bob;
 SELECT is(pg_temp.rows_of('alice'), 0, 'bob sees none of alice''s rows');
 RESET ROLE;
+SELECT test.grant_sandbox_usage('carol', true);
 SET ROLE carol;
-SELECT throws_ok('SELECT * FROM sandbox.warm_sandboxes', '42501', NULL, 'carol (no sandbox_user) cannot read the view');
+SELECT throws_ok('SELECT * FROM sandbox.warm_sandboxes', '42501', NULL,
+				 'carol (no sandbox_user) cannot read the view, even with USAGE on the schema');
 RESET ROLE;
+SELECT test.grant_sandbox_usage('carol', false);
 
 SET ROLE alice;
 SELECT sandbox.drop_session('wl_alice');
