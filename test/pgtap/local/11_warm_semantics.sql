@@ -9,36 +9,6 @@ SET client_min_messages = warning;
 SELECT plan(32);
 SELECT sandbox.drop_session(s, if_exists => true) FROM unnest(ARRAY['ws1', 'ws2', 'ws3']) s;
 
--- warm_pid waits up to 15 s for the session's row in sandbox.warm_sandboxes (with a pid
--- other than not_pid) and returns its pid; NULL if there is none (or no such view).
-CREATE FUNCTION pg_temp.warm_pid(name text, not_pid integer DEFAULT 0) RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-	p integer;
-BEGIN
-	IF to_regclass('sandbox.warm_sandboxes') IS NULL THEN
-		RETURN NULL;
-	END IF;
-	FOR i IN 1..150 LOOP
-		EXECUTE 'SELECT pid FROM sandbox.warm_sandboxes WHERE session = $1 AND pid <> $2' INTO p USING name, not_pid;
-		EXIT WHEN p IS NOT NULL;
-		PERFORM pg_sleep(0.1);
-	END LOOP;
-	RETURN p;
-END $$;
-
--- served is the session's commands_served in sandbox.warm_sandboxes (NULL: no row).
-CREATE FUNCTION pg_temp.served(name text) RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-	n bigint;
-BEGIN
-	IF to_regclass('sandbox.warm_sandboxes') IS NOT NULL THEN
-		EXECUTE 'SELECT commands_served FROM sandbox.warm_sandboxes WHERE session = $1' INTO n USING name;
-	END IF;
-	RETURN n;
-END $$;
-
 -- in_sandbox counts the processes the session's sandbox sees whose whole command
 -- line is cmdline (its own /proc, from the next command).
 CREATE FUNCTION pg_temp.in_sandbox(name text, cmdline text) RETURNS integer
@@ -49,11 +19,11 @@ $$;
 
 -- A session's first call starts its warm sandbox; the next calls run in it.
 SELECT is((SELECT stdout FROM sandbox.exec('echo first', 'ws1')), E'first\n', 'a first exec runs');
-SELECT isnt(pg_temp.warm_pid('ws1'), NULL, 'the session then has a warm sandbox in sandbox.warm_sandboxes');
-SELECT coalesce(pg_temp.warm_pid('ws1'), 0) AS p1 \gset
-SELECT coalesce(pg_temp.served('ws1'), -1) AS n1 \gset
+SELECT isnt(test.warm_pid('ws1'), NULL, 'the session then has a warm sandbox in sandbox.warm_sandboxes');
+SELECT coalesce(test.warm_pid('ws1'), 0) AS p1 \gset
+SELECT coalesce(test.warm_served('ws1'), -1) AS n1 \gset
 SELECT is((SELECT stdout FROM sandbox.exec('cd /tmp; export WS=kept; echo second', 'ws1')), E'second\n', 'the next exec runs');
-SELECT is(pg_temp.served('ws1'), :'n1'::bigint + 1, 'in the warm sandbox (commands_served grows by one)');
+SELECT is(test.warm_served('ws1'), :'n1'::bigint + 1, 'in the warm sandbox (commands_served grows by one)');
 SELECT results_eq($$SELECT stdout, cwd FROM sandbox.exec('echo "$WS $PWD"', 'ws1')$$,
 				  $$VALUES (E'kept /tmp\n'::text, '/tmp'::text)$$, 'cwd and environment come with each request');
 
@@ -65,13 +35,13 @@ SELECT is((SELECT stdout FROM sandbox.exec(
 SELECT is(pg_temp.in_sandbox('ws1', 'sleep 1201'), 0, 'the next command sees no setsid daemon in the sandbox''s /proc');
 SELECT is(pg_temp.in_sandbox('ws1', 'sleep 1202'), 0, '... and no background child');
 SELECT is(test.host_procs('sleep 1201') + test.host_procs('sleep 1202'), 0, 'the host has neither of them');
-SELECT is(pg_temp.warm_pid('ws1'), :p1, 'all in the same warm sandbox');
+SELECT is(test.warm_pid('ws1'), :p1, 'all in the same warm sandbox');
 
 -- /dev/shm is cleared between commands.
 SELECT is((SELECT stdout FROM sandbox.exec('head -c 4096 /dev/zero > /dev/shm/left; mkdir /dev/shm/d; ls /dev/shm', 'ws1')),
 		  E'd\nleft\n', 'an exec leaves files in /dev/shm');
 SELECT is((SELECT stdout FROM sandbox.exec('ls -A /dev/shm | wc -l', 'ws1')), E'0\n', 'the next exec finds /dev/shm empty');
-SELECT is(pg_temp.warm_pid('ws1'), :p1, 'in the same warm sandbox');
+SELECT is(test.warm_pid('ws1'), :p1, 'in the same warm sandbox');
 
 -- Timeout: the command is killed, nothing of it is left, the next call works at once.
 SELECT is((SELECT status FROM sandbox.exec('sleep 1203', 'ws1', timeout => '1 second')), 'timed_out',
@@ -84,7 +54,7 @@ SELECT is(pg_temp.in_sandbox('ws1', 'sleep 1203'), 0, 'the sandbox has nothing o
 
 -- Cancel by statement_timeout (a cancel is not an error PL/pgSQL can catch, so psql reports it).
 SELECT status FROM sandbox.exec('true', 'ws2');
-SELECT isnt(pg_temp.warm_pid('ws2'), NULL, 'a second session has its warm sandbox');
+SELECT isnt(test.warm_pid('ws2'), NULL, 'a second session has its warm sandbox');
 \set ON_ERROR_STOP 0
 SET statement_timeout = '1s';
 SELECT * FROM sandbox.exec('sleep 1204', 'ws2');
