@@ -1,11 +1,11 @@
 # cloudrun_sandbox: PGXS build of the extension and the executor program.
 
 EXTENSION = cloudrun_sandbox
-EXTVERSION = 0.4.0
+EXTVERSION = 0.5.0
 
 MODULE_big = cloudrun_sandbox
 COMMON_OBJS = src/common/sbutil.o src/common/protocol.o src/common/http.o \
-	src/common/gcs.o src/common/oauth.o
+	src/common/gcs.o src/common/oauth.o src/common/frame.o
 OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
 	src/driver_cloudrun.o src/gcloud.o src/exec.o src/session.o src/shared.o src/submit.o \
 	src/worker/loop.o src/worker/xact.o src/worker/flight.o \
@@ -13,8 +13,11 @@ OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
 	src/worker/callback.o src/worker/reaper.o src/fileops.o src/background.o src/roles.o \
 	src/local/seccomp.o src/local/storage.o src/local/rmtree.o src/local/spawn.o \
 	src/local/slots.o src/local/cgroup.o src/limits_report.o src/local/quota.o $(COMMON_OBJS)
+# The local backend's sandboxes and warm pool (issue 12's split of driver_local.c).
+OBJS += src/local/bwrap.o src/local/bgfiles.o src/local/warm.o src/local/warm_client.o
 DATA = cloudrun_sandbox--0.1.0.sql cloudrun_sandbox--0.1.0--0.2.0.sql \
-	cloudrun_sandbox--0.2.0--0.3.0.sql cloudrun_sandbox--0.3.0--0.4.0.sql
+	cloudrun_sandbox--0.2.0--0.3.0.sql cloudrun_sandbox--0.3.0--0.4.0.sql \
+	cloudrun_sandbox--0.4.0--0.5.0.sql
 
 EXECUTOR = cloudrun-sandbox-executor
 # The executor is two programs from one set of sources: the local one, which
@@ -22,7 +25,7 @@ EXECUTOR = cloudrun-sandbox-executor
 # local one hands "cloud ..." invocations to.
 EXECUTOR_SRCS = src/executor/executor.c src/executor/command.c src/executor/fileops.c \
 	src/executor/background.c src/executor/scrub.c \
-	src/common/sbutil.c src/common/protocol.c
+	src/common/sbutil.c src/common/protocol.c src/common/frame.c
 EXECUTOR_LIBS = -ljansson
 EXECUTOR_CLOUD_SRCS = $(EXECUTOR_SRCS) src/executor/cloud.c src/executor/isolate.c src/common/http.c \
 	src/common/gcs.c src/common/oauth.c

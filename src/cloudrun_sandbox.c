@@ -254,9 +254,10 @@ _PG_init(void)
 							"Never below the server's own; nothing in a sandbox can lower it.",
 							&sb_local_nice, 10, 0, 19, PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("cloudrun_sandbox.local_warm_sessions",
-							"Local sessions whose sandbox the background worker keeps running between commands; 0 = none.",
-							"A warm sandbox answers a queued command without starting bubblewrap again.",
-							&sb_warm_sessions, 128, 0, 10000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+							"Local sessions whose sandbox the background worker keeps running between calls; 0 = none.",
+							"The worker's value is the pool's size (at most 1024); a session that sets 0 runs its own "
+							"calls in a sandbox each.",
+							&sb_warm_sessions, 128, 0, 10000, PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("cloudrun_sandbox.local_warm_idle_timeout",
 							"How long an unused warm sandbox is kept.",
 							NULL, &sb_warm_idle_timeout_s, 60, 1, 86400, PGC_SIGHUP, GUC_UNIT_S,

@@ -101,6 +101,12 @@ typedef struct SbOutcome
 	SbExecResult result;
 	TimestampTz started_at;
 	TimestampTz finished_at;
+	/*
+	 * Output that came as frame payloads, as text datums made in place
+	 * (result.stdout_data/stderr_data then point into them), else NULL.
+	 */
+	struct varlena *stdout_text;
+	struct varlena *stderr_text;
 } SbOutcome;
 
 /* catalog.c: the mirror tables, written as the extension owner. */

@@ -41,10 +41,11 @@ sb_driver_for(SbBackend backend)
  */
 static char *
 run_until(const SbDriver *driver, const char *session, int64 id, const char *request,
-		  TimestampTz deadline, size_t *len)
+		  const SbPayload *upload, TimestampTz deadline, size_t *len, SbPayload *payloads,
+		  int *npayloads)
 {
 	bool		cloud = driver == &sb_cloudrun_driver;
-	SbRun	   *volatile run = driver->launch(session, id, request);
+	SbRun	   *volatile run = driver->launch(session, id, request, upload);
 	WaitEventSet *volatile set = NULL;
 	char	   *result;
 
@@ -105,6 +106,9 @@ run_until(const SbDriver *driver, const char *session, int64 id, const char *req
 	if (set)
 		FreeWaitEventSet(set);
 	result = driver->finish(run, len);
+	if (npayloads != NULL)
+		*npayloads = payloads != NULL && driver->payloads != NULL ?
+			driver->payloads(run, payloads, 2) : 0;
 	return result;
 }
 
@@ -117,14 +121,17 @@ run_until(const SbDriver *driver, const char *session, int64 id, const char *req
  */
 char *
 sb_run_sync(const SbDriver *driver, const char *session, int64 id, const char *request,
-			TimestampTz hard_deadline, size_t *len)
+			const SbPayload *upload, TimestampTz hard_deadline, size_t *len,
+			SbPayload *payloads, int *npayloads)
 {
 	if (driver == &sb_cloudrun_driver)
 	{
 		sb_gc_call_until(hard_deadline - (TimestampTz) driver->slack_ms * 1000);
 		hard_deadline = Min(hard_deadline, sb_gc_call_end());
 	}
-	return run_until(driver, session, id, request, hard_deadline, len);
+	Assert(upload == NULL || driver->binary_frames);
+	return run_until(driver, session, id, request, upload, hard_deadline, len, payloads,
+					 npayloads);
 }
 
 /*

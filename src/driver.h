@@ -22,9 +22,30 @@
 
 typedef struct SbRun SbRun;
 
+/*
+ * A payload of a binary frame (common/frame.h): raw bytes that travel beside
+ * the JSON document instead of inside it (an upload's or a write's content;
+ * a result's stdout and stderr, or a file's content).  data is palloc'd with
+ * VARHDRSZ bytes free before it and a NUL after it, so that it becomes a
+ * text or bytea datum in place (sb_payload_bytea, sb_payload_text).
+ */
+typedef struct SbPayload
+{
+	char	   *data;
+	size_t		len;
+} SbPayload;
+
 typedef struct SbDriver
 {
 	const char *name;
+
+	/*
+	 * True: requests and results travel as binary frames (local), so a
+	 * request leaves an upload's or a write's content to launch()'s upload
+	 * (its JSON says "content_in_frame"), and a result may leave its output
+	 * or content to payloads().  False: everything is in the JSON (cloud).
+	 */
+	bool		binary_frames;
 
 	/*
 	 * True when the executor itself commits the session's new state (cloud:
@@ -68,8 +89,13 @@ typedef struct SbDriver
 	/* Replace state.json atomically. */
 	void		(*store_state) (const char *session, const SbState *state);
 
-	/* Start executing request document number id; never blocks on the command. */
-	SbRun	   *(*launch) (const char *session, int64 id, const char *request);
+	/*
+	 * Start executing request document number id; never blocks on the
+	 * command.  upload: the request's payload 0 (a file write's or upload's
+	 * content), or NULL; only drivers with binary_frames get one.
+	 */
+	SbRun	   *(*launch) (const char *session, int64 id, const char *request,
+							const SbPayload *upload);
 
 	/* File descriptors whose readiness means step() has work; returns count. */
 	int			(*wait_fds) (SbRun *run, int *fds, int max_fds);
@@ -79,6 +105,13 @@ typedef struct SbDriver
 
 	/* The result document of a finished run (palloc'd), or an ERROR. */
 	char	   *(*finish) (SbRun *run, size_t *len);
+
+	/*
+	 * After finish(): the result frame's payloads (a command's stdout and
+	 * stderr, or a file's content), into out[0..max); returns how many
+	 * (0..2).  NULL: none.  They are what the sandbox sent, unchecked.
+	 */
+	int			(*payloads) (SbRun *run, SbPayload *out, int max);
 
 	/* Stop the run and everything it started; safe to call twice. */
 	void		(*cancel) (SbRun *run);
@@ -135,8 +168,15 @@ extern const SbDriver *sb_driver_for(SbBackend backend);
 
 extern const SbDriver sb_cloudrun_driver;
 
+/*
+ * sb_run_sync runs a request to its end in this backend and returns its
+ * result document; upload as for launch().  The result's payloads go to
+ * payloads[0..1] (when not NULL), *npayloads saying how many there are.
+ */
 extern char *sb_run_sync(const SbDriver *driver, const char *session, int64 id,
-						 const char *request, TimestampTz hard_deadline, size_t *len);
+						 const char *request, const SbPayload *upload,
+						 TimestampTz hard_deadline, size_t *len, SbPayload *payloads,
+						 int *npayloads);
 
 /*
  * sb_at_end_of_xact runs on_commit(arg) if the transaction commits, and
@@ -150,8 +190,6 @@ extern void sb_at_end_of_xact(SbPendingFn on_commit, SbPendingFn on_abort, const
 /* driver_local.c: background processes of the local backend. */
 extern pid_t sb_local_background_spawn(const char *session, int64 handle, const char *request,
 									   pid_t *init_pid, int64 *init_start);
-extern bool sb_local_warm;
-extern long sb_local_warm_tick(void);
 extern bool sb_local_background_exit(const char *session, int64 handle, int *code,
 									 bool *server_stopped, bool *quota_exceeded);
 extern int	sb_local_background_open_log(const char *session, int64 handle);
@@ -193,7 +231,11 @@ extern char *sb_prepare_exec(const SbSession *session, const SbDriver *driver, b
 							 SbState *state);
 extern TimestampTz sb_exec_deadline(const SbDriver *driver, TimestampTz started,
 									int64 timeout_ms);
-extern void sb_decode_result(SbOutcome *outcome, const char *text, size_t len);
+extern void sb_decode_result(SbOutcome *outcome, const char *text, size_t len,
+							 SbPayload *payloads, int npayloads);
+extern text *sb_payload_text(SbPayload *p, bool truncated, bool *repaired);
+extern bytea *sb_payload_bytea(SbPayload *p);
+extern text *sb_outcome_text(SbOutcome *outcome, bool err);
 extern void sb_apply_state(const SbSession *session, const SbDriver *driver,
 						   const SbOutcome *outcome, SbState *state);
 extern Datum sb_result_datum(TupleDesc desc, int64 id, const char *status, bool has_exit_code,

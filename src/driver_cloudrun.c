@@ -1051,9 +1051,14 @@ cloud_launch_batch(SbRun **runs, int n)
 }
 
 static SbRun *
-cloud_launch(const char *session, int64 id, const char *request)
+cloud_launch(const char *session, int64 id, const char *request, const SbPayload *upload)
 {
-	SbRun	   *run = cloud_stage(session, id, request);
+	SbRun	   *run;
+
+	/* Not binary_frames: an upload is in the request (or its transfer object). */
+	if (upload != NULL)
+		elog(ERROR, "the cloud driver takes no frame payload");
+	run = cloud_stage(session, id, request);
 
 	cloud_launch_batch(&run, 1);
 	return run;
@@ -1484,6 +1489,7 @@ cloud_batch_key(SbRun *run)
 
 const SbDriver sb_cloudrun_driver = {
 	.name = "cloudrun",
+	.binary_frames = false,
 	.executor_writes_state = true,
 	.slack_ms = EXECUTION_MARGIN_S * 1000,
 	.prepare_session = cloud_prepare_session,

@@ -170,17 +170,116 @@ sb_exec_deadline(const SbDriver *driver, TimestampTz started, int64 timeout_ms)
 	return TimestampTzPlusMilliseconds(started, timeout_ms + SB_KILL_GRACE_MS + driver->slack_ms);
 }
 
-/* sb_decode_result decodes a result document into outcome->result, or raises an error. */
-void
-sb_decode_result(SbOutcome *outcome, const char *text, size_t len)
+/*
+ * sb_payload_bytea makes a payload a bytea datum in place: the payload's
+ * room before it takes the header.
+ */
+bytea *
+sb_payload_bytea(SbPayload *p)
 {
-	char		errbuf[512];
+	bytea	   *b = (bytea *) (p->data - VARHDRSZ);
 
-	if (!sb_result_decode(text, len, &outcome->result, errbuf, sizeof(errbuf)))
+	if (p->len > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the sandbox returned a payload larger than allowed")));
+	SET_VARSIZE(b, VARHDRSZ + p->len);
+	return b;
+}
+
+/*
+ * sb_payload_text makes a payload of output or file content a text datum.
+ * The sandbox is not trusted to send valid text: when the payload is valid
+ * UTF-8 without NUL bytes it becomes the datum in place; otherwise the datum
+ * is a repaired copy (each invalid byte and NUL becomes U+FFFD, and with
+ * truncated, a character cut at the end by a byte cap is dropped), *repaired
+ * saying whether anything was replaced.
+ */
+text *
+sb_payload_text(SbPayload *p, bool truncated, bool *repaired)
+{
+	char	   *fixed;
+	size_t		n;
+	text	   *t;
+
+	*repaired = false;
+	if (p->len > PG_INT32_MAX - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the sandbox returned a payload larger than allowed")));
+	if (pg_encoding_verifymbstr(PG_UTF8, p->data, (int) p->len) == (int) p->len)
+		return (text *) sb_payload_bytea(p);
+	fixed = sb_utf8_repair(p->data, p->len, truncated, &n, repaired);
+	if (fixed == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	t = cstring_to_text_with_len(fixed, n);
+	pfree(fixed);
+	return t;
+}
+
+/*
+ * sb_decode_result decodes a result document into outcome->result, or
+ * raises an error.  A result whose output came as the frame's payloads
+ * (npayloads of them) gets it from there, as text datums made in place where
+ * the bytes are valid (outcome->stdout_text, stderr_text).
+ */
+void
+sb_decode_result(SbOutcome *outcome, const char *text, size_t len, SbPayload *payloads,
+				 int npayloads)
+{
+	SbExecResult *r = &outcome->result;
+	char		errbuf[512];
+	bool		in_frame = false;
+
+	if (!sb_result_decode_ex(text, len, r, &in_frame, errbuf, sizeof(errbuf)))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("the sandbox returned a malformed result"),
 				 errdetail("%s", errbuf)));
+	if (in_frame && (payloads == NULL || npayloads != 2))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("the sandbox returned a malformed result"),
+				 errdetail("The result says its output is in the frame, which has none.")));
+	if (!in_frame)
+	{
+		for (int i = 0; i < npayloads; i++)
+			if (payloads[i].len > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROTOCOL_VIOLATION),
+						 errmsg("the sandbox returned a malformed result"),
+						 errdetail("The result frame has output its document does not expect.")));
+		return;
+	}
+	outcome->stdout_text = sb_payload_text(&payloads[0], r->stdout_truncated,
+										   &r->stdout_repaired);
+	outcome->stderr_text = sb_payload_text(&payloads[1], r->stderr_truncated,
+										   &r->stderr_repaired);
+	r->stdout_data = VARDATA(outcome->stdout_text);
+	r->stdout_len = VARSIZE(outcome->stdout_text) - VARHDRSZ;
+	r->stderr_data = VARDATA(outcome->stderr_text);
+	r->stderr_len = VARSIZE(outcome->stderr_text) - VARHDRSZ;
+}
+
+/*
+ * sb_outcome_text returns a decoded result's stdout (or, with err, stderr)
+ * as a text datum: the one made from the payload, or a copy of the JSON's
+ * (whose decoded string is freed: one copy at a time).
+ */
+text *
+sb_outcome_text(SbOutcome *outcome, bool err)
+{
+	SbExecResult *r = &outcome->result;
+	char	  **data = err ? &r->stderr_data : &r->stdout_data;
+	text	   *t = err ? outcome->stderr_text : outcome->stdout_text;
+
+	if (t == NULL)
+	{
+		t = cstring_to_text_with_len(*data ? *data : "", err ? r->stderr_len : r->stdout_len);
+		sb_free(*data);
+	}
+	*data = NULL;
+	return t;
 }
 
 /*
@@ -268,6 +367,8 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	Interval   *duration;
 	struct varlena *out;		/* text; "text" names the result here */
 	struct varlena *err;
+	SbPayload	payloads[2];
+	int			npayloads = 0;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "sandbox.exec must return a composite type");
@@ -290,12 +391,13 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	if (!session->created)
 		sb_reaper_if_change_aborts(session);
 	outcome.started_at = GetCurrentTimestamp();
-	text = sb_run_sync(driver, session->key, outcome.id, request,
-					   sb_exec_deadline(driver, outcome.started_at, tmo), &len);
+	text = sb_run_sync(driver, session->key, outcome.id, request, NULL,
+					   sb_exec_deadline(driver, outcome.started_at, tmo), &len, payloads,
+					   &npayloads);
 	outcome.finished_at = GetCurrentTimestamp();
 	/* The request and the result's text are not needed once decoded (memory: issue 11). */
 	pfree(request);
-	sb_decode_result(&outcome, text, len);
+	sb_decode_result(&outcome, text, len, payloads, npayloads);
 	pfree(text);
 
 	/* History first, then the session's new state and its mirror. */
@@ -306,10 +408,8 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	duration = palloc0(sizeof(Interval));
 	duration->time = (int64) (r->duration_ms * 1000.0);
 	/* One copy of each output at a time: the row's. */
-	out = cstring_to_text_with_len(r->stdout_data, r->stdout_len);
-	sb_free(r->stdout_data);
-	err = cstring_to_text_with_len(r->stderr_data, r->stderr_len);
-	sb_free(r->stderr_data);
+	out = sb_outcome_text(&outcome, false);
+	err = sb_outcome_text(&outcome, true);
 	PG_RETURN_DATUM(sb_result_datum(desc, outcome.id, sb_status_name(r->status),
 									r->has_exit_code, r->exit_code, out, err,
 									r->error, r->has_state ? r->cwd : state.cwd, duration,

@@ -11,9 +11,11 @@
  * session's cwd or environment (their request ids come from the same
  * sequence, so request and result objects never collide).
  *
- * Payloads (file_upload's bytes, file_download's and file_read's content,
- * long listings) travel inside the request and result documents on the
- * local backend, in base64.  On the cloud backend they travel through the
+ * Payloads (file_upload's bytes, file_write's content, file_download's and
+ * file_read's content) travel raw as the payloads of binary frames on a
+ * driver with binary_frames (local), beside the JSON documents, and become
+ * the returned bytea or text in place; else inside the documents, in base64
+ * (long listings always do).  On the cloud backend they travel through the
  * object <prefix>/sessions/<s>/transfer/<id>: written here before an
  * upload, or by the executor for a large result; this module deletes it
  * once read.  Either way cloudrun_sandbox.max_transfer_bytes bounds them.
@@ -247,6 +249,42 @@ fetch_payload(SbGcsConfig *cfg, const char *session, const SbFileRequest *req,
 }
 
 /*
+ * take_payload makes payload 0 of a result frame the result's data when its
+ * document says it is there (the sandbox is not trusted: a payload where
+ * none belongs, or one over the transfer limit, is a malformed result).
+ */
+static void
+take_payload(const SbFileRequest *req, SbFileResult *res, bool in_frame, SbPayload *payloads,
+			 int npayloads)
+{
+	const char *why = NULL;
+
+	if (in_frame && (npayloads < 1 || (req->op != SB_FILE_READ && req->op != SB_FILE_DOWNLOAD)))
+		why = "The result says its data is in the frame, which has none for this operation.";
+	else if (in_frame && payloads[0].len > (size_t) req->max_bytes)
+		why = "The result frame's data is larger than cloudrun_sandbox.max_transfer_bytes.";
+	else if (!in_frame)
+	{
+		for (int i = 0; i < npayloads; i++)
+			if (payloads[i].len > 0)
+				why = "The result frame has data its document does not expect.";
+	}
+	else if (npayloads > 1 && payloads[1].len > 0)
+		why = "The result frame of a file operation has a second payload.";
+	if (why != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("the sandbox returned a malformed result"),
+				 errdetail("%s", why)));
+	if (in_frame)
+	{
+		res->data = payloads[0].data;
+		res->data_len = payloads[0].len;
+		res->data_in_payload = true;
+	}
+}
+
+/*
  * run_file_op runs a file operation in the session named by argument
  * session_arg, like sandbox.exec() runs a command, and returns its
  * successful result (with the payload in data or items), or raises the
@@ -269,6 +307,10 @@ run_file_op(FunctionCallInfo fcinfo, int session_arg, SbFileRequest *req, SbFile
 	char		errbuf[512];
 	TimestampTz deadline;
 	bool		decoded;
+	bool		in_frame = false;
+	SbPayload	upload;
+	SbPayload	payloads[2];
+	int			npayloads = 0;
 
 	sb_require_utf8();
 
@@ -300,6 +342,11 @@ run_file_op(FunctionCallInfo fcinfo, int session_arg, SbFileRequest *req, SbFile
 			sb_gc_raise(&err, "could not upload the file's bytes", SB_GC_NOT_FOUND_BUCKET);
 		req->transfer = object;
 	}
+	/* A write's or an upload's bytes travel beside the request, not in it. */
+	req->content_in_frame = driver->binary_frames &&
+		(req->op == SB_FILE_WRITE || req->op == SB_FILE_UPLOAD);
+	upload.data = unconstify(char *, req->data ? req->data : "");
+	upload.len = req->data_len;
 	request = sb_file_request_encode(req);
 	if (request == NULL)
 		elog(ERROR, "could not encode the sandbox request");
@@ -311,10 +358,13 @@ run_file_op(FunctionCallInfo fcinfo, int session_arg, SbFileRequest *req, SbFile
 	{
 		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 											   req->timeout_ms + driver->slack_ms);
-		text = sb_run_sync(driver, key, req->id, request, deadline, &len);
+		text = sb_run_sync(driver, key, req->id, request,
+						   req->content_in_frame ? &upload : NULL, deadline, &len, payloads,
+						   &npayloads);
 		pfree(request);
 		items_budget(req, true);
-		decoded = sb_file_result_decode(text, len, req->op, res, errbuf, sizeof(errbuf));
+		decoded = sb_file_result_decode_ex(text, len, req->op, res, &in_frame, errbuf,
+										   sizeof(errbuf));
 		items_budget(req, false);
 		if (!decoded)
 			ereport(ERROR,
@@ -322,6 +372,7 @@ run_file_op(FunctionCallInfo fcinfo, int session_arg, SbFileRequest *req, SbFile
 					 errmsg("the sandbox returned a malformed result"),
 					 errdetail("%s", errbuf)));
 		pfree(text);
+		take_payload(req, res, in_frame, payloads, npayloads);
 		if (res->transfer != NULL && res->status == SB_STATUS_SUCCEEDED)
 		{
 			if (!cloud)
@@ -411,6 +462,12 @@ sandbox_file_read(PG_FUNCTION_ARGS)
 						req.start_line, req.end_line)));
 	run_file_op(fcinfo, 3, &req, &res);
 	/* Text cannot hold invalid UTF-8 or NUL bytes: they become U+FFFD. */
+	if (res.data_in_payload)
+	{
+		SbPayload	p = {res.data, res.data_len};
+
+		PG_RETURN_TEXT_P(sb_payload_text(&p, false, &changed));
+	}
 	repaired = sb_utf8_repair(res.data ? res.data : "", res.data_len, false, &n, &changed);
 	if (repaired == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
@@ -567,6 +624,12 @@ sandbox_file_download(PG_FUNCTION_ARGS)
 
 	request_init(&req, SB_FILE_DOWNLOAD, fcinfo);
 	run_file_op(fcinfo, 1, &req, &res);
+	if (res.data_in_payload)
+	{
+		SbPayload	p = {res.data, res.data_len};
+
+		PG_RETURN_BYTEA_P(sb_payload_bytea(&p));
+	}
 	out = palloc(VARHDRSZ + res.data_len);
 	SET_VARSIZE(out, VARHDRSZ + res.data_len);
 	if (res.data_len > 0)

@@ -5,6 +5,7 @@
  *		commits, so the worker never polls.
  */
 #include "shared.h"
+#include "local/warm.h"
 
 #include "access/xact.h"
 #include "postmaster/bgworker.h"
@@ -30,6 +31,7 @@ shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(SbShared)));
+	sb_warm_shmem_request();
 }
 
 /* shmem_startup creates or attaches the shared state. */
@@ -49,6 +51,7 @@ shmem_startup(void)
 		sb_shared->worker_pgprocno = -1;
 		ConditionVariableInit(&sb_shared->completion_cv);
 	}
+	sb_warm_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -88,6 +91,24 @@ sb_wake_worker(void)
 	SpinLockAcquire(&sb_shared->mutex);
 	procno = sb_shared->worker_pgprocno;
 	sb_shared->wake_seq++;
+	SpinLockRelease(&sb_shared->mutex);
+	if (procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+/*
+ * sb_set_worker_latch sets the worker's latch without telling it of new
+ * queued work (the warm pool's requests: src/local/warm_client.c).
+ */
+void
+sb_set_worker_latch(void)
+{
+	int			procno;
+
+	if (sb_shared == NULL)
+		return;
+	SpinLockAcquire(&sb_shared->mutex);
+	procno = sb_shared->worker_pgprocno;
 	SpinLockRelease(&sb_shared->mutex);
 	if (procno >= 0)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);

@@ -48,6 +48,7 @@ extern void sb_wake_worker_at_commit(void);
 extern void sb_cancel_at_commit(void);
 extern void sb_roles_changed_at_commit(void);
 extern void sb_wake_worker(void);
+extern void sb_set_worker_latch(void);
 extern void sb_shared_set_error(const char *message);
 extern void sb_shared_set_role_error(Oid role, const char *message);
 extern bool sb_shared_get_error(Oid viewer, bool all, SbRoleError *error);

@@ -277,8 +277,12 @@ output_json(const char *data, size_t len)
 	return json_stringn(data ? data : "", data ? len : 0);
 }
 
-char *
-sb_result_encode(const SbExecResult *res)
+/*
+ * result_encode encodes a command's result, its output inline or (framed)
+ * left to the frame's payloads.
+ */
+static char *
+result_encode(const SbExecResult *res, bool framed)
 {
 	json_t *root = json_object();
 
@@ -286,8 +290,13 @@ sb_result_encode(const SbExecResult *res)
 	json_object_set_new(root, "status", json_string(sb_status_name(res->status)));
 	json_object_set_new(root, "exit_code",
 						res->has_exit_code ? json_integer(res->exit_code) : json_null());
-	json_object_set_new(root, "stdout", output_json(res->stdout_data, res->stdout_len));
-	json_object_set_new(root, "stderr", output_json(res->stderr_data, res->stderr_len));
+	if (framed)
+		json_object_set_new(root, "output_in_frame", json_true());
+	else
+	{
+		json_object_set_new(root, "stdout", output_json(res->stdout_data, res->stdout_len));
+		json_object_set_new(root, "stderr", output_json(res->stderr_data, res->stderr_len));
+	}
 	json_object_set_new(root, "stdout_truncated", json_boolean(res->stdout_truncated));
 	json_object_set_new(root, "stderr_truncated", json_boolean(res->stderr_truncated));
 	json_object_set_new(root, "stdout_repaired", json_boolean(res->stdout_repaired));
@@ -301,6 +310,18 @@ sb_result_encode(const SbExecResult *res)
 		json_object_set_new(root, "state",
 							json_pack("{sssO}", "cwd", res->cwd, "env", res->env));
 	return dump(root);
+}
+
+char *
+sb_result_encode(const SbExecResult *res)
+{
+	return result_encode(res, false);
+}
+
+char *
+sb_result_encode_framed(const SbExecResult *res)
+{
+	return result_encode(res, true);
 }
 
 /* copy_output copies a JSON string member with sb_malloc, rejecting NUL bytes. */
@@ -352,12 +373,22 @@ bool
 sb_result_decode(const char *text, size_t len, SbExecResult *out, char *errbuf,
 				 size_t errlen)
 {
+	return sb_result_decode_ex(text, len, out, NULL, errbuf, errlen);
+}
+
+bool
+sb_result_decode_ex(const char *text, size_t len, SbExecResult *out, bool *in_frame,
+					char *errbuf, size_t errlen)
+{
 	json_error_t jerr;
 	json_t *root;
 	json_t *v;
 	bool ok = false;
+	bool framed;
 
 	memset(out, 0, sizeof(*out));
+	if (in_frame)
+		*in_frame = false;
 	root = json_loadb(text, len, 0, &jerr);
 	if (root == NULL)
 		return fail(errbuf, errlen, "result is not valid JSON: %s", jerr.text);
@@ -373,8 +404,16 @@ sb_result_decode(const char *text, size_t len, SbExecResult *out, char *errbuf,
 		out->has_exit_code = true;
 		out->exit_code = (int) json_integer_value(v);
 	}
-	if (!copy_output(root, "stdout", &out->stdout_data, &out->stdout_len) ||
-		!copy_output(root, "stderr", &out->stderr_data, &out->stderr_len))
+	framed = json_is_true(json_object_get(root, "output_in_frame"));
+	if (framed && in_frame == NULL)
+	{
+		fail(errbuf, errlen, "result has its output in a frame, but it came without one");
+		goto done;
+	}
+	if (framed)
+		*in_frame = true;
+	else if (!copy_output(root, "stdout", &out->stdout_data, &out->stdout_len) ||
+			 !copy_output(root, "stderr", &out->stderr_data, &out->stderr_len))
 	{
 		fail(errbuf, errlen, "result has malformed output");
 		goto done;
@@ -686,7 +725,10 @@ sb_file_request_encode(const SbFileRequest *req)
 	switch (req->op)
 	{
 		case SB_FILE_WRITE:
-			json_object_set_new(root, "content", json_stringn(req->data, req->data_len));
+			if (req->content_in_frame)
+				json_object_set_new(root, "content_in_frame", json_true());
+			else
+				json_object_set_new(root, "content", json_stringn(req->data, req->data_len));
 			json_object_set_new(root, "append", json_boolean(req->append));
 			json_object_set_new(root, "leading_newline", json_boolean(req->leading_newline));
 			json_object_set_new(root, "trailing_newline", json_boolean(req->trailing_newline));
@@ -711,6 +753,8 @@ sb_file_request_encode(const SbFileRequest *req)
 		case SB_FILE_UPLOAD:
 			if (req->transfer != NULL)
 				json_object_set_new(root, "transfer", json_string(req->transfer));
+			else if (req->content_in_frame)
+				json_object_set_new(root, "content_in_frame", json_true());
 			break;
 		default:
 			break;
@@ -721,7 +765,8 @@ sb_file_request_encode(const SbFileRequest *req)
 		json_object_set_new(root, "prefix", json_string(req->prefix ? req->prefix : ""));
 	}
 	text = dump(root);
-	if (text != NULL && req->op == SB_FILE_UPLOAD && req->transfer == NULL)
+	if (text != NULL && req->op == SB_FILE_UPLOAD && req->transfer == NULL &&
+		!req->content_in_frame)
 		text = splice_base64(text, "data", req->data ? req->data : "", req->data_len);
 	return text;
 }
@@ -779,6 +824,14 @@ int
 sb_file_request_decode(const char *text, size_t len, SbFileRequest *out, json_t **holder,
 					   char *errbuf, size_t errlen)
 {
+	return sb_file_request_decode_ex(text, len, NULL, 0, out, holder, errbuf, errlen);
+}
+
+int
+sb_file_request_decode_ex(const char *text, size_t len, const char *payload,
+						  size_t payload_len, SbFileRequest *out, json_t **holder,
+						  char *errbuf, size_t errlen)
+{
 	json_error_t jerr;
 	json_t	   *root;
 	json_t	   *v;
@@ -828,6 +881,17 @@ sb_file_request_decode(const char *text, size_t len, SbFileRequest *out, json_t 
 		return fail_request(errbuf, errlen, "request names an invalid session");
 	if (out->prefix == NULL)
 		out->prefix = "";
+	if (!get_bool(root, "content_in_frame", &out->content_in_frame))
+		return fail_request(errbuf, errlen, "request has a malformed flag");
+	if (out->content_in_frame)
+	{
+		if (payload == NULL || (out->op != SB_FILE_WRITE && out->op != SB_FILE_UPLOAD) ||
+			out->transfer != NULL)
+			return fail_request(errbuf, errlen, "request has its content in a frame it did not come with");
+		out->data = payload;
+		out->data_len = payload_len;
+		return 1;
+	}
 	switch (out->op)
 	{
 		case SB_FILE_WRITE:
@@ -868,8 +932,12 @@ sb_file_request_clear(SbFileRequest *req, json_t *holder)
 	memset(req, 0, sizeof(*req));
 }
 
-char *
-sb_file_result_encode(const SbFileResult *res)
+/*
+ * file_result_encode encodes a file operation's result, its data in base64
+ * or (framed) left to the frame's payload 0.
+ */
+static char *
+file_result_encode(const SbFileResult *res, bool framed)
 {
 	json_t	   *root = json_object();
 	char	   *text;
@@ -888,10 +956,24 @@ sb_file_result_encode(const SbFileResult *res)
 		json_object_set_new(root, "transfer", json_string(res->transfer));
 	else if (res->items != NULL)
 		json_object_set(root, "items", res->items);
+	if (framed && res->transfer == NULL && res->data != NULL)
+		json_object_set_new(root, "content_in_frame", json_true());
 	text = dump(root);
-	if (text != NULL && res->transfer == NULL && res->data != NULL)
+	if (text != NULL && !framed && res->transfer == NULL && res->data != NULL)
 		text = splice_base64(text, "data", res->data, res->data_len);
 	return text;
+}
+
+char *
+sb_file_result_encode(const SbFileResult *res)
+{
+	return file_result_encode(res, false);
+}
+
+char *
+sb_file_result_encode_framed(const SbFileResult *res)
+{
+	return file_result_encode(res, true);
 }
 
 /* items_valid checks the shape of a list, search or find result's items. */
@@ -960,6 +1042,13 @@ bool
 sb_file_result_decode(const char *text, size_t len, SbFileOp op, SbFileResult *out,
 					  char *errbuf, size_t errlen)
 {
+	return sb_file_result_decode_ex(text, len, op, out, NULL, errbuf, errlen);
+}
+
+bool
+sb_file_result_decode_ex(const char *text, size_t len, SbFileOp op, SbFileResult *out,
+						 bool *in_frame, char *errbuf, size_t errlen)
+{
 	json_error_t jerr;
 	json_t	   *root;
 	json_t	   *v;
@@ -1012,7 +1101,19 @@ sb_file_result_decode(const char *text, size_t len, SbFileOp op, SbFileResult *o
 	}
 	if (s != NULL)
 		out->transfer = sb_strdup(s);
-	if (!get_string(root, "data", &s, &slen) ||
+	if (in_frame)
+		*in_frame = false;
+	if (json_is_true(json_object_get(root, "content_in_frame")))
+	{
+		if (in_frame == NULL || out->transfer != NULL ||
+			json_object_get(root, "data") != NULL)
+		{
+			fail(errbuf, errlen, "result has its data in a frame it did not come with");
+			goto done;
+		}
+		*in_frame = true;
+	}
+	else if (!get_string(root, "data", &s, &slen) ||
 		(s != NULL && !decode_base64(s, slen, &out->data, &out->data_len)))
 	{
 		fail(errbuf, errlen, "result has malformed data");

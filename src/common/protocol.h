@@ -133,6 +133,19 @@ extern bool sb_state_decode(const char *text, size_t len, SbState *out, char *er
 							size_t errlen);
 
 /*
+ * Frame mode (the local backend, common/frame.h): the bytes travel raw in
+ * the frame's payloads, not in the JSON.  sb_result_encode_framed writes
+ * "output_in_frame": true instead of "stdout"/"stderr" (payload 0 / 1: the
+ * output as captured, not repaired; the host repairs it).
+ * sb_result_decode_ex is sb_result_decode that also accepts such a result
+ * when in_frame is not NULL: then *in_frame says so, and stdout_data and
+ * stderr_data are left NULL for the caller to take from the payloads.
+ */
+extern char *sb_result_encode_framed(const SbExecResult *res);
+extern bool sb_result_decode_ex(const char *text, size_t len, SbExecResult *out,
+								bool *in_frame, char *errbuf, size_t errlen);
+
+/*
  * sb_cwd_normal says whether path is absolute and normalized: no empty, "."
  * or ".." component and no trailing slash ("/" itself is).
  */
@@ -233,6 +246,8 @@ typedef struct SbFileRequest
 	const char *prefix;
 	const char *transfer;		/* upload: object holding the bytes (else inline) */
 	char	   *owned;			/* decoded bytes that data points to, or NULL */
+	/* write, upload: data travels as the frame's payload 0, not in the JSON */
+	bool		content_in_frame;
 } SbFileRequest;
 
 /* What the executor reports back for a file operation. */
@@ -254,6 +269,11 @@ typedef struct SbFileResult
 	long long	state_generation;	/* cloud: state.json written after a change */
 	double		duration_ms;
 	bool		changed;		/* not encoded: the workspace was modified */
+	/*
+	 * Not encoded: on the host, data is a frame's payload (palloc'd, with
+	 * room for a varlena header before it), not a decoded copy.
+	 */
+	bool		data_in_payload;
 } SbFileResult;
 
 extern char *sb_file_request_encode(const SbFileRequest *req);
@@ -266,6 +286,15 @@ extern char *sb_file_request_encode(const SbFileRequest *req);
  */
 extern int	sb_file_request_decode(const char *text, size_t len, SbFileRequest *out,
 								   json_t **holder, char *errbuf, size_t errlen);
+
+/*
+ * sb_file_request_decode_ex also takes the frame's payload 0 (NULL: no
+ * frame): a write or upload that says "content_in_frame" gets it as its
+ * data (which then points into payload, so payload must outlive *out).
+ */
+extern int	sb_file_request_decode_ex(const char *text, size_t len, const char *payload,
+									  size_t payload_len, SbFileRequest *out,
+									  json_t **holder, char *errbuf, size_t errlen);
 extern void sb_file_request_clear(SbFileRequest *req, json_t *holder);
 
 /*
@@ -276,6 +305,14 @@ extern void sb_file_request_clear(SbFileRequest *req, json_t *holder);
 extern char *sb_file_result_encode(const SbFileResult *res);
 
 /*
+ * Frame mode: sb_file_result_encode_framed leaves data to the frame's
+ * payload 0 ("content_in_frame": true); sb_file_result_decode_ex accepts
+ * such a result when in_frame is not NULL, setting *in_frame (data is then
+ * NULL: the caller takes payload 0).
+ */
+extern char *sb_file_result_encode_framed(const SbFileResult *res);
+
+/*
  * sb_file_result_decode validates a result of operation op.  A result
  * whose payload is in a transfer object has transfer set: the caller reads
  * the object, and for list, search and find decodes it with
@@ -283,6 +320,9 @@ extern char *sb_file_result_encode(const SbFileResult *res);
  */
 extern bool sb_file_result_decode(const char *text, size_t len, SbFileOp op,
 								  SbFileResult *out, char *errbuf, size_t errlen);
+extern bool sb_file_result_decode_ex(const char *text, size_t len, SbFileOp op,
+									 SbFileResult *out, bool *in_frame, char *errbuf,
+									 size_t errlen);
 extern bool sb_file_items_decode(const char *text, size_t len, SbFileOp op, json_t **items,
 								 char *errbuf, size_t errlen);
 extern void sb_file_result_clear(SbFileResult *res);

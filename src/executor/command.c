@@ -570,6 +570,17 @@ sb_quota_message(char *buf, size_t len, long long quota_bytes)
 				 "/run/background (background processes' logs) to free space", quota_bytes / 1024);
 }
 
+/* output_raw hands captured output over as it is (the buffer's memory moves). */
+static void
+output_raw(SbBuf *buf, char **data, size_t *len, bool *truncated)
+{
+	*data = buf->data ? buf->data : sb_strdup("");
+	*len = buf->len;
+	*truncated = buf->truncated;
+	buf->data = NULL;
+	buf->len = 0;
+}
+
 /* read_into drains what is available on fd into buf; returns false at EOF. */
 static bool
 read_into(int fd, SbBuf *buf)
@@ -595,14 +606,40 @@ read_into(int fd, SbBuf *buf)
 	}
 }
 
+static bool run_command(const SbExecRequest *req, SbExecResult *res,
+						const SbCancelWatch *watch, int conn_fd);
+
 void
 sb_run_command(const SbExecRequest *req, SbExecResult *res)
 {
-	sb_run_command_watched(req, res, NULL);
+	(void) run_command(req, res, NULL, -1);
 }
 
 void
 sb_run_command_watched(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *watch)
+{
+	(void) run_command(req, res, watch, -1);
+}
+
+bool
+sb_run_command_conn(const SbExecRequest *req, SbExecResult *res, int conn_fd)
+{
+	if (run_command(req, res, NULL, conn_fd))
+		return true;
+	sb_result_clear(res);
+	return false;
+}
+
+/*
+ * run_command runs the command (see the file header), with a cancel watch
+ * or none, and watching conn_fd (>= 0: the connection a frame came on; its
+ * output is then kept as captured, for the host to repair).  Returns false
+ * if conn_fd's peer hung up: the command and everything it started were
+ * killed.
+ */
+static bool
+run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *watch,
+			int conn_fd)
 {
 	int			out[2] = {-1, -1}, err[2] = {-1, -1}, cmd[2] = {-1, -1}, st[2] = {-1, -1};
 	int			sigfd;
@@ -624,6 +661,7 @@ sb_run_command_watched(const SbExecRequest *req, SbExecResult *res, const SbCanc
 	double		next_quota = quota_watch ? start + SB_QUOTA_POLL_MS : 0;
 	bool		quota_hit = false;
 	bool		timed_out = false, exited = false, cancelled = false;
+	bool		hung_up = false;
 	int			wstatus = 0;
 	const char *cmdp = req->command;
 	size_t		cmd_left = strlen(req->command);
@@ -641,7 +679,7 @@ sb_run_command_watched(const SbExecRequest *req, SbExecResult *res, const SbCanc
 		pipe2(cmd, O_CLOEXEC) < 0 || pipe2(st, O_CLOEXEC) < 0)
 	{
 		set_error(res, "cannot create pipes");
-		return;
+		return true;
 	}
 	if (cmd_left > 65536)
 		(void) fcntl(cmd[1], F_SETPIPE_SZ, cmd_left < 1048576 ? (int) cmd_left : 1048576);
@@ -650,7 +688,7 @@ sb_run_command_watched(const SbExecRequest *req, SbExecResult *res, const SbCanc
 	if (child < 0)
 	{
 		set_error(res, "cannot start bash");
-		return;
+		return true;
 	}
 	if (child == 0)
 		child_exec(req, envp, out[1], err[1], cmd[0], st[1]);
@@ -674,7 +712,7 @@ sb_run_command_watched(const SbExecRequest *req, SbExecResult *res, const SbCanc
 
 	while (!exited || out[0] >= 0 || err[0] >= 0 || st[0] >= 0)
 	{
-		struct pollfd pfd[5];
+		struct pollfd pfd[6];
 		int			nfds = 0;
 		double		now = now_ms();
 		double		wake = 0;
@@ -714,7 +752,7 @@ sb_run_command_watched(const SbExecRequest *req, SbExecResult *res, const SbCanc
 			now = now_ms();
 			next_quota = now + SB_QUOTA_POLL_MS;
 		}
-		if (exited && now >= drain_until)
+		if (exited && (hung_up || now >= drain_until))
 			break;
 		if (!exited && !timed_out && deadline > 0)
 			wake = deadline;
@@ -733,6 +771,11 @@ sb_run_command_watched(const SbExecRequest *req, SbExecResult *res, const SbCanc
 		pfd[nfds++] = (struct pollfd) {.fd = err[0], .events = POLLIN};
 		pfd[nfds++] = (struct pollfd) {.fd = st[0], .events = POLLIN};
 		pfd[nfds++] = (struct pollfd) {.fd = cmd[1], .events = POLLOUT};
+		/*
+		 * The connection: only its hang-up, never its bytes (a request the
+		 * peer pipelined stays unread).
+		 */
+		pfd[nfds++] = (struct pollfd) {.fd = hung_up ? -1 : conn_fd, .events = POLLRDHUP};
 		if (poll(pfd, nfds, timeout) < 0 && errno != EINTR)
 		{
 			set_error(res, "poll failed");
@@ -778,6 +821,14 @@ sb_run_command_watched(const SbExecRequest *req, SbExecResult *res, const SbCanc
 				cmd[1] = -1;
 			}
 		}
+		if (pfd[5].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+		{
+			/* The peer is gone (a cancel, or its backend died): so is the command. */
+			hung_up = true;
+			kill_all(child, SIGKILL);
+			if (exited)
+				break;
+		}
 	}
 	if (cmd[1] >= 0)
 		close(cmd[1]);
@@ -791,10 +842,18 @@ sb_run_command_watched(const SbExecRequest *req, SbExecResult *res, const SbCanc
 	sigprocmask(SIG_UNBLOCK, &mask, NULL);
 
 	res->duration_ms = now_ms() - start;
-	output_to_result(&obuf, &res->stdout_data, &res->stdout_len, &res->stdout_truncated,
-					 &res->stdout_repaired);
-	output_to_result(&ebuf, &res->stderr_data, &res->stderr_len, &res->stderr_truncated,
-					 &res->stderr_repaired);
+	if (conn_fd >= 0)
+	{
+		output_raw(&obuf, &res->stdout_data, &res->stdout_len, &res->stdout_truncated);
+		output_raw(&ebuf, &res->stderr_data, &res->stderr_len, &res->stderr_truncated);
+	}
+	else
+	{
+		output_to_result(&obuf, &res->stdout_data, &res->stdout_len, &res->stdout_truncated,
+						 &res->stdout_repaired);
+		output_to_result(&ebuf, &res->stderr_data, &res->stderr_len, &res->stderr_truncated,
+						 &res->stderr_repaired);
+	}
 	if (res->status != SB_STATUS_ERROR)
 	{
 		if (WIFEXITED(wstatus))
@@ -826,12 +885,13 @@ sb_run_command_watched(const SbExecRequest *req, SbExecResult *res, const SbCanc
 			res->status = SB_STATUS_QUOTA_EXCEEDED;
 			note(res, "%s%s", quota_hit ? "stopped: " : "", msg);
 		}
-		if (!cancelled && exited)
+		if (!cancelled && exited && !hung_up)
 			parse_state(req, &sbuf, res);
 	}
 	sb_buf_free(&obuf);
 	sb_buf_free(&ebuf);
 	sb_buf_free(&sbuf);
+	return !hung_up;
 }
 
 /*

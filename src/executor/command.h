@@ -30,6 +30,14 @@ typedef struct SbCancelWatch
 extern void sb_run_command_watched(const SbExecRequest *req, SbExecResult *res,
 								   const SbCancelWatch *watch);
 
+/*
+ * sb_run_command_conn runs a request that came on connection conn_fd (a
+ * frame): the output is kept as captured (the host repairs it), and if the
+ * peer hangs up meanwhile the command and everything it started are killed
+ * and false is returned, with *res cleared.
+ */
+extern bool sb_run_command_conn(const SbExecRequest *req, SbExecResult *res, int conn_fd);
+
 /* sb_command_env returns the environment a command of req starts with (sb_malloc'd). */
 extern char **sb_command_env(const SbExecRequest *req);
 

@@ -8,9 +8,17 @@
  * It exits 0 whenever it wrote a result; a failing user command is a result,
  * not an executor failure.  It is not linked with PostgreSQL.
  *
- * Serve mode (`serve`) keeps a session's sandbox warm for the worker: the
- * same requests and results, framed as "<length>\n<document>", one after
- * another until standard input ends.
+ * Serve mode (`serve`) answers request frames (common/frame.h) on
+ * descriptor 0 with result frames on descriptor 1, one after another until
+ * descriptor 0 ends: a cold sandbox's one request.  `serve --listen FD`
+ * accepts connections on the listening socket FD, which the host made and
+ * passed in, one at a time, and answers each one's frames until it closes: a
+ * warm sandbox.  A command's output and a file's bytes travel raw as the
+ * frame's payloads.  While a command runs the connection is watched: if the
+ * peer hangs up (a cancel, a backend that died) the command and everything
+ * it left are killed and no answer is written.  After every request the
+ * sandbox is cleaned (processes, /dev/shm, System V IPC) before the next is
+ * read.
  *
  * Background mode (`background EXIT_FD WATCH_FD [LOG]`) runs one command for
  * as long as it lives, its output on our standard output and error (or, in a
@@ -28,9 +36,12 @@
 #include "command.h"
 #include "fileops.h"
 #include "scrub.h"
+#include "../common/frame.h"
 #include "../common/sbutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,154 +201,205 @@ run_background(const char *exit_arg, const char *watch_arg, const char *log)
 }
 
 /*
- * answer applies one request document (a command or a file operation) and
- * returns its result document.  A request that cannot be decoded gets an
- * error result, never a crash.
+ * A request frame: the JSON document and an upload's or a write's bytes
+ * (payload 0); never a payload 1.
  */
-static char *
-answer(const SbBuf *input)
+static const size_t request_max[3] = {MAX_REQUEST_BYTES, MAX_REQUEST_BYTES, 0};
+
+/*
+ * An answer: the result document and the bytes that go with it (a
+ * command's output, a file's content), or hung_up when the connection's
+ * peer left while the command ran (then nothing is answered).
+ */
+typedef struct Answer
+{
+	char	   *text;
+	SbExecResult res;
+	SbFileResult fres;
+	bool		hung_up;
+} Answer;
+
+/*
+ * answer applies one request document (a command or a file operation) and
+ * fills *a.  A request that cannot be decoded gets an error result, never a
+ * crash.  With conn_fd >= 0 the request came in a frame (payload is its
+ * payload 0): the result is framed too, its bytes left in *a for the
+ * frame's payloads, and the command is killed if conn_fd hangs up.
+ */
+static void
+answer(const char *doc, size_t len, const char *payload, size_t payload_len, int conn_fd,
+	   Answer *a)
 {
 	SbExecRequest req;
-	SbExecResult res;
 	SbFileRequest freq;
 	json_t	   *holder = NULL;
 	char		errbuf[512];
-	char	   *text;
 	int			kind;
+	bool		framed = conn_fd >= 0;
 
-	memset(&res, 0, sizeof(res));
+	memset(a, 0, sizeof(*a));
 	memset(&freq, 0, sizeof(freq));
-	kind = sb_file_request_decode(input->data ? input->data : "", input->len, &freq, &holder,
-								  errbuf, sizeof(errbuf));
+	kind = sb_file_request_decode_ex(doc, len, framed ? payload : NULL, payload_len, &freq,
+									 &holder, errbuf, sizeof(errbuf));
 	if (kind > 0)
 	{
-		SbFileResult fres;
-
-		sb_file_run(&freq, &fres);
-		text = sb_file_result_encode(&fres);
-		sb_file_result_clear(&fres);
+		sb_file_run(&freq, &a->fres);
+		a->text = framed ? sb_file_result_encode_framed(&a->fres) :
+			sb_file_result_encode(&a->fres);
 	}
 	else
 	{
-		if (kind < 0 || !sb_request_decode(input->data ? input->data : "", input->len, &req,
-										   &holder, errbuf, sizeof(errbuf)))
+		if (kind < 0 || !sb_request_decode(doc, len, &req, &holder, errbuf, sizeof(errbuf)))
 		{
-			res.status = SB_STATUS_ERROR;
-			res.error = sb_strdup(errbuf);
+			a->res.status = SB_STATUS_ERROR;
+			a->res.error = sb_strdup(errbuf);
 		}
+		else if (framed)
+			a->hung_up = !sb_run_command_conn(&req, &a->res, conn_fd);
 		else
-			sb_run_command(&req, &res);
-		text = sb_result_encode(&res);
-		sb_result_clear(&res);
+			sb_run_command(&req, &a->res);
+		if (!a->hung_up)
+			a->text = framed ? sb_result_encode_framed(&a->res) : sb_result_encode(&a->res);
 	}
 	sb_file_request_clear(&freq, NULL);
 	if (holder)
 		json_decref(holder);
-	return text;
+}
+
+/* answer_clear frees an answer. */
+static void
+answer_clear(Answer *a)
+{
+	sb_free(a->text);
+	sb_result_clear(&a->res);
+	sb_file_result_clear(&a->fres);
 }
 
 /*
- * read_exactly reads len bytes of standard input into buf (which keeps them);
- * false at end of input or on an error.
+ * clean_sandbox makes the sandbox as empty as a fresh one after a request:
+ * as its PID 1 it kills and reaps every process left (a setsid daemon
+ * included: all are in our pid namespace, and orphans are ours to reap),
+ * then empties /dev/shm and the System V IPC namespace (scrub.c).  Outside a
+ * sandbox it only reaps what exited.
  */
-static bool
-read_exactly(SbBuf *buf, size_t len)
+static void
+clean_sandbox(void)
 {
-	char		chunk[65536];
-
-	while (len > 0)
+	if (getpid() == 1)
 	{
-		ssize_t		n = read(0, chunk, len < sizeof(chunk) ? len : sizeof(chunk));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		sb_buf_append(buf, chunk, (size_t) n);
-		len -= (size_t) n;
+		for (;;)
+		{
+			kill(-1, SIGKILL);
+			if (waitpid(-1, NULL, 0) < 0 && errno != EINTR)
+				break;			/* ECHILD: nobody left */
+		}
 	}
-	return true;
-}
-
-/*
- * read_frame reads one framed request, "<decimal length>\n<that many bytes>",
- * from standard input.  Returns 1 with the request in buf, 0 at a clean end
- * of input, -1 on a malformed frame.
- */
-static int
-read_frame(SbBuf *buf)
-{
-	char		header[24];
-	size_t		n = 0;
-	char	   *end;
-	unsigned long long len;
-
-	sb_buf_init(buf, MAX_REQUEST_BYTES);
-	for (;;)
-	{
-		ssize_t		r = read(0, header + n, 1);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return n == 0 ? 0 : -1;
-		if (header[n] == '\n')
-			break;
-		if (++n >= sizeof(header) - 1)
-			return -1;
-	}
-	header[n] = '\0';
-	errno = 0;
-	len = strtoull(header, &end, 10);
-	if (n == 0 || *end != '\0' || errno != 0 || len > MAX_REQUEST_BYTES)
-		return -1;
-	return read_exactly(buf, (size_t) len) ? 1 : -1;
-}
-
-/*
- * serve keeps a session's sandbox warm: it answers framed requests on
- * standard input with framed results on standard output, one at a time,
- * until the input ends.  As the sandbox's PID 1 it kills whatever a command
- * left behind (see command.c), reaps it and empties /dev/shm and the System V
- * IPC namespace (scrub.c) before the next request, so each command starts in
- * a sandbox as empty as a fresh one.
- */
-static int
-serve(void)
-{
-	for (;;)
-	{
-		SbBuf		input;
-		char	   *text;
-		char		header[32];
-		int			got;
-
+	else
 		while (waitpid(-1, NULL, WNOHANG) > 0)
 			;
-		got = read_frame(&input);
-		if (got <= 0)
+	sb_scrub_sandbox();
+}
+
+/*
+ * serve_conn answers the request frames read on in_fd with result frames on
+ * out_fd, one at a time, until in_fd ends.  Returns 0 at a clean end, 1 if
+ * the peer hung up while a command ran (it gets no answer), 2 on a
+ * malformed frame or an I/O error.
+ */
+static int
+serve_conn(int in_fd, int out_fd)
+{
+	SbFrameReader *r = sb_malloc(sizeof(SbFrameReader));
+	int			rc = 0;
+
+	for (;;)
+	{
+		Answer		a;
+		SbFrameWriter w;
+		SbFramePart json, p0 = {"", 0}, p1 = {"", 0};
+		int			got;
+
+		sb_frame_reader_init(r, request_max, NULL, NULL);
+		got = sb_frame_read(r, in_fd);
+		if (got != SB_FRAME_DONE || r->extra)
 		{
-			if (got < 0)
-				fprintf(stderr, "cloudrun-sandbox-executor: malformed request frame\n");
-			sb_buf_free(&input);
-			return got == 0 ? 0 : 2;
+			/* One request at a time: bytes after it are a broken peer. */
+			if (got == SB_FRAME_ERROR || r->started)
+			{
+				fprintf(stderr, "cloudrun-sandbox-executor: %s\n",
+						got == SB_FRAME_ERROR ? r->error :
+						got == SB_FRAME_EOF ? "request frame cut short" :
+						"bytes after the request frame");
+				rc = 2;
+			}
+			break;
 		}
-		text = answer(&input);
-		sb_buf_free(&input);
-		/* What the command kept in /dev/shm or System V IPC goes with it. */
-		sb_scrub_sandbox();
-		if (text == NULL)
+		answer(r->part[0], r->len[0], r->part[1], r->len[1], in_fd, &a);
+		for (int i = 0; i < 3; i++)
+			free(r->part[i]), r->part[i] = NULL;
+		/* What the command left (processes, /dev/shm, System V IPC) goes with it. */
+		clean_sandbox();
+		if (a.hung_up)
+		{
+			answer_clear(&a);
+			rc = 1;
+			break;
+		}
+		if (a.text == NULL)
 		{
 			fprintf(stderr, "cloudrun-sandbox-executor: cannot encode the result\n");
-			return 2;
+			answer_clear(&a);
+			rc = 2;
+			break;
 		}
-		snprintf(header, sizeof(header), "%zu\n", strlen(text));
-		if (!sb_write_all(1, header, strlen(header)) || !sb_write_all(1, text, strlen(text)))
+		json.data = a.text;
+		json.len = strlen(a.text);
+		if (a.fres.data != NULL && a.fres.transfer == NULL)
+			p0 = (SbFramePart) {a.fres.data, a.fres.data_len};
+		else if (a.res.stdout_data != NULL)
 		{
-			sb_free(text);
+			p0 = (SbFramePart) {a.res.stdout_data, a.res.stdout_len};
+			p1 = (SbFramePart) {a.res.stderr_data ? a.res.stderr_data : "", a.res.stderr_len};
+		}
+		sb_frame_writer_init(&w, json, p0, p1);
+		got = sb_frame_write(&w, out_fd);
+		answer_clear(&a);
+		if (got != 1)
+		{
+			rc = 2;
+			break;
+		}
+	}
+	for (int i = 0; i < 3; i++)
+		free(r->part[i]);
+	sb_free(r);
+	return rc;
+}
+
+/*
+ * serve_listen accepts one connection at a time on the listening socket
+ * listen_fd (which the host made and passed in) and serves its frames until
+ * it closes, then the next, for as long as the sandbox lives.  A connection
+ * that breaks the protocol or hangs up is dropped; the sandbox was cleaned
+ * all the same before the next one is accepted.
+ */
+static int
+serve_listen(int listen_fd)
+{
+	(void) fcntl(listen_fd, F_SETFD, FD_CLOEXEC);
+	for (;;)
+	{
+		int			c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (c < 0)
+		{
+			if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN)
+				continue;
+			fprintf(stderr, "cloudrun-sandbox-executor: accept failed: %s\n", strerror(errno));
 			return 2;
 		}
-		sb_free(text);
+		(void) serve_conn(c, c);
+		close(c);
 	}
 }
 
@@ -346,6 +408,7 @@ main(int argc, char **argv)
 {
 	SbBuf		input;
 	int			rc;
+	int			listen_fd = -1;
 
 	sb_buf_init(&input, 0);
 	if (argc > 1 && strcmp(argv[1], "--version") == 0)
@@ -357,10 +420,21 @@ main(int argc, char **argv)
 		return run_cloud(argc, argv);
 	if ((argc == 4 || argc == 5) && strcmp(argv[1], "background") == 0)
 		return run_background(argv[2], argv[3], argc == 5 ? argv[4] : NULL);
-	if (argc > 2 || (argc == 2 && strcmp(argv[1], "serve") != 0))
+	if (argc >= 2 && strcmp(argv[1], "serve") == 0 &&
+		(argc == 2 || (argc == 4 && strcmp(argv[2], "--listen") == 0 && fd_arg(argv[3], &listen_fd) &&
+					   listen_fd >= 0)))
+	{
+		signal(SIGPIPE, SIG_IGN);
+		prctl(PR_SET_DUMPABLE, 0);
+		rc = argc == 2 ? serve_conn(0, 1) : serve_listen(listen_fd);
+		if (getpid() == 1)
+			kill(-1, SIGKILL);
+		return rc == 1 ? 0 : rc;
+	}
+	if (argc > 1)
 	{
 		fprintf(stderr, "usage: %s < request.json > result.json\n", argv[0]);
-		fprintf(stderr, "       %s serve < framed requests > framed results\n", argv[0]);
+		fprintf(stderr, "       %s serve [--listen FD]   (frames on fd 0/1, or on connections to FD)\n", argv[0]);
 		fprintf(stderr, "       %s cloud BUCKET REQUEST_OBJECT [REQUEST_OBJECT...]\n", argv[0]);
 		fprintf(stderr, "       %s background EXIT_FD WATCH_FD [LOG] < request.json\n", argv[0]);
 		return 2;
@@ -368,9 +442,7 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	/* Keep the sandboxed command out of our /proc entries (and our pipes). */
 	prctl(PR_SET_DUMPABLE, 0);
-	if (argc == 2)
-		rc = serve();
-	else if (!read_all(0, &input))
+	if (!read_all(0, &input))
 	{
 		SbExecResult res;
 
@@ -381,7 +453,14 @@ main(int argc, char **argv)
 		sb_result_clear(&res);
 	}
 	else
-		rc = emit_text(answer(&input));
+	{
+		Answer		a;
+
+		answer(input.data ? input.data : "", input.len, NULL, 0, -1, &a);
+		rc = emit_text(a.text);
+		a.text = NULL;
+		answer_clear(&a);
+	}
 	sb_buf_free(&input);
 	if (getpid() == 1)
 		kill(-1, SIGKILL);

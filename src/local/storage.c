@@ -126,6 +126,13 @@ storage_root(void)
 	return default_storage_root();
 }
 
+/* sb_storage_root_path is storage_root, for the warm pool's socket directory. */
+char *
+sb_storage_root_path(void)
+{
+	return storage_root();
+}
+
 /* db_dir_name is this database's directory under the root (the "bucket prefix"). */
 static char *
 db_dir_name(void)

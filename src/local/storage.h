@@ -28,6 +28,7 @@
 #include "cloudrun_sandbox.h"
 
 /* The path of sessions/<s>[/<sub>], for bwrap's binds and for messages only. */
+extern char *sb_storage_root_path(void);
 extern char *sb_storage_session_path(const char *session, const char *sub);
 
 /*

@@ -142,7 +142,7 @@ record_flight(WorkerFlight *f)
 		MemoryContextSwitchTo(cxt);
 		PG_TRY();
 		{
-			sb_decode_result(&outcome, f->result, f->result_len);
+			sb_decode_result(&outcome, f->result, f->result_len, f->payloads, f->npayloads);
 			sb_apply_state(&session, f->driver, &outcome, &f->sstate);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
@@ -182,10 +182,10 @@ record_flight(WorkerFlight *f)
 	v[1] = CStringGetTextDatum(status);
 	v[2] = Int32GetDatum(r->exit_code);
 	n[2] = r->has_exit_code ? ' ' : 'n';
-	v[3] = r->stdout_data ? PointerGetDatum(cstring_to_text_with_len(r->stdout_data, r->stdout_len)) : (Datum) 0;
 	n[3] = r->stdout_data ? ' ' : 'n';
-	v[4] = r->stderr_data ? PointerGetDatum(cstring_to_text_with_len(r->stderr_data, r->stderr_len)) : (Datum) 0;
+	v[3] = r->stdout_data ? PointerGetDatum(sb_outcome_text(&outcome, false)) : (Datum) 0;
 	n[4] = r->stderr_data ? ' ' : 'n';
+	v[4] = r->stderr_data ? PointerGetDatum(sb_outcome_text(&outcome, true)) : (Datum) 0;
 	v[5] = BoolGetDatum(r->stdout_truncated);
 	v[6] = BoolGetDatum(r->stderr_truncated);
 	v[7] = r->has_state ? CStringGetTextDatum(r->cwd) : (Datum) 0;
@@ -240,6 +240,7 @@ complete_flight(WorkerFlight *f)
 							f->id, msg)));
 			f->failure = MemoryContextStrdup(f->cxt, msg);
 			f->result = NULL;
+			f->npayloads = 0;
 		}
 	}
 	PG_END_TRY();
@@ -385,6 +386,7 @@ history_after_completions(List *done)
 		if (!found)
 			r->bytes = 0;
 		r->bytes += 256 + (f->command ? strlen(f->command) : 0) + f->result_len +
+			(f->npayloads > 0 ? f->payloads[0].len : 0) + (f->npayloads > 1 ? f->payloads[1].len : 0) +
 			(f->failure ? strlen(f->failure) : 0) + env_bytes(f->call_env);
 		if (r->bytes >= step)
 		{

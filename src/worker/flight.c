@@ -135,7 +135,7 @@ flight_start(WorkerFlight *f)
 		}
 		else
 		{
-			f->run = f->driver->launch(f->key, f->id, request);
+			f->run = f->driver->launch(f->key, f->id, request, NULL);
 			f->state = FLIGHT_LAUNCHED;
 		}
 	}
@@ -204,6 +204,7 @@ flight_collect(WorkerFlight *f)
 	PG_TRY();
 	{
 		f->result = f->driver->finish(f->run, &f->result_len);
+		f->npayloads = f->driver->payloads ? f->driver->payloads(f->run, f->payloads, 2) : 0;
 		f->state = FLIGHT_FINISHED;
 	}
 	PG_CATCH();

@@ -62,6 +62,8 @@ typedef struct WorkerFlight
 	char	   *failure;		/* set when the flight failed in the worker */
 	char	   *result;
 	size_t		result_len;
+	SbPayload	payloads[2];	/* the result frame's payloads (stdout, stderr) */
+	int			npayloads;
 	TimestampTz retry_at;		/* FINISHED: when to try recording it again */
 	TimestampTz next_poll;		/* runs without descriptors: when to look again */
 	int			poll_ms;		/* and the current interval, doubling to a second */

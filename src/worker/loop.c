@@ -20,6 +20,7 @@
  * sandbox.exec() also takes, so a session never runs two things at once.
  */
 #include "cloudrun_sandbox.h"
+#include "local/warm.h"
 
 #include "access/xact.h"
 #include "catalog/objectaccess.h"
@@ -265,7 +266,7 @@ wait_for_work(void)
 			timeout = http_due;
 	}
 	/* Idle warm sandboxes are stopped on time; with none, no timer. */
-	warm_due = sb_local_warm_tick();
+	warm_due = sb_warm_owner_tick();
 	if (warm_due >= 0 && (timeout < 0 || warm_due < timeout))
 		timeout = warm_due;
 	callback_due = sb_callbacks_due();
@@ -364,6 +365,7 @@ worker_exit(int code, Datum arg)
 	sb_shared->worker_pid = 0;
 	sb_shared->in_flight[0] = sb_shared->in_flight[1] = 0;
 	SpinLockRelease(&sb_shared->mutex);
+	sb_warm_owner_stop();
 }
 
 void
@@ -386,7 +388,6 @@ sb_worker_main(Datum arg)
 	 */
 	SetConfigOption("lock_timeout", "500", PGC_SUSET, PGC_S_OVERRIDE);
 	sb_driver_nonblocking = true;
-	sb_local_warm = true;
 	WorkerContext = AllocSetContextCreate(TopMemoryContext, "cloudrun_sandbox worker",
 										  ALLOCSET_DEFAULT_SIZES);
 	LoopContext = AllocSetContextCreate(TopMemoryContext, "cloudrun_sandbox worker loop",
@@ -398,6 +399,8 @@ sb_worker_main(Datum arg)
 	sb_shared->worker_started_at = GetCurrentTimestamp();
 	SpinLockRelease(&sb_shared->mutex);
 	on_shmem_exit(worker_exit, (Datum) 0);
+	/* The warm pool: its sandboxes are our children (src/local/warm.c). */
+	sb_warm_owner_start();
 	ereport(LOG, (errmsg("cloudrun_sandbox worker started in database \"%s\"", sb_worker_database)));
 	sb_cgroup_log_if_changed();
 
@@ -420,6 +423,7 @@ sb_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			sb_cgroup_log_if_changed();
+			sb_warm_owner_settings_changed();
 		}
 		ext = extension_oid(&ready);
 		if (OidIsValid(served_extension) && ext != served_extension)

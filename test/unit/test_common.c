@@ -14,8 +14,11 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include "common/frame.h"
 #include "common/protocol.h"
 #include "common/sbutil.h"
 
@@ -168,6 +171,63 @@ test_protocol(void)
 	text = "{\"status\":\"bogus\"}";
 	ok(!sb_result_decode(text, strlen(text), &rgot, err, sizeof(err)),
 	   "protocol: a result with an unknown status is rejected");
+
+	res.stdout_data = "raw\377";
+	res.stdout_len = 4;
+	text = sb_result_encode_framed(&res);
+	{
+		bool		in_frame = false;
+
+		ok(strstr(text, "\"output_in_frame\":true") && !strstr(text, "\"stdout\"") &&
+		   !strstr(text, "\"stderr\""),
+		   "protocol: a framed result says output_in_frame and carries no output");
+		ok(!sb_result_decode(text, strlen(text), &rgot, err, sizeof(err)) &&
+		   strstr(err, "frame") != NULL,
+		   "protocol: a framed result is refused where no frame can carry its output");
+		sb_result_clear(&rgot);
+		ok(sb_result_decode_ex(text, strlen(text), &rgot, &in_frame, err, sizeof(err)) &&
+		   in_frame && rgot.stdout_data == NULL && rgot.exit_code == 3 && rgot.has_state,
+		   "protocol: decode_ex accepts it, output left to the payloads, the rest decoded");
+		sb_result_clear(&rgot);
+	}
+	sb_free(text);
+	{
+		SbFileRequest fr = {0}, fgot;
+		SbFileResult fres = {0}, fresgot;
+		json_t	   *fholder;
+		bool		in_frame = false;
+
+		fr.op = SB_FILE_WRITE;
+		fr.path = "a";
+		fr.data = "xyz";
+		fr.data_len = 3;
+		fr.content_in_frame = true;
+		text = sb_file_request_encode(&fr);
+		ok(sb_file_request_decode(text, strlen(text), &fgot, &fholder, err, sizeof(err)) < 0,
+		   "protocol: a write with its content in a frame is refused without the frame");
+		sb_file_request_clear(&fgot, fholder);
+		ok(sb_file_request_decode_ex(text, strlen(text), "pay", 3, &fgot, &fholder, err,
+									 sizeof(err)) == 1 &&
+		   fgot.data_len == 3 && memcmp(fgot.data, "pay", 3) == 0,
+		   "protocol: with the frame, its payload is the content");
+		sb_file_request_clear(&fgot, fholder);
+		sb_free(text);
+		fres.status = SB_STATUS_SUCCEEDED;
+		fres.data = "bytes";
+		fres.data_len = 5;
+		text = sb_file_result_encode_framed(&fres);
+		ok(!sb_file_result_decode(text, strlen(text), SB_FILE_READ, &fresgot, err, sizeof(err)),
+		   "protocol: a framed file result is refused where no frame can carry its data");
+		ok(sb_file_result_decode_ex(text, strlen(text), SB_FILE_READ, &fresgot, &in_frame, err,
+									sizeof(err)) && in_frame && fresgot.data == NULL,
+		   "protocol: decode_ex accepts it, its data left to payload 0");
+		sb_file_result_clear(&fresgot);
+		sb_free(text);
+		text = "{\"version\":1,\"status\":\"succeeded\",\"content_in_frame\":true,\"data\":\"eA==\"}";
+		ok(!sb_file_result_decode_ex(text, strlen(text), SB_FILE_READ, &fresgot, &in_frame, err,
+									 sizeof(err)),
+		   "protocol: a file result with data both in the frame and inline is refused");
+	}
 
 	st.generation = 41;
 	st.cwd = "/workspace";
@@ -486,71 +546,159 @@ test_executor(void)
 	json_decref(req.env);
 }
 
-/* A serve-mode executor: its pid and our ends of its standard input and output. */
+/* A serve-mode executor: its pid and our end of its socket (its fd 0 and 1). */
 typedef struct Server
 {
 	pid_t		pid;
-	FILE	   *in;
-	FILE	   *out;
+	int			fd;
 } Server;
 
+static const size_t result_max[3] = {1 << 20, 64 << 20, 64 << 20};
+
+/* server_start runs `executor serve` on one end of a socketpair. */
 static bool
 server_start(Server *srv)
 {
-	int			in[2], out[2];
+	int			sv[2];
 
-	if (pipe(in) != 0 || pipe(out) != 0)
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
 		return false;
 	srv->pid = fork();
 	if (srv->pid == 0)
 	{
-		dup2(in[0], 0);
-		dup2(out[1], 1);
-		close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+		dup2(sv[1], 0);
+		dup2(sv[1], 1);
 		execl(executor, executor, "serve", (char *) NULL);
 		_exit(127);
 	}
-	close(in[0]);
-	close(out[1]);
-	srv->in = fdopen(in[1], "w");
-	srv->out = fdopen(out[0], "r");
-	return srv->pid > 0 && srv->in && srv->out;
+	close(sv[1]);
+	srv->fd = sv[0];
+	return srv->pid > 0;
 }
 
-/* server_call sends one framed request and decodes the framed result. */
+/* frame_send writes one request frame (JSON text, payload 0 of len bytes). */
 static bool
-server_call(Server *srv, const SbExecRequest *req, SbExecResult *res)
+frame_send(int fd, const char *text, const char *p0, size_t len)
+{
+	SbFrameWriter w;
+	SbFramePart j = {text, strlen(text)}, a = {p0 ? p0 : "", p0 ? len : 0}, b = {"", 0};
+
+	sb_frame_writer_init(&w, j, a, b);
+	return sb_frame_write(&w, fd) == 1;
+}
+
+/* frame_call sends a request frame and reads the answer into *r (parts malloc'd). */
+static int
+frame_call(int fd, const char *text, const char *p0, size_t len, SbFrameReader *r)
+{
+	sb_frame_reader_init(r, result_max, NULL, NULL);
+	if (!frame_send(fd, text, p0, len))
+		return SB_FRAME_ERROR;
+	return sb_frame_read(r, fd);
+}
+
+static void
+frame_free(SbFrameReader *r)
+{
+	for (int i = 0; i < 3; i++)
+		free(r->part[i]), r->part[i] = NULL;
+}
+
+/*
+ * server_call sends a command request in a frame and decodes the framed
+ * result, its output taken from the payloads (NUL-terminated copies).
+ */
+static bool
+server_call_fd(int fd, const SbExecRequest *req, SbExecResult *res)
 {
 	char	   *text = sb_request_encode(req);
-	size_t		len;
-	char	   *buf;
+	SbFrameReader *r = malloc(sizeof(SbFrameReader));
 	char		err[256];
+	bool		in_frame = false;
 	bool		okay;
 
-	fprintf(srv->in, "%zu\n%s", strlen(text), text);
-	fflush(srv->in);
-	sb_free(text);
-	if (fscanf(srv->out, "%zu", &len) != 1 || fgetc(srv->out) != '\n')
-		return false;
-	buf = malloc(len + 1);
-	okay = fread(buf, 1, len, srv->out) == len;
-	okay = okay && sb_result_decode(buf, len, res, err, sizeof(err));
-	if (!okay)
+	okay = frame_call(fd, text, NULL, 0, r) == SB_FRAME_DONE &&
+		sb_result_decode_ex(r->part[0], r->len[0], res, &in_frame, err, sizeof(err)) && in_frame;
+	if (okay)
+	{
+		res->stdout_data = sb_strndup(r->part[1], r->len[1]);
+		res->stdout_len = r->len[1];
+		res->stderr_data = sb_strndup(r->part[2], r->len[2]);
+		res->stderr_len = r->len[2];
+	}
+	else
 		printf("# serve call failed\n");
-	free(buf);
+	frame_free(r);
+	free(r);
+	sb_free(text);
 	return okay;
 }
 
-/* server_stop closes the executor's input and returns its exit status. */
+/*
+ * file_call sends file operation op of *fr in a frame (with content, if
+ * given, as payload 0) and decodes the framed result; *in_frame (when not
+ * NULL) says whether its data is payload 0, in r->part[1].
+ */
+static bool
+file_call(int fd, SbFileRequest *fr, SbFileOp op, const char *content, size_t len,
+		  SbFileResult *res, SbFrameReader *r, bool *in_frame)
+{
+	char	   *text;
+	char		err[256];
+	bool		framed = false;
+	bool		okay;
+
+	fr->op = op;
+	fr->content_in_frame = content != NULL;
+	text = sb_file_request_encode(fr);
+	okay = (content == NULL || (strstr(text, "\"content_in_frame\":true") != NULL &&
+								strstr(text, "\"data\"") == NULL &&
+								strstr(text, "\"content\"") == NULL)) &&
+		frame_call(fd, text, content, len, r) == SB_FRAME_DONE &&
+		sb_file_result_decode_ex(r->part[0], r->len[0], op, res, &framed, err, sizeof(err));
+	if (in_frame)
+		*in_frame = framed;
+	sb_free(text);
+	return okay;
+}
+
+/* file_done frees what file_call made. */
+static void
+file_done(SbFileResult *res, SbFrameReader *r)
+{
+	sb_file_result_clear(res);
+	frame_free(r);
+}
+
+static bool
+server_call(Server *srv, const SbExecRequest *req, SbExecResult *res)
+{
+	return server_call_fd(srv->fd, req, res);
+}
+
+/* server_stop closes our end of the socket and returns the executor's exit status. */
 static int
 server_stop(Server *srv)
 {
 	int			status = -1;
 
-	fclose(srv->in);
+	close(srv->fd);
 	waitpid(srv->pid, &status, 0);
-	fclose(srv->out);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* server_raw starts a server, sends it raw bytes and returns its exit status. */
+static int
+server_raw(const char *bytes, size_t len)
+{
+	Server		srv;
+
+	if (!server_start(&srv))
+		return -1;
+	if (write(srv.fd, bytes, len) != (ssize_t) len)
+		return -1;
+	shutdown(srv.fd, SHUT_WR);
+	return server_stop(&srv);
 }
 
 static void
@@ -568,12 +716,25 @@ test_serve(void)
 	req = request("cd /; export ROUND=1; echo one", NULL);
 	ok(server_call(&srv, &req, &r) && r.status == SB_STATUS_SUCCEEDED &&
 	   strcmp(r.stdout_data, "one\n") == 0 && strcmp(r.cwd, "/") == 0,
-	   "serve: answers a framed request with a framed result");
+	   "serve: answers a request frame over a socketpair with a result frame");
 	free_result(&r);
 	json_decref(req.env);
 	req = request("echo \"[$ROUND]\" $PWD; exit 4", NULL);
 	ok(server_call(&srv, &req, &r) && r.exit_code == 4 && strcmp(r.stdout_data, "[] /tmp\n") == 0,
 	   "serve: the next request starts from its own state, not the last command's");
+	free_result(&r);
+	json_decref(req.env);
+	req = request("printf 'ok\\377\\000end'; printf 'e\\376' >&2", NULL);
+	ok(server_call(&srv, &req, &r) && r.stdout_len == 7 &&
+	   memcmp(r.stdout_data, "ok\377\000end", 7) == 0 && r.stderr_len == 2 &&
+	   memcmp(r.stderr_data, "e\376", 2) == 0 && !r.stdout_repaired,
+	   "serve: stdout and stderr are the payloads, raw bytes as written (the host repairs)");
+	free_result(&r);
+	json_decref(req.env);
+	req = request("head -c 5000 /dev/zero | tr '\\0' x", NULL);
+	req.max_output_bytes = 1000;
+	ok(server_call(&srv, &req, &r) && r.stdout_len == 1000 && r.stdout_truncated,
+	   "serve: the output payload is capped at max_output_bytes, with the flag");
 	free_result(&r);
 	json_decref(req.env);
 	req = request("echo x", NULL);
@@ -604,27 +765,239 @@ test_serve(void)
 		unlink(marker);
 	}
 	json_decref(req.env);
+	{
+		/* File contents travel as payload 0 both ways, NULs and all. */
+		char		dir[] = "/tmp/sb_unit_serve.XXXXXX";
+		SbFileRequest fr = {0};
+		SbFileResult fres;
+		SbFrameReader *fr_r = malloc(sizeof(SbFrameReader));
+		bool		in_frame = false;
+		static const char bytes[] = "a\0b\377c";
+
+		if (mkdtemp(dir) == NULL)
+			return;
+		fr.cwd = dir;
+		fr.path = "up.bin";
+		fr.max_bytes = 1 << 20;
+		ok(file_call(srv.fd, &fr, SB_FILE_UPLOAD, bytes, 6, &fres, fr_r, NULL) &&
+		   fres.status == SB_STATUS_SUCCEEDED && fres.count == 6,
+		   "serve: an upload takes its bytes from payload 0");
+		file_done(&fres, fr_r);
+		ok(file_call(srv.fd, &fr, SB_FILE_DOWNLOAD, NULL, 0, &fres, fr_r, &in_frame) &&
+		   in_frame && fres.data == NULL && fr_r->len[1] == 6 &&
+		   memcmp(fr_r->part[1], bytes, 6) == 0 && strstr(fr_r->part[0], "\"data\"") == NULL,
+		   "serve: a download's bytes come back as payload 0, not base64");
+		file_done(&fres, fr_r);
+		fr.path = "w.txt";
+		ok(file_call(srv.fd, &fr, SB_FILE_WRITE, "hello\n", 6, &fres, fr_r, NULL) &&
+		   fres.status == SB_STATUS_SUCCEEDED && fres.count == 6,
+		   "serve: a write takes its content from payload 0");
+		file_done(&fres, fr_r);
+		ok(file_call(srv.fd, &fr, SB_FILE_READ, NULL, 0, &fres, fr_r, &in_frame) &&
+		   in_frame && strcmp(fr_r->part[1], "hello\n") == 0,
+		   "serve: a read's content comes back as payload 0");
+		file_done(&fres, fr_r);
+		free(fr_r);
+		{
+			char	   *cmd;
+
+			if (asprintf(&cmd, "rm -rf %s", dir) > 0)
+			{
+				if (system(cmd) != 0)
+					printf("# cannot remove %s\n", dir);
+				free(cmd);
+			}
+		}
+	}
 	is_int(server_stop(&srv), 0, "serve: exits 0 at the end of its input");
 
+	is_int(server_raw("12x\n{}", 6), 2, "serve: a malformed frame stops it with status 2");
+	is_int(server_raw("SBF 100 0 0\n{\"version\":1}", 26), 2,
+		   "serve: a frame cut short stops it with status 2");
+	is_int(server_raw("SBF 2 0 1\n{}x", 13), 2, "serve: a request with a payload 1 is refused");
+	is_int(server_raw("SBF 2 0 0\n{}SBF 2 0 0\n{}", 24), 2,
+		   "serve: bytes sent after a request (not one at a time) stop it with status 2");
 	if (server_start(&srv))
 	{
-		fputs("12x\n{}", srv.in);
-		fflush(srv.in);
-		is_int(server_stop(&srv), 2, "serve: a malformed frame stops it with status 2");
-	}
-	if (server_start(&srv))
-	{
-		fputs("100\n{\"version\":1}", srv.in);
-		is_int(server_stop(&srv), 2, "serve: a frame cut short stops it with status 2");
-	}
-	if (server_start(&srv))
-	{
-		fputs("13\n{\"version\":1}", srv.in);
-		fflush(srv.in);
-		ok(fscanf(srv.out, "%*u\n") >= 0 && fgetc(srv.out) == '{',
+		SbFrameReader *fr_r = malloc(sizeof(SbFrameReader));
+
+		ok(frame_call(srv.fd, "{\"version\":1}", NULL, 0, fr_r) == SB_FRAME_DONE &&
+		   strstr(fr_r->part[0], "\"error\"") != NULL,
 		   "serve: a request it cannot decode gets an error result");
+		frame_free(fr_r);
+		free(fr_r);
 		is_int(server_stop(&srv), 0, "serve: and it goes on serving");
 	}
+}
+
+/* A listening executor: its pid and the socket's path. */
+typedef struct Listener
+{
+	pid_t		pid;
+	char		path[108];
+} Listener;
+
+/*
+ * listener_start makes a listening socket and runs `executor serve --listen
+ * 3` on it, in a bwrap sandbox of its own as PID 1 (as the local backend
+ * runs it), or directly.
+ */
+static bool
+listener_start(Listener *l, bool sandboxed)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int			fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(l->path, sizeof(l->path), "/tmp/sb_unit_listen.%d", (int) getpid());
+	unlink(l->path);
+	strcpy(sa.sun_path, l->path);
+	if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0 || listen(fd, 4) != 0)
+		return false;
+	l->pid = fork();
+	if (l->pid == 0)
+	{
+		if (fd == 3)
+			fcntl(fd, F_SETFD, 0);
+		else
+			dup2(fd, 3);		/* dup2 clears close-on-exec */
+		if (sandboxed)
+			execlp("bwrap", "bwrap", "--unshare-user", "--unshare-pid", "--unshare-ipc",
+				   "--unshare-net", "--die-with-parent", "--as-pid-1", "--ro-bind", "/", "/",
+				   "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp",
+				   "--", executor, "serve", "--listen", "3", (char *) NULL);
+		else
+			execl(executor, executor, "serve", "--listen", "3", (char *) NULL);
+		_exit(127);
+	}
+	close(fd);
+	return l->pid > 0;
+}
+
+/* listener_connect opens a connection to the listening executor. */
+static int
+listener_connect(Listener *l)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int			fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	strcpy(sa.sun_path, l->path);
+	if (fd >= 0 && connect(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0)
+	{
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* listener_stop kills the listening executor (it serves until killed). */
+static void
+listener_stop(Listener *l)
+{
+	kill(l->pid, SIGKILL);
+	waitpid(l->pid, NULL, 0);
+	unlink(l->path);
+}
+
+/* listener_run connects, runs one command, closes; returns its stdout (malloc'd) or NULL. */
+static char *
+listener_run(Listener *l, const char *command)
+{
+	SbExecRequest req = request(command, NULL);
+	SbExecResult r;
+	int			fd = listener_connect(l);
+	char	   *out = NULL;
+
+	if (fd >= 0 && server_call_fd(fd, &req, &r))
+	{
+		out = strdup(r.stdout_data);
+		free_result(&r);
+	}
+	if (fd >= 0)
+		close(fd);
+	json_decref(req.env);
+	return out;
+}
+
+#define COUNT_SLEEPS "n=0; for c in /proc/[0-9]*/comm; do read -r x < $c && [ \"$x\" = sleep ] && n=$((n+1)); done; echo $n"
+
+static void
+test_listen(void)
+{
+	Listener	l;
+	char	   *out;
+
+	if (!listener_start(&l, false))
+	{
+		ok(false, "listen: the executor starts with --listen");
+		return;
+	}
+	out = listener_run(&l, "echo first");
+	is_str(out, "first\n", "listen: answers a first connection");
+	free(out);
+	out = listener_run(&l, "echo second");
+	is_str(out, "second\n", "listen: and a second connection after it");
+	free(out);
+	listener_stop(&l);
+
+	/* As the local backend runs it: in a sandbox, as its PID 1. */
+	if (!listener_start(&l, true))
+	{
+		ok(false, "listen: the executor starts with --listen in a sandbox");
+		return;
+	}
+	out = listener_run(&l, "echo $$ > /dev/null; echo data > /dev/shm/left; ls /dev/shm");
+	is_str(out, "left\n", "listen (sandboxed): a command writes to /dev/shm");
+	free(out);
+	out = listener_run(&l, "ls -A /dev/shm | wc -l");
+	is_str(out, "0\n", "listen (sandboxed): /dev/shm is emptied before the next request");
+	free(out);
+	out = listener_run(&l, "setsid sleep 100 > /dev/null 2>&1 < /dev/null & echo left");
+	is_str(out, "left\n", "listen (sandboxed): a command leaves a setsid daemon behind");
+	free(out);
+	out = listener_run(&l, COUNT_SLEEPS);
+	is_str(out, "0\n", "listen (sandboxed): it is gone before the next request");
+	free(out);
+	{
+		/* Hang up while `sleep 100` (and a setsid one it left) run. */
+		SbExecRequest req = request("setsid sleep 100 > /dev/null 2>&1 < /dev/null & "
+									"sleep 100; echo not-killed", NULL);
+		char	   *text = sb_request_encode(&req);
+		int			fd = listener_connect(&l);
+		struct timeval t0, t1;
+		bool		sent = fd >= 0 && frame_send(fd, text, NULL, 0);
+		char		c;
+		double		ms;
+
+		usleep(300 * 1000);
+		gettimeofday(&t0, NULL);
+		if (fd >= 0)
+			close(fd);
+		out = listener_run(&l, COUNT_SLEEPS);
+		gettimeofday(&t1, NULL);
+		ms = (t1.tv_sec - t0.tv_sec) * 1000.0 + (t1.tv_usec - t0.tv_usec) / 1000.0;
+		ok(sent, "listen (sandboxed): a request for sleep 100 is sent");
+		is_str(out, "0\n", "listen (sandboxed): a hang-up kills the command and what it left; "
+			   "the next connection is answered (%.0f ms)", ms);
+		ok(ms < 5000, "listen (sandboxed): at once, not after the command's 100 s");
+		free(out);
+		sb_free(text);
+		/* A connection that hangs up unanswered gets no result. */
+		fd = listener_connect(&l);
+		text = sb_request_encode(&req);
+		sent = fd >= 0 && frame_send(fd, text, NULL, 0);
+		usleep(200 * 1000);
+		shutdown(fd, SHUT_WR);
+		ok(sent && read(fd, &c, 1) == 0,
+		   "listen (sandboxed): a half-closed connection's command is killed, nothing answered");
+		if (fd >= 0)
+			close(fd);
+		sb_free(text);
+		json_decref(req.env);
+	}
+	out = listener_run(&l, "echo still-serving");
+	is_str(out, "still-serving\n", "listen (sandboxed): it goes on serving");
+	free(out);
+	listener_stop(&l);
 }
 
 int
@@ -637,5 +1010,6 @@ main(int argc, char **argv)
 	test_protocol();
 	test_executor();
 	test_serve();
+	test_listen();
 	return tap_done();
 }

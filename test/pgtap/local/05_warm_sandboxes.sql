@@ -12,7 +12,7 @@ SELECT sandbox.drop_session(s, if_exists => true) FROM unnest(ARRAY['warm1', 'wa
 CREATE FUNCTION pg_temp.warm_pids(name text) RETURNS SETOF integer
 LANGUAGE sql AS $$
 	SELECT test.worker_children(regexp_replace(test.session_dir(name), '([.[\]()*+?{}|^$\\])', '\\\1', 'g')
-		|| '(/fs)?/workspace .* serve$')
+		|| '(/fs)?/workspace .* serve --listen 3$')
 $$;
 
 SELECT sandbox.submit('cd /tmp; export WARM=kept; echo first', 'warm1') AS id \gset

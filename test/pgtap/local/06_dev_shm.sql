@@ -34,7 +34,7 @@ SELECT results_eq(format('SELECT status, stdout FROM sandbox.wait(%s)', :id),
 				  $$VALUES ('succeeded'::text, E'0\n0\n0\n0\n'::text)$$,
 				  'the next command in the same warm sandbox finds none of them');
 SELECT is((SELECT count(*)::int FROM test.worker_children(
-	regexp_replace(test.session_dir('shm2'), '([.[\]()*+?{}|^$\\])', '\\\1', 'g') || '(/fs)?/workspace .* serve$')),
+	regexp_replace(test.session_dir('shm2'), '([.[\]()*+?{}|^$\\])', '\\\1', 'g') || '(/fs)?/workspace .* serve --listen 3$')),
 		  1, 'it ran in the session''s warm sandbox');
 SELECT sandbox.submit('mkdir -p /dev/shm/d/e && touch /dev/shm/d/e/f && chmod 000 /dev/shm/d && echo made', 'shm2') AS id \gset
 SELECT is((SELECT stdout FROM sandbox.wait(:id)), E'made\n', 'a command leaves an unreadable directory tree there');
