@@ -31,14 +31,6 @@ SELECT dblink_disconnect('wl');
 SELECT is(test.warm_pid('wl1'), :p1, 'both used the same warm sandbox (same pid)');
 SELECT is(test.warm_served('wl1'), :'n1'::bigint + 2, 'commands_served grew by two');
 
--- File operations use the warm sandbox too.
-SELECT coalesce(test.warm_served('wl1'), -1) AS n1 \gset
-SELECT is(sandbox.file_write('f.txt', 'warm file', session => 'wl1'), 9::bigint, 'file_write writes');
-SELECT is(test.warm_served('wl1'), :'n1'::bigint + 1, 'in the warm sandbox (commands_served grows)');
-SELECT is(sandbox.file_read('f.txt', session => 'wl1'), 'warm file', 'file_read reads it');
-SELECT is(test.warm_served('wl1'), :'n1'::bigint + 2, 'in the warm sandbox too');
-SELECT is(test.warm_pid('wl1'), :p1, 'the same one');
-
 -- A dropped and re-created session gets a new sandbox, without the old session's files.
 SELECT status FROM sandbox.exec('echo old > old.txt; echo old > /tmp/old.txt', 'wl2');
 SELECT is((SELECT stdout FROM sandbox.exec('ls /workspace/old.txt /tmp/old.txt 2>/dev/null | wc -l', 'wl2')), E'2\n',
@@ -88,6 +80,16 @@ SELECT throws_ok('SELECT * FROM sandbox.warm_sandboxes', '42501', NULL,
 				 'carol (no sandbox_user) cannot read the view, even with USAGE on the schema');
 RESET ROLE;
 SELECT test.grant_sandbox_usage('carol', false);
+
+-- File operations use the warm sandbox too (last: a failing one ends the file).
+SELECT status FROM sandbox.exec('true', 'wl1');
+SELECT coalesce(test.warm_pid('wl1'), 0) AS p1 \gset
+SELECT coalesce(test.warm_served('wl1'), -1) AS n1 \gset
+SELECT is(sandbox.file_write('f.txt', 'warm file', session => 'wl1'), 9::bigint, 'file_write writes');
+SELECT is(test.warm_served('wl1'), :'n1'::bigint + 1, 'in the warm sandbox (commands_served grows)');
+SELECT is(sandbox.file_read('f.txt', session => 'wl1'), 'warm file', 'file_read reads it');
+SELECT is(test.warm_served('wl1'), :'n1'::bigint + 2, 'in the warm sandbox too');
+SELECT is(test.warm_pid('wl1'), :p1, 'the same one');
 
 SET ROLE alice;
 SELECT sandbox.drop_session('wl_alice');
