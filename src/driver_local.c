@@ -28,7 +28,6 @@
 #include <unistd.h>
 
 #include "miscadmin.h"
-#include "common/base64.h"
 #include "utils/memutils.h"
 
 #include "common/frame.h"
@@ -364,47 +363,14 @@ local_cancel(SbRun *run)
 	release_slot(run);
 }
 
-/*
- * inline_content puts a framed file result's content (payload 0) back into
- * its JSON as base64 "data", for src/fileops.c, which does not take the
- * payload yet.  TEMPORARY: removed once fileops.c decodes content_in_frame.
- */
-static char *
-inline_content(SbRun *run, size_t *len)
-{
-	json_error_t jerr;
-	json_t	   *root;
-	char	   *text;
-	char	   *b64;
-	int			n;
-
-	*len = run->reader.len[0];
-	if (strstr(run->reader.part[0], "\"content_in_frame\"") == NULL)
-		return run->reader.part[0];
-	root = json_loadb(run->reader.part[0], run->reader.len[0], 0, &jerr);
-	if (root == NULL || !json_is_true(json_object_get(root, "content_in_frame")))
-	{
-		if (root)
-			json_decref(root);
-		return run->reader.part[0];
-	}
-	json_object_del(root, "content_in_frame");
-	b64 = palloc(pg_b64_enc_len((int) run->reader.len[1]) + 1);
-	n = pg_b64_encode(run->reader.part[1], (int) run->reader.len[1], b64,
-					  pg_b64_enc_len((int) run->reader.len[1]));
-	b64[Max(n, 0)] = '\0';
-	json_object_set_new(root, "data", json_string(b64));
-	text = json_dumps(root, JSON_COMPACT);	/* palloc'd: jansson allocates with palloc */
-	json_decref(root);
-	*len = strlen(text);
-	return text;
-}
-
 static char *
 local_finish(SbRun *run, size_t *len)
 {
 	if (run->done)
-		return inline_content(run, len);
+	{
+		*len = run->reader.len[0];
+		return run->reader.part[0];
+	}
 	if (run->pid <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
