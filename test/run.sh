@@ -119,6 +119,28 @@ pg_prove -U tap -v -d sandbox_tap "$ROOT"/test/pgtap/common/*.sql "$ROOT"/test/p
 cat "$out"
 count_tap "$out" "pgtap (local backend)"
 
+# The common files once more with warm sandboxes off (issue 12): every call in a
+# sandbox of its own.  local_warm_sessions is PGC_SIGHUP: ALTER SYSTEM and a reload,
+# then wait until a new connection sees it.
+set_warm_sessions() {
+	psql -X -q -c "ALTER SYSTEM ${1}" -c "SELECT pg_reload_conf()" >/dev/null
+	for _ in $(seq 100); do
+		[ "$(psql -X -At -c "SHOW cloudrun_sandbox.local_warm_sessions")" = "$2" ] && return 0
+		sleep 0.05
+	done
+	log "cloudrun_sandbox.local_warm_sessions did not become $2"
+	return 1
+}
+warm_sessions=$(psql -X -At -c "SHOW cloudrun_sandbox.local_warm_sessions")
+if set_warm_sessions "SET cloudrun_sandbox.local_warm_sessions = 0" 0; then
+	pg_prove -U tap -v -d sandbox_tap "$ROOT"/test/pgtap/common/*.sql >"$out" 2>&1 || true
+	cat "$out"
+	count_tap "$out" "pgtap (local backend, local_warm_sessions = 0)"
+else
+	tally "pgtap (local backend, local_warm_sessions = 0)" 0 1
+fi
+set_warm_sessions "RESET cloudrun_sandbox.local_warm_sessions" "$warm_sessions" || true
+
 # The security group: each file attacks as alice, bob or carol (sandbox_user, or
 # nothing), with a superuser only for the setup the attack needs (a host file to
 # aim at, a role to drop, a second connection), so pg_prove connects as postgres.
@@ -137,6 +159,12 @@ log "faults"
 run_faults $(ls "$ROOT"/test/faults/*.sql 2>/dev/null) >"$out" 2>&1 || true
 cat "$out"
 count_tap "$out" "faults"
+
+# --- A backend killed with SIGKILL mid-command in a warm sandbox (a cluster of its own).
+log "warm sandbox, backend killed"
+"$ROOT/test/warm_kill.sh" >"$out" 2>&1 || true
+cat "$out"
+count_summary "$out" "warm kill"
 
 # --- Crashes, restarts, an idle worker, DROP EXTENSION (last: it restarts the server).
 log "worker recovery"

@@ -485,3 +485,57 @@ BEGIN
 		END IF;
 	END LOOP;
 END $$;
+
+-- [tests] kill_warm_sandbox kills (SIGKILL) the warm sandbox (the bwrap process in
+-- sandbox.warm_sandboxes) of the session's role's session called name, as if it had
+-- died; returns its pid, or NULL if it has none (issue 12: a dead sandbox).
+CREATE FUNCTION test.kill_warm_sandbox(name text) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	p integer;
+BEGIN
+	IF to_regclass('sandbox.warm_sandboxes') IS NULL THEN
+		RETURN NULL;
+	END IF;
+	EXECUTE 'SELECT w.pid::integer FROM sandbox.warm_sandboxes w WHERE w.session = $1 AND w.owner::text = $2'
+		INTO p USING name, quote_ident(session_user);
+	IF p IS NOT NULL THEN
+		PERFORM test.program_lines('kill -9 ' || p);
+	END IF;
+	RETURN p;
+END $$;
+GRANT EXECUTE ON FUNCTION test.kill_warm_sandbox(text) TO tap;
+REVOKE EXECUTE ON FUNCTION test.kill_warm_sandbox(text) FROM PUBLIC;
+
+-- [tests] warm_rows returns the rows of sandbox.warm_sandboxes the caller sees, as
+-- jsonb; none if there is no such view (issue 12).
+CREATE FUNCTION test.warm_rows() RETURNS SETOF jsonb
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF to_regclass('sandbox.warm_sandboxes') IS NOT NULL THEN
+		RETURN QUERY EXECUTE 'SELECT to_jsonb(w) FROM sandbox.warm_sandboxes w';
+	END IF;
+END $$;
+
+-- [tests] warm_pid waits up to 15 s for the row of the caller's session called name in
+-- sandbox.warm_sandboxes (with a pid other than not_pid) and returns its pid; NULL if none.
+CREATE FUNCTION test.warm_pid(name text, not_pid integer DEFAULT 0) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+	p integer;
+BEGIN
+	FOR i IN 1..150 LOOP
+		SELECT (r->>'pid')::integer INTO p FROM test.warm_rows() r
+			WHERE r->>'session' = name AND (r->>'pid')::integer <> not_pid;
+		EXIT WHEN p IS NOT NULL OR to_regclass('sandbox.warm_sandboxes') IS NULL;
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+	RETURN p;
+END $$;
+
+-- [tests] warm_served is commands_served of the caller's session called name in
+-- sandbox.warm_sandboxes (NULL: no row).
+CREATE FUNCTION test.warm_served(name text) RETURNS bigint
+LANGUAGE sql AS $$
+	SELECT (r->>'commands_served')::bigint FROM test.warm_rows() r WHERE r->>'session' = name
+$$;
