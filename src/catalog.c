@@ -362,11 +362,15 @@ sb_session_lock_ext(const char *name, bool create, SbBackend backend, bool missi
 	sb_check_session_name(name);
 	for (int attempt = 0; attempt < 3 && session == NULL; attempt++)
 	{
-		int64		id;
+		int64		id = session_lookup(name);
 
-		if (create)
+		created = false;
+		/* A new session is inserted only when there is none (an insert costs a sequence value). */
+		if (id == 0 && create)
+		{
 			created = sb_session_insert(name, backend);
-		id = session_lookup(name);
+			id = session_lookup(name);
+		}
 		if (id == 0)
 			break;
 
