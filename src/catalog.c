@@ -14,6 +14,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -338,6 +339,78 @@ session_row_lock(int64 id)
 	return session;
 }
 
+/*
+ * The ids of the sessions this backend used last, by owner and name, so that
+ * a call on one skips the lookup by name.  An entry is only a hint: the row
+ * locked by its id must still be there with the same owner and name (ids are
+ * never reused; a session dropped, or made by a transaction that rolled back,
+ * has no row), or the name is looked up as if there were no entry.
+ */
+#define SESSION_IDS 16
+
+typedef struct SessionId
+{
+	Oid			owner;
+	int64		id;
+	char		name[NAMEDATALEN];
+} SessionId;
+
+static SessionId session_ids[SESSION_IDS];
+static int	session_ids_next = 0;
+
+/* session_id_find returns the entry of the caller's session name, or NULL. */
+static SessionId *
+session_id_find(const char *name)
+{
+	Oid			owner = GetUserId();
+
+	for (int i = 0; i < SESSION_IDS; i++)
+		if (session_ids[i].id != 0 && session_ids[i].owner == owner &&
+			strcmp(session_ids[i].name, name) == 0)
+			return &session_ids[i];
+	return NULL;
+}
+
+/* session_id_remember records the id of the caller's session name. */
+static void
+session_id_remember(const char *name, int64 id)
+{
+	SessionId  *e = session_id_find(name);
+
+	if (strlen(name) >= NAMEDATALEN)
+		return;
+	if (e == NULL)
+	{
+		e = &session_ids[session_ids_next];
+		session_ids_next = (session_ids_next + 1) % SESSION_IDS;
+	}
+	e->owner = GetUserId();
+	e->id = id;
+	strlcpy(e->name, name, NAMEDATALEN);
+}
+
+/*
+ * session_lock_known locks the caller's session name by the id remembered
+ * for it (see sb_session_lock_ext for the order of the locks); NULL, and the
+ * entry forgotten, if there is none or its row is not that session's.
+ */
+static SbSession *
+session_lock_known(const char *name, bool wait_for_runs)
+{
+	SessionId  *e = session_id_find(name);
+	SbSession  *session;
+
+	if (e == NULL)
+		return NULL;
+	if (wait_for_runs)
+		(void) sb_session_lock_id(e->id, false, true);
+	session = session_row_lock(e->id);
+	if (session != NULL && session->owner == e->owner && strcmp(session->name, name) == 0)
+		return session;
+	e->id = 0;
+	return NULL;
+}
+
 SbSession *
 sb_session_lock(const char *name, bool create, SbBackend backend, bool missing_ok)
 {
@@ -360,13 +433,18 @@ sb_session_lock_ext(const char *name, bool create, SbBackend backend, bool missi
 	bool		created = false;
 
 	sb_check_session_name(name);
+	session = session_lock_known(name, wait_for_runs);
 	for (int attempt = 0; attempt < 3 && session == NULL; attempt++)
 	{
-		int64		id;
+		int64		id = session_lookup(name);
 
-		if (create)
+		created = false;
+		/* A new session is inserted only when there is none (an insert costs a sequence value). */
+		if (id == 0 && create)
+		{
 			created = sb_session_insert(name, backend);
-		id = session_lookup(name);
+			id = session_lookup(name);
+		}
 		if (id == 0)
 			break;
 
@@ -380,6 +458,8 @@ sb_session_lock_ext(const char *name, bool create, SbBackend backend, bool missi
 			(void) sb_session_lock_id(id, false, true);
 		/* NULL: dropped meanwhile by a transaction that committed; look again. */
 		session = session_row_lock(id);
+		if (session != NULL)
+			session_id_remember(name, id);
 	}
 	if (session == NULL)
 	{
@@ -530,13 +610,60 @@ sb_session_datum(const SbSession *session, TupleDesc result_desc)
 	return result;
 }
 
+/*
+ * executions_id_sequence returns the sequence of sandbox.executions.id, or
+ * InvalidOid if it cannot be told; found once (a scan of pg_depend) and kept
+ * while the table is the same one and the sequence exists.
+ */
+static Oid
+executions_id_sequence(void)
+{
+	static Oid	rel_seen = InvalidOid;
+	static Oid	seq = InvalidOid;
+	Oid			nsp = get_namespace_oid("sandbox", true);
+	Oid			rel = OidIsValid(nsp) ? get_relname_relid("executions", nsp) : InvalidOid;
+
+	if (!OidIsValid(rel))
+		return InvalidOid;
+	if (rel != rel_seen || !OidIsValid(seq) || get_rel_relkind(seq) != RELKIND_SEQUENCE)
+	{
+		AttrNumber	att = get_attnum(rel, "id");
+
+		rel_seen = InvalidOid;
+		seq = att != InvalidAttrNumber ? getIdentitySequence(rel, att, true) : InvalidOid;
+		if (!OidIsValid(seq))
+			return InvalidOid;
+		rel_seen = rel;
+	}
+	return seq;
+}
+
+/*
+ * sb_execution_next_id takes the next execution id: nextval of the id's
+ * sequence, called directly as the tables' owner (a statement through SPI
+ * costs a call far more), or through SPI if the sequence cannot be told.
+ */
 int64
 sb_execution_next_id(void)
 {
 	SbSpi		s;
 	int64		id;
 	bool		isnull;
+	Oid			seq = executions_id_sequence();
 
+	if (OidIsValid(seq))
+	{
+		Oid			owner = tables_owner();
+		Oid			save_uid;
+		int			save_sec;
+
+		/* An error on the way restores the identity with the (sub)transaction's abort. */
+		GetUserIdAndSecContext(&save_uid, &save_sec);
+		SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		id = DatumGetInt64(DirectFunctionCall1(nextval_oid, ObjectIdGetDatum(seq)));
+		SetUserIdAndSecContext(save_uid, save_sec);
+		return id;
+	}
 	spi_begin(&s);
 	run(prepare(&plan_next_id,
 				"SELECT nextval(pg_get_serial_sequence('sandbox.executions', 'id'))", 0, NULL),

@@ -13,8 +13,11 @@
  *    made with mkdirat;
  *  - state.json (in sessions/<s>/, which no sandbox sees) is read with
  *    openat(O_NOFOLLOW|O_NONBLOCK) and fstat'ed to be a regular file, and
- *    written as a new file (O_CREAT|O_EXCL|O_NOFOLLOW), synced, then renamed
- *    over it with renameat;
+ *    replaced atomically: the new state is written into state.json.spare (the
+ *    state before the last, kept for this; O_NOFOLLOW, a regular file with
+ *    one link, flock'ed), synced, then exchanged with state.json
+ *    (renameat2 RENAME_EXCHANGE); where that cannot be done, written as a new
+ *    file (O_CREAT|O_EXCL|O_NOFOLLOW), synced, then renamed over it;
  *  - trees are deleted by rmtree.c, which never follows a symlink or crosses
  *    a mount;
  *  - a dropped session's directory stays as it is until the drop commits
@@ -28,6 +31,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,6 +44,7 @@
 #include "local/rmtree.h"
 
 #define SB_STATE_FILE "state.json"
+#define SB_STATE_SPARE "state.json.spare"
 #define SB_STATE_MAX_BYTES (64 * 1024 * 1024)
 
 /*
@@ -681,6 +686,72 @@ sb_storage_load_state(const char *session, SbState *state)
 	return true;
 }
 
+/*
+ * store_by_exchange writes the state text into state.json.spare of the
+ * session directory dir, syncs it and exchanges it with state.json: the same
+ * atomic replace as a rename over it (a crash leaves the old state or the
+ * new, never a torn one), without creating and deleting an inode per store,
+ * which costs a filesystem far more than the write (ext4 also flushes the
+ * replaced file's data on a rename over it).  The spare then holds the state
+ * before, written over next time.  Stores of one session are serialized by
+ * its session lock; the flock, taken without waiting, and the check that the
+ * name still is the descriptor's file keep two stores apart all the same.
+ * Returns 1 when stored, 0 when the spare cannot be used (the caller stores
+ * by renaming a new file; a spare that is not a plain file of its own goes),
+ * -1 on an error (errno set, *step what failed).
+ */
+static int
+store_by_exchange(int dir, const char *text, size_t len, const char **step)
+{
+	int			fd = openat(dir, SB_STATE_SPARE,
+							O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+							S_IRUSR | S_IWUSR);
+	struct stat st;
+	struct stat named;
+	int			save;
+
+	if (fd < 0 && errno == ELOOP)
+		(void) unlinkat(dir, SB_STATE_SPARE, 0);
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1)
+	{
+		close(fd);
+		(void) unlinkat(dir, SB_STATE_SPARE, 0);
+		return 0;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0 ||
+		fstatat(dir, SB_STATE_SPARE, &named, AT_SYMLINK_NOFOLLOW) != 0 ||
+		named.st_dev != st.st_dev || named.st_ino != st.st_ino)
+	{
+		close(fd);
+		return 0;
+	}
+	*step = "write";
+	if (sb_write_all(fd, text, len) && ftruncate(fd, (off_t) len) == 0 &&
+		(*step = "sync", pg_fsync(fd) == 0))
+	{
+		*step = "rename";
+		if (renameat2(dir, SB_STATE_SPARE, dir, SB_STATE_FILE, RENAME_EXCHANGE) == 0 ||
+			(errno == ENOENT && renameat(dir, SB_STATE_SPARE, dir, SB_STATE_FILE) == 0))
+		{
+			close(fd);
+			return 1;
+		}
+		if (errno == EINVAL)
+		{
+			/* No RENAME_EXCHANGE on this filesystem. */
+			close(fd);
+			(void) unlinkat(dir, SB_STATE_SPARE, 0);
+			return 0;
+		}
+	}
+	save = errno;
+	close(fd);
+	errno = save;
+	return -1;
+}
+
 void
 sb_storage_store_state(const char *session, const SbState *state)
 {
@@ -696,6 +767,21 @@ sb_storage_store_state(const char *session, const SbState *state)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not open directory \"%s\": %m", sb_storage_session_path(session, NULL))));
+	switch (store_by_exchange(dir, text, len, &step))
+	{
+		case 1:
+			close(dir);
+			return;
+		case -1:
+			save = errno;
+			close(dir);
+			errno = save;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not %s \"%s\": %m", step,
+							sb_storage_session_path(session, SB_STATE_SPARE))));
+	}
+	step = "create";
 	fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, S_IRUSR | S_IWUSR);
 	if (fd < 0 && errno == EEXIST)
 	{

@@ -70,31 +70,45 @@ apply_cancels(void)
  * lock_rows takes, without waiting, the rows that recording f updates: its
  * executions row and its session's row.  false if another transaction holds
  * one of them (a user's open transaction that called submit(), exec() or
- * cancel(), say): the flight is recorded later.
+ * cancel(), say): the flight is recorded later.  A row that is gone (a
+ * dropped session's) needs no lock; whether one that could not be locked is
+ * there is asked only then, so that the common case is one statement.
  */
 static bool
 lock_rows(WorkerFlight *f)
 {
 	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plan_exist = NULL;
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		v[2];
 	bool		isnull;
+	int64		locked_e;
+	int64		locked_s;
 
 	if (plan == NULL)
 	{
 		plan = SPI_prepare("SELECT (SELECT count(*) FROM (SELECT FROM sandbox.executions "
-						   "    WHERE id = $1 FOR UPDATE SKIP LOCKED) e) = "
-						   "  (SELECT count(*) FROM sandbox.executions WHERE id = $1) "
-						   "AND (SELECT count(*) FROM (SELECT FROM sandbox.sessions "
-						   "    WHERE id = $2 FOR NO KEY UPDATE SKIP LOCKED) s) = "
-						   "  (SELECT count(*) FROM sandbox.sessions WHERE id = $2)", 2, types);
+						   "    WHERE id = $1 FOR UPDATE SKIP LOCKED) e), "
+						   "  (SELECT count(*) FROM (SELECT FROM sandbox.sessions "
+						   "    WHERE id = $2 FOR NO KEY UPDATE SKIP LOCKED) s)", 2, types);
 		SPI_keepplan(plan);
+		plan_exist = SPI_prepare("SELECT (SELECT count(*) FROM sandbox.executions WHERE id = $1), "
+								 "  (SELECT count(*) FROM sandbox.sessions WHERE id = $2)", 2, types);
+		SPI_keepplan(plan_exist);
 	}
 	v[0] = Int64GetDatum(f->id);
 	v[1] = Int64GetDatum(f->session_id);
 	if (SPI_execute_plan(plan, v, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not lock the rows of execution " INT64_FORMAT, f->id);
-	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	locked_e = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	locked_s = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (locked_e == 1 && locked_s == 1)
+		return true;
+	/* Not locked: held by another transaction, or not there. */
+	if (SPI_execute_plan(plan_exist, v, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not look up the rows of execution " INT64_FORMAT, f->id);
+	return locked_e == DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
+		locked_s == DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 }
 
 /*
