@@ -94,7 +94,9 @@ init_frames(SbRun *run, const char *request, const SbPayload *upload)
 
 	max[0] = Max((size_t) sb_max_output_bytes * 12 + 2 * SB_MAX_ENV_BYTES + 1024 * 1024,
 				 SB_FILE_RESULT_MAX(sb_max_transfer_bytes));
-	max[1] = Max((size_t) sb_max_output_bytes, (size_t) sb_max_transfer_bytes) + 65536;
+	/* The worker runs only commands: their stdout is capped by max_output_bytes. */
+	max[1] = (sb_driver_nonblocking ? (size_t) sb_max_output_bytes :
+			  Max((size_t) sb_max_output_bytes, (size_t) sb_max_transfer_bytes)) + 65536;
 	max[2] = (size_t) sb_max_output_bytes + 65536;
 	sb_frame_writer_init(&run->writer, json, p0, none);
 	sb_frame_reader_init(&run->reader, max, part_alloc, run);

@@ -251,6 +251,13 @@ sb_decode_result(SbOutcome *outcome, const char *text, size_t len, SbPayload *pa
 						 errdetail("The result frame has output its document does not expect.")));
 		return;
 	}
+	/* The executor caps each output at max_output_bytes: more is not its answer. */
+	if (payloads[0].len > (size_t) sb_max_output_bytes ||
+		payloads[1].len > (size_t) sb_max_output_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("the sandbox returned a malformed result"),
+				 errdetail("The result frame's output is larger than cloudrun_sandbox.max_output_bytes.")));
 	outcome->stdout_text = sb_payload_text(&payloads[0], r->stdout_truncated,
 										   &r->stdout_repaired);
 	outcome->stderr_text = sb_payload_text(&payloads[1], r->stderr_truncated,

@@ -5,7 +5,8 @@
  *		behind keeps holding memory: it empties /dev/shm (a tmpfs, counted in
  *		no process's RLIMIT_AS) and removes the System V shared memory
  *		segments, semaphore sets and message queues of the sandbox's own IPC
- *		namespace (bwrap --unshare-ipc; a cold sandbox's vanish with it).
+ *		namespace (bwrap --unshare-ipc; a cold sandbox's vanish with it), and
+ *		its POSIX message queues (bwrap mounts them on /dev/mqueue).
  *
  * It runs inside the sandbox, as the sandbox's user, after the command's
  * processes were killed and reaped (command.c); nothing here is the host's.
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #define SHM_DIR "/dev/shm"
+#define MQUEUE_DIR "/dev/mqueue"
 
 /*
  * empty_level unlinks the non-directories in the directory open as fd (on
@@ -171,7 +173,7 @@ rm_msg(int id)
 }
 
 /*
- * sb_scrub_sandbox empties /dev/shm and the sandbox's System V IPC namespace,
+ * sb_scrub_sandbox empties /dev/shm, /dev/mqueue and the sandbox's System V IPC namespace,
  * only as the sandbox's PID 1 (as in command.c's kill_all): an executor run
  * anywhere else (by hand, or by a unit test, on the host) would empty the
  * host's /dev/shm and remove every segment it may, PostgreSQL's among them.
@@ -192,6 +194,12 @@ sb_scrub_sandbox(void)
 		/* As bwrap made it, whatever mode the command gave it. */
 		(void) fchmod(fd, S_IRWXU | S_IRGRP | S_IXGRP | S_IROTH | S_IXOTH);
 	}
+	if (fd >= 0)
+		close(fd);
+	/* POSIX message queues: mq_open needs no mount, the executor sees them here. */
+	fd = open(MQUEUE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0 && fstat(fd, &st) == 0)
+		empty_tree(fd, st.st_dev);
 	if (fd >= 0)
 		close(fd);
 	remove_ipc("shm", rm_shm);

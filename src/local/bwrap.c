@@ -183,6 +183,11 @@ sb_bwrap_args(const char *session, int64 background, SbBwrapMode mode)
 	a = lappend(lappend(a, "--dev"), "/dev");
 	a = lappend(lappend(a, "--size"), psprintf("%lld", (long long) sb_shm_size_mb * 1024 * 1024));
 	a = lappend(lappend(a, "--tmpfs"), "/dev/shm");
+	/*
+	 * The IPC namespace's POSIX message queues, visible so that a warm
+	 * sandbox's executor can remove what a command left there (scrub.c).
+	 */
+	a = lappend(lappend(a, "--mqueue"), "/dev/mqueue");
 	a = lappend(lappend(a, "--remount-ro"), "/dev");
 	a = lappend(lappend(lappend(a, "--bind"), files_path(session, "workspace")), SB_WORKSPACE);
 	a = lappend(lappend(lappend(a, "--bind"), files_path(session, "tmp")), "/tmp");
