@@ -864,7 +864,9 @@ listener_start(Listener *l, bool sandboxed)
 			execlp("bwrap", "bwrap", "--unshare-user", "--unshare-pid", "--unshare-ipc",
 				   "--unshare-net", "--die-with-parent", "--as-pid-1", "--ro-bind", "/", "/",
 				   "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp",
-				   "--", executor, "serve", "--listen", "3", (char *) NULL);
+				   /* The tmpfs hides a tree cloned under /tmp (CI): bind the executor in. */
+				   "--ro-bind", executor, "/tmp/sb-executor",
+				   "--", "/tmp/sb-executor", "serve", "--listen", "3", (char *) NULL);
 		else
 			execl(executor, executor, "serve", "--listen", "3", (char *) NULL);
 		_exit(127);
