@@ -118,8 +118,10 @@ sb_warm_identity(const char *session, SbWarmIdentity *id)
 /*
  * signature_of hashes a warm sandbox's command line with what shapes it
  * besides: the niceness and the cgroup parent it starts with (a sandbox
- * joins its role's cgroup when it starts).  Limits that come with each
- * request (memory, processes, time) are not part of it.
+ * joins its role's cgroup when it starts), and with cgroups in force the
+ * role's cgroup limits, which are written when a sandbox joins: changed
+ * limits need a new sandbox to reach the cgroup.  Limits that come with
+ * each request (memory, processes, time) are not part of it.
  */
 static uint64
 signature_of(char **argv)
@@ -132,6 +134,9 @@ signature_of(char **argv)
 		appendStringInfo(&buf, "%s%c", argv[i], '\x1f');
 	appendStringInfo(&buf, "nice=%d%ccgroup=%s", sb_local_nice, '\x1f',
 					 sb_local_cgroup ? sb_local_cgroup : "");
+	if (sb_local_cgroup != NULL && sb_local_cgroup[0] != '\0')
+		appendStringInfo(&buf, "%climits=%d,%d,%d", '\x1f', sb_role_memory_max_mb,
+						 sb_role_pids_max, sb_role_cpu_weight);
 	h = hash_bytes_extended((const unsigned char *) buf.data, buf.len, 0);
 	pfree(buf.data);
 	return h;
@@ -167,40 +172,40 @@ unlink_socket(int slot, uint32 generation)
 }
 
 /*
- * sb_warm_owner_start makes the worker the pool's owner: the socket
- * directory (mode 0700, emptied: the sandboxes of a worker before us died
- * with it) and an empty registry.  Without the directory there is no pool:
- * every call runs cold.
+ * open_warm_dir opens (making it, mode 0700, and emptying it: the sandboxes
+ * of a worker before us died with it) the socket directory into warm_dirfd;
+ * false if it cannot.  local_root may not exist yet when the worker starts
+ * (it is made with the first session): start_one() tries again then.
  */
-void
-sb_warm_owner_start(void)
+static bool
+open_warm_dir(bool warn)
 {
-	char	   *dir;
+	char	   *dir = sb_warm_dir();
 	struct stat st;
 	int			fd;
 	DIR		   *d;
 	struct dirent *de;
 
-	if (sb_warm == NULL)
-		return;
-	memset(owned, 0, sizeof(owned));
-	dir = sb_warm_dir();
 	if (mkdir(dir, S_IRWXU) != 0 && errno != EEXIST)
 	{
-		ereport(WARNING,
-				(errcode_for_file_access(),
-				 errmsg("cloudrun_sandbox: could not create \"%s\", no warm sandboxes: %m", dir)));
-		return;
+		if (warn && errno != ENOENT)
+			ereport(WARNING,
+					(errcode_for_file_access(),
+					 errmsg("cloudrun_sandbox: could not create \"%s\", no warm sandboxes: %m", dir)));
+		pfree(dir);
+		return false;
 	}
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) != 0 || st.st_uid != geteuid() || fchmod(fd, S_IRWXU) != 0)
 	{
-		ereport(WARNING,
-				(errcode_for_file_access(),
-				 errmsg("cloudrun_sandbox: could not use \"%s\", no warm sandboxes: %m", dir)));
+		if (warn)
+			ereport(WARNING,
+					(errcode_for_file_access(),
+					 errmsg("cloudrun_sandbox: could not use \"%s\", no warm sandboxes: %m", dir)));
 		if (fd >= 0)
 			close(fd);
-		return;
+		pfree(dir);
+		return false;
 	}
 	d = fdopendir(dup(fd));
 	while (d != NULL && (de = readdir(d)) != NULL)
@@ -209,6 +214,22 @@ sb_warm_owner_start(void)
 	if (d != NULL)
 		closedir(d);
 	warm_dirfd = fd;
+	pfree(dir);
+	return true;
+}
+
+/*
+ * sb_warm_owner_start makes the worker the pool's owner: the socket
+ * directory (see open_warm_dir) and an empty registry.  Without the
+ * directory every call runs cold.
+ */
+void
+sb_warm_owner_start(void)
+{
+	if (sb_warm == NULL)
+		return;
+	memset(owned, 0, sizeof(owned));
+	(void) open_warm_dir(true);
 	LWLockAcquire(sb_warm->lock, LW_EXCLUSIVE);
 	memset(sb_warm->entries, 0, sizeof(sb_warm->entries));
 	sb_warm->owner_pid = MyProcPid;
@@ -379,7 +400,8 @@ start_one(int slot)
 	LWLockAcquire(sb_warm->lock, LW_SHARED);
 	req = sb_warm->entries[slot];
 	LWLockRelease(sb_warm->lock);
-	if (req.state != SB_WARM_STARTING || warm_dirfd < 0 || sb_warm_sessions <= 0 ||
+	if (req.state != SB_WARM_STARTING || (warm_dirfd < 0 && !open_warm_dir(true)) ||
+		sb_warm_sessions <= 0 ||
 		!sb_warm_identity(req.key, &now) || memcmp(&now, &req.identity, sizeof(now)) != 0)
 	{
 		free_entry(slot);
