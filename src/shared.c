@@ -80,9 +80,9 @@ sb_require_worker_library(void)
 						 "and restart the server.")));
 }
 
-/* sb_wake_worker sets the worker's latch now. */
-void
-sb_wake_worker(void)
+/* set_worker_latch sets the worker's latch; with new_work, it also counts a wake-up. */
+static void
+set_worker_latch(bool new_work)
 {
 	int			procno;
 
@@ -90,10 +90,18 @@ sb_wake_worker(void)
 		return;
 	SpinLockAcquire(&sb_shared->mutex);
 	procno = sb_shared->worker_pgprocno;
-	sb_shared->wake_seq++;
+	if (new_work)
+		sb_shared->wake_seq++;
 	SpinLockRelease(&sb_shared->mutex);
 	if (procno >= 0)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+/* sb_wake_worker sets the worker's latch now: there is new work. */
+void
+sb_wake_worker(void)
+{
+	set_worker_latch(true);
 }
 
 /*
@@ -103,15 +111,7 @@ sb_wake_worker(void)
 void
 sb_set_worker_latch(void)
 {
-	int			procno;
-
-	if (sb_shared == NULL)
-		return;
-	SpinLockAcquire(&sb_shared->mutex);
-	procno = sb_shared->worker_pgprocno;
-	SpinLockRelease(&sb_shared->mutex);
-	if (procno >= 0)
-		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+	set_worker_latch(false);
 }
 
 /* wake_xact_callback wakes the worker once the queuing transaction has committed. */
