@@ -133,6 +133,8 @@ sandbox_start_background(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int64		handle;
 
+	sb_refuse_unbuilt(fcinfo, 2, (const char *const[]) {"stdin", "stdin_bytes"}, 2);
+
 	sb_require_worker_library();
 	sb_require_utf8();
 	sb_check_command(command);

@@ -246,5 +246,6 @@ extern int64 sb_timeout_ms(Interval *iv);
 extern int64 sb_timeout_cap_ms(int64 ms);
 extern void sb_check_command(const char *command);
 extern char *text_arg(FunctionCallInfo fcinfo, int n, const char *name);
+extern void sb_refuse_unbuilt(FunctionCallInfo fcinfo, int first, const char *const *names, int n);
 
 #endif							/* SB_DRIVER_H */

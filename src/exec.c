@@ -354,6 +354,21 @@ sb_result_datum(TupleDesc desc, int64 id, const char *status, bool has_exit_code
 	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls));
 }
 
+/*
+ * sb_refuse_unbuilt refuses, for now, the arguments of issue 14 that are not
+ * built yet (names[i] is argument first + i; NULL = built): the interface is
+ * in place (0.6.0) before each part's behaviour.
+ */
+void
+sb_refuse_unbuilt(FunctionCallInfo fcinfo, int first, const char *const *names, int n)
+{
+	for (int i = 0; i < n && first + i < PG_NARGS(); i++)
+		if (names[i] != NULL && !PG_ARGISNULL(first + i))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("the %s argument is not supported yet", names[i])));
+}
+
 Datum
 sandbox_exec(PG_FUNCTION_ARGS)
 {
@@ -379,6 +394,7 @@ sandbox_exec(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "sandbox.exec must return a composite type");
+	sb_refuse_unbuilt(fcinfo, 4, (const char *const[]) {"stdin", "cwd", "stream", "stdin_bytes"}, 4);
 	sb_require_utf8();
 	sb_check_command(command);
 

@@ -109,6 +109,8 @@ sandbox_submit(PG_FUNCTION_ARGS)
 	Jsonb	   *env = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
 	Oid			callback = PG_ARGISNULL(4) ? InvalidOid : PG_GETARG_OID(4);
 
+	sb_refuse_unbuilt(fcinfo, 5, (const char *const[]) {"stdin", "cwd", "retries", "retry_delay",
+		"retry_on", "stdin_bytes"}, 6);
 	PG_RETURN_INT64(queue(name, command, tmo, env, "env argument", callback));
 }
 
