@@ -17,6 +17,17 @@
  * Variables of the shell itself (sb_env_name_reserved) are never kept.
  * When the executor is the sandbox's PID 1 it kills every remaining process
  * when the command ends.
+ *
+ * The shell can be started before its request comes (sb_command_prestart,
+ * in a warm sandbox once the previous request is answered and everything it
+ * left is gone): bash's start (exec, the dynamic loader, the locale) is then
+ * off the command's path.  Such a shell knows nothing of the request: it
+ * waits in `builtin . /dev/fd/95` for the request's setup (its cwd, its
+ * environment, the record of the shell's start), which the executor writes
+ * when the request comes, with the request's limits set by prlimit(2).  A
+ * shell started for the request takes the same setup, so both paths run the
+ * same program.  Nothing runs in the sandbox while a shell waits (background
+ * processes have sandboxes of their own), so no command can reach it.
  */
 #define _GNU_SOURCE
 #include "command.h"
@@ -26,6 +37,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define SETUP_FD 95
 #define CMD_FD 96
 #define STATE_FD 97
 /* declare -p quotes a byte in at most 4 ($'\001'): room for SB_MAX_ENV_BYTES. */
@@ -64,6 +77,7 @@ static const char wrapper[] =
 	"builtin printf \"\\0\"; } 2>/dev/null >&97 || builtin :; builtin exit $__sb_rc' EXIT\n"
 	"exit () { " SB_RECORD_ONCE "; if (( $# )); then builtin exit \"$@\"; fi; "
 	"builtin exit $__sb_rc; }\n"
+	"builtin . /dev/fd/95\n"
 	"builtin . /dev/fd/96\n"
 	SB_RECORD_ONCE "\n"
 	"builtin exit $__sb_rc\n";
@@ -185,39 +199,242 @@ set_limit(int resource, long long value)
 	(void) setrlimit(resource, &rl);
 }
 
-/* child_exec sets up the forked child and executes bash; it never returns. */
-static void
-child_exec(const SbExecRequest *req, char **envp, int out_w, int err_w, int cmd_r,
-		   int state_w)
+/*
+ * A shell: bash running the wrapper, with the pipes the executor keeps (its
+ * stdout, stderr, the setup on fd 95, the command on fd 96, the record on
+ * fd 97).  pid 0: none.
+ */
+typedef struct Shell
 {
-	sigset_t	none;
-	int			devnull = open("/dev/null", O_RDONLY);
+	pid_t		pid;
+	int			out_r;
+	int			err_r;
+	int			setup_w;
+	int			cmd_w;
+	int			st_r;
+} Shell;
 
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_DFL);
-	setpgid(0, 0);
-	if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0 ||
-		dup2(cmd_r, CMD_FD) < 0 || dup2(state_w, STATE_FD) < 0)
-		_exit(126);
-	close_range(3, CMD_FD - 1, 0);
-	close_range(STATE_FD + 1, ~0U, 0);
-	set_limit(RLIMIT_NPROC, req->limits.nproc);
-	set_limit(RLIMIT_AS, req->limits.memory_bytes);
-	set_limit(RLIMIT_FSIZE, req->limits.fsize_bytes);
-	set_limit(RLIMIT_CPU, req->limits.cpu_seconds);
-	if (chdir(req->cwd) != 0)
+/* The shell started ahead of the next request (sb_command_prestart), if any. */
+static Shell spare = {0, -1, -1, -1, -1, -1};
+
+/* shell_close closes the executor's ends of a shell's pipes. */
+static void
+shell_close(Shell *sh)
+{
+	int		   *fds[] = {&sh->out_r, &sh->err_r, &sh->setup_w, &sh->cmd_w, &sh->st_r};
+
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (*fds[i] >= 0)
+			close(*fds[i]), *fds[i] = -1;
+	sh->pid = 0;
+}
+
+/*
+ * shell_start starts a shell: bash with the base environment in /, its
+ * descriptors 0 (/dev/null), 1, 2 and 95-97 the pipes', nothing else open,
+ * default signals, its own process group.  It is spawned (posix_spawn:
+ * the child shares our memory until its exec), not forked: on this kind of
+ * machine copying page tables and taking the copy-on-write faults after a
+ * fork cost more than the rest of a short command.  The request's cwd and
+ * environment come in its setup.  False (errno set) if it could not start.
+ */
+static bool
+shell_start(Shell *sh)
+{
+	int			out[2] = {-1, -1}, err[2] = {-1, -1}, setup[2] = {-1, -1};
+	int			cmd[2] = {-1, -1}, st[2] = {-1, -1};
+	int		   *pairs[] = {out, err, setup, cmd, st};
+	char	   *envp[sizeof(base_env) / sizeof(base_env[0]) + 1];
+	char		entries[sizeof(base_env) / sizeof(base_env[0])][128];
+	char	   *argv[] = {"bash", "--noprofile", "--norc", "-c", (char *) wrapper, "sandbox", NULL};
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t	none, pipe_only;
+	pid_t		child;
+	int			rc;
+
+	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
+		if (pipe2(pairs[i], O_CLOEXEC) < 0)
+		{
+			rc = errno;
+			goto done;
+		}
+	for (size_t n = 0; n < sizeof(base_env) / sizeof(base_env[0]); n++)
 	{
-		dprintf(2, "cloudrun-sandbox: working directory %s is gone; starting in %s\n",
-				req->cwd, SB_WORKSPACE);
-		if (chdir(SB_WORKSPACE) != 0 && chdir("/") != 0)
-			_exit(126);
+		snprintf(entries[n], sizeof(entries[n]), "%s=%s", base_env[n][0], base_env[n][1]);
+		envp[n] = entries[n];
 	}
-	execve("/bin/bash",
-		   (char *[]) {"bash", "--noprofile", "--norc", "-c", (char *) wrapper, "sandbox", NULL},
-		   envp);
-	dprintf(2, "cloudrun-sandbox: cannot execute /bin/bash: %s\n", strerror(errno));
-	_exit(127);
+	envp[sizeof(base_env) / sizeof(base_env[0])] = NULL;
+	/* Whatever else we hold is closed at the shell's exec. */
+	(void) close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+	posix_spawn_file_actions_adddup2(&fa, setup[0], SETUP_FD);
+	posix_spawn_file_actions_adddup2(&fa, cmd[0], CMD_FD);
+	posix_spawn_file_actions_adddup2(&fa, st[1], STATE_FD);
+	posix_spawn_file_actions_addchdir_np(&fa, "/");
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	sigemptyset(&pipe_only);
+	sigaddset(&pipe_only, SIGPIPE);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &pipe_only);
+	posix_spawnattr_setpgroup(&attr, 0);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+							 POSIX_SPAWN_SETPGROUP);
+	rc = posix_spawn(&child, "/bin/bash", &fa, &attr, argv, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	if (rc == 0)
+	{
+		*sh = (Shell) {child, out[0], err[0], setup[1], cmd[1], st[0]};
+		out[0] = err[0] = setup[1] = cmd[1] = st[0] = -1;
+		fcntl(sh->out_r, F_SETFL, O_NONBLOCK);
+		fcntl(sh->err_r, F_SETFL, O_NONBLOCK);
+		fcntl(sh->st_r, F_SETFL, O_NONBLOCK);
+		fcntl(sh->setup_w, F_SETFL, O_NONBLOCK);
+		fcntl(sh->cmd_w, F_SETFL, O_NONBLOCK);
+	}
+
+done:
+	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
+		for (int j = 0; j < 2; j++)
+			if (pairs[i][j] >= 0)
+				close(pairs[i][j]);
+	errno = rc;
+	return rc == 0;
+}
+
+void
+sb_command_prestart(void)
+{
+	if (spare.pid == 0 && !shell_start(&spare))
+		spare.pid = 0;
+}
+
+bool
+sb_command_has_spare(void)
+{
+	return spare.pid > 0;
+}
+
+/*
+ * shell_take gives the request a shell: the spare if it is still alive
+ * (one that died meanwhile is reaped and dropped), else a new one.  The
+ * caller blocks SIGCHLD first, so a shell that dies after this look is seen
+ * by its signalfd.
+ */
+static bool
+shell_take(Shell *sh)
+{
+	if (spare.pid > 0)
+	{
+		if (waitpid(spare.pid, NULL, WNOHANG) == 0)
+		{
+			*sh = spare;
+			spare = (Shell) {0, -1, -1, -1, -1, -1};
+			return true;
+		}
+		shell_close(&spare);
+	}
+	return shell_start(sh);
+}
+
+/* shell_limits applies the request's resource limits to the shell. */
+static void
+shell_limits(pid_t pid, const SbLimits *l)
+{
+	const struct
+	{
+		int			resource;
+		long long	value;
+	}			limits[] = {
+		{RLIMIT_NPROC, l->nproc}, {RLIMIT_AS, l->memory_bytes},
+		{RLIMIT_FSIZE, l->fsize_bytes}, {RLIMIT_CPU, l->cpu_seconds},
+	};
+
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++)
+	{
+		struct rlimit rl;
+
+		if (limits[i].value <= 0)
+			continue;
+		rl.rlim_cur = rl.rlim_max = (rlim_t) limits[i].value;
+		(void) prlimit(pid, limits[i].resource, &rl, NULL);
+	}
+}
+
+/* append_str appends a string to buf. */
+static void
+append_str(SbBuf *buf, const char *s)
+{
+	sb_buf_append(buf, s, strlen(s));
+}
+
+/* append_quoted appends s to buf as one single-quoted shell word. */
+static void
+append_quoted(SbBuf *buf, const char *s, size_t len)
+{
+	const char *end = s + len;
+
+	sb_buf_append(buf, "'", 1);
+	while (s < end)
+	{
+		const char *q = memchr(s, '\'', end - s);
+		size_t		n = q ? (size_t) (q - s) : (size_t) (end - s);
+
+		sb_buf_append(buf, s, n);
+		s += n;
+		if (q)
+		{
+			sb_buf_append(buf, "'\\''", 4);
+			s++;
+		}
+	}
+	sb_buf_append(buf, "'", 1);
+}
+
+/*
+ * shell_setup writes into buf the program the shell sources on fd 95
+ * before the command: go to the request's cwd (physically, as chdir(2)
+ * would; if it is gone, say so and start in the workspace), export the
+ * request's environment (the base, then the session's, then the call's;
+ * the shell's own variables and entries the kernel would refuse are left
+ * out, as sb_command_env does), and reset what a shell sets at its start
+ * (OLDPWD exported and unset, SECONDS).
+ */
+static void
+shell_setup(const SbExecRequest *req, SbBuf *buf)
+{
+	char	  **envp = sb_command_env(req);
+
+	append_str(buf, "builtin cd -P -- ");
+	append_quoted(buf, req->cwd, strlen(req->cwd));
+	append_str(buf, " 2>/dev/null || { builtin printf 'cloudrun-sandbox: working directory %s "
+			   "is gone; starting in %s\\n' ");
+	append_quoted(buf, req->cwd, strlen(req->cwd));
+	append_str(buf, " " SB_WORKSPACE " >&2; builtin cd -P -- " SB_WORKSPACE " 2>/dev/null || "
+			   "builtin cd / || builtin exit 126; }\n");
+	for (int i = 0; envp[i]; i++)
+	{
+		const char *eq = strchr(envp[i], '=');
+		char	   *name = eq ? sb_strndup(envp[i], eq - envp[i]) : NULL;
+
+		/* Names went through sb_env_valid on the host; never a word bash would misread. */
+		if (name != NULL && sb_env_name_valid(name))
+		{
+			append_str(buf, "builtin export -- ");
+			append_quoted(buf, envp[i], strlen(envp[i]));
+			append_str(buf, "\n");
+		}
+		sb_free(name);
+		sb_free(envp[i]);
+	}
+	sb_free(envp);
+	append_str(buf, "builtin unset OLDPWD; builtin declare -x OLDPWD; SECONDS=0\n");
 }
 
 /* kill_all signals every process the command started. */
@@ -642,10 +859,13 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 			int conn_fd)
 {
 	int			out[2] = {-1, -1}, err[2] = {-1, -1}, cmd[2] = {-1, -1}, st[2] = {-1, -1};
+	int			setup_w;
+	Shell		sh;
+	SbBuf		setup;
+	size_t		setup_done = 0;
 	int			sigfd;
 	sigset_t	mask;
 	SbBuf		obuf, ebuf, sbuf;
-	char	  **envp;
 	pid_t		child;
 	double		start = now_ms();
 	double		deadline = req->timeout_ms > 0 ? start + req->timeout_ms : 0;
@@ -675,35 +895,32 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 	sigaddset(&mask, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sigfd < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
-		pipe2(cmd, O_CLOEXEC) < 0 || pipe2(st, O_CLOEXEC) < 0)
+	if (sigfd < 0)
 	{
-		set_error(res, "cannot create pipes");
+		set_error(res, "cannot watch for the shell's exit");
+		sigprocmask(SIG_UNBLOCK, &mask, NULL);
 		return true;
 	}
-	if (cmd_left > 65536)
-		(void) fcntl(cmd[1], F_SETPIPE_SZ, cmd_left < 1048576 ? (int) cmd_left : 1048576);
-	envp = sb_command_env(req);
-	child = fork();
-	if (child < 0)
+	if (!shell_take(&sh))
 	{
 		set_error(res, "cannot start bash");
+		close(sigfd);
+		sigprocmask(SIG_UNBLOCK, &mask, NULL);
 		return true;
 	}
-	if (child == 0)
-		child_exec(req, envp, out[1], err[1], cmd[0], st[1]);
-	setpgid(child, child);
-	close(out[1]);
-	close(err[1]);
-	close(cmd[0]);
-	close(st[1]);
-	for (int i = 0; envp[i]; i++)
-		sb_free(envp[i]);
-	sb_free(envp);
-	fcntl(out[0], F_SETFL, O_NONBLOCK);
-	fcntl(err[0], F_SETFL, O_NONBLOCK);
-	fcntl(st[0], F_SETFL, O_NONBLOCK);
-	fcntl(cmd[1], F_SETFL, O_NONBLOCK);
+	child = sh.pid;
+	out[0] = sh.out_r;
+	err[0] = sh.err_r;
+	st[0] = sh.st_r;
+	cmd[1] = sh.cmd_w;
+	setup_w = sh.setup_w;
+	shell_limits(child, &req->limits);
+	sb_buf_init(&setup, 0);
+	shell_setup(req, &setup);
+	if (setup.len > 65536)
+		(void) fcntl(setup_w, F_SETPIPE_SZ, setup.len < 1048576 ? (int) setup.len : 1048576);
+	if (cmd_left > 65536)
+		(void) fcntl(cmd[1], F_SETPIPE_SZ, cmd_left < 1048576 ? (int) cmd_left : 1048576);
 	if (cmd_left == 0)
 	{
 		close(cmd[1]);
@@ -712,7 +929,7 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 
 	while (!exited || out[0] >= 0 || err[0] >= 0 || st[0] >= 0)
 	{
-		struct pollfd pfd[6];
+		struct pollfd pfd[7];
 		int			nfds = 0;
 		double		now = now_ms();
 		double		wake = 0;
@@ -776,6 +993,7 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 		 * peer pipelined stays unread).
 		 */
 		pfd[nfds++] = (struct pollfd) {.fd = hung_up ? -1 : conn_fd, .events = POLLRDHUP};
+		pfd[nfds++] = (struct pollfd) {.fd = setup_w, .events = POLLOUT};
 		if (poll(pfd, nfds, timeout) < 0 && errno != EINTR)
 		{
 			set_error(res, "poll failed");
@@ -821,6 +1039,19 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 				cmd[1] = -1;
 			}
 		}
+		if (pfd[6].revents)
+		{
+			ssize_t		n = (pfd[6].revents & POLLOUT) ?
+				write(setup_w, setup.data + setup_done, setup.len - setup_done) : -1;
+
+			if (n > 0)
+				setup_done += n;
+			if (setup_done == setup.len || (n < 0 && errno != EAGAIN && errno != EINTR))
+			{
+				close(setup_w);
+				setup_w = -1;
+			}
+		}
 		if (pfd[5].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
 		{
 			/* The peer is gone (a cancel, or its backend died): so is the command. */
@@ -830,6 +1061,9 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 				break;
 		}
 	}
+	if (setup_w >= 0)
+		close(setup_w);
+	sb_buf_free(&setup);
 	if (cmd[1] >= 0)
 		close(cmd[1]);
 	if (out[0] >= 0)

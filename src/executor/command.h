@@ -38,6 +38,17 @@ extern void sb_run_command_watched(const SbExecRequest *req, SbExecResult *res,
  */
 extern bool sb_run_command_conn(const SbExecRequest *req, SbExecResult *res, int conn_fd);
 
+/*
+ * sb_command_prestart starts the shell of the next command ahead of its
+ * request, if none is waiting (a warm sandbox calls it once a request is
+ * answered and the sandbox cleaned; see command.c).  The next
+ * sb_run_command* takes it.  Nothing else may run in the sandbox while it
+ * waits: sb_command_has_spare tells whether one does, so that cleaning up
+ * after a file operation leaves it alone.
+ */
+extern void sb_command_prestart(void);
+extern bool sb_command_has_spare(void);
+
 /* sb_command_env returns the environment a command of req starts with (sb_malloc'd). */
 extern char **sb_command_env(const SbExecRequest *req);
 

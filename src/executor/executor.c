@@ -216,6 +216,7 @@ typedef struct Answer
 	char	   *text;
 	SbExecResult res;
 	SbFileResult fres;
+	bool		command;		/* a command ran (not a file operation) */
 	bool		hung_up;
 } Answer;
 
@@ -249,6 +250,7 @@ answer(const char *doc, size_t len, const char *payload, size_t payload_len, int
 	}
 	else
 	{
+		a->command = true;
 		if (kind < 0 || !sb_request_decode(doc, len, &req, &holder, errbuf, sizeof(errbuf)))
 		{
 			a->res.status = SB_STATUS_ERROR;
@@ -276,14 +278,16 @@ answer_clear(Answer *a)
 }
 
 /*
- * clean_sandbox makes the sandbox as empty as a fresh one after a request:
- * as its PID 1 it kills and reaps every process left (a setsid daemon
- * included: all are in our pid namespace, and orphans are ours to reap),
- * then empties /dev/shm and the System V IPC namespace (scrub.c).  Outside a
- * sandbox it only reaps what exited.
+ * kill_leftovers makes the sandbox as empty of processes as a fresh one
+ * after a request: as its PID 1 it kills and reaps every process left (a
+ * setsid daemon included: all are in our pid namespace, and orphans are ours
+ * to reap).  Outside a sandbox it only reaps what exited.  Then
+ * sb_scrub_sandbox empties /dev/shm, System V IPC and /dev/mqueue
+ * (scrub.c), which serve_conn does once the answer is written (nothing can
+ * reach them in between: the command and all it started are gone).
  */
 static void
-clean_sandbox(void)
+kill_leftovers(void)
 {
 	if (getpid() == 1)
 	{
@@ -297,7 +301,6 @@ clean_sandbox(void)
 	else
 		while (waitpid(-1, NULL, WNOHANG) > 0)
 			;
-	sb_scrub_sandbox();
 }
 
 /*
@@ -307,7 +310,7 @@ clean_sandbox(void)
  * malformed frame or an I/O error.
  */
 static int
-serve_conn(int in_fd, int out_fd)
+serve_conn(int in_fd, int out_fd, bool prestart)
 {
 	SbFrameReader *r = sb_malloc(sizeof(SbFrameReader));
 	int			rc = 0;
@@ -337,11 +340,18 @@ serve_conn(int in_fd, int out_fd)
 		answer(r->part[0], r->len[0], r->part[1], r->len[1], in_fd, &a);
 		for (int i = 0; i < 3; i++)
 			free(r->part[i]), r->part[i] = NULL;
-		/* What the command left (processes, /dev/shm, System V IPC) goes with it. */
-		clean_sandbox();
+		/*
+		 * What the command left goes with it: its processes now, /dev/shm,
+		 * System V IPC and message queues once it is answered.  A file
+		 * operation starts no process: the shell waiting for the next
+		 * command is the only one there, and stays.
+		 */
+		if (a.command || !sb_command_has_spare())
+			kill_leftovers();
 		if (a.hung_up)
 		{
 			answer_clear(&a);
+			sb_scrub_sandbox();
 			rc = 1;
 			break;
 		}
@@ -349,6 +359,7 @@ serve_conn(int in_fd, int out_fd)
 		{
 			fprintf(stderr, "cloudrun-sandbox-executor: cannot encode the result\n");
 			answer_clear(&a);
+			sb_scrub_sandbox();
 			rc = 2;
 			break;
 		}
@@ -364,6 +375,9 @@ serve_conn(int in_fd, int out_fd)
 		sb_frame_writer_init(&w, json, p0, p1);
 		got = sb_frame_write(&w, out_fd);
 		answer_clear(&a);
+		sb_scrub_sandbox();
+		if (prestart)
+			sb_command_prestart();
 		if (got != 1)
 		{
 			rc = 2;
@@ -389,7 +403,11 @@ serve_listen(int listen_fd)
 	(void) fcntl(listen_fd, F_SETFD, FD_CLOEXEC);
 	for (;;)
 	{
-		int			c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		int			c;
+
+		/* The next command's shell starts while we wait for its request. */
+		sb_command_prestart();
+		c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
 		if (c < 0)
 		{
@@ -398,7 +416,7 @@ serve_listen(int listen_fd)
 			fprintf(stderr, "cloudrun-sandbox-executor: accept failed: %s\n", strerror(errno));
 			return 2;
 		}
-		(void) serve_conn(c, c);
+		(void) serve_conn(c, c, true);
 		close(c);
 	}
 }
@@ -426,7 +444,7 @@ main(int argc, char **argv)
 	{
 		signal(SIGPIPE, SIG_IGN);
 		prctl(PR_SET_DUMPABLE, 0);
-		rc = argc == 2 ? serve_conn(0, 1) : serve_listen(listen_fd);
+		rc = argc == 2 ? serve_conn(0, 1, false) : serve_listen(listen_fd);
 		if (getpid() == 1)
 			kill(-1, SIGKILL);
 		return rc == 1 ? 0 : rc;
