@@ -225,10 +225,34 @@ extern char *sb_cloud_bg_logs(const char *session, int64 handle, size_t max, siz
 extern int	sb_background_kill(int64 handle, int64 session_id, const char *pattern,
 							   ArrayBuildState **killed);
 
+/*
+ * stdin.c: a call's stdin (has_stdin false: /dev/null; with stdin_open, a
+ * background process's pipe stays open for write_background_stdin) and its
+ * own directory (cwd, relative to the session's, or NULL).
+ */
+typedef struct SbCallInput
+{
+	bool		has_stdin;
+	bool		stdin_open;
+	const char *stdin_data;
+	size_t		stdin_len;
+	const char *cwd;
+} SbCallInput;
+
+extern int	sb_max_stdin_bytes;
+extern void sb_check_stdin_size(size_t len);
+extern void sb_call_input_args(FunctionCallInfo fcinfo, int stdin_arg, int bytes_arg,
+							   int cwd_arg, SbCallInput *in);
+extern const SbPayload *sb_call_input_payload(const SbDriver *driver, const SbCallInput *in,
+											  SbPayload *p);
+
 /* exec.c: the steps of running one command, shared with the worker. */
 extern char *sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh,
 							 int64 id, const char *command, json_t *call_env, int64 timeout_ms,
 							 SbState *state);
+extern char *sb_prepare_exec_ex(const SbSession *session, const SbDriver *driver, bool fresh,
+								int64 id, const char *command, json_t *call_env,
+								int64 timeout_ms, const SbCallInput *in, SbState *state);
 extern TimestampTz sb_exec_deadline(const SbDriver *driver, TimestampTz started,
 									int64 timeout_ms);
 extern void sb_decode_result(SbOutcome *outcome, const char *text, size_t len,

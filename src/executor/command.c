@@ -185,10 +185,35 @@ set_limit(int resource, long long value)
 	(void) setrlimit(resource, &rl);
 }
 
-/* child_exec sets up the forked child and executes bash; it never returns. */
+/*
+ * enter_call_dir moves the child into the call's own directory (relative to
+ * the session's cwd, where it is), and tells parse_state so on state_w:
+ * "@<the directory>\0" before the shell's record, so that a command that
+ * does not cd leaves the session's cwd as it was; or, when there is no such
+ * directory, "!" after bash's kind of message, and the call fails with 1.
+ */
+static void
+enter_call_dir(const char *dir, int state_w)
+{
+	char		here[SB_MAX_CWD_BYTES];
+
+	if (chdir(dir) != 0 || getcwd(here, sizeof(here)) == NULL)
+	{
+		dprintf(2, "cloudrun-sandbox: cd: %s: %s\n", dir, strerror(errno));
+		(void) sb_write_all(state_w, "!", 1);
+		_exit(1);
+	}
+	(void) sb_write_all(state_w, "@", 1);
+	(void) sb_write_all(state_w, here, strlen(here) + 1);
+}
+
+/*
+ * child_exec sets up the forked child and executes bash; it never returns.
+ * stdin_r: the read end of the command's stdin pipe, or -1 for /dev/null.
+ */
 static void
 child_exec(const SbExecRequest *req, char **envp, int out_w, int err_w, int cmd_r,
-		   int state_w)
+		   int state_w, int stdin_r)
 {
 	sigset_t	none;
 	int			devnull = open("/dev/null", O_RDONLY);
@@ -197,8 +222,8 @@ child_exec(const SbExecRequest *req, char **envp, int out_w, int err_w, int cmd_
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGPIPE, SIG_DFL);
 	setpgid(0, 0);
-	if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0 ||
-		dup2(cmd_r, CMD_FD) < 0 || dup2(state_w, STATE_FD) < 0)
+	if (devnull < 0 || dup2(stdin_r >= 0 ? stdin_r : devnull, 0) < 0 || dup2(out_w, 1) < 0 ||
+		dup2(err_w, 2) < 0 || dup2(cmd_r, CMD_FD) < 0 || dup2(state_w, STATE_FD) < 0)
 		_exit(126);
 	close_range(3, CMD_FD - 1, 0);
 	close_range(STATE_FD + 1, ~0U, 0);
@@ -213,6 +238,8 @@ child_exec(const SbExecRequest *req, char **envp, int out_w, int err_w, int cmd_
 		if (chdir(SB_WORKSPACE) != 0 && chdir("/") != 0)
 			_exit(126);
 	}
+	if (req->call_cwd != NULL)
+		enter_call_dir(req->call_cwd, STATE_FD);
 	execve("/bin/bash",
 		   (char *[]) {"bash", "--noprofile", "--norc", "-c", (char *) wrapper, "sandbox", NULL},
 		   envp);
@@ -442,6 +469,7 @@ parse_state(const SbExecRequest *req, SbBuf *buf, SbExecResult *res)
 {
 	const char *p = buf->data;
 	const char *end = buf->data + buf->len;
+	const char *start_dir = NULL;	/* the call's own directory, if it had one */
 	const char *decl;
 	json_t	   *env;
 	const char *key;
@@ -457,7 +485,17 @@ parse_state(const SbExecRequest *req, SbBuf *buf, SbExecResult *res)
 			 "are larger than the %d bytes a session holds", SB_MAX_ENV_BYTES);
 		return;
 	}
-	if (buf->len < 3 || end[-1] != '\0' || p[0] != '/')
+	if (buf->len >= 1 && p[0] == '!')
+		return;					/* no such call directory: nothing ran */
+	if (buf->len >= 1 && p[0] == '@')
+	{
+		start_dir = p + 1;
+		p = memchr(start_dir, '\0', end - start_dir);
+		if (p == NULL)
+			goto incomplete;
+		p++;
+	}
+	if (end - p < 3 || end[-1] != '\0' || p[0] != '/')
 		goto incomplete;
 	decl = p + strlen(p) + 1;
 	if (decl >= end || memchr(decl, '\0', end - decl - 1) != NULL)
@@ -532,7 +570,11 @@ parse_state(const SbExecRequest *req, SbBuf *buf, SbExecResult *res)
 		json_decref(env);
 		return;
 	}
-	res->cwd = sb_utf8_repair(p, strlen(p), false, &n, &repaired);
+	/* A call in a directory of its own that did not cd leaves the session's cwd. */
+	if (start_dir != NULL && strcmp(p, start_dir) == 0)
+		res->cwd = sb_strdup(req->cwd);
+	else
+		res->cwd = sb_utf8_repair(p, strlen(p), false, &n, &repaired);
 	res->env = env;
 	res->has_state = true;
 	return;
@@ -642,6 +684,9 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 			int conn_fd)
 {
 	int			out[2] = {-1, -1}, err[2] = {-1, -1}, cmd[2] = {-1, -1}, st[2] = {-1, -1};
+	int			in[2] = {-1, -1};	/* the command's stdin, when the request has one */
+	const char *inp = req->stdin_data;
+	size_t		in_left = req->stdin_len;
 	int			sigfd;
 	sigset_t	mask;
 	SbBuf		obuf, ebuf, sbuf;
@@ -676,7 +721,8 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sigfd < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
-		pipe2(cmd, O_CLOEXEC) < 0 || pipe2(st, O_CLOEXEC) < 0)
+		pipe2(cmd, O_CLOEXEC) < 0 || pipe2(st, O_CLOEXEC) < 0 ||
+		(req->has_stdin && pipe2(in, O_CLOEXEC) < 0))
 	{
 		set_error(res, "cannot create pipes");
 		return true;
@@ -691,12 +737,14 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 		return true;
 	}
 	if (child == 0)
-		child_exec(req, envp, out[1], err[1], cmd[0], st[1]);
+		child_exec(req, envp, out[1], err[1], cmd[0], st[1], in[0]);
 	setpgid(child, child);
 	close(out[1]);
 	close(err[1]);
 	close(cmd[0]);
 	close(st[1]);
+	if (in[0] >= 0)
+		close(in[0]);
 	for (int i = 0; envp[i]; i++)
 		sb_free(envp[i]);
 	sb_free(envp);
@@ -704,6 +752,8 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 	fcntl(err[0], F_SETFL, O_NONBLOCK);
 	fcntl(st[0], F_SETFL, O_NONBLOCK);
 	fcntl(cmd[1], F_SETFL, O_NONBLOCK);
+	if (in[1] >= 0)
+		fcntl(in[1], F_SETFL, O_NONBLOCK);
 	if (cmd_left == 0)
 	{
 		close(cmd[1]);
@@ -712,7 +762,7 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 
 	while (!exited || out[0] >= 0 || err[0] >= 0 || st[0] >= 0)
 	{
-		struct pollfd pfd[6];
+		struct pollfd pfd[7];
 		int			nfds = 0;
 		double		now = now_ms();
 		double		wake = 0;
@@ -776,6 +826,8 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 		 * peer pipelined stays unread).
 		 */
 		pfd[nfds++] = (struct pollfd) {.fd = hung_up ? -1 : conn_fd, .events = POLLRDHUP};
+		/* stdin: written as the command takes it, never waited for (see below). */
+		pfd[nfds++] = (struct pollfd) {.fd = in[1], .events = POLLOUT};
 		if (poll(pfd, nfds, timeout) < 0 && errno != EINTR)
 		{
 			set_error(res, "poll failed");
@@ -821,6 +873,28 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 				cmd[1] = -1;
 			}
 		}
+		/*
+		 * stdin is closed once all of it is written, or the command can no
+		 * longer read it (EPIPE), or the command has exited (one that never
+		 * read it is not waited for).
+		 */
+		if (in[1] >= 0 && (pfd[6].revents || exited))
+		{
+			ssize_t		n = (pfd[6].revents & POLLOUT) && in_left > 0 ?
+				write(in[1], inp, in_left) : 0;
+
+			if (n > 0)
+			{
+				inp += n;
+				in_left -= n;
+			}
+			if (in_left == 0 || exited || (n < 0 && errno != EAGAIN && errno != EINTR) ||
+				(pfd[6].revents & (POLLERR | POLLHUP)))
+			{
+				close(in[1]);
+				in[1] = -1;
+			}
+		}
 		if (pfd[5].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
 		{
 			/* The peer is gone (a cancel, or its backend died): so is the command. */
@@ -832,6 +906,8 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 	}
 	if (cmd[1] >= 0)
 		close(cmd[1]);
+	if (in[1] >= 0)
+		close(in[1]);
 	if (out[0] >= 0)
 		close(out[0]);
 	if (err[0] >= 0)

@@ -201,8 +201,8 @@ run_background(const char *exit_arg, const char *watch_arg, const char *log)
 }
 
 /*
- * A request frame: the JSON document and an upload's or a write's bytes
- * (payload 0); never a payload 1.
+ * A request frame: the JSON document and an upload's or a write's bytes,
+ * or a command's stdin (payload 0); never a payload 1.
  */
 static const size_t request_max[3] = {MAX_REQUEST_BYTES, MAX_REQUEST_BYTES, 0};
 
@@ -255,7 +255,15 @@ answer(const char *doc, size_t len, const char *payload, size_t payload_len, int
 			a->res.error = sb_strdup(errbuf);
 		}
 		else if (framed)
+		{
+			/* stdin, if the request has one, is the frame's payload 0. */
+			if (req.stdin_in_frame)
+			{
+				req.stdin_data = payload;
+				req.stdin_len = payload_len;
+			}
 			a->hung_up = !sb_run_command_conn(&req, &a->res, conn_fd);
+		}
 		else
 			sb_run_command(&req, &a->res);
 		if (!a->hung_up)
