@@ -171,11 +171,10 @@ sb_request_encode(const SbExecRequest *req)
 		json_object_set_new(root, "disk_quota_bytes", json_integer(req->disk_quota_bytes));
 	if (root != NULL && req->call_cwd != NULL)
 		json_object_set_new(root, "call_cwd", json_string(req->call_cwd));
-	if (root != NULL && req->has_stdin && (req->stdin_in_frame || req->stdin_open))
-	{
-		json_object_set_new(root, "stdin_in_frame", json_boolean(req->stdin_in_frame));
-		json_object_set_new(root, "stdin_open", json_boolean(req->stdin_open));
-	}
+	if (root != NULL && req->has_stdin && req->stdin_in_frame)
+		json_object_set_new(root, "stdin_in_frame", json_true());
+	if (root != NULL && req->stdin_open)
+		json_object_set_new(root, "stdin_open", json_true());
 	if (req->has_stdin && !req->stdin_in_frame)
 	{
 		char	   *text = dump(root);

@@ -96,6 +96,12 @@ typedef struct SbExecRequest
 	const char *call_cwd;
 } SbExecRequest;
 
+/*
+ * A writable background process (stdin_open): the listening socket its
+ * executor takes stdin connections on (see executor/background.c).
+ */
+#define SB_STDIN_LISTEN_FD 7
+
 /* What the executor reports back. */
 typedef struct SbExecResult
 {

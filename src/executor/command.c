@@ -971,13 +971,46 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 }
 
 /*
+ * stdin_feeder gives the command its stdin bytes on a pipe, written by a
+ * process of its own (in the command's process group, so it goes with it):
+ * the supervisor never waits on a command that does not read.  Returns the
+ * pipe's read end, or -1.
+ */
+static int
+stdin_feeder(const SbExecRequest *req)
+{
+	int			p[2];
+	pid_t		pid;
+
+	if (pipe(p) != 0)
+		return -1;
+	pid = fork();
+	if (pid == 0)
+	{
+		close(p[0]);
+		(void) sb_write_all(p[1], req->stdin_data ? req->stdin_data : "", req->stdin_len);
+		_exit(0);
+	}
+	close(p[1]);
+	if (pid < 0)
+	{
+		close(p[0]);
+		return -1;
+	}
+	return p[0];
+}
+
+/*
  * sb_background_child turns a freshly forked child into the background
- * command: default signals, its own process group, stdin from /dev/null,
- * stdout and stderr to out_fd (or as inherited, if out_fd < 0), the request's
- * limits, cwd (else fallback_cwd) and environment.  It never returns.
+ * command: default signals, its own process group, stdin from stdin_fd (or,
+ * if stdin_fd < 0, the request's stdin bytes, then EOF; without any,
+ * /dev/null), stdout and stderr to out_fd (or as inherited, if out_fd < 0),
+ * the request's limits, cwd (else fallback_cwd) and environment.  It never
+ * returns.
  */
 void
-sb_background_child(const SbExecRequest *req, int out_fd, const char *fallback_cwd)
+sb_background_child(const SbExecRequest *req, int out_fd, const char *fallback_cwd,
+					int stdin_fd)
 {
 	sigset_t	none;
 	int			devnull = open("/dev/null", O_RDONLY);
@@ -986,7 +1019,11 @@ sb_background_child(const SbExecRequest *req, int out_fd, const char *fallback_c
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGPIPE, SIG_DFL);
 	setpgid(0, 0);
-	if (devnull >= 0)
+	if (stdin_fd < 0 && req->has_stdin)
+		stdin_fd = stdin_feeder(req);
+	if (stdin_fd >= 0)
+		dup2(stdin_fd, 0);
+	else if (devnull >= 0)
 		dup2(devnull, 0);
 	if (out_fd >= 0)
 	{
