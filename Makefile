@@ -12,7 +12,8 @@ OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
 	src/worker/claim.o src/worker/complete.o src/worker/recover.o src/worker/bgwatch.o \
 	src/worker/callback.o src/worker/reaper.o src/fileops.o src/background.o src/roles.o \
 	src/local/seccomp.o src/local/storage.o src/local/rmtree.o src/local/spawn.o \
-	src/local/slots.o src/local/cgroup.o src/limits_report.o src/local/quota.o $(COMMON_OBJS)
+	src/local/slots.o src/local/cgroup.o src/limits_report.o src/local/quota.o src/stdin.o \
+	$(COMMON_OBJS)
 # The local backend's sandboxes and warm pool (issue 12's split of driver_local.c).
 OBJS += src/local/bwrap.o src/local/bgfiles.o src/local/warm.o src/local/warm_client.o
 DATA = cloudrun_sandbox--0.1.0.sql cloudrun_sandbox--0.1.0--0.2.0.sql \

@@ -31,6 +31,7 @@
 #include "shared.h"
 
 PG_FUNCTION_INFO_V1(sandbox_start_background);
+PG_FUNCTION_INFO_V1(sandbox_start_background_writable);
 PG_FUNCTION_INFO_V1(sandbox_list_background_processes);
 PG_FUNCTION_INFO_V1(sandbox_kill_background_process);
 PG_FUNCTION_INFO_V1(sandbox_get_background_logs);
@@ -122,39 +123,71 @@ prune_ended(Oid role)
 		elog(ERROR, "could not prune ended background processes");
 }
 
-Datum
-sandbox_start_background(PG_FUNCTION_ARGS)
+/*
+ * start_background records a background process for the worker to start:
+ * with writable (start_background_writable) its stdin stays a pipe that
+ * write_background_stdin writes to; otherwise its stdin bytes, if any, are
+ * fed to it and then it reads EOF (without them, /dev/null).
+ */
+static Datum
+start_background(FunctionCallInfo fcinfo, bool writable)
 {
 	char	   *command = text_arg(fcinfo, 0, "command");
 	char	   *name = text_arg(fcinfo, 1, "session");
 	SbSession  *session;
-	Oid			types[4] = {TEXTOID, REGROLEOID, TEXTOID, INT8OID};
-	Datum		values[4];
+	Oid			types[6] = {TEXTOID, REGROLEOID, TEXTOID, INT8OID, BYTEAOID, BOOLOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', 'n', ' '};
 	bool		isnull;
 	int64		handle;
+	SbCallInput in;
 
-	sb_refuse_unbuilt(fcinfo, 2, (const char *const[]) {"stdin", "stdin_bytes"}, 2);
-
+	sb_call_input_args(fcinfo, 2, 3, -1, &in);
 	sb_require_worker_library();
 	sb_require_utf8();
 	sb_check_command(command);
 	session = sb_session_lock_ext(name, true, (SbBackend) sb_default_backend, false, false);
+	if (writable && session->backend != SB_BACKEND_LOCAL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("start_background_writable is not supported on the %s backend yet",
+						sb_driver_for(session->backend)->name),
+				 errhint("Give the process its whole stdin with sandbox.start_background(..., stdin => ...).")));
 	/* The owner is the caller: read before becoming the tables' owner. */
 	values[0] = CStringGetTextDatum(name);
 	values[1] = ObjectIdGetDatum(session->owner);
 	values[2] = CStringGetTextDatum(command);
 	values[3] = Int64GetDatum(session->id);
+	if (in.has_stdin)
+	{
+		values[4] = PointerGetDatum(sb_call_input_bytea(&in));
+		nulls[4] = ' ';
+	}
+	values[5] = BoolGetDatum(writable);
 	sb_spi_begin_owner();
 	check_role_cap(session->owner);
 	prune_ended(session->owner);
 	if (SPI_execute_with_args("INSERT INTO sandbox.background_processes (session, owner, command, "
-							  "session_id) VALUES ($1, $2, $3, $4) RETURNING pid",
-							  4, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+							  "session_id, stdin, stdin_open) VALUES ($1, $2, $3, $4, $5, $6) "
+							  "RETURNING pid",
+							  6, types, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not record a background process");
 	handle = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	sb_spi_end_owner();
 	sb_wake_worker_at_commit();
 	PG_RETURN_INT64(handle);
+}
+
+Datum
+sandbox_start_background(PG_FUNCTION_ARGS)
+{
+	return start_background(fcinfo, false);
+}
+
+Datum
+sandbox_start_background_writable(PG_FUNCTION_ARGS)
+{
+	return start_background(fcinfo, true);
 }
 
 Datum

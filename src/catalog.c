@@ -512,7 +512,7 @@ sb_session_delete(const SbSession *session)
 	/* Its queued commands never run: not in this session, not in a later one. */
 	run(prepare(&plan_cancel_session_queue,
 				"UPDATE sandbox.executions SET status = 'cancelled', finished_at = now(), "
-				"error = 'its session was dropped before it started' "
+				"stdin = NULL, error = 'its session was dropped before it started' "
 				"WHERE session_id = $1 AND status = 'queued'",
 				1, types),
 		values, NULL, SPI_OK_UPDATE);
@@ -937,6 +937,7 @@ sb_execution_cancel(int64 id)
 				"status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END, "
 				"finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END, "
 				"error = CASE WHEN status = 'queued' THEN 'cancelled before it started' ELSE error END, "
+				"stdin = CASE WHEN status = 'queued' THEN NULL ELSE stdin END, "
 				"cancel_requested = true "
 				"WHERE id = $1 AND ($2 = 0 OR owner = $2) "
 				"AND status IN ('queued', 'launching', 'running') RETURNING id",

@@ -267,6 +267,7 @@ _PG_init(void)
 							"Cloud Run limits job run requests per minute; tasks of one execution are not.",
 							&sb_max_batch, 50, 1, 10000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	sb_fileops_init();
+	sb_stdin_init();
 	sb_cgroup_define_settings();
 	sb_quota_init();
 	sb_callbacks_define_settings();

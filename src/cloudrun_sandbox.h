@@ -70,6 +70,8 @@ extern int	sb_max_transfer_bytes;
 /* cloudrun_sandbox.c: a bound on what shared code and jansson allocate. */
 extern bool sb_alloc_limit(size_t budget);
 extern void sb_fileops_init(void);
+/* stdin.c: cloudrun_sandbox.max_stdin_bytes. */
+extern void sb_stdin_init(void);
 
 /* Which backend runs a session's commands. */
 typedef enum SbBackend

@@ -188,8 +188,10 @@ typedef void (*SbPendingFn) (const char *arg);
 extern void sb_at_end_of_xact(SbPendingFn on_commit, SbPendingFn on_abort, const char *arg);
 
 /* driver_local.c: background processes of the local backend. */
+typedef struct SbCallInput SbCallInput;
 extern pid_t sb_local_background_spawn(const char *session, int64 handle, const char *request,
-									   pid_t *init_pid, int64 *init_start);
+									   const SbCallInput *in, pid_t *init_pid, int64 *init_start);
+extern int	sb_local_background_stdin_connect(const char *session, int64 handle);
 extern bool sb_local_background_exit(const char *session, int64 handle, int *code,
 									 bool *server_stopped, bool *quota_exceeded);
 extern int	sb_local_background_open_log(const char *session, int64 handle);
@@ -225,10 +227,36 @@ extern char *sb_cloud_bg_logs(const char *session, int64 handle, size_t max, siz
 extern int	sb_background_kill(int64 handle, int64 session_id, const char *pattern,
 							   ArrayBuildState **killed);
 
+/*
+ * stdin.c: a call's stdin (has_stdin false: /dev/null; with stdin_open, a
+ * background process's pipe stays open for write_background_stdin) and its
+ * own directory (cwd, relative to the session's, or NULL).
+ */
+struct SbCallInput
+{
+	bool		has_stdin;
+	bool		stdin_open;
+	const char *stdin_data;
+	size_t		stdin_len;
+	const char *cwd;
+};
+
+extern int	sb_max_stdin_bytes;
+extern void sb_check_stdin_size(size_t len);
+extern void sb_call_input_args(FunctionCallInfo fcinfo, int stdin_arg, int bytes_arg,
+							   int cwd_arg, SbCallInput *in);
+extern void sb_execution_set_input(int64 id, const SbCallInput *in);
+extern bytea *sb_call_input_bytea(const SbCallInput *in);
+extern const SbPayload *sb_call_input_payload(const SbDriver *driver, const SbCallInput *in,
+											  SbPayload *p);
+
 /* exec.c: the steps of running one command, shared with the worker. */
 extern char *sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh,
 							 int64 id, const char *command, json_t *call_env, int64 timeout_ms,
 							 SbState *state);
+extern char *sb_prepare_exec_ex(const SbSession *session, const SbDriver *driver, bool fresh,
+								int64 id, const char *command, json_t *call_env,
+								int64 timeout_ms, const SbCallInput *in, SbState *state);
 extern TimestampTz sb_exec_deadline(const SbDriver *driver, TimestampTz started,
 									int64 timeout_ms);
 extern void sb_decode_result(SbOutcome *outcome, const char *text, size_t len,

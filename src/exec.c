@@ -119,6 +119,20 @@ char *
 sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh, int64 id,
 				const char *command, json_t *call_env, int64 timeout_ms, SbState *state)
 {
+	return sb_prepare_exec_ex(session, driver, fresh, id, command, call_env, timeout_ms, NULL,
+							  state);
+}
+
+/*
+ * sb_prepare_exec_ex is sb_prepare_exec with the call's stdin and directory
+ * (in, or NULL): stdin goes in the document (cloud) or is left to the frame's
+ * payload 0, sb_call_input_payload (binary frames).
+ */
+char *
+sb_prepare_exec_ex(const SbSession *session, const SbDriver *driver, bool fresh, int64 id,
+				   const char *command, json_t *call_env, int64 timeout_ms,
+				   const SbCallInput *in, SbState *state)
+{
 	SbExecRequest req;
 	char	   *request;
 
@@ -157,6 +171,15 @@ sb_prepare_exec(const SbSession *session, const SbDriver *driver, bool fresh, in
 	sb_limits(&req.limits);
 	if (driver->disk_quota_kb != NULL)
 		req.disk_quota_bytes = driver->disk_quota_kb(session->key) * 1024;
+	if (in != NULL)
+	{
+		req.call_cwd = in->cwd;
+		req.has_stdin = in->has_stdin;
+		req.stdin_open = in->stdin_open;
+		req.stdin_in_frame = in->has_stdin && driver->binary_frames;
+		req.stdin_data = in->stdin_data;
+		req.stdin_len = in->stdin_len;
+	}
 	request = sb_request_encode(&req);
 	if (request == NULL)
 		elog(ERROR, "could not encode the sandbox request");
@@ -391,10 +414,13 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	struct varlena *err;
 	SbPayload	payloads[2];
 	int			npayloads = 0;
+	SbCallInput in;
+	SbPayload	stdin_payload;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "sandbox.exec must return a composite type");
-	sb_refuse_unbuilt(fcinfo, 4, (const char *const[]) {"stdin", "cwd", "stream", "stdin_bytes"}, 4);
+	sb_refuse_unbuilt(fcinfo, 4, (const char *const[]) {NULL, NULL, "stream", NULL}, 4);
+	sb_call_input_args(fcinfo, 4, 7, 5, &in);
 	sb_require_utf8();
 	sb_check_command(command);
 
@@ -403,8 +429,8 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	driver = sb_driver_for(session->backend);
 	memset(&outcome, 0, sizeof(outcome));
 	outcome.id = sb_execution_next_id();
-	request = sb_prepare_exec(session, driver, session->created, outcome.id, command, call_env,
-							  tmo, &state);
+	request = sb_prepare_exec_ex(session, driver, session->created, outcome.id, command,
+								 call_env, tmo, &in, &state);
 	outcome.command = command;
 	/* A command whose transaction rolled back changed the state: the mirror follows. */
 	if (!driver->executor_writes_state && !session->created &&
@@ -414,7 +440,8 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	if (!session->created)
 		sb_reaper_if_change_aborts(session);
 	outcome.started_at = GetCurrentTimestamp();
-	text = sb_run_sync(driver, session->key, outcome.id, request, NULL,
+	text = sb_run_sync(driver, session->key, outcome.id, request,
+					   sb_call_input_payload(driver, &in, &stdin_payload),
 					   sb_exec_deadline(driver, outcome.started_at, tmo), &len, payloads,
 					   &npayloads);
 	outcome.finished_at = GetCurrentTimestamp();

@@ -82,7 +82,7 @@ check_callback(Oid fn)
  */
 static int64
 queue(const char *name, const char *command, int64 timeout_ms, Jsonb *env, const char *env_what,
-	  Oid callback)
+	  Oid callback, const SbCallInput *in)
 {
 	SbSession  *session;
 	int64		id;
@@ -96,6 +96,8 @@ queue(const char *name, const char *command, int64 timeout_ms, Jsonb *env, const
 		check_callback(callback);
 	session = sb_session_lock_ext(name, true, (SbBackend) sb_default_backend, false, false);
 	id = sb_execution_queue(session, command, timeout_ms, env, callback);
+	if (in != NULL)
+		sb_execution_set_input(id, in);
 	sb_wake_worker_at_commit();
 	return id;
 }
@@ -108,10 +110,12 @@ sandbox_submit(PG_FUNCTION_ARGS)
 	int64		tmo = sb_timeout_ms(PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2));
 	Jsonb	   *env = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
 	Oid			callback = PG_ARGISNULL(4) ? InvalidOid : PG_GETARG_OID(4);
+	SbCallInput in;
 
-	sb_refuse_unbuilt(fcinfo, 5, (const char *const[]) {"stdin", "cwd", "retries", "retry_delay",
-		"retry_on", "stdin_bytes"}, 6);
-	PG_RETURN_INT64(queue(name, command, tmo, env, "env argument", callback));
+	sb_refuse_unbuilt(fcinfo, 5, (const char *const[]) {NULL, NULL, "retries", "retry_delay",
+		"retry_on", NULL}, 6);
+	sb_call_input_args(fcinfo, 5, 10, 6, &in);
+	PG_RETURN_INT64(queue(name, command, tmo, env, "env argument", callback, &in));
 }
 
 /* result_desc returns the row type of wait/result. */
@@ -336,7 +340,7 @@ sandbox_submit_trigger(PG_FUNCTION_ARGS)
 	if (tg->tgnargs >= 4 && tg->tgargs[3][0])
 		callback = DatumGetObjectId(DirectFunctionCall1(regprocedurein, CStringGetDatum(tg->tgargs[3])));
 	(void) queue(session, command, tmo, any ? JsonbValueToJsonb(env_value) : NULL,
-				 "row values of the submit_trigger placeholders", callback);
+				 "row values of the submit_trigger placeholders", callback, NULL);
 	return PointerGetDatum(NULL);
 }
 

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
+static char *splice_base64(char *json, const char *key, const char *data, size_t len);
+static bool decode_base64(const char *text, size_t len, char **out, size_t *out_len);
+
 static const char *const status_names[] = {"succeeded", "failed", "timed_out", "error",
 	"quota_exceeded"};
 
@@ -166,6 +169,19 @@ sb_request_encode(const SbExecRequest *req)
 	}
 	if (root != NULL && req->disk_quota_bytes > 0)
 		json_object_set_new(root, "disk_quota_bytes", json_integer(req->disk_quota_bytes));
+	if (root != NULL && req->call_cwd != NULL)
+		json_object_set_new(root, "call_cwd", json_string(req->call_cwd));
+	if (root != NULL && req->has_stdin && req->stdin_in_frame)
+		json_object_set_new(root, "stdin_in_frame", json_true());
+	if (root != NULL && req->stdin_open)
+		json_object_set_new(root, "stdin_open", json_true());
+	if (req->has_stdin && !req->stdin_in_frame)
+	{
+		char	   *text = dump(root);
+
+		return text ? splice_base64(text, "stdin", req->stdin_data ? req->stdin_data : "",
+									req->stdin_len) : NULL;
+	}
 	return dump(root);
 }
 
@@ -267,6 +283,34 @@ sb_request_decode(const char *text, size_t len, SbExecRequest *out, json_t **hol
 		 !get_int(limits, "fsize_bytes", &out->limits.fsize_bytes, 0) ||
 		 !get_int(limits, "cpu_seconds", &out->limits.cpu_seconds, 0)))
 		return fail(errbuf, errlen, "request has malformed limits");
+	v = json_object_get(root, "call_cwd");
+	if (v != NULL && (!json_is_string(v) || json_string_length(v) == 0 ||
+					  json_string_length(v) >= SB_MAX_CWD_BYTES))
+		return fail(errbuf, errlen, "request has a malformed call_cwd");
+	out->call_cwd = v ? json_string_value(v) : NULL;
+	out->stdin_in_frame = json_is_true(json_object_get(root, "stdin_in_frame"));
+	out->stdin_open = json_is_true(json_object_get(root, "stdin_open"));
+	out->has_stdin = out->stdin_in_frame;
+	v = json_object_get(root, "stdin");
+	if (v != NULL && !out->stdin_in_frame)
+	{
+		char	   *raw;
+		size_t		n;
+
+		if (!json_is_string(v) || !decode_base64(json_string_value(v), json_string_length(v),
+												 &raw, &n))
+			return fail(errbuf, errlen, "request has no valid base64 stdin");
+		/*
+		 * The bytes replace their base64 in the document, which owns them:
+		 * a string of any bytes (never dumped again, never compared).
+		 */
+		json_object_set_new(root, "stdin", json_stringn_nocheck(raw, n));
+		sb_free(raw);
+		v = json_object_get(root, "stdin");
+		out->stdin_data = json_string_value(v);
+		out->stdin_len = json_string_length(v);
+		out->has_stdin = true;
+	}
 	return true;
 }
 

@@ -81,7 +81,26 @@ typedef struct SbExecRequest
 	const char *prefix; /* object-name prefix, "" for none */
 	SbIsolation isolation; /* cloud: how the command is isolated in the container */
 	long long disk_quota_bytes; /* local: the session's disk quota, watched; 0 = none */
+	/*
+	 * stdin (issue 14): has_stdin false = /dev/null.  Otherwise stdin_len
+	 * bytes fed to the command on a pipe, then closed (background with
+	 * stdin_open: left open for write_background_stdin).  They travel as the
+	 * frame's payload 0 ("stdin_in_frame", local) or in base64 ("stdin").
+	 */
+	bool has_stdin;
+	bool stdin_in_frame;
+	bool stdin_open;
+	const char *stdin_data;
+	size_t stdin_len;
+	/* This call's directory ("call_cwd"): relative to cwd, or absolute; NULL = cwd. */
+	const char *call_cwd;
 } SbExecRequest;
+
+/*
+ * A writable background process (stdin_open): the listening socket its
+ * executor takes stdin connections on (see executor/background.c).
+ */
+#define SB_STDIN_LISTEN_FD 7
 
 /* What the executor reports back. */
 typedef struct SbExecResult

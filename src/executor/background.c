@@ -16,6 +16,15 @@
  * the server, not with the worker, which can restart.  When the command ends,
  * its exit status is written to the exit descriptor (so a supervisor that
  * restarted and is no longer our parent still learns it) and becomes ours.
+ *
+ * A process started to be written to (start_background_writable: the
+ * request's "stdin_open") has a stdin pipe we keep: its first bytes come
+ * with the request, then each connection to the listening socket on
+ * SB_STDIN_LISTEN_FD (made by the host in a directory no sandbox sees) brings
+ * "W <length> <close>\n" and that many bytes, which we pass on as the
+ * command takes them (the writer waits, never we), answering "ok\n" once all
+ * are in the pipe, or "closed\n" if its stdin is closed already; with close
+ * 1 the pipe is closed after them.  One connection at a time.
  */
 #define _GNU_SOURCE
 #include "command.h"
@@ -29,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -96,6 +106,165 @@ explain_end(const SbExecRequest *req, int wstatus)
 				strsignal(sig));
 }
 
+#define Min(a, b) ((a) < (b) ? (a) : (b))
+
+/* The stdin of a writable process: see the file header. */
+typedef struct StdinPipe
+{
+	int			pipe_w;			/* the command's stdin; -1 once closed */
+	int			listen_fd;		/* -1: not writable, or not before the first bytes are in */
+	int			conn;			/* the connection being served, or -1 */
+	char		hdr[64];
+	size_t		hdr_len;
+	bool		have_hdr;
+	long long	want;			/* bytes of the connection still to pass on */
+	bool		close_after;
+	const char *data;			/* bytes to write into the pipe */
+	size_t		left;
+	char		chunk[65536];
+} StdinPipe;
+
+/* stdin_end_conn answers the connection (best effort) and closes it. */
+static void
+stdin_end_conn(StdinPipe *s, const char *answer)
+{
+	if (answer != NULL)
+		(void) send(s->conn, answer, strlen(answer), MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(s->conn);
+	s->conn = -1;
+}
+
+/* stdin_close closes the command's stdin. */
+static void
+stdin_close(StdinPipe *s)
+{
+	if (s->pipe_w >= 0)
+		close(s->pipe_w);
+	s->pipe_w = -1;
+}
+
+/*
+ * stdin_events fills the poll entries of a writable stdin (three: the pipe,
+ * the listening socket, the connection), for what it waits on now.
+ */
+static void
+stdin_events(StdinPipe *s, struct pollfd *p, int listen_fd)
+{
+	p[0] = (struct pollfd) {.fd = s->left > 0 && s->pipe_w >= 0 ? s->pipe_w : -1, .events = POLLOUT};
+	/* The first bytes go in before anyone else's. */
+	if (s->listen_fd < 0 && s->left == 0)
+		s->listen_fd = listen_fd;
+	p[1] = (struct pollfd) {.fd = s->conn < 0 ? s->listen_fd : -1, .events = POLLIN};
+	p[2] = (struct pollfd) {.fd = s->conn >= 0 && s->left == 0 ? s->conn : -1, .events = POLLIN};
+}
+
+/* stdin_header parses "W <length> <close>\n" at the start of s->hdr; false if malformed. */
+static bool
+stdin_header(StdinPipe *s, size_t *used)
+{
+	char	   *nl = memchr(s->hdr, '\n', s->hdr_len);
+	long long	len;
+	int			close_after, n = 0;
+
+	if (nl == NULL)
+		return s->hdr_len < sizeof(s->hdr) - 1;
+	*nl = '\0';
+	if (sscanf(s->hdr, "W %lld %d%n", &len, &close_after, &n) != 2 || s->hdr + n != nl ||
+		len < 0 || (close_after != 0 && close_after != 1))
+		return false;
+	s->have_hdr = true;
+	s->want = len;
+	s->close_after = close_after == 1;
+	*used = nl + 1 - s->hdr;
+	return true;
+}
+
+/*
+ * stdin_step does what the poll entries p[0..2] (stdin_events) allow: writes
+ * into the pipe, accepts a connection, reads its header and bytes, and ends
+ * it once all of them are in.
+ */
+static void
+stdin_step(StdinPipe *s, const struct pollfd *p)
+{
+	if (p[0].revents && s->pipe_w >= 0)
+	{
+		ssize_t		n = write(s->pipe_w, s->data, s->left);
+
+		if (n > 0)
+		{
+			s->data += n;
+			s->left -= n;
+		}
+		else if (n < 0 && errno != EAGAIN && errno != EINTR)
+			stdin_close(s);		/* the command closed its stdin: what is left goes nowhere */
+	}
+	if (s->pipe_w < 0)
+		s->left = 0;
+	if (p[1].revents & POLLIN)
+	{
+		s->conn = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		s->hdr_len = 0;
+		s->have_hdr = false;
+	}
+	if (s->conn >= 0 && p[2].revents)
+	{
+		ssize_t		n;
+
+		if (!s->have_hdr)
+		{
+			size_t		used = 0;
+
+			n = read(s->conn, s->hdr + s->hdr_len, sizeof(s->hdr) - 1 - s->hdr_len);
+			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			{
+				stdin_end_conn(s, NULL);
+				return;
+			}
+			if (n > 0)
+				s->hdr_len += n;
+			if (!stdin_header(s, &used))
+			{
+				stdin_end_conn(s, "malformed\n");
+				return;
+			}
+			if (s->have_hdr)
+			{
+				/* Bytes after the header are the first of the data. */
+				s->left = Min((long long) (s->hdr_len - used), s->want);
+				memcpy(s->chunk, s->hdr + used, s->left);
+				s->data = s->chunk;
+				s->want -= s->left;
+			}
+		}
+		else if (s->want > 0)
+		{
+			n = read(s->conn, s->chunk, Min((long long) sizeof(s->chunk), s->want));
+			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			{
+				stdin_end_conn(s, NULL);	/* cut short: what came is passed on */
+				return;
+			}
+			if (n > 0)
+			{
+				s->data = s->chunk;
+				s->left = n;
+				s->want -= n;
+			}
+		}
+	}
+	if (s->pipe_w < 0)
+		s->left = 0;
+	if (s->conn >= 0 && s->have_hdr && s->want == 0 && s->left == 0)
+	{
+		bool		was_open = s->pipe_w >= 0;
+
+		if (s->close_after)
+			stdin_close(s);
+		stdin_end_conn(s, was_open ? "ok\n" : "closed\n");
+	}
+}
+
 /*
  * sb_background_main runs req's command until it ends.  exit_fd receives its
  * exit code; watch_fd, if >= 0, is the postmaster-death pipe.  Returns the
@@ -112,6 +281,8 @@ sb_background_main(const SbExecRequest *req, int exit_fd, int watch_fd, const ch
 	bool		server_stopped = false;
 	int			code;
 	bool		quota_watch, quota_room, quota_hit = false;
+	StdinPipe	in = {.pipe_w = -1, .listen_fd = -1, .conn = -1};
+	int			stdin_r = -1;
 
 	/*
 	 * With a disk image, the log is ours to make, in it: a new file, never
@@ -153,6 +324,21 @@ sb_background_main(const SbExecRequest *req, int exit_fd, int watch_fd, const ch
 	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (req->stdin_open)
+	{
+		int			p[2];
+
+		(void) fcntl(SB_STDIN_LISTEN_FD, F_SETFD, FD_CLOEXEC);
+		(void) fcntl(SB_STDIN_LISTEN_FD, F_SETFL, O_NONBLOCK);
+		if (pipe2(p, O_CLOEXEC) == 0)
+		{
+			stdin_r = p[0];
+			in.pipe_w = p[1];
+			(void) fcntl(in.pipe_w, F_SETFL, O_NONBLOCK);
+			in.data = req->stdin_data;
+			in.left = req->stdin_len;
+		}
+	}
 	child = fork();
 	if (child < 0)
 	{
@@ -162,13 +348,15 @@ sb_background_main(const SbExecRequest *req, int exit_fd, int watch_fd, const ch
 		return 127;
 	}
 	if (child == 0)
-		sb_background_child(req, -1, SB_WORKSPACE);
+		sb_background_child(req, -1, SB_WORKSPACE, stdin_r);
 	setpgid(child, child);
+	if (stdin_r >= 0)
+		close(stdin_r);
 
 	for (;;)
 	{
 		/* The pipe is watched, never read: its O_NONBLOCK flag is the server's. */
-		struct pollfd pfd[2] = {{.fd = sigfd, .events = POLLIN},
+		struct pollfd pfd[5] = {{.fd = sigfd, .events = POLLIN},
 		{.fd = watch_fd, .events = POLLIN}};
 		int			timeout = kill_at > 0 ? (int) (kill_at - sb_now_ms()) : -1;
 		struct signalfd_siginfo si;
@@ -194,8 +382,14 @@ sb_background_main(const SbExecRequest *req, int exit_fd, int watch_fd, const ch
 			kill_at = -1;		/* done: no more timer */
 			timeout = -1;
 		}
-		if (poll(pfd, watch_fd >= 0 ? 2 : 1, timeout) <= 0)
+		if (in.listen_fd >= 0 || in.pipe_w >= 0 || in.conn >= 0)
+			stdin_events(&in, &pfd[2], SB_STDIN_LISTEN_FD);
+		else
+			pfd[2].fd = pfd[3].fd = pfd[4].fd = -1;
+		if (poll(pfd, 5, timeout) <= 0)
 			continue;
+		if (in.listen_fd >= 0 || in.pipe_w >= 0 || in.conn >= 0)
+			stdin_step(&in, &pfd[2]);
 		if (watch_fd >= 0 && (pfd[1].revents & POLLNVAL))
 			watch_fd = -1;		/* not a descriptor after all: nothing to watch */
 		else if (watch_fd >= 0 && pfd[1].revents != 0)

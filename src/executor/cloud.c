@@ -1220,7 +1220,7 @@ run_background(CloudRun *run, SbExecRequest *req, const char *base)
 	{
 		child = fork();
 		if (child == 0)
-			sb_background_child(req, pipefd[1], run->workspace_dir);
+			sb_background_child(req, pipefd[1], run->workspace_dir, -1);
 	}
 	else
 		child = sb_isolate_background(req, pipefd[1], &inner, msg, sizeof(msg));

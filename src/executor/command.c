@@ -49,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define STDIN_FD 94
 #define SETUP_FD 95
 #define CMD_FD 96
 #define STATE_FD 97
@@ -212,16 +213,17 @@ typedef struct Shell
 	int			setup_w;
 	int			cmd_w;
 	int			st_r;
+	int			in_w;			/* fd 94: the request's stdin, if it has one */
 } Shell;
 
 /* The shell started ahead of the next request (sb_command_prestart), if any. */
-static Shell spare = {0, -1, -1, -1, -1, -1};
+static Shell spare = {0, -1, -1, -1, -1, -1, -1};
 
 /* shell_close closes the executor's ends of a shell's pipes. */
 static void
 shell_close(Shell *sh)
 {
-	int		   *fds[] = {&sh->out_r, &sh->err_r, &sh->setup_w, &sh->cmd_w, &sh->st_r};
+	int		   *fds[] = {&sh->out_r, &sh->err_r, &sh->setup_w, &sh->cmd_w, &sh->st_r, &sh->in_w};
 
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (*fds[i] >= 0)
@@ -231,7 +233,7 @@ shell_close(Shell *sh)
 
 /*
  * shell_start starts a shell: bash with the base environment in /, its
- * descriptors 0 (/dev/null), 1, 2 and 95-97 the pipes', nothing else open,
+ * descriptors 0 (/dev/null), 1, 2 and 94-97 the pipes', nothing else open,
  * default signals, its own process group.  It is spawned (posix_spawn:
  * the child shares our memory until its exec), not forked: on this kind of
  * machine copying page tables and taking the copy-on-write faults after a
@@ -242,8 +244,8 @@ static bool
 shell_start(Shell *sh)
 {
 	int			out[2] = {-1, -1}, err[2] = {-1, -1}, setup[2] = {-1, -1};
-	int			cmd[2] = {-1, -1}, st[2] = {-1, -1};
-	int		   *pairs[] = {out, err, setup, cmd, st};
+	int			cmd[2] = {-1, -1}, st[2] = {-1, -1}, in[2] = {-1, -1};
+	int		   *pairs[] = {out, err, setup, cmd, st, in};
 	char	   *envp[sizeof(base_env) / sizeof(base_env[0]) + 1];
 	char		entries[sizeof(base_env) / sizeof(base_env[0])][128];
 	char	   *argv[] = {"bash", "--noprofile", "--norc", "-c", (char *) wrapper, "sandbox", NULL};
@@ -275,6 +277,7 @@ shell_start(Shell *sh)
 	posix_spawn_file_actions_adddup2(&fa, setup[0], SETUP_FD);
 	posix_spawn_file_actions_adddup2(&fa, cmd[0], CMD_FD);
 	posix_spawn_file_actions_adddup2(&fa, st[1], STATE_FD);
+	posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FD);
 	posix_spawn_file_actions_addchdir_np(&fa, "/");
 	posix_spawnattr_init(&attr);
 	sigemptyset(&none);
@@ -290,13 +293,14 @@ shell_start(Shell *sh)
 	posix_spawnattr_destroy(&attr);
 	if (rc == 0)
 	{
-		*sh = (Shell) {child, out[0], err[0], setup[1], cmd[1], st[0]};
-		out[0] = err[0] = setup[1] = cmd[1] = st[0] = -1;
+		*sh = (Shell) {child, out[0], err[0], setup[1], cmd[1], st[0], in[1]};
+		out[0] = err[0] = setup[1] = cmd[1] = st[0] = in[1] = -1;
 		fcntl(sh->out_r, F_SETFL, O_NONBLOCK);
 		fcntl(sh->err_r, F_SETFL, O_NONBLOCK);
 		fcntl(sh->st_r, F_SETFL, O_NONBLOCK);
 		fcntl(sh->setup_w, F_SETFL, O_NONBLOCK);
 		fcntl(sh->cmd_w, F_SETFL, O_NONBLOCK);
+		fcntl(sh->in_w, F_SETFL, O_NONBLOCK);
 	}
 
 done:
@@ -335,7 +339,7 @@ shell_take(Shell *sh)
 		if (waitpid(spare.pid, NULL, WNOHANG) == 0)
 		{
 			*sh = spare;
-			spare = (Shell) {0, -1, -1, -1, -1, -1};
+			spare = (Shell) {0, -1, -1, -1, -1, -1, -1};
 			return true;
 		}
 		shell_close(&spare);
@@ -434,6 +438,30 @@ shell_setup(const SbExecRequest *req, SbBuf *buf)
 		sb_free(envp[i]);
 	}
 	sb_free(envp);
+	/*
+	 * stdin: the pipe on fd 94 if the request has one (a plain exec: the
+	 * redirections of `builtin exec` would be undone), else /dev/null.
+	 */
+	append_str(buf, req->has_stdin ? "exec 0<&94 94<&-\n" : "exec 94<&-\n");
+	/*
+	 * The call's own directory (relative to the session's cwd): parse_state
+	 * is told on fd 97, "@<the directory>\0" before the shell's record (a
+	 * command that does not cd leaves the session's cwd), or "!" if there is
+	 * no such directory, and the call fails with 1, nothing run.
+	 */
+	if (req->call_cwd != NULL)
+	{
+		append_str(buf, "if builtin cd -P -- ");
+		append_quoted(buf, req->call_cwd, strlen(req->call_cwd));
+		append_str(buf, " 2>/dev/null; then builtin printf '@%s\\0' \"$PWD\" >&97; else __sb_d=");
+		append_quoted(buf, req->call_cwd, strlen(req->call_cwd));
+		append_str(buf, "; if [[ ! -e $__sb_d ]]; then __sb_why='No such file or directory'; "
+				   "elif [[ ! -d $__sb_d ]]; then __sb_why='Not a directory'; "
+				   "else __sb_why='Permission denied'; fi; "
+				   "builtin printf 'cloudrun-sandbox: cd: %s: %s\\n' \"$__sb_d\" \"$__sb_why\" >&2; "
+				   "builtin printf '!' >&97; builtin trap - EXIT; builtin exit 1; fi; "
+				   "builtin unset __sb_d __sb_why\n");
+	}
 	append_str(buf, "builtin unset OLDPWD; builtin declare -x OLDPWD; SECONDS=0\n");
 }
 
@@ -659,6 +687,7 @@ parse_state(const SbExecRequest *req, SbBuf *buf, SbExecResult *res)
 {
 	const char *p = buf->data;
 	const char *end = buf->data + buf->len;
+	const char *start_dir = NULL;	/* the call's own directory, if it had one */
 	const char *decl;
 	json_t	   *env;
 	const char *key;
@@ -674,7 +703,17 @@ parse_state(const SbExecRequest *req, SbBuf *buf, SbExecResult *res)
 			 "are larger than the %d bytes a session holds", SB_MAX_ENV_BYTES);
 		return;
 	}
-	if (buf->len < 3 || end[-1] != '\0' || p[0] != '/')
+	if (buf->len >= 1 && p[0] == '!')
+		return;					/* no such call directory: nothing ran */
+	if (buf->len >= 1 && p[0] == '@')
+	{
+		start_dir = p + 1;
+		p = memchr(start_dir, '\0', end - start_dir);
+		if (p == NULL)
+			goto incomplete;
+		p++;
+	}
+	if (end - p < 3 || end[-1] != '\0' || p[0] != '/')
 		goto incomplete;
 	decl = p + strlen(p) + 1;
 	if (decl >= end || memchr(decl, '\0', end - decl - 1) != NULL)
@@ -749,7 +788,11 @@ parse_state(const SbExecRequest *req, SbBuf *buf, SbExecResult *res)
 		json_decref(env);
 		return;
 	}
-	res->cwd = sb_utf8_repair(p, strlen(p), false, &n, &repaired);
+	/* A call in a directory of its own that did not cd leaves the session's cwd. */
+	if (start_dir != NULL && strcmp(p, start_dir) == 0)
+		res->cwd = sb_strdup(req->cwd);
+	else
+		res->cwd = sb_utf8_repair(p, strlen(p), false, &n, &repaired);
 	res->env = env;
 	res->has_state = true;
 	return;
@@ -860,6 +903,9 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 {
 	int			out[2] = {-1, -1}, err[2] = {-1, -1}, cmd[2] = {-1, -1}, st[2] = {-1, -1};
 	int			setup_w;
+	int			in_w;			/* the command's stdin, when the request has one */
+	const char *inp = req->stdin_data;
+	size_t		in_left = req->stdin_len;
 	Shell		sh;
 	SbBuf		setup;
 	size_t		setup_done = 0;
@@ -914,6 +960,12 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 	st[0] = sh.st_r;
 	cmd[1] = sh.cmd_w;
 	setup_w = sh.setup_w;
+	in_w = sh.in_w;
+	if (!req->has_stdin)
+	{
+		close(in_w);
+		in_w = -1;
+	}
 	shell_limits(child, &req->limits);
 	sb_buf_init(&setup, 0);
 	shell_setup(req, &setup);
@@ -929,7 +981,7 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 
 	while (!exited || out[0] >= 0 || err[0] >= 0 || st[0] >= 0)
 	{
-		struct pollfd pfd[7];
+		struct pollfd pfd[8];
 		int			nfds = 0;
 		double		now = now_ms();
 		double		wake = 0;
@@ -994,6 +1046,8 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 		 */
 		pfd[nfds++] = (struct pollfd) {.fd = hung_up ? -1 : conn_fd, .events = POLLRDHUP};
 		pfd[nfds++] = (struct pollfd) {.fd = setup_w, .events = POLLOUT};
+		/* stdin: written as the command takes it, never waited for (see below). */
+		pfd[nfds++] = (struct pollfd) {.fd = in_w, .events = POLLOUT};
 		if (poll(pfd, nfds, timeout) < 0 && errno != EINTR)
 		{
 			set_error(res, "poll failed");
@@ -1052,6 +1106,28 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 				setup_w = -1;
 			}
 		}
+		/*
+		 * stdin is closed once all of it is written, or the command can no
+		 * longer read it (EPIPE), or the command has exited (one that never
+		 * read it is not waited for).
+		 */
+		if (in_w >= 0 && (pfd[7].revents || exited))
+		{
+			ssize_t		n = (pfd[7].revents & POLLOUT) && in_left > 0 ?
+				write(in_w, inp, in_left) : 0;
+
+			if (n > 0)
+			{
+				inp += n;
+				in_left -= n;
+			}
+			if (in_left == 0 || exited || (n < 0 && errno != EAGAIN && errno != EINTR) ||
+				(pfd[7].revents & (POLLERR | POLLHUP)))
+			{
+				close(in_w);
+				in_w = -1;
+			}
+		}
 		if (pfd[5].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
 		{
 			/* The peer is gone (a cancel, or its backend died): so is the command. */
@@ -1063,6 +1139,8 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 	}
 	if (setup_w >= 0)
 		close(setup_w);
+	if (in_w >= 0)
+		close(in_w);
 	sb_buf_free(&setup);
 	if (cmd[1] >= 0)
 		close(cmd[1]);
@@ -1129,13 +1207,46 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 }
 
 /*
+ * stdin_feeder gives the command its stdin bytes on a pipe, written by a
+ * process of its own (in the command's process group, so it goes with it):
+ * the supervisor never waits on a command that does not read.  Returns the
+ * pipe's read end, or -1.
+ */
+static int
+stdin_feeder(const SbExecRequest *req)
+{
+	int			p[2];
+	pid_t		pid;
+
+	if (pipe(p) != 0)
+		return -1;
+	pid = fork();
+	if (pid == 0)
+	{
+		close(p[0]);
+		(void) sb_write_all(p[1], req->stdin_data ? req->stdin_data : "", req->stdin_len);
+		_exit(0);
+	}
+	close(p[1]);
+	if (pid < 0)
+	{
+		close(p[0]);
+		return -1;
+	}
+	return p[0];
+}
+
+/*
  * sb_background_child turns a freshly forked child into the background
- * command: default signals, its own process group, stdin from /dev/null,
- * stdout and stderr to out_fd (or as inherited, if out_fd < 0), the request's
- * limits, cwd (else fallback_cwd) and environment.  It never returns.
+ * command: default signals, its own process group, stdin from stdin_fd (or,
+ * if stdin_fd < 0, the request's stdin bytes, then EOF; without any,
+ * /dev/null), stdout and stderr to out_fd (or as inherited, if out_fd < 0),
+ * the request's limits, cwd (else fallback_cwd) and environment.  It never
+ * returns.
  */
 void
-sb_background_child(const SbExecRequest *req, int out_fd, const char *fallback_cwd)
+sb_background_child(const SbExecRequest *req, int out_fd, const char *fallback_cwd,
+					int stdin_fd)
 {
 	sigset_t	none;
 	int			devnull = open("/dev/null", O_RDONLY);
@@ -1144,7 +1255,11 @@ sb_background_child(const SbExecRequest *req, int out_fd, const char *fallback_c
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGPIPE, SIG_DFL);
 	setpgid(0, 0);
-	if (devnull >= 0)
+	if (stdin_fd < 0 && req->has_stdin)
+		stdin_fd = stdin_feeder(req);
+	if (stdin_fd >= 0)
+		dup2(stdin_fd, 0);
+	else if (devnull >= 0)
 		dup2(devnull, 0);
 	if (out_fd >= 0)
 	{

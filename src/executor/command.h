@@ -66,8 +66,13 @@ extern void sb_quota_message(char *buf, size_t len, long long quota_bytes);
 /* How often a running command's disk is looked at, with a quota. */
 #define SB_QUOTA_POLL_MS 100
 
-/* sb_background_child runs a background command in a forked child; never returns. */
-extern void sb_background_child(const SbExecRequest *req, int out_fd, const char *fallback_cwd)
+/*
+ * sb_background_child runs a background command in a forked child, its
+ * stdin from stdin_fd (-1: the request's stdin bytes, or /dev/null); never
+ * returns.
+ */
+extern void sb_background_child(const SbExecRequest *req, int out_fd, const char *fallback_cwd,
+								int stdin_fd)
 			__attribute__((noreturn));
 
 /* sb_background_main runs req's command as a background process; see background.c. */

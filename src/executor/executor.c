@@ -166,8 +166,33 @@ fd_arg(const char *arg, int *fd)
 }
 
 /*
+ * split_frame finds, in a whole frame read into memory (common/frame.h),
+ * its JSON document and payload 0; false if the text is not one.
+ */
+static bool
+split_frame(const char *text, size_t len, const char **json, size_t *json_len,
+			const char **p0, size_t *p0_len)
+{
+	const char *nl = memchr(text, '\n', len < SB_FRAME_HEADER_MAX ? len : SB_FRAME_HEADER_MAX);
+	unsigned long long j, a, b;
+	int			n = 0;
+
+	if (len < 4 || memcmp(text, "SBF ", 4) != 0 || nl == NULL ||
+		sscanf(text, "SBF %llu %llu %llu%n", &j, &a, &b, &n) != 3 || text + n != nl ||
+		b != 0 || j > len || a > len || (size_t) (nl + 1 - text) + j + a != len)
+		return false;
+	*json = nl + 1;
+	*json_len = j;
+	*p0 = *json + j;
+	*p0_len = a;
+	return true;
+}
+
+/*
  * run_background runs an exec request as a background process (see
  * background.c); it answers with an exit status, not a result document.
+ * The request is a JSON document, or a frame whose payload 0 is its stdin
+ * (the local backend).
  */
 static int
 run_background(const char *exit_arg, const char *watch_arg, const char *log)
@@ -178,6 +203,8 @@ run_background(const char *exit_arg, const char *watch_arg, const char *log)
 	char		errbuf[512];
 	int			rc;
 	int			exit_fd, watch_fd;
+	const char *doc, *p0 = NULL;
+	size_t		doc_len, p0_len = 0;
 
 	signal(SIGPIPE, SIG_IGN);
 	prctl(PR_SET_DUMPABLE, 0);
@@ -186,13 +213,24 @@ run_background(const char *exit_arg, const char *watch_arg, const char *log)
 		fprintf(stderr, "cloudrun-sandbox: background mode takes two descriptor numbers\n");
 		return 2;
 	}
-	if (!read_all(0, &input) ||
-		!sb_request_decode(input.data ? input.data : "", input.len, &req, &holder, errbuf,
-						   sizeof(errbuf)))
+
+	if (!read_all(0, &input))
+		input.len = 0;
+	doc = input.data ? input.data : "";
+	doc_len = input.len;
+	if (input.len > 0)
+		(void) split_frame(input.data, input.len, &doc, &doc_len, &p0, &p0_len);
+	if (input.len == 0 ||
+		!sb_request_decode(doc, doc_len, &req, &holder, errbuf, sizeof(errbuf)))
 	{
 		fprintf(stderr, "cloudrun-sandbox: bad background request: %s\n",
 				input.len ? errbuf : "nothing on standard input");
 		return 2;
+	}
+	if (req.stdin_in_frame)
+	{
+		req.stdin_data = p0;
+		req.stdin_len = p0_len;
 	}
 	rc = sb_background_main(&req, exit_fd, watch_fd, log);
 	json_decref(holder);
@@ -201,8 +239,8 @@ run_background(const char *exit_arg, const char *watch_arg, const char *log)
 }
 
 /*
- * A request frame: the JSON document and an upload's or a write's bytes
- * (payload 0); never a payload 1.
+ * A request frame: the JSON document and an upload's or a write's bytes,
+ * or a command's stdin (payload 0); never a payload 1.
  */
 static const size_t request_max[3] = {MAX_REQUEST_BYTES, MAX_REQUEST_BYTES, 0};
 
@@ -257,7 +295,15 @@ answer(const char *doc, size_t len, const char *payload, size_t payload_len, int
 			a->res.error = sb_strdup(errbuf);
 		}
 		else if (framed)
+		{
+			/* stdin, if the request has one, is the frame's payload 0. */
+			if (req.stdin_in_frame)
+			{
+				req.stdin_data = payload;
+				req.stdin_len = payload_len;
+			}
 			a->hung_up = !sb_run_command_conn(&req, &a->res, conn_fd);
+		}
 		else
 			sb_run_command(&req, &a->res);
 		if (!a->hung_up)

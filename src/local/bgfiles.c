@@ -8,8 +8,12 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include "common/frame.h"
 
 #include "local/bwrap.h"
 #include "local/quota.h"
@@ -298,6 +302,101 @@ write_pid_file(int dir, int64 handle, pid_t pid, int64 start)
 	close(fd);
 }
 
+/* stdin_addr is the address of a writable process's stdin socket, <handle>.stdin in dir. */
+static void
+stdin_addr(struct sockaddr_un *addr, int dir, int64 handle)
+{
+	char		name[64];
+
+	bg_name(name, sizeof(name), handle, "stdin");
+	memset(addr, 0, sizeof(*addr));
+	addr->sun_family = AF_UNIX;
+	snprintf(addr->sun_path, sizeof(addr->sun_path), "/proc/self/fd/%d/%s", dir, name);
+}
+
+/*
+ * stdin_listen makes the listening socket of a writable process's stdin in
+ * the host-only directory dir (the sandbox gets the descriptor, never the
+ * path); -1 with errno set if it cannot.
+ */
+static int
+stdin_listen(int dir, int64 handle)
+{
+	struct sockaddr_un addr;
+	char		name[64];
+	int			sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	bg_name(name, sizeof(name), handle, "stdin");
+	(void) unlinkat(dir, name, 0);
+	stdin_addr(&addr, dir, handle);
+	if (sock >= 0 && (bind(sock, (struct sockaddr *) &addr, sizeof(addr)) != 0 ||
+					  listen(sock, 8) != 0))
+	{
+		int			save = errno;
+
+		close(sock);
+		errno = save;
+		return -1;
+	}
+	return sock;
+}
+
+/*
+ * sb_local_background_stdin_connect connects (without blocking) to the stdin
+ * socket of a writable background process; -1 with errno set if there is
+ * none (the process has ended, or was not started writable).
+ */
+int
+sb_local_background_stdin_connect(const char *session, int64 handle)
+{
+	struct sockaddr_un addr;
+	int			dir = open_bg_dir(session, false, false);
+	int			sock, save;
+
+	if (dir < 0)
+		return -1;
+	stdin_addr(&addr, dir, handle);
+	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (sock >= 0 && connect(sock, (struct sockaddr *) &addr, sizeof(addr)) != 0 &&
+		errno != EINPROGRESS)
+	{
+		save = errno;
+		close(sock);
+		sock = -1;
+		errno = save;
+	}
+	save = errno;
+	close(dir);
+	errno = save;
+	return sock;
+}
+
+/*
+ * write_request hands the background executor its request: the JSON
+ * document, or with stdin a frame whose payload 0 is the stdin (raw bytes).
+ * The executor reads it whole before it starts anything.
+ */
+static void
+write_request(int fd, const char *request, const SbCallInput *in)
+{
+	SbFrameWriter w;
+	SbFramePart none = {NULL, 0};
+	int			r;
+
+	if (!in->has_stdin)
+	{
+		sb_bwrap_write_request(fd, request);
+		return;
+	}
+	(void) fcntl(fd, F_SETPIPE_SZ, 1048576);
+	sb_frame_writer_init(&w, (SbFramePart) {request, strlen(request)},
+						 (SbFramePart) {in->stdin_data, in->stdin_len}, none);
+	while ((r = sb_frame_write(&w, fd)) == 0 || (r < 0 && errno == EINTR))
+		;
+	/* If the executor died, its stderr says why. */
+	close(fd);
+}
+
 /*
  * sb_local_background_spawn starts a background process: bwrap (without
  * --die-with-parent) runs the executor in background mode with the session's
@@ -309,11 +408,12 @@ write_pid_file(int dir, int64 handle, pid_t pid, int64 start)
  */
 pid_t
 sb_local_background_spawn(const char *session, int64 handle, const char *request,
-						  pid_t *init_pid, int64 *init_start)
+						  const SbCallInput *input, pid_t *init_pid, int64 *init_start)
 {
 	int			in[2], info[2];
 	int			dir, logfd, exitfd;
-	int			extra[SB_BG_WATCH_FD - 2];
+	volatile int stdin_sock = -1;
+	int			extra[SB_STDIN_LISTEN_FD - 2];
 	char		name[64];
 	char	  **argv;
 	pid_t		pid;
@@ -347,10 +447,15 @@ sb_local_background_spawn(const char *session, int64 handle, const char *request
 				 errmsg("could not create the files of background process " INT64_FORMAT ": %m",
 						handle)));
 	}
-	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(info, O_CLOEXEC) != 0)
+	if (input->stdin_open)
+		stdin_sock = stdin_listen(dir, handle);
+	if ((input->stdin_open && stdin_sock < 0) || pipe2(in, O_CLOEXEC) != 0 ||
+		pipe2(info, O_CLOEXEC) != 0)
 	{
 		int			save = errno;
 
+		if (stdin_sock >= 0)
+			close(stdin_sock);
 		close(logfd), close(exitfd), close(dir);
 		errno = save;
 		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create pipes: %m")));
@@ -359,6 +464,7 @@ sb_local_background_spawn(const char *session, int64 handle, const char *request
 	extra[SB_SECCOMP_CHILD_FD - 3] = -1;	/* spawn_sandbox's */
 	extra[SB_BG_EXIT_FD - 3] = exitfd;
 	extra[SB_BG_WATCH_FD - 3] = sb_bwrap_background_watch_fd();
+	extra[SB_STDIN_LISTEN_FD - 3] = stdin_sock;
 	PG_TRY();
 	{
 		pid = sb_bwrap_spawn(argv, in[0], logfd, logfd, extra, lengthof(extra));
@@ -367,6 +473,8 @@ sb_local_background_spawn(const char *session, int64 handle, const char *request
 	{
 		close(in[0]), close(in[1]), close(info[0]), close(info[1]);
 		close(logfd), close(exitfd), close(dir);
+		if (stdin_sock >= 0)
+			close(stdin_sock);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -374,7 +482,9 @@ sb_local_background_spawn(const char *session, int64 handle, const char *request
 	close(info[1]);
 	close(logfd);
 	close(exitfd);
-	sb_bwrap_write_request(in[1], request);
+	if (stdin_sock >= 0)
+		close(stdin_sock);
+	write_request(in[1], request, input);
 	read_child_pid(info[0], init_pid, init_start);
 	if (*init_pid > 0)
 		write_pid_file(dir, handle, *init_pid, *init_start);
@@ -397,6 +507,8 @@ sb_local_background_forget(const char *session, int64 handle)
 	if (dir < 0)
 		return;
 	bg_name(name, sizeof(name), handle, "pid");
+	(void) unlinkat(dir, name, 0);
+	bg_name(name, sizeof(name), handle, "stdin");
 	(void) unlinkat(dir, name, 0);
 	close(dir);
 }

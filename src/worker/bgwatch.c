@@ -163,7 +163,7 @@ bg_record_end(int64 handle, const char *status, bool has_code, int code, const c
 	v[3] = error ? CStringGetTextDatum(error) : (Datum) 0;
 	if (SPI_execute_with_args("WITH u AS (UPDATE sandbox.background_processes SET "
 							  "  status = CASE WHEN status = 'killed' THEN 'killed' ELSE $2 END, "
-							  "  exit_code = $3, error = $4, ended_at = COALESCE(ended_at, now()) "
+							  "  exit_code = $3, error = $4, ended_at = COALESCE(ended_at, now()), stdin = NULL "
 							  "  WHERE pid = (SELECT pid FROM sandbox.background_processes WHERE pid = $1 "
 							  "    FOR UPDATE SKIP LOCKED) RETURNING pid) "
 							  "SELECT EXISTS (SELECT FROM u) OR NOT EXISTS "
@@ -341,7 +341,7 @@ bg_launch_record(BgLaunch *l)
 	v[0] = Int64GetDatum(l->handle);
 	v[1] = CStringGetTextDatum(l->execution);
 	if (SPI_execute_with_args("WITH u AS (UPDATE sandbox.background_processes SET status = 'running', "
-							  "  remote_name = $2, started_at = now() "
+							  "  remote_name = $2, started_at = now(), stdin = NULL "
 							  "  WHERE pid = (SELECT pid FROM sandbox.background_processes "
 							  "    WHERE pid = $1 AND status = 'starting' FOR UPDATE SKIP LOCKED) "
 							  "  RETURNING pid) "
@@ -446,7 +446,7 @@ bg_start(void)
 	arg = PointerGetDatum(construct_array(under_way, n_under_way, INT8OID, sizeof(int64),
 										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	ret = SPI_execute_with_args("SELECT b.pid, s.storage_key, b.owner, b.command, s.backend, s.id, "
-								"b.session FROM sandbox.background_processes b "
+								"b.session, b.stdin, b.stdin_open FROM sandbox.background_processes b "
 								"JOIN sandbox.sessions s ON s.id = b.session_id "
 								"WHERE b.status = 'starting' AND b.pid <> ALL ($1) "
 								"ORDER BY b.pid LIMIT 32 FOR UPDATE OF b SKIP LOCKED",
@@ -483,13 +483,25 @@ bg_start(void)
 			int64		init_start = -1;
 			pid_t		bwrap = 0;
 			char	   *execution = NULL;
-			char	   *request = sb_prepare_exec(&session, sb_driver_for(session.backend), false,
-												  handle, command, NULL, 0, &state);
+			SbCallInput in = {0};
+			Datum		d = SPI_getbinval(tup, desc, 8, &isnull);
+			char	   *request;
 
+			if (!isnull)
+			{
+				bytea	   *b = DatumGetByteaPP(d);
+
+				in.has_stdin = true;
+				in.stdin_data = VARDATA_ANY(b);
+				in.stdin_len = VARSIZE_ANY_EXHDR(b);
+			}
+			in.stdin_open = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
+			request = sb_prepare_exec_ex(&session, sb_driver_for(session.backend), false, handle,
+										 command, NULL, 0, &in, &state);
 			if (session.backend == SB_BACKEND_CLOUDRUN)
 				execution = sb_cloud_bg_start(session.key, handle, request);
 			else
-				bwrap = sb_local_background_spawn(session.key, handle, request, &init_pid,
+				bwrap = sb_local_background_spawn(session.key, handle, request, &in, &init_pid,
 												  &init_start);
 			if (session.backend == SB_BACKEND_CLOUDRUN && execution == NULL)
 			{
@@ -507,7 +519,7 @@ bg_start(void)
 			n[3] = execution ? ' ' : 'n';
 			SPI_execute_with_args("UPDATE sandbox.background_processes SET status = 'running', "
 								  "host_pid = $2, host_start_time = $3, remote_name = $4, "
-								  "started_at = now() WHERE pid = $1", 4, types, v, n, false, 0);
+								  "started_at = now(), stdin = NULL WHERE pid = $1", 4, types, v, n, false, 0);
 			bg_track(handle, session.key, session.owner, bwrap, init_pid, init_start, execution);
 			ReleaseCurrentSubTransaction();
 			}

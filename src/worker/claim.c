@@ -92,7 +92,7 @@ claim(List **claimed)
 			"c AS (SELECT e.id FROM sandbox.executions e JOIN turns t ON t.id = e.id "
 			"  ORDER BY t.turn, e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED) "
 			"SELECT e.id, e.session, e.owner, e.command, e.timeout, e.call_env, e.callback, "
-			"  s.backend, s.generation, e.session_id, s.storage_key "
+			"  s.backend, s.generation, e.session_id, s.storage_key, e.stdin, e.call_cwd "
 			"FROM c JOIN sandbox.executions e ON e.id = c.id "
 			"LEFT JOIN sandbox.sessions s ON s.id = e.session_id ORDER BY e.id",
 			2, argtypes);

@@ -185,7 +185,7 @@ record_flight(WorkerFlight *f)
 	{
 		plan = SPI_prepare("UPDATE sandbox.executions SET status = $2, exit_code = $3, stdout = $4, "
 						   "stderr = $5, stdout_truncated = $6, stderr_truncated = $7, cwd = $8, "
-						   "error = $9, finished_at = $10, duration = $10 - started_at, "
+						   "error = $9, finished_at = $10, duration = $10 - started_at, stdin = NULL, "
 						   "remote_name = COALESCE($11, remote_name), "
 						   "callback_state = CASE WHEN callback IS NOT NULL AND $2 <> 'cancelled' "
 						   "THEN 'pending' END WHERE id = $1",

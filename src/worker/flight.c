@@ -63,6 +63,16 @@ new_flight(HeapTuple tup, TupleDesc desc)
 		f->backend = sb_backend_parse(TextDatumGetCString(d));
 	d = SPI_getbinval(tup, desc, 9, &isnull);
 	f->fresh = isnull || DatumGetInt64(d) == 0;
+	d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "stdin"), &isnull);
+	if (!isnull)
+	{
+		bytea	   *b = DatumGetByteaPCopy(d);
+
+		f->input.has_stdin = true;
+		f->input.stdin_data = VARDATA(b);
+		f->input.stdin_len = VARSIZE(b) - VARHDRSZ;
+	}
+	f->input.cwd = SPI_getvalue(tup, desc, SPI_fnumber(desc, "call_cwd"));
 	f->driver = sb_driver_for(f->backend);
 	/* Read (in this transaction) its owner's job and prefix, for the launch after it. */
 	if (f->backend == SB_BACKEND_CLOUDRUN)
@@ -123,8 +133,10 @@ flight_start(WorkerFlight *f)
 	}
 	PG_TRY();
 	{
-		char	   *request = sb_prepare_exec(&session, f->driver, f->fresh, f->id, f->command,
-											  f->call_env, f->timeout_ms, &f->sstate);
+		char	   *request = sb_prepare_exec_ex(&session, f->driver, f->fresh, f->id, f->command,
+												 f->call_env, f->timeout_ms, &f->input,
+												 &f->sstate);
+		SbPayload	stdin_payload;
 
 		f->started_at = GetCurrentTimestamp();
 		f->deadline = sb_exec_deadline(f->driver, f->started_at, f->timeout_ms);
@@ -135,7 +147,9 @@ flight_start(WorkerFlight *f)
 		}
 		else
 		{
-			f->run = f->driver->launch(f->key, f->id, request, NULL);
+			f->run = f->driver->launch(f->key, f->id, request,
+									   sb_call_input_payload(f->driver, &f->input,
+															 &stdin_payload));
 			f->state = FLIGHT_LAUNCHED;
 		}
 	}

@@ -52,6 +52,7 @@ typedef struct WorkerFlight
 	int64		timeout_ms;
 	json_t	   *call_env;
 	Oid			callback;
+	SbCallInput input;			/* its stdin and its own directory */
 	const SbDriver *driver;
 	SbRun	   *run;
 	SbState		sstate;			/* the session's state the request was made from */

@@ -180,7 +180,7 @@ bool
 recover_pending(void)
 {
 	left_fail = resolve(pending_fail, "UPDATE sandbox.executions SET status = 'failed', "
-						"error = 'worker restarted', finished_at = now(), "
+						"error = 'worker restarted', finished_at = now(), stdin = NULL, "
 						"duration = now() - started_at, "
 						"callback_state = CASE WHEN callback IS NOT NULL THEN 'pending' END "
 						"WHERE id = ANY($1) AND status = 'running'",

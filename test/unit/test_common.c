@@ -126,6 +126,47 @@ test_protocol(void)
 	json_decref(holder);
 	sb_free(text);
 	req.disk_quota_bytes = 0;
+	/* [stdin] stdin in base64 (any bytes), the call's cwd, a writable stdin. */
+	req.has_stdin = true;
+	req.stdin_data = "a\0\xff\xfe\n";
+	req.stdin_len = 5;
+	req.call_cwd = "sub/dir";
+	req.stdin_open = true;
+	text = sb_request_encode(&req);
+	ok(sb_request_decode(text, strlen(text), &got, &holder, err, sizeof(err)) &&
+	   got.has_stdin && !got.stdin_in_frame && got.stdin_open && got.stdin_len == 5 &&
+	   memcmp(got.stdin_data, "a\0\xff\xfe\n", 5) == 0 && strcmp(got.call_cwd, "sub/dir") == 0 &&
+	   strstr(text, "\"stdin\":\"YQD//go=\"") != NULL,
+	   "protocol: stdin (in base64, NUL and non-UTF-8 bytes) and call_cwd survive encoding and decoding");
+	json_decref(holder);
+	sb_free(text);
+	req.stdin_in_frame = true;
+	req.stdin_open = false;
+	text = sb_request_encode(&req);
+	ok(sb_request_decode(text, strlen(text), &got, &holder, err, sizeof(err)) &&
+	   got.has_stdin && got.stdin_in_frame && !got.stdin_open && got.stdin_data == NULL &&
+	   strstr(text, "\"stdin\":") == NULL,
+	   "protocol: stdin left to the frame is not in the document");
+	json_decref(holder);
+	sb_free(text);
+	req.has_stdin = req.stdin_in_frame = false;
+	req.stdin_data = NULL;
+	req.stdin_len = 0;
+	req.call_cwd = NULL;
+	text = sb_request_encode(&req);
+	ok(sb_request_decode(text, strlen(text), &got, &holder, err, sizeof(err)) &&
+	   !got.has_stdin && got.call_cwd == NULL && strstr(text, "stdin") == NULL,
+	   "protocol: without stdin the request says nothing of it");
+	json_decref(holder);
+	sb_free(text);
+	text = "{\"version\":1,\"op\":\"exec\",\"command\":\"x\",\"stdin\":\"Y*==\"}";
+	ok(!sb_request_decode(text, strlen(text), &got, &holder, err, sizeof(err)) &&
+	   strstr(err, "stdin") != NULL, "protocol: a request with malformed base64 stdin is rejected");
+	json_decref(holder);
+	text = "{\"version\":1,\"op\":\"exec\",\"command\":\"x\",\"call_cwd\":\"\"}";
+	ok(!sb_request_decode(text, strlen(text), &got, &holder, err, sizeof(err)) &&
+	   strstr(err, "call_cwd") != NULL, "protocol: an empty call_cwd is rejected");
+	json_decref(holder);
 	{
 		SbStatus	q;
 

@@ -289,7 +289,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF name NOT IN ('cloudrun_sandbox.max_output_bytes', 'cloudrun_sandbox.max_transfer_bytes',
 					'cloudrun_sandbox.local_network', 'cloudrun_sandbox.file_size_limit',
-					'cloudrun_sandbox.max_processes', 'cloudrun_sandbox.memory_limit', 'cloudrun_sandbox.local_shm_size', 'cloudrun_sandbox.max_background_per_role', 'cloudrun_sandbox.max_command_bytes', 'cloudrun_sandbox.local_disk_quota',
+					'cloudrun_sandbox.max_processes', 'cloudrun_sandbox.memory_limit', 'cloudrun_sandbox.local_shm_size', 'cloudrun_sandbox.max_background_per_role', 'cloudrun_sandbox.max_command_bytes', 'cloudrun_sandbox.local_disk_quota', 'cloudrun_sandbox.max_stdin_bytes',
 					'cloudrun_sandbox.max_sandboxes_per_role', 'cloudrun_sandbox.local_nice', 'cloudrun_sandbox.max_sessions_per_role',
 					'cloudrun_sandbox.history_retention', 'cloudrun_sandbox.history_max_bytes_per_role', 'cloudrun_sandbox.credentials',
 					'cloudrun_sandbox.bucket', 'cloudrun_sandbox.job', 'cloudrun_sandbox.project') THEN
