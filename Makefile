@@ -18,7 +18,8 @@ OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
 OBJS += src/local/bwrap.o src/local/bgfiles.o src/local/warm.o src/local/warm_client.o
 DATA = cloudrun_sandbox--0.1.0.sql cloudrun_sandbox--0.1.0--0.2.0.sql \
 	cloudrun_sandbox--0.2.0--0.3.0.sql cloudrun_sandbox--0.3.0--0.4.0.sql \
-	cloudrun_sandbox--0.4.0--0.5.0.sql cloudrun_sandbox--0.5.0--0.6.0.sql
+	cloudrun_sandbox--0.4.0--0.5.0.sql cloudrun_sandbox--0.5.0--0.6.0.sql \
+	cloudrun_sandbox--0.6.0--0.7.0.sql
 
 EXECUTOR = cloudrun-sandbox-executor
 # The executor is two programs from one set of sources: the local one, which

@@ -80,7 +80,7 @@ check $? "the worker waits for the update and says why"
 
 q -c "ALTER EXTENSION cloudrun_sandbox UPDATE"
 check $? "ALTER EXTENSION cloudrun_sandbox UPDATE succeeds"
-check "$([ "$(q -c "SELECT extversion FROM pg_extension WHERE extname = 'cloudrun_sandbox'")" = 0.6.0 ] && echo 0 || echo 1)" "it is version 0.6.0"
+check "$([ "$(q -c "SELECT extversion FROM pg_extension WHERE extname = 'cloudrun_sandbox'")" = 0.7.0 ] && echo 0 || echo 1)" "it is version 0.7.0"
 check "$([ "$(q -c "SELECT storage_key FROM sandbox.sessions WHERE name = 'legacy'")" = legacy ] && echo 0 || echo 1)" \
 	"the session keeps its storage"
 out=$(qa -c "SELECT stdout FROM sandbox.exec('echo \$KEEP; pwd; cat /workspace/f', 'legacy')")
