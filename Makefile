@@ -1,7 +1,7 @@
 # cloudrun_sandbox: PGXS build of the extension and the executor program.
 
 EXTENSION = cloudrun_sandbox
-EXTVERSION = 0.6.0
+EXTVERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(dir $(lastword $(MAKEFILE_LIST)))cloudrun_sandbox.control)
 
 MODULE_big = cloudrun_sandbox
 COMMON_OBJS = src/common/sbutil.o src/common/protocol.o src/common/http.o \
