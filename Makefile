@@ -1,7 +1,7 @@
 # cloudrun_sandbox: PGXS build of the extension and the executor program.
 
 EXTENSION = cloudrun_sandbox
-EXTVERSION = 0.6.0
+EXTVERSION = 0.7.0
 
 MODULE_big = cloudrun_sandbox
 COMMON_OBJS = src/common/sbutil.o src/common/protocol.o src/common/http.o \

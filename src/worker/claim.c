@@ -41,7 +41,8 @@ note_retry_due(void)
 						   "AND next_attempt_at > now()", 0, NULL);
 		SPI_keepplan(plan);
 	}
-	if (SPI_execute_plan(plan, NULL, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	/* Not read-only: it must see the retries this transaction has just queued. */
+	if (SPI_execute_plan(plan, NULL, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read when the next retry is due");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	retry_due_at = isnull ? 0 : DatumGetTimestampTz(d);
