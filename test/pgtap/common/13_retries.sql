@@ -8,13 +8,14 @@
 -- the last attempt.  retry_on 'error' (the default) does not retry a non-zero
 -- exit; retries run out; a waiting retry blocks its session's later commands
 -- but no other session's; cancel() during the delay ends it cancelled and no
--- attempt runs after.  Bad policies are refused with 22023 and a hint.
+-- attempt runs after.  Bad policies are refused with 22023 and a hint; another
+-- role sees none of the attempts.
 -- (An attempt that ends in error, retried: test/pgtap/cloud/08_retries.sql.)
--- Runs as: tap (sandbox_user only), on each backend.
+-- Runs as: tap (sandbox_user only), on each backend; bob (sandbox_user only) through SET ROLE.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SET statement_timeout = '180s';
-SELECT plan(39);
+SELECT plan(45);
 SELECT ok(test.wait_worker(), 'the worker is running');
 SELECT sandbox.drop_session(s, if_exists => true)
 	FROM unnest(ARRAY['rt', 'rt_ok', 'rt_out', 'rt_ord', 'rt_other', 'rt_trig']) s;
@@ -81,6 +82,12 @@ SELECT is((SELECT count(*)::int FROM dblink_get_notify('rt_l') n
 		   WHERE n.notify_name = 'sandbox_executions' AND n.extra::bigint = :ok_id), 1,
 		  'NOTIFY came once for the execution');
 SELECT dblink_disconnect('rt_l');
+SET ROLE bob;
+SELECT is((SELECT count(*)::int FROM sandbox.execution_attempts WHERE id = :ok_id), 0,
+		  'attack: another role sees none of its attempts in sandbox.execution_attempts');
+SELECT is((SELECT count(*)::int FROM sandbox.retried_attempts WHERE execution_id = :ok_id), 0,
+		  'nor in sandbox.retried_attempts');
+RESET ROLE;
 
 -- retry_on 'error' (the default) does not retry a command that exits 1; retries run out.
 SELECT sandbox.submit('exit 1', 'rt_out', retries => 2) AS err_only \gset
@@ -130,6 +137,26 @@ CREATE TRIGGER rt_bad_run AFTER INSERT ON rt_bad FOR EACH ROW
 	EXECUTE FUNCTION sandbox.submit_trigger('true', 'rt_trig', '', '', 'lots');
 SELECT throws_ok('INSERT INTO rt_bad DEFAULT VALUES', '22023',
 				 'the retries option of submit_trigger must be a number, not "lots"', 'a bad retries option is refused');
+
+-- history_max_bytes_per_role deletes a retried execution with its attempts (bob's history).
+SET ROLE bob;
+SELECT sandbox.drop_session('rt_hist', if_exists => true);
+SELECT sandbox.submit('head -c 3000 /dev/zero | tr ''\0'' r; exit 1', 'rt_hist', retries => 1, retry_delay => '0.1 s',
+					  retry_on => 'failure') AS hist_id \gset
+SELECT is((SELECT status FROM sandbox.wait(:hist_id, '60 s')), 'failed', 'bob''s command failed');
+SELECT is((SELECT count(*)::int FROM sandbox.execution_attempts WHERE id = :hist_id), 2, 'twice');
+SELECT ok((SELECT attempts_bytes >= 3000 FROM sandbox.executions WHERE id = :hist_id),
+		  'its retried attempt''s output counts in its bytes');
+RESET ROLE;
+SELECT test.set_setting('cloudrun_sandbox.history_max_bytes_per_role', '64kB');
+SET ROLE bob;
+SELECT sandbox.exec('head -c 70000 /dev/zero | tr ''\0'' h', 'rt_hist') FROM generate_series(1, 2) \g /dev/null
+SELECT is((SELECT count(*)::int FROM sandbox.executions WHERE id = :hist_id)
+		  + (SELECT count(*)::int FROM sandbox.retried_attempts WHERE execution_id = :hist_id), 0,
+		  'beyond history_max_bytes_per_role it is deleted, its retried attempts with it');
+SELECT sandbox.drop_session('rt_hist');
+RESET ROLE;
+SELECT test.set_setting('cloudrun_sandbox.history_max_bytes_per_role', NULL);
 
 DROP TABLE rt_jobs, rt_bad, rt_calls;
 DROP FUNCTION rt_done(bigint);
