@@ -7,15 +7,16 @@
 -- through the retries; the callback runs once and NOTIFY comes once, after
 -- the last attempt.  retry_on 'error' (the default) does not retry a non-zero
 -- exit; retries run out; a waiting retry blocks its session's later commands
--- but no other session's; cancel() during the delay ends it cancelled and no
--- attempt runs after.  Bad policies are refused with 22023 and a hint; another
--- role sees none of the attempts.
+-- but no other session's; cancel() during the delay, or during an attempt,
+-- ends it cancelled and no attempt runs after.  Bad policies are refused with
+-- 22023 and a hint; another role sees none of the attempts; a retried
+-- execution and its attempts are pruned together (history_max_bytes_per_role).
 -- (An attempt that ends in error, retried: test/pgtap/cloud/08_retries.sql.)
 -- Runs as: tap (sandbox_user only), on each backend; bob (sandbox_user only) through SET ROLE.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SET statement_timeout = '180s';
-SELECT plan(45);
+SELECT plan(50);
 SELECT ok(test.wait_worker(), 'the worker is running');
 SELECT sandbox.drop_session(s, if_exists => true)
 	FROM unnest(ARRAY['rt', 'rt_ok', 'rt_out', 'rt_ord', 'rt_other', 'rt_trig']) s;
@@ -121,6 +122,18 @@ SELECT is((SELECT status FROM sandbox.wait(:later_id, '60 s')), 'succeeded', 'th
 SELECT is((SELECT stdout FROM sandbox.exec('tr "\n" " " < order', 'rt_ord')), 'A B ',
 		  'no attempt of the cancelled command ran after its first');
 SELECT is((SELECT count(*)::int FROM rt_calls WHERE execution = :wait_id), 0, 'a cancelled execution has no callback');
+
+-- cancel during an attempt stops it, and there are no more.
+SELECT sandbox.submit('echo run >> runs2; sleep 30; exit 1', 'rt_other', retries => 3, retry_delay => '0.1 s',
+					  retry_on => 'failure') AS run_id \gset
+SELECT ok(test.wait_until(format('SELECT status = ''running'' FROM sandbox.executions WHERE id = %s', :run_id), 60),
+		  'a command with retries is running');
+SELECT is(sandbox.cancel(:run_id), true, 'cancel during its attempt');
+SELECT is((SELECT status FROM sandbox.wait(:run_id, '60 s')), 'cancelled', 'ends it cancelled');
+SELECT pg_sleep(1);
+SELECT results_eq(format('SELECT attempt, status FROM sandbox.execution_attempts WHERE id = %s', :run_id),
+				  $$VALUES (1, 'cancelled'::text)$$, 'with no attempt after it');
+SELECT is((SELECT stdout FROM sandbox.exec('cat runs2', 'rt_other')), E'run\n', 'it ran once');
 
 -- submit_trigger's options: retries, retry_delay, retry_on (after session, timeout, callback).
 DROP TABLE IF EXISTS rt_jobs;
