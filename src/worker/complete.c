@@ -119,7 +119,8 @@ lock_rows(WorkerFlight *f)
  * delay (doubled for each retry, capped at a day), with a new run_id for its
  * objects; its stdin and directory stay.  v and n are record_flight's
  * parameters.  false if the row's policy does not retry it (no retries left,
- * another status, a cancel requested): then it is recorded as final.
+ * another status, a cancel requested, its session dropped): then it is
+ * recorded as final.
  */
 static bool
 requeue_flight(WorkerFlight *f, Datum *v, const char *n)
@@ -139,6 +140,7 @@ requeue_flight(WorkerFlight *f, Datum *v, const char *n)
 						   "    COALESCE($11, remote_name), started_at, $10, $10 - started_at "
 						   "  FROM sandbox.executions WHERE id = $1 AND NOT cancel_requested "
 						   "    AND attempt <= retries "
+						   "    AND EXISTS (SELECT FROM sandbox.sessions s WHERE s.id = session_id) "
 						   "    AND ($2 = 'error' OR (retry_on = 'failure' AND $2 IN ('failed', 'timed_out'))) "
 						   "  RETURNING execution_id, bytes) "
 						   "UPDATE sandbox.executions e SET status = 'queued', attempt = e.attempt + 1, "

@@ -16,10 +16,10 @@
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SET statement_timeout = '180s';
-SELECT plan(50);
+SELECT plan(52);
 SELECT ok(test.wait_worker(), 'the worker is running');
 SELECT sandbox.drop_session(s, if_exists => true)
-	FROM unnest(ARRAY['rt', 'rt_ok', 'rt_out', 'rt_ord', 'rt_other', 'rt_trig']) s;
+	FROM unnest(ARRAY['rt', 'rt_ok', 'rt_out', 'rt_ord', 'rt_other', 'rt_trig', 'rt_drop']) s;
 
 -- bad policies
 SELECT throws_ok($$SELECT sandbox.submit('true', 'rt', retries => -1)$$, '22023',
@@ -123,6 +123,15 @@ SELECT is((SELECT stdout FROM sandbox.exec('tr "\n" " " < order', 'rt_ord')), 'A
 		  'no attempt of the cancelled command ran after its first');
 SELECT is((SELECT count(*)::int FROM rt_calls WHERE execution = :wait_id), 0, 'a cancelled execution has no callback');
 
+-- Dropping the session during the delay ends the waiting retry.
+SELECT sandbox.submit('exit 1', 'rt_drop', retries => 3, retry_delay => '1 hour', retry_on => 'failure') AS drop_id \gset
+SELECT ok(test.wait_until(format('SELECT attempt = 2 AND status = ''queued'' FROM sandbox.executions WHERE id = %s', :drop_id), 60),
+		  'a retry waits in a session');
+SELECT sandbox.drop_session('rt_drop');
+SELECT results_eq(format('SELECT status, attempt, error FROM sandbox.executions WHERE id = %s', :drop_id),
+				  $$VALUES ('cancelled'::text, 2, 'its session was dropped before it started'::text)$$,
+				  'dropping the session ends it: it never runs again');
+
 -- cancel during an attempt stops it, and there are no more.
 SELECT sandbox.submit('sleep 30; exit 1', 'rt_other', retries => 3, retry_delay => '0.1 s',
 					  retry_on => 'failure') AS run_id \gset
@@ -175,5 +184,5 @@ SELECT test.set_setting('cloudrun_sandbox.history_max_bytes_per_role', NULL);
 DROP TABLE rt_jobs, rt_bad, rt_calls;
 DROP FUNCTION rt_done(bigint);
 SELECT sandbox.drop_session(s, if_exists => true)
-	FROM unnest(ARRAY['rt', 'rt_ok', 'rt_out', 'rt_ord', 'rt_other', 'rt_trig']) s;
+	FROM unnest(ARRAY['rt', 'rt_ok', 'rt_out', 'rt_ord', 'rt_other', 'rt_trig', 'rt_drop']) s;
 SELECT * FROM finish();
