@@ -16,6 +16,8 @@ OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
 	$(COMMON_OBJS)
 # The local backend's sandboxes and warm pool (issue 12's split of driver_local.c).
 OBJS += src/local/bwrap.o src/local/bgfiles.o src/local/warm.o src/local/warm_client.o
+# Retries of queued commands (issue 14, part 5).
+OBJS += src/retry.o
 DATA = cloudrun_sandbox--0.1.0.sql cloudrun_sandbox--0.1.0--0.2.0.sql \
 	cloudrun_sandbox--0.2.0--0.3.0.sql cloudrun_sandbox--0.3.0--0.4.0.sql \
 	cloudrun_sandbox--0.4.0--0.5.0.sql cloudrun_sandbox--0.5.0--0.6.0.sql \

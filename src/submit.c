@@ -23,6 +23,7 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
+#include "retry.h"
 #include "shared.h"
 
 PG_FUNCTION_INFO_V1(sandbox_submit);
@@ -78,11 +79,12 @@ check_callback(Oid fn)
 
 /*
  * queue checks, locks the session (creating it on first use) and queues one
- * execution; env_what names env in an error message.
+ * execution (with its stdin, directory and retry policy, if any); env_what
+ * names env in an error message.
  */
 static int64
 queue(const char *name, const char *command, int64 timeout_ms, Jsonb *env, const char *env_what,
-	  Oid callback, const SbCallInput *in)
+	  Oid callback, const SbCallInput *in, const SbRetryPolicy *policy)
 {
 	SbSession  *session;
 	int64		id;
@@ -98,6 +100,8 @@ queue(const char *name, const char *command, int64 timeout_ms, Jsonb *env, const
 	id = sb_execution_queue(session, command, timeout_ms, env, callback);
 	if (in != NULL)
 		sb_execution_set_input(id, in);
+	if (policy != NULL)
+		sb_execution_set_retry(id, policy);
 	sb_wake_worker_at_commit();
 	return id;
 }
@@ -111,11 +115,11 @@ sandbox_submit(PG_FUNCTION_ARGS)
 	Jsonb	   *env = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
 	Oid			callback = PG_ARGISNULL(4) ? InvalidOid : PG_GETARG_OID(4);
 	SbCallInput in;
+	SbRetryPolicy policy;
 
-	sb_refuse_unbuilt(fcinfo, 5, (const char *const[]) {NULL, NULL, "retries", "retry_delay",
-		"retry_on", NULL}, 6);
 	sb_call_input_args(fcinfo, 5, 10, 6, &in);
-	PG_RETURN_INT64(queue(name, command, tmo, env, "env argument", callback, &in));
+	sb_retry_policy_args(fcinfo, 7, &policy);
+	PG_RETURN_INT64(queue(name, command, tmo, env, "env argument", callback, &in, &policy));
 }
 
 /* result_desc returns the row type of wait/result. */
@@ -287,6 +291,7 @@ sandbox_submit_trigger(PG_FUNCTION_ARGS)
 	JsonbValue *env_value;
 	bool		any = false;
 	Oid			user_role = get_role_oid("sandbox_user", true);
+	SbRetryPolicy policy;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_BY_INSERT(td->tg_event))
@@ -301,10 +306,12 @@ sandbox_submit_trigger(PG_FUNCTION_ARGS)
 						   RelationGetRelationName(td->tg_relation)),
 				 errhint("Grant sandbox_user to the role.")));
 	tg = td->tg_trigger;
-	if (tg->tgnargs < 1 || tg->tgnargs > 4)
+	if (tg->tgnargs < 1 || tg->tgnargs > 7)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("sandbox.submit_trigger(command_column_or_template [, session [, timeout [, callback]]]) takes 1 to 4 arguments")));
+				 errmsg("sandbox.submit_trigger(command_column_or_template [, session [, timeout [, callback "
+						"[, retries [, retry_delay [, retry_on]]]]]]) takes 1 to 7 arguments"),
+				 errhint("Pass '' for an option left at its default.")));
 	(void) pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
 	/*
 	 * The first argument names a column of the table, or else is a command
@@ -339,8 +346,11 @@ sandbox_submit_trigger(PG_FUNCTION_ARGS)
 						: NULL);
 	if (tg->tgnargs >= 4 && tg->tgargs[3][0])
 		callback = DatumGetObjectId(DirectFunctionCall1(regprocedurein, CStringGetDatum(tg->tgargs[3])));
+	sb_retry_policy_strings(tg->tgnargs >= 5 ? tg->tgargs[4] : NULL,
+							tg->tgnargs >= 6 ? tg->tgargs[5] : NULL,
+							tg->tgnargs >= 7 ? tg->tgargs[6] : NULL, &policy);
 	(void) queue(session, command, tmo, any ? JsonbValueToJsonb(env_value) : NULL,
-				 "row values of the submit_trigger placeholders", callback, NULL);
+				 "row values of the submit_trigger placeholders", callback, NULL, &policy);
 	return PointerGetDatum(NULL);
 }
 

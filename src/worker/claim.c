@@ -21,6 +21,32 @@
 #include "worker/xact.h"
 
 bool		sessions_blocked = false;
+TimestampTz retry_due_at = 0;
+
+/*
+ * note_retry_due reads when the earliest retry still waiting for its time is
+ * due (an index lookup), so that the loop wakes then.
+ */
+static void
+note_retry_due(void)
+{
+	static SPIPlanPtr plan = NULL;
+	bool		isnull;
+	Datum		d;
+
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("SELECT min(next_attempt_at) FROM sandbox.executions "
+						   "WHERE status = 'queued' AND next_attempt_at IS NOT NULL "
+						   "AND next_attempt_at > now()", 0, NULL);
+		SPI_keepplan(plan);
+	}
+	/* Not read-only: it must see the retries this transaction has just queued. */
+	if (SPI_execute_plan(plan, NULL, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read when the next retry is due");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	retry_due_at = isnull ? 0 : DatumGetTimestampTz(d);
+}
 
 /*
  * full_owners returns the roles (oid[]) that hold max_concurrent flights
@@ -59,7 +85,8 @@ full_owners(void)
 /*
  * claim takes queued executions whose sessions have nothing in flight, one
  * per session, in turns between roles (oldest first within a role), up to
- * the free capacity, and marks them launching
+ * the free capacity, and marks them launching; a retry waits for its
+ * next_attempt_at (and its session's later commands wait for it)
  * (committed with the caller's transaction).  A session a synchronous exec
  * holds is skipped for now.  Appends the new flights, CLAIMED, to *claimed
  * as it goes (whose session locks a caller whose transaction fails releases).
@@ -82,6 +109,7 @@ claim(List **claimed)
 			/* The oldest queued execution of each session with nothing in flight... */
 			"WITH heads AS (SELECT e.id, e.owner FROM sandbox.executions e "
 			"  WHERE e.status = 'queued' AND e.owner::oid <> ALL($2) "
+			"  AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= now()) "
 			"  AND e.id = (SELECT min(q.id) FROM sandbox.executions q "
 			"    WHERE q.session_id = e.session_id AND q.status IN ('queued', 'launching', 'running'))), "
 			/* ...taken in turns between roles: each role's n-th comes after its runs in flight. */
@@ -92,7 +120,8 @@ claim(List **claimed)
 			"c AS (SELECT e.id FROM sandbox.executions e JOIN turns t ON t.id = e.id "
 			"  ORDER BY t.turn, e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED) "
 			"SELECT e.id, e.session, e.owner, e.command, e.timeout, e.call_env, e.callback, "
-			"  s.backend, s.generation, e.session_id, s.storage_key, e.stdin, e.call_cwd "
+			"  s.backend, s.generation, e.session_id, s.storage_key, e.stdin, e.call_cwd, "
+			"  COALESCE(e.run_id, e.id) AS run_id, e.retries "
 			"FROM c JOIN sandbox.executions e ON e.id = c.id "
 			"LEFT JOIN sandbox.sessions s ON s.id = e.session_id ORDER BY e.id",
 			2, argtypes);
@@ -132,4 +161,5 @@ claim(List **claimed)
 		if (SPI_execute_plan(plan_launching, &a, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not mark executions launching");
 	}
+	note_retry_due();
 }

@@ -18,6 +18,7 @@
 
 #include "shared.h"
 #include "worker/callback.h"
+#include "worker/claim.h"
 #include "worker/xact.h"
 
 /* apply_cancels cancels in-flight executions whose cancel was requested. */
@@ -112,8 +113,64 @@ lock_rows(WorkerFlight *f)
 }
 
 /*
+ * requeue_flight records a finished attempt whose status its row's retry
+ * policy retries (and whose cancel nobody asked for) in
+ * sandbox.retried_attempts and queues its execution again, due after the
+ * delay (doubled for each retry, capped at a day), with a new run_id for its
+ * objects; its stdin and directory stay.  v and n are record_flight's
+ * parameters.  false if the row's policy does not retry it (no retries left,
+ * another status, a cancel requested, its session dropped): then it is
+ * recorded as final.
+ */
+static bool
+requeue_flight(WorkerFlight *f, Datum *v, const char *n)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[11] = {INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, BOOLOID, BOOLOID,
+	TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
+	bool		isnull;
+	Datum		due;
+
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("WITH a AS (INSERT INTO sandbox.retried_attempts (execution_id, attempt, owner, "
+						   "  status, exit_code, stdout, stderr, stdout_truncated, stderr_truncated, cwd, error, "
+						   "  remote_name, started_at, finished_at, duration) "
+						   "  SELECT id, attempt, owner, $2, $3, $4, $5, $6, $7, $8, $9, "
+						   "    COALESCE($11, remote_name), started_at, $10, $10 - started_at "
+						   "  FROM sandbox.executions WHERE id = $1 AND NOT cancel_requested "
+						   "    AND attempt <= retries "
+						   "    AND EXISTS (SELECT FROM sandbox.sessions s WHERE s.id = session_id) "
+						   "    AND ($2 = 'error' OR (retry_on = 'failure' AND $2 IN ('failed', 'timed_out'))) "
+						   "  RETURNING execution_id, bytes) "
+						   "UPDATE sandbox.executions e SET status = 'queued', attempt = e.attempt + 1, "
+						   "  exit_code = NULL, stdout = NULL, stderr = NULL, stdout_truncated = false, "
+						   "  stderr_truncated = false, cwd = NULL, error = NULL, remote_name = NULL, "
+						   "  started_at = NULL, finished_at = NULL, duration = NULL, "
+						   "  run_id = nextval(pg_get_serial_sequence('sandbox.executions', 'id')), "
+						   "  next_attempt_at = $10 + LEAST(COALESCE(e.retry_delay, interval '1 second') "
+						   "    * power(2, LEAST(e.attempt - 1, 30)), interval '1 day'), "
+						   "  attempts_bytes = e.attempts_bytes + a.bytes "
+						   "FROM a WHERE e.id = a.execution_id RETURNING e.next_attempt_at",
+						   11, types);
+		SPI_keepplan(plan);
+	}
+	if (SPI_execute_plan(plan, v, n, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not queue execution " INT64_FORMAT " again", f->id);
+	if (SPI_processed != 1)
+		return false;
+	due = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull && (retry_due_at == 0 || DatumGetTimestampTz(due) < retry_due_at))
+		retry_due_at = DatumGetTimestampTz(due);
+	f->requeued = true;
+	return true;
+}
+
+/*
  * record_flight records one finished flight whose rows are locked: history
- * row, state, mirror, NOTIFY.  false if a lock wait timed out on the way
+ * row, state, mirror, NOTIFY; or, for an attempt its policy retries, the
+ * attempt and its execution queued again (no NOTIFY, no callback: those
+ * come after the last attempt).  false if a lock wait timed out on the way
  * (lock_timeout, the safety net): then nothing of it may be kept.
  */
 static bool
@@ -209,6 +266,11 @@ record_flight(WorkerFlight *f)
 	v[9] = TimestampTzGetDatum(GetCurrentTimestamp());
 	v[10] = (Datum) 0;
 	n[10] = 'n';
+	f->requeued = false;
+	if (f->retries > 0 && !f->cancelled &&
+		(strcmp(status, "error") == 0 || strcmp(status, "failed") == 0 ||
+		 strcmp(status, "timed_out") == 0) && requeue_flight(f, v, n))
+		return true;
 	if (SPI_execute_plan(plan, v, n, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record execution " INT64_FORMAT, f->id);
 	Async_Notify("sandbox_executions", psprintf(INT64_FORMAT, f->id));
@@ -299,6 +361,7 @@ after_commit(List *done)
 {
 	static TimestampTz last_prune = 0;
 	ListCell   *lc;
+	int			n;
 
 	if (done == NIL)
 		return;
@@ -310,8 +373,11 @@ after_commit(List *done)
 		if (f->session_id != 0 && f->key != NULL)
 			(void) session_lock(f->session_id, false);
 	}
+	n = 0;
+	foreach(lc, done)
+		n += !((WorkerFlight *) lfirst(lc))->requeued;
 	SpinLockAcquire(&sb_shared->mutex);
-	sb_shared->completed += list_length(done);
+	sb_shared->completed += n;
 	SpinLockRelease(&sb_shared->mutex);
 	ConditionVariableBroadcast(&sb_shared->completion_cv);
 	history_after_completions(done);
@@ -319,7 +385,7 @@ after_commit(List *done)
 	{
 		WorkerFlight *f = lfirst(lc);
 
-		if (OidIsValid(f->callback) && !f->cancelled)
+		if (OidIsValid(f->callback) && !f->cancelled && !f->requeued)
 			sb_callbacks_wake();
 		MemoryContextDelete(f->cxt);
 	}

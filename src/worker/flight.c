@@ -42,6 +42,11 @@ new_flight(HeapTuple tup, TupleDesc desc)
 	f->cxt = cxt;
 	f->state = FLIGHT_CLAIMED;
 	f->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	/* A retry's attempt has objects of its own (results are create-only). */
+	d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "run_id"), &isnull);
+	f->run_id = isnull ? f->id : DatumGetInt64(d);
+	d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "retries"), &isnull);
+	f->retries = isnull ? 0 : DatumGetInt32(d);
 	f->session = SPI_getvalue(tup, desc, 2);
 	d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "session_id"), &isnull);
 	f->session_id = isnull ? 0 : DatumGetInt64(d);
@@ -133,7 +138,7 @@ flight_start(WorkerFlight *f)
 	}
 	PG_TRY();
 	{
-		char	   *request = sb_prepare_exec_ex(&session, f->driver, f->fresh, f->id, f->command,
+		char	   *request = sb_prepare_exec_ex(&session, f->driver, f->fresh, f->run_id, f->command,
 												 f->call_env, f->timeout_ms, &f->input,
 												 &f->sstate);
 		SbPayload	stdin_payload;
@@ -142,12 +147,12 @@ flight_start(WorkerFlight *f)
 		f->deadline = sb_exec_deadline(f->driver, f->started_at, f->timeout_ms);
 		if (f->driver->stage != NULL)
 		{
-			f->run = f->driver->stage(f->key, f->id, request);	/* see flights_launch_staged() */
+			f->run = f->driver->stage(f->key, f->run_id, request);	/* see flights_launch_staged() */
 			f->state = FLIGHT_STAGED;
 		}
 		else
 		{
-			f->run = f->driver->launch(f->key, f->id, request,
+			f->run = f->driver->launch(f->key, f->run_id, request,
 									   sb_call_input_payload(f->driver, &f->input,
 															 &stdin_payload));
 			f->state = FLIGHT_LAUNCHED;

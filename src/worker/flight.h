@@ -42,6 +42,9 @@ typedef struct WorkerFlight
 {
 	FlightState state;
 	int64		id;
+	int64		run_id;			/* names this attempt's request and result (a retry's own) */
+	int			retries;		/* the row's retry policy has any (0: never retried) */
+	bool		requeued;		/* recorded as an attempt to retry: queued again */
 	int64		session_id;		/* the session's identity */
 	char	   *session;		/* its name */
 	char	   *key;			/* its storage key, what the driver takes */

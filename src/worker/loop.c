@@ -245,6 +245,13 @@ wait_for_work(void)
 		timeout = BLOCKED_RETRY_MS;
 	if ((recovery_left || retry_soon) && (timeout < 0 || timeout > SB_RETRY_LOCKED_MS))
 		timeout = SB_RETRY_LOCKED_MS;
+	/* A retry waiting for its time (claim.c): the queue is looked at then. */
+	if (retry_due_at != 0)
+	{
+		long		due = Max(1, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), retry_due_at));
+
+		timeout = timeout < 0 ? due : Min(timeout, due);
+	}
 	if (sweep_retry_at != 0)
 	{
 		long		due = Max(1, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), sweep_retry_at));
@@ -471,6 +478,11 @@ sb_worker_main(Datum arg)
 		sweep_roles();
 		sb_reaper_tick();
 		note_wakes();
+		if (retry_due_at != 0 && GetCurrentTimestamp() >= retry_due_at)
+		{
+			retry_due_at = 0;	/* the claim reads the next one */
+			woken = true;
+		}
 		look = woken || sessions_blocked;
 		woken = false;
 		if (look && bg_start())

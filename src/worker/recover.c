@@ -45,7 +45,8 @@ recover_cloud(void)
 
 	begin("cloudrun_sandbox: recover cloud");
 	ret = SPI_execute("SELECT e.id, e.session, e.owner, e.command, e.timeout, e.call_env, e.callback, "
-					  "s.backend, s.generation, e.status, e.remote_name, e.session_id, s.storage_key "
+					  "s.backend, s.generation, e.status, e.remote_name, e.session_id, s.storage_key, "
+					  "COALESCE(e.run_id, e.id) AS run_id, e.retries "
 					  "FROM sandbox.executions e JOIN sandbox.sessions s ON s.id = e.session_id "
 					  "WHERE s.backend = 'cloudrun' AND e.status IN ('launching', 'running') "
 					  "ORDER BY e.id", true, 0);
@@ -63,7 +64,7 @@ recover_cloud(void)
 		PG_TRY();
 		{
 			sb_gc_use_role(f->owner);	/* its owner's job and prefix */
-			f->run = f->driver->attach(f->key, f->id, remote);
+			f->run = f->driver->attach(f->key, f->run_id, remote);
 		}
 		PG_CATCH();
 		{
