@@ -243,6 +243,7 @@ struct SbCallInput
 
 extern int	sb_max_stdin_bytes;
 extern void sb_check_stdin_size(size_t len);
+extern void sb_require_args(FunctionCallInfo fcinfo, int n);
 extern void sb_call_input_args(FunctionCallInfo fcinfo, int stdin_arg, int bytes_arg,
 							   int cwd_arg, SbCallInput *in);
 extern void sb_execution_set_input(int64 id, const SbCallInput *in);

@@ -56,6 +56,24 @@ sb_check_stdin_size(size_t len)
 }
 
 /*
+ * sb_require_args refuses a call through SQL definitions older than this
+ * library (a database not yet at ALTER EXTENSION ... UPDATE): the function
+ * was declared with fewer than n arguments, and reading the missing ones
+ * would read past the call's argument array.
+ */
+void
+sb_require_args(FunctionCallInfo fcinfo, int n)
+{
+	if (PG_NARGS() < n)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the cloudrun_sandbox extension in this database is older than its library"),
+				 errdetail("The function was declared with %d arguments; this library reads %d.",
+						   PG_NARGS(), n),
+				 errhint("Run ALTER EXTENSION cloudrun_sandbox UPDATE.")));
+}
+
+/*
  * sb_call_input_args reads a call's stdin (text argument stdin_arg, bytea
  * argument bytes_arg: at most one of them) and its directory (cwd_arg, or
  * -1 for none) into *in, with their limits checked.
@@ -64,6 +82,7 @@ void
 sb_call_input_args(FunctionCallInfo fcinfo, int stdin_arg, int bytes_arg, int cwd_arg,
 				   SbCallInput *in)
 {
+	sb_require_args(fcinfo, Max(Max(stdin_arg, bytes_arg), cwd_arg) + 1);
 	memset(in, 0, sizeof(*in));
 	if (!PG_ARGISNULL(stdin_arg) && !PG_ARGISNULL(bytes_arg))
 		ereport(ERROR,

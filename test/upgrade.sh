@@ -78,6 +78,11 @@ for _ in $(seq 100); do grep -q 'worker waits: the extension is at version 0.1.0
 grep -q 'worker waits: the extension is at version 0.1.0' "$CLUSTER_DIR/server.log"
 check $? "the worker waits for the update and says why"
 
+# A call through the 0.1.0 definitions (fewer arguments than this library reads) is refused, not a crash.
+out=$(qa -c "SELECT stdout FROM sandbox.exec('echo old', 'legacy')" 2>&1)
+check "$(case "$out" in *"older than its library"*) echo 0 ;; *) echo "# got: $out" >&2; echo 1 ;; esac)" \
+	"before the update, exec through the old definitions is refused with a hint to update"
+check "$(q -c "SELECT 1" >/dev/null 2>&1 && echo 0 || echo 1)" "and the server is still up"
 q -c "ALTER EXTENSION cloudrun_sandbox UPDATE"
 check $? "ALTER EXTENSION cloudrun_sandbox UPDATE succeeds"
 check "$([ "$(q -c "SELECT extversion FROM pg_extension WHERE extname = 'cloudrun_sandbox'")" = 0.7.0 ] && echo 0 || echo 1)" "it is version 0.7.0"

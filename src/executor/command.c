@@ -319,6 +319,14 @@ sb_command_prestart(void)
 		spare.pid = 0;
 }
 
+/* sb_command_drop_spare forgets the waiting shell (its caller has killed it). */
+void
+sb_command_drop_spare(void)
+{
+	if (spare.pid > 0)
+		shell_close(&spare);
+}
+
 bool
 sb_command_has_spare(void)
 {
@@ -451,7 +459,8 @@ shell_setup(const SbExecRequest *req, SbBuf *buf)
 	 */
 	if (req->call_cwd != NULL)
 	{
-		append_str(buf, "if builtin cd -P -- ");
+		/* "./" first: a relative cwd never goes through CDPATH, and "-" is a name. */
+		append_str(buf, req->call_cwd[0] == '/' ? "if builtin cd -P -- " : "if builtin cd -P -- ./");
 		append_quoted(buf, req->call_cwd, strlen(req->call_cwd));
 		append_str(buf, " 2>/dev/null; then builtin printf '@%s\\0' \"$PWD\" >&97; else __sb_d=");
 		append_quoted(buf, req->call_cwd, strlen(req->call_cwd));
@@ -462,7 +471,8 @@ shell_setup(const SbExecRequest *req, SbBuf *buf)
 				   "builtin printf '!' >&97; builtin trap - EXIT; builtin exit 1; fi; "
 				   "builtin unset __sb_d __sb_why\n");
 	}
-	append_str(buf, "builtin unset OLDPWD; builtin declare -x OLDPWD; SECONDS=0\n");
+	/* The setup was read whole before it ran: the command does not get its pipe. */
+	append_str(buf, "builtin unset OLDPWD; builtin declare -x OLDPWD; SECONDS=0; exec 95<&-\n");
 }
 
 /* kill_all signals every process the command started. */
@@ -1087,7 +1097,8 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 				cmdp += n;
 				cmd_left -= n;
 			}
-			if (cmd_left == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			if (cmd_left == 0 || !(pfd[4].revents & POLLOUT) ||
+				(n < 0 && errno != EAGAIN && errno != EINTR))
 			{
 				close(cmd[1]);
 				cmd[1] = -1;
@@ -1100,7 +1111,9 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 
 			if (n > 0)
 				setup_done += n;
-			if (setup_done == setup.len || (n < 0 && errno != EAGAIN && errno != EINTR))
+			/* An error or hang-up without POLLOUT: the shell is gone, never poll it again. */
+			if (setup_done == setup.len || !(pfd[6].revents & POLLOUT) ||
+				(n < 0 && errno != EAGAIN && errno != EINTR))
 			{
 				close(setup_w);
 				setup_w = -1;

@@ -48,6 +48,7 @@ extern bool sb_run_command_conn(const SbExecRequest *req, SbExecResult *res, int
  */
 extern void sb_command_prestart(void);
 extern bool sb_command_has_spare(void);
+extern void sb_command_drop_spare(void);
 
 /* sb_command_env returns the environment a command of req starts with (sb_malloc'd). */
 extern char **sb_command_env(const SbExecRequest *req);

@@ -216,6 +216,13 @@ run_background(const char *exit_arg, const char *watch_arg, const char *log)
 
 	if (!read_all(0, &input))
 		input.len = 0;
+	/* The request (a memfd the host wrote) is read: its pages go now, not with the process. */
+	{
+		int			null = open("/dev/null", O_RDONLY);
+
+		if (null > 0)
+			dup2(null, 0), close(null);
+	}
 	doc = input.data ? input.data : "";
 	doc_len = input.len;
 	if (input.len > 0)
@@ -337,6 +344,7 @@ kill_leftovers(void)
 {
 	if (getpid() == 1)
 	{
+		sb_command_drop_spare();	/* killed below with the rest */
 		for (;;)
 		{
 			kill(-1, SIGKILL);

@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -372,29 +373,43 @@ sb_local_background_stdin_connect(const char *session, int64 handle)
 }
 
 /*
- * write_request hands the background executor its request: the JSON
- * document, or with stdin a frame whose payload 0 is the stdin (raw bytes).
- * The executor reads it whole before it starts anything.
+ * request_memfd puts the background executor's request in a memfd, which
+ * becomes its standard input: the JSON document, or with stdin a frame whose
+ * payload 0 is the stdin (raw bytes).  Written before the sandbox starts, to
+ * memory: whoever spawns it (the background worker) never waits on a
+ * sandbox that reads slowly, however large the stdin.  Returns the memfd,
+ * read from its start, or -1 (errno set).
  */
-static void
-write_request(int fd, const char *request, const SbCallInput *in)
+static int
+request_memfd(const char *request, const SbCallInput *in)
 {
 	SbFrameWriter w;
 	SbFramePart none = {NULL, 0};
+	int			fd = memfd_create("cloudrun_sandbox_request", MFD_CLOEXEC);
 	int			r;
+	bool		ok;
 
+	if (fd < 0)
+		return -1;
 	if (!in->has_stdin)
+		ok = sb_write_all(fd, request, strlen(request));
+	else
 	{
-		sb_bwrap_write_request(fd, request);
-		return;
+		sb_frame_writer_init(&w, (SbFramePart) {request, strlen(request)},
+							 (SbFramePart) {in->stdin_data, in->stdin_len}, none);
+		while ((r = sb_frame_write(&w, fd)) == 0 || (r < 0 && errno == EINTR))
+			;
+		ok = r == 1;
 	}
-	(void) fcntl(fd, F_SETPIPE_SZ, 1048576);
-	sb_frame_writer_init(&w, (SbFramePart) {request, strlen(request)},
-						 (SbFramePart) {in->stdin_data, in->stdin_len}, none);
-	while ((r = sb_frame_write(&w, fd)) == 0 || (r < 0 && errno == EINTR))
-		;
-	/* If the executor died, its stderr says why. */
-	close(fd);
+	if (!ok || lseek(fd, 0, SEEK_SET) != 0)
+	{
+		int			save = errno;
+
+		close(fd);
+		errno = save ? save : EIO;
+		return -1;
+	}
+	return fd;
 }
 
 /*
@@ -410,7 +425,7 @@ pid_t
 sb_local_background_spawn(const char *session, int64 handle, const char *request,
 						  const SbCallInput *input, pid_t *init_pid, int64 *init_start)
 {
-	int			in[2], info[2];
+	int			reqfd, info[2];
 	int			dir, logfd, exitfd;
 	volatile int stdin_sock = -1;
 	int			extra[SB_STDIN_LISTEN_FD - 2];
@@ -449,16 +464,22 @@ sb_local_background_spawn(const char *session, int64 handle, const char *request
 	}
 	if (input->stdin_open)
 		stdin_sock = stdin_listen(dir, handle);
-	if ((input->stdin_open && stdin_sock < 0) || pipe2(in, O_CLOEXEC) != 0 ||
-		pipe2(info, O_CLOEXEC) != 0)
+	reqfd = -1;
+	if ((input->stdin_open && stdin_sock < 0) ||
+		(reqfd = request_memfd(request, input)) < 0 || pipe2(info, O_CLOEXEC) != 0)
 	{
 		int			save = errno;
 
 		if (stdin_sock >= 0)
 			close(stdin_sock);
+		if (reqfd >= 0)
+			close(reqfd);
 		close(logfd), close(exitfd), close(dir);
 		errno = save;
-		ereport(ERROR, (errcode_for_file_access(), errmsg("could not create pipes: %m")));
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not prepare the start of background process " INT64_FORMAT ": %m",
+						handle)));
 	}
 	extra[SB_BG_INFO_FD - 3] = info[1];
 	extra[SB_SECCOMP_CHILD_FD - 3] = -1;	/* spawn_sandbox's */
@@ -467,24 +488,23 @@ sb_local_background_spawn(const char *session, int64 handle, const char *request
 	extra[SB_STDIN_LISTEN_FD - 3] = stdin_sock;
 	PG_TRY();
 	{
-		pid = sb_bwrap_spawn(argv, in[0], logfd, logfd, extra, lengthof(extra));
+		pid = sb_bwrap_spawn(argv, reqfd, logfd, logfd, extra, lengthof(extra));
 	}
 	PG_CATCH();
 	{
-		close(in[0]), close(in[1]), close(info[0]), close(info[1]);
+		close(reqfd), close(info[0]), close(info[1]);
 		close(logfd), close(exitfd), close(dir);
 		if (stdin_sock >= 0)
 			close(stdin_sock);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	close(in[0]);
+	close(reqfd);
 	close(info[1]);
 	close(logfd);
 	close(exitfd);
 	if (stdin_sock >= 0)
 		close(stdin_sock);
-	write_request(in[1], request, input);
 	read_child_pid(info[0], init_pid, init_start);
 	if (*init_pid > 0)
 		write_pid_file(dir, handle, *init_pid, *init_start);

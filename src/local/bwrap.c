@@ -224,19 +224,6 @@ sb_bwrap_args(const char *session, int64 background, SbBwrapMode mode)
 	return argv;
 }
 
-/* write_request hands the request to the executor, which reads it at once. */
-void
-sb_bwrap_write_request(int fd, const char *request)
-{
-	size_t		len = strlen(request);
-
-	if (len > 65536)
-		(void) fcntl(fd, F_SETPIPE_SZ, len < 1048576 ? (int) len : 1048576);
-	/* If the executor died, its stderr says why. */
-	(void) sb_write_all(fd, request, len);
-	close(fd);
-}
-
 /*
  * spawn_sandbox starts bwrap with the given descriptors as its 0, 1, 2 and
  * extra[i] as its 3 + i (left closed where extra[i] < 0), the seccomp

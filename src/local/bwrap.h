@@ -40,7 +40,6 @@ typedef enum SbBwrapMode
 extern bool sb_bwrap_files_identity(const char *session, dev_t *dev, ino_t *a, ino_t *b);
 extern char *sb_bwrap_executor_path(void);
 extern char **sb_bwrap_args(const char *session, int64 background, SbBwrapMode mode);
-extern void sb_bwrap_write_request(int fd, const char *request);
 extern pid_t sb_bwrap_spawn(char **argv, int fd0, int fd1, int fd2, const int *extra, int nextra);
 extern int	sb_bwrap_background_watch_fd(void);
 

@@ -438,6 +438,7 @@ bg_start(void)
 	Oid			argtype = INT8ARRAYOID;
 	Datum		arg;
 	ListCell   *lc;
+	MemoryContext outer, rowcxt;
 
 	foreach(lc, bglaunches)
 		under_way[n_under_way++] = Int64GetDatum(((BgLaunch *) lfirst(lc))->handle);
@@ -456,6 +457,10 @@ bg_start(void)
 	/* Kept: each start's UPDATE below replaces SPI_tuptable and SPI_processed. */
 	rows = SPI_tuptable;
 	nrows = SPI_processed;
+	/* Each start's memory (its stdin, up to max_stdin_bytes) goes before the next. */
+	outer = CurrentMemoryContext;
+	rowcxt = AllocSetContextCreate(outer, "cloudrun_sandbox background start",
+								   ALLOCSET_DEFAULT_SIZES);
 	for (uint64 i = 0; i < nrows; i++)
 	{
 		HeapTuple	tup = rows->vals[i];
@@ -468,11 +473,12 @@ bg_start(void)
 			.id = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull)),
 		.name = SPI_getvalue(tup, desc, 7)};
 		char	   *command = SPI_getvalue(tup, desc, 4);
-		MemoryContext cxt = CurrentMemoryContext;
+		MemoryContext cxt = rowcxt;
 		Oid			types[4] = {INT8OID, INT4OID, INT8OID, TEXTOID};
 		Datum		v[4];
 		char		n[4] = {' ', ' ', ' ', ' '};
 
+		MemoryContextSwitchTo(rowcxt);
 		v[0] = Int64GetDatum(handle);
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(cxt);
@@ -533,6 +539,8 @@ bg_start(void)
 			(void) bg_record_end(handle, "failed", false, 0, msg);	/* its row is ours */
 		}
 		PG_END_TRY();
+		MemoryContextSwitchTo(outer);
+		MemoryContextReset(rowcxt);
 	}
 	more = nrows == 32;
 	commit();

@@ -13,7 +13,7 @@
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SET statement_timeout = '120s';
-SELECT plan(41);
+SELECT plan(46);
 SELECT ok(test.wait_worker(), 'the worker is running');
 SELECT sandbox.drop_session(s, if_exists => true) FROM unnest(ARRAY['sc', 'sc_q', 'sc_bg']) s;
 
@@ -109,6 +109,20 @@ SELECT is((SELECT call_cwd FROM sandbox.executions WHERE id = :q4), 'sub/dir', '
 SELECT throws_ok($$SELECT sandbox.exec('pwd', 'sc', cwd => '')$$, '22023', 'cwd must not be empty', 'an empty cwd is refused');
 SELECT throws_ok(format('SELECT sandbox.exec(%L, %L, cwd => %L)', 'pwd', 'sc', repeat('a/', 2100)), '54000', NULL,
 				 'so is one longer than a path');
+-- attack: the session's CDPATH does not send a relative cwd elsewhere, and "-" is a name, not $OLDPWD
+SELECT sandbox.exec('mkdir -p /workspace/cdp/sub; export CDPATH=/workspace/cdp', 'sc_cdpath');
+SELECT is((SELECT row(status, exit_code, stdout)::text FROM sandbox.exec('pwd', 'sc_cdpath', cwd => 'sub')),
+		  row('failed', 1, '')::text, 'attack: a CDPATH the session exported does not take cwd => ''sub'' to /workspace/cdp/sub');
+SELECT is((SELECT row(status, exit_code, stdout)::text FROM sandbox.exec('pwd', 'sc_cdpath', cwd => '-')),
+		  row('failed', 1, '')::text, 'cwd => ''-'' is a directory named "-", not the previous directory');
+SELECT is((SELECT stdout FROM sandbox.exec('pwd', 'sc_cdpath', cwd => 'cdp/sub')), E'/workspace/cdp/sub\n',
+		  'and a relative cwd that exists is still found');
+-- the command holds only its own descriptors: 0-2, and none of the setup's pipe (95) or stdin's (94)
+SELECT is((SELECT stdout FROM sandbox.exec('for f in 94 95; do [ -e /proc/self/fd/$f ] && echo "$f open"; done; echo end', 'sc_cdpath')),
+		  E'end\n', 'the command does not inherit the setup''s descriptors');
+SELECT is((SELECT stdout FROM sandbox.exec('for f in 94 95; do [ -e /proc/self/fd/$f ] && echo "$f open"; done; echo end', 'sc_cdpath', stdin => 'x')),
+		  E'end\n', 'nor with stdin');
+SELECT sandbox.drop_session('sc_cdpath');
 -- attack: a cwd that climbs out of /workspace is the sandbox's own root, nothing of the host's
 SELECT is((SELECT row(stdout, cwd)::text FROM sandbox.exec('pwd', 'sc', cwd => '../../../../../../..')),
 		  row(E'/\n', '/workspace')::text, 'attack: a cwd climbing out of /workspace stays in the sandbox (its /), the session unchanged');
