@@ -97,6 +97,13 @@ typedef struct SbDriver
 	SbRun	   *(*launch) (const char *session, int64 id, const char *request,
 							const SbPayload *upload);
 
+	/*
+	 * True once the request and its payload are all sent (or can no longer
+	 * be): the caller may free the payload.  NULL: launch() keeps no
+	 * reference to it.
+	 */
+	bool		(*request_sent) (SbRun *run);
+
 	/* File descriptors whose readiness means step() has work; returns count. */
 	int			(*wait_fds) (SbRun *run, int *fds, int max_fds);
 

@@ -287,6 +287,13 @@ write_request(SbRun *run)
 	}
 }
 
+/* local_request_sent: the frame writer no longer needs the payload. */
+static bool
+local_request_sent(SbRun *run)
+{
+	return run->written || run->sock < 0;
+}
+
 /*
  * local_step makes progress: the request out, the result frame in.  A warm
  * run is over with the frame (its sandbox is then free for the session's
@@ -441,6 +448,7 @@ const SbDriver sb_local_driver = {
 	.load_state = sb_storage_load_state,
 	.store_state = sb_storage_store_state,
 	.launch = local_launch,
+	.request_sent = local_request_sent,
 	.wait_fds = local_wait_fds,
 	.step = local_step,
 	.finish = local_finish,

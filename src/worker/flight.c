@@ -122,6 +122,23 @@ flight_attached(WorkerFlight *f)
 }
 
 /*
+ * flight_release_input frees the flight's copy of its stdin (up to
+ * max_stdin_bytes) once its request is sent: a flight may run for an hour,
+ * and a role may have max_concurrent of them.  A retry reads it again from
+ * its row.
+ */
+static void
+flight_release_input(WorkerFlight *f)
+{
+	if (f->input.stdin_data == NULL || f->run == NULL ||
+		(f->driver->request_sent != NULL && !f->driver->request_sent(f->run)))
+		return;
+	pfree((char *) f->input.stdin_data - VARHDRSZ);	/* the bytea new_flight copied */
+	f->input.stdin_data = NULL;
+	f->input.stdin_len = 0;
+}
+
+/*
  * flight_start writes a claimed flight's request and stages its run
  * (batching drivers: STAGED) or launches it (LAUNCHED).
  */
@@ -157,6 +174,7 @@ flight_start(WorkerFlight *f)
 															 &stdin_payload));
 			f->state = FLIGHT_LAUNCHED;
 		}
+		flight_release_input(f);
 	}
 	PG_CATCH();
 	{
@@ -188,6 +206,7 @@ flight_step(WorkerFlight *f)
 	int			fds[8];
 	bool		polled;
 
+	flight_release_input(f);
 	polled = f->driver->wait_fds(f->run, fds, lengthof(fds)) == 0;
 	/* An answer that has arrived is read now, whatever the polling pace. */
 	if (polled && !(f->driver->ready != NULL && f->driver->ready(f->run)))
