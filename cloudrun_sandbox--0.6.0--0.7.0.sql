@@ -5,6 +5,22 @@
 \echo Use "ALTER EXTENSION cloudrun_sandbox UPDATE TO '0.7.0'" to load this file. \quit
 
 -- [stream] Live output (issue 14, parts 3 and 4).
+CREATE FUNCTION sandbox.read_output(
+	id bigint,
+	stdout_offset bigint DEFAULT 0,
+	stderr_offset bigint DEFAULT 0,
+	OUT stdout bytea,
+	OUT stderr bytea,
+	OUT next_stdout_offset bigint,
+	OUT next_stderr_offset bigint,
+	OUT finished boolean)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sandbox_read_output'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION sandbox.read_output(bigint, bigint, bigint) IS
+	'an execution''s output after the given byte offsets (while it runs: so far), the offsets to ask for next, and whether it has finished';
+REVOKE ALL ON FUNCTION sandbox.read_output(bigint, bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sandbox.read_output(bigint, bigint, bigint) TO sandbox_user;
 -- (end of [stream])
 
 

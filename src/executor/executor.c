@@ -259,6 +259,82 @@ typedef struct Answer
 } Answer;
 
 /*
+ * Live output of a framed command (issue 14, part 4): the files the host
+ * opened and sent with the request frame (SCM_RIGHTS: its stdout's, then its
+ * stderr's), -1 for none.  The command's output so far is appended to them
+ * as it comes (what is past the result's cap is never written), so that the
+ * host can read it while the command runs.  The descriptors are the host's:
+ * nothing is opened by name, and the command never inherits them.
+ */
+typedef struct LiveFiles
+{
+	int			fd[2];
+	size_t		done[2];		/* bytes written to each */
+} LiveFiles;
+
+static LiveFiles live_files = {{-1, -1}, {0, 0}};
+
+/* live_write appends data[done..len) to a live file; on an error it stops writing it. */
+static void
+live_write(int i, const char *data, size_t len)
+{
+	while (live_files.fd[i] >= 0 && live_files.done[i] < len)
+	{
+		ssize_t		n = write(live_files.fd[i], data + live_files.done[i],
+							  len - live_files.done[i]);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+		{
+			close(live_files.fd[i]);
+			live_files.fd[i] = -1;
+			return;
+		}
+		live_files.done[i] += (size_t) n;
+	}
+}
+
+/* live_flush is the SbLiveHook of the live files. */
+static void
+live_flush(void *arg, const char *out, size_t out_len, const char *err, size_t err_len,
+		   bool final)
+{
+	live_write(0, out, out_len);
+	live_write(1, err, err_len);
+}
+
+static const SbLiveHook live_hook = {live_flush, NULL, 0};
+
+/* live_take adopts the descriptors a request frame brought (closing extras). */
+static void
+live_take(SbFrameReader *r)
+{
+	for (int i = 0; i < r->nfds; i++)
+	{
+		if (i < 2)
+			live_files.fd[i] = r->fds[i];
+		else
+			close(r->fds[i]);
+		r->fds[i] = -1;
+	}
+	live_files.done[0] = live_files.done[1] = 0;
+	r->nfds = 0;
+}
+
+/* live_close closes the live files after a request. */
+static void
+live_close(void)
+{
+	for (int i = 0; i < 2; i++)
+	{
+		if (live_files.fd[i] >= 0)
+			close(live_files.fd[i]);
+		live_files.fd[i] = -1;
+	}
+}
+
+/*
  * answer applies one request document (a command or a file operation) and
  * fills *a.  A request that cannot be decoded gets an error result, never a
  * crash.  With conn_fd >= 0 the request came in a frame (payload is its
@@ -302,6 +378,8 @@ answer(const char *doc, size_t len, const char *payload, size_t payload_len, int
 				req.stdin_data = payload;
 				req.stdin_len = payload_len;
 			}
+			if (live_files.fd[0] >= 0 || live_files.fd[1] >= 0)
+				req.live = &live_hook;
 			a->hung_up = !sb_run_command_conn(&req, &a->res, conn_fd);
 		}
 		else
@@ -383,7 +461,9 @@ serve_conn(int in_fd, int out_fd, bool prestart)
 			}
 			break;
 		}
+		live_take(r);
 		answer(r->part[0], r->len[0], r->part[1], r->len[1], in_fd, &a);
+		live_close();
 		for (int i = 0; i < 3; i++)
 			free(r->part[i]), r->part[i] = NULL;
 		/*

@@ -437,8 +437,12 @@ flights_forget(List *done)
 
 	foreach(lc, flights)
 	{
-		if (!list_member_ptr(done, lfirst(lc)))
-			keep = keep_list(keep, lfirst(lc));
+		WorkerFlight *f = lfirst(lc);
+
+		if (!list_member_ptr(done, f))
+			keep = keep_list(keep, f);
+		else if (f->backend == SB_BACKEND_LOCAL && f->key != NULL)
+			sb_local_live_forget(f->key, f->id);	/* its row has the output now */
 	}
 	list_free(flights);
 	flights = keep;

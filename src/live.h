@@ -1,0 +1,16 @@
+/*
+ * live.h
+ *		Live output of queued executions (see live.c).
+ */
+#ifndef SB_LIVE_H
+#define SB_LIVE_H
+
+#include "cloudrun_sandbox.h"
+
+extern bytea *sb_live_output(SbBackend backend, const char *key, Oid owner, int64 id,
+							 int stream, int64 offset, int64 max);
+
+/* driver_cloudrun.c: a running execution's saved output (stream 0 stdout, 1 stderr). */
+extern char *sb_cloud_live_read(const char *session, int64 id, int stream, size_t *len);
+
+#endif							/* SB_LIVE_H */
