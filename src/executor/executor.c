@@ -383,7 +383,11 @@ answer(const char *doc, size_t len, const char *payload, size_t payload_len, int
 			a->hung_up = !sb_run_command_conn(&req, &a->res, conn_fd);
 		}
 		else
+		{
+			if (live_files.fd[0] >= 0 || live_files.fd[1] >= 0)
+				req.live = &live_hook;
 			sb_run_command(&req, &a->res);
+		}
 		if (!a->hung_up)
 			a->text = framed ? sb_result_encode_framed(&a->res) : sb_result_encode(&a->res);
 	}
@@ -575,9 +579,17 @@ main(int argc, char **argv)
 			kill(-1, SIGKILL);
 		return rc == 1 ? 0 : rc;
 	}
+	/* `--live OUT_FD ERR_FD`: the cloud executor follows the output (isolate.c). */
+	if (argc == 4 && strcmp(argv[1], "--live") == 0 && fd_arg(argv[2], &live_files.fd[0]) &&
+		fd_arg(argv[3], &live_files.fd[1]) && live_files.fd[0] > 2 && live_files.fd[1] > 2)
+	{
+		(void) fcntl(live_files.fd[0], F_SETFD, FD_CLOEXEC);
+		(void) fcntl(live_files.fd[1], F_SETFD, FD_CLOEXEC);
+		argc = 1;
+	}
 	if (argc > 1)
 	{
-		fprintf(stderr, "usage: %s < request.json > result.json\n", argv[0]);
+		fprintf(stderr, "usage: %s [--live OUT_FD ERR_FD] < request.json > result.json\n", argv[0]);
 		fprintf(stderr, "       %s serve [--listen FD]   (frames on fd 0/1, or on connections to FD)\n", argv[0]);
 		fprintf(stderr, "       %s cloud BUCKET REQUEST_OBJECT [REQUEST_OBJECT...]\n", argv[0]);
 		fprintf(stderr, "       %s background EXIT_FD WATCH_FD [LOG] < request.json\n", argv[0]);
