@@ -37,6 +37,7 @@
 #include "local/slots.h"
 #include "local/storage.h"
 #include "local/warm.h"
+#include "live.h"
 
 #define SB_STDERR_CAP 65536
 
@@ -220,6 +221,8 @@ local_launch(const char *session, int64 id, const char *request, const SbPayload
 			run->writer.nfds = 2;
 		}
 	}
+	else if (!sb_driver_nonblocking && sb_stream_fds(run->writer.fds))
+		run->writer.nfds = 2;	/* a streamed exec's output: to its memfds (live.c) */
 	warm = sb_warm_claim(session, owner, &run->warm_generation);
 	run->warm_slot = Max(warm, -1);
 	if (run->warm_slot >= 0)

@@ -14,6 +14,7 @@
 
 #include "common/sbutil.h"
 #include "gcloud.h"
+#include "live.h"
 #include "local/cgroup.h"
 #include "local/quota.h"
 #include "worker/reaper.h"
@@ -407,7 +408,7 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	SbOutcome	outcome;
 	SbExecResult *r = &outcome.result;
 	char	   *request;
-	char	   *text;
+	char	   *volatile text;
 	size_t		len;
 	Interval   *duration;
 	struct varlena *out;		/* text; "text" names the result here */
@@ -416,10 +417,11 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	int			npayloads = 0;
 	SbCallInput in;
 	SbPayload	stdin_payload;
+	bool		stream;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "sandbox.exec must return a composite type");
-	sb_refuse_unbuilt(fcinfo, 4, (const char *const[]) {NULL, NULL, "stream", NULL}, 4);
+	stream = PG_NARGS() > 6 && !PG_ARGISNULL(6) ? PG_GETARG_BOOL(6) : sb_stream_output;
 	sb_call_input_args(fcinfo, 4, 7, 5, &in);
 	sb_require_utf8();
 	sb_check_command(command);
@@ -427,6 +429,14 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	/* Lock the session (creating it on first use): one command at a time. */
 	session = sb_session_lock(name, true, (SbBackend) sb_default_backend, false);
 	driver = sb_driver_for(session->backend);
+	if (stream && session->backend != SB_BACKEND_LOCAL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("streaming output is not supported on the cloudrun backend yet"),
+				 errdetail("stream => true (or cloudrun_sandbox.stream_output) sends output as NOTICEs "
+						   "only for sessions of the local backend."),
+				 errhint("Call sandbox.exec with stream => false, or use sandbox.submit and follow "
+						 "the output with sandbox.read_output.")));
 	memset(&outcome, 0, sizeof(outcome));
 	outcome.id = sb_execution_next_id();
 	request = sb_prepare_exec_ex(session, driver, session->created, outcome.id, command,
@@ -440,10 +450,20 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	if (!session->created)
 		sb_reaper_if_change_aborts(session);
 	outcome.started_at = GetCurrentTimestamp();
-	text = sb_run_sync(driver, session->key, outcome.id, request,
-					   sb_call_input_payload(driver, &in, &stdin_payload),
-					   sb_exec_deadline(driver, outcome.started_at, tmo), &len, payloads,
-					   &npayloads);
+	if (stream)
+		sb_stream_begin();
+	PG_TRY();
+	{
+		text = sb_run_sync(driver, session->key, outcome.id, request,
+						   sb_call_input_payload(driver, &in, &stdin_payload),
+						   sb_exec_deadline(driver, outcome.started_at, tmo), &len, payloads,
+						   &npayloads);
+	}
+	PG_FINALLY();
+	{
+		sb_stream_end();
+	}
+	PG_END_TRY();
 	outcome.finished_at = GetCurrentTimestamp();
 	/* The request and the result's text are not needed once decoded (memory: issue 11). */
 	pfree(request);

@@ -16,14 +16,18 @@
 #include "driver.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
+#include "common/sbutil.h"
 #include "gcloud.h"
 #include "live.h"
 
@@ -212,4 +216,201 @@ sandbox_read_output(PG_FUNCTION_ARGS)
 	v[3] = Int64GetDatum(off[1] + (int64) VARSIZE(out[1]) - VARHDRSZ);
 	v[4] = BoolGetDatum(finished && !more);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), v, n)));
+}
+
+/*
+ * Live output of a synchronous exec (issue 14, part 3): with stream => true
+ * (or cloudrun_sandbox.stream_output), each line the command prints is sent
+ * to the client as a NOTICE as it arrives (stderr's prefixed "stderr: ").
+ * The backend makes two memfds and hands them to the executor with the
+ * request (driver_local.c); while it waits for the result (driver.c,
+ * run_until) it reads what they gained.  Throttled: at most
+ * SB_STREAM_LINES_PER_S lines and SB_STREAM_BYTES_PER_S bytes a second, then
+ * one NOTICE saying how many lines were not shown; a line is cut at
+ * SB_STREAM_LINE_MAX bytes.  The returned row has the whole output as ever.
+ */
+#define SB_STREAM_LINES_PER_S 100
+#define SB_STREAM_BYTES_PER_S (64 * 1024)
+#define SB_STREAM_LINE_MAX 4096
+#define SB_STREAM_READ_MAX 65536
+
+bool		sb_stream_output = false;
+SbStream   *sb_stream_active = NULL;
+
+struct SbStream
+{
+	int			fd[2];			/* the memfds: stdout's, stderr's */
+	off_t		done[2];		/* bytes of each read */
+	StringInfoData line[2];		/* a line not ended yet */
+	bool		cut[2];			/* the line was too long: the rest is skipped */
+	TimestampTz window;			/* the throttle's second */
+	int			lines;
+	int64		bytes;
+	int64		dropped;		/* lines not shown in this second */
+};
+
+/* sb_live_guc_init defines cloudrun_sandbox.stream_output (from _PG_init). */
+void
+sb_live_guc_init(void)
+{
+	DefineCustomBoolVariable("cloudrun_sandbox.stream_output",
+							 "Whether sandbox.exec sends each line of output to the client as a NOTICE as it arrives.",
+							 "What exec's stream argument means when it is NULL.",
+							 &sb_stream_output, false, PGC_USERSET, 0, NULL, NULL, NULL);
+}
+
+/* say_dropped sends the NOTICE about the lines the throttle held back. */
+static void
+say_dropped(SbStream *s)
+{
+	if (s->dropped > 0)
+		ereport(NOTICE,
+				(errmsg("%lld lines of output not shown", (long long) s->dropped),
+				 errdetail("Streaming shows at most %d lines and %d bytes a second.",
+						   SB_STREAM_LINES_PER_S, SB_STREAM_BYTES_PER_S),
+				 errhint("The row that sandbox.exec returns has the whole output.")));
+	s->dropped = 0;
+}
+
+/* emit_line sends one line of stream i as a NOTICE, unless the throttle holds it back. */
+static void
+emit_line(SbStream *s, int i, const char *data, size_t len, bool cut)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	char	   *fixed;
+	size_t		n;
+	bool		repaired;
+
+	if (now - s->window >= USECS_PER_SEC)
+	{
+		say_dropped(s);
+		s->window = now;
+		s->lines = 0;
+		s->bytes = 0;
+	}
+	if (s->lines >= SB_STREAM_LINES_PER_S || s->bytes + (int64) len > SB_STREAM_BYTES_PER_S)
+	{
+		s->dropped++;
+		return;
+	}
+	s->lines++;
+	s->bytes += len;
+	fixed = sb_utf8_repair(data, len, cut, &n, &repaired);
+	if (fixed == NULL)
+		return;
+	ereport(NOTICE, (errmsg_internal("%s%s%s", i == 1 ? "stderr: " : "", fixed, cut ? " [...]" : "")));
+	pfree(fixed);
+}
+
+/* take_bytes splits new bytes of stream i into lines. */
+static void
+take_bytes(SbStream *s, int i, const char *p, size_t len)
+{
+	while (len > 0)
+	{
+		const char *nl = memchr(p, '\n', len);
+		size_t		n = nl ? (size_t) (nl - p) : len;
+
+		if (!s->cut[i])
+		{
+			size_t		room = SB_STREAM_LINE_MAX - s->line[i].len;
+
+			appendBinaryStringInfo(&s->line[i], p, Min(n, room));
+			if (n > room)
+			{
+				emit_line(s, i, s->line[i].data, s->line[i].len, true);
+				resetStringInfo(&s->line[i]);
+				s->cut[i] = true;
+			}
+		}
+		if (nl == NULL)
+			return;
+		if (!s->cut[i])
+			emit_line(s, i, s->line[i].data, s->line[i].len, false);
+		resetStringInfo(&s->line[i]);
+		s->cut[i] = false;
+		p += n + 1;
+		len -= n + 1;
+	}
+}
+
+/* sb_stream_begin makes the memfds of a streamed exec (sb_stream_active). */
+void
+sb_stream_begin(void)
+{
+	SbStream   *s = palloc0(sizeof(SbStream));
+
+	for (int i = 0; i < 2; i++)
+	{
+		s->fd[i] = memfd_create(i == 0 ? "sandbox-stream-out" : "sandbox-stream-err", MFD_CLOEXEC);
+		if (s->fd[i] < 0)
+		{
+			if (i == 1)
+				close(s->fd[0]);
+			ereport(ERROR, (errcode_for_file_access(), errmsg("could not create a memfd: %m")));
+		}
+		initStringInfo(&s->line[i]);
+	}
+	s->window = GetCurrentTimestamp();
+	sb_stream_active = s;
+}
+
+/* sb_stream_poll sends what the command printed since the last poll; final: all of it. */
+void
+sb_stream_poll(bool final)
+{
+	SbStream   *s = sb_stream_active;
+	char	   *buf;
+
+	if (s == NULL)
+		return;
+	buf = palloc(SB_STREAM_READ_MAX);
+	for (int i = 0; i < 2; i++)
+	{
+		for (;;)
+		{
+			ssize_t		n = pread(s->fd[i], buf, SB_STREAM_READ_MAX, s->done[i]);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			s->done[i] += n;
+			take_bytes(s, i, buf, (size_t) n);
+			/* The executor writes at most max_output_bytes; a poll reads a share. */
+			if (!final && n == SB_STREAM_READ_MAX)
+				break;
+			if (s->done[i] >= (off_t) sb_max_output_bytes)
+				break;
+		}
+		if (final && s->line[i].len > 0 && !s->cut[i])
+			emit_line(s, i, s->line[i].data, s->line[i].len, false);
+	}
+	pfree(buf);
+	if (final)
+		say_dropped(s);
+}
+
+/* sb_stream_fds gives the memfds to hand the executor; false if no exec streams. */
+bool
+sb_stream_fds(int fds[2])
+{
+	if (sb_stream_active == NULL)
+		return false;
+	fds[0] = sb_stream_active->fd[0];
+	fds[1] = sb_stream_active->fd[1];
+	return true;
+}
+
+/* sb_stream_end closes the memfds (also after an error). */
+void
+sb_stream_end(void)
+{
+	SbStream   *s = sb_stream_active;
+
+	sb_stream_active = NULL;
+	if (s == NULL)
+		return;
+	for (int i = 0; i < 2; i++)
+		close(s->fd[i]);
 }

@@ -13,4 +13,14 @@ extern bytea *sb_live_output(SbBackend backend, const char *key, Oid owner, int6
 /* driver_cloudrun.c: a running execution's saved output (stream 0 stdout, 1 stderr). */
 extern char *sb_cloud_live_read(const char *session, int64 id, int stream, size_t *len);
 
+/* A synchronous exec's streamed output (live.c). */
+typedef struct SbStream SbStream;
+extern bool sb_stream_output;
+extern SbStream *sb_stream_active;
+extern void sb_live_guc_init(void);
+extern void sb_stream_begin(void);
+extern void sb_stream_poll(bool final);
+extern bool sb_stream_fds(int fds[2]);
+extern void sb_stream_end(void);
+
 #endif							/* SB_LIVE_H */
