@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SET statement_timeout = '120s';
-SELECT plan(15);
+SELECT plan(17);
 SELECT ok(test.wait_worker(), 'the worker is running');
 SELECT sandbox.drop_session(s, if_exists => true) FROM unnest(ARRAY['lo']) s;
 
@@ -48,6 +48,8 @@ BEGIN
 	END LOOP;
 END $$;
 
+SELECT test.dblink_connect('lo_listen');
+SELECT dblink_exec('lo_listen', 'LISTEN sandbox_output');
 SELECT sandbox.submit('for i in 1 2 3 4 5 6 7 8 9 10; do echo "line $i"; echo "err $i" >&2; sleep 0.5; done',
 					  'lo', timeout => '60s') AS id \gset
 SELECT ok(test.wait_until(format('SELECT status = %L FROM sandbox.result(%s)', 'running', :id), 30),
@@ -67,6 +69,17 @@ SELECT cmp_ok(:f_live_reads, '>=', 3, 'output arrived in several reads while the
 SELECT cmp_ok(:'f_last_at'::timestamptz - :'f_first_at'::timestamptz, '>=', interval '1 second',
 			  'spread over the command''s run, not all at its end');
 SELECT is((SELECT status FROM sandbox.result(:id)), 'succeeded', 'the command succeeded');
+-- NOTIFY sandbox_output "<id> <stdout offset> <stderr offset>": local backend, coalesced.
+CREATE TEMP TABLE lo_notes AS
+	SELECT row_number() OVER () AS n, split_part(extra, ' ', 2)::bigint AS o, split_part(extra, ' ', 3)::bigint AS e
+	FROM dblink_get_notify('lo_listen') WHERE notify_name = 'sandbox_output' AND split_part(extra, ' ', 1) = :'id';
+SELECT CASE WHEN test.cloud()
+	THEN is((SELECT count(*)::int FROM lo_notes), 0, 'cloud backend: no NOTIFY sandbox_output (local only, documented)')
+	ELSE ok((SELECT count(*) BETWEEN 2 AND 15 FROM lo_notes),
+			format('followers were notified of new output a few times, coalesced (%s NOTIFYs over 5 s)',
+				   (SELECT count(*) FROM lo_notes))) END;
+SELECT ok((SELECT coalesce(bool_and(o <= 71 AND e <= 61), true) AND count(*) = count(DISTINCT (o, e)) FROM lo_notes),
+		  'each NOTIFY names new offsets within the output');
 SELECT results_eq(format('SELECT length(stdout), length(stderr), next_stdout_offset, finished FROM sandbox.read_output(%s, 5)', :id),
 				  $$VALUES (66, 61, 71::bigint, true)$$,
 				  'after it finished, read_output reads the row from an offset');
@@ -88,5 +101,6 @@ SET ROLE bob;
 SELECT throws_ok(format('SELECT * FROM sandbox.read_output(%s)', :id), '42501', NULL,
 				 'another role cannot read an execution''s output');
 RESET ROLE;
+SELECT dblink_disconnect('lo_listen');
 SELECT sandbox.drop_session('lo');
 SELECT * FROM finish();
