@@ -414,3 +414,98 @@ sb_stream_end(void)
 	for (int i = 0; i < 2; i++)
 		close(s->fd[i]);
 }
+
+PG_FUNCTION_INFO_V1(sandbox_get_background_logs_from);
+
+/*
+ * sandbox_get_background_logs_from is sandbox.get_background_logs(pid,
+ * log_offset, session): (output bytea, next_offset bigint, running boolean),
+ * the bytes of a background process's log after log_offset (at most
+ * READ_OUTPUT_MAX a call), so that a follower reads each byte once.
+ */
+Datum
+sandbox_get_background_logs_from(PG_FUNCTION_ARGS)
+{
+	int64		handle;
+	int64		off;
+	Oid			me = GetUserId();
+	Oid			argtype = INT8OID;
+	Datum		arg;
+	char	   *key;
+	char	   *name;
+	Oid			owner;
+	bool		cloud, running, isnull;
+	bytea	   *out;
+	TupleDesc	desc;
+	Datum		v[3];
+	bool		n[3] = {false, false, false};
+	MemoryContext outer = CurrentMemoryContext;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("pid must not be null")));
+	handle = PG_GETARG_INT64(0);
+	off = offset_arg(fcinfo, 1, "log_offset");
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "function must return a composite type");
+	sb_spi_begin_owner();
+	arg = Int64GetDatum(handle);
+	if (SPI_execute_with_args("SELECT s.storage_key, b.owner, s.backend = 'cloudrun', b.session, "
+							  "  b.status IN ('starting', 'running') "
+							  "FROM sandbox.background_processes b "
+							  "LEFT JOIN sandbox.sessions s ON s.id = b.session_id WHERE b.pid = $1",
+							  1, &argtype, &arg, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up a background process");
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("background process " INT64_FORMAT " does not exist", handle)));
+	key = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	key = key ? MemoryContextStrdup(outer, key) : NULL;
+	name = MemoryContextStrdup(outer, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4));
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	cloud = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	cloud = cloud && !isnull;
+	running = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
+	sb_spi_end_owner();
+	if (owner != me && !superuser_arg(me))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for background process " INT64_FORMAT, handle),
+				 errdetail("The process belongs to another role.")));
+	if (!PG_ARGISNULL(2) && strcmp(text_to_cstring(PG_GETARG_TEXT_PP(2)), name) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("background process " INT64_FORMAT " is not in session \"%s\"", handle,
+						text_to_cstring(PG_GETARG_TEXT_PP(2)))));
+	if (key == NULL)
+		out = slice("", 0, 0, 0);
+	else if (cloud)
+	{
+		size_t		len;
+		char	   *data;
+
+		sb_gc_use_role(owner);
+		data = sb_cloud_bg_logs(key, handle, (size_t) 64 * 1024 * 1024, &len);
+		out = slice(data, len, off, READ_OUTPUT_MAX);
+	}
+	else
+	{
+		/* A regular file the host made, opened without following or waiting (bgfiles.c). */
+		int			fd = sb_local_background_open_log(key, handle);
+		ssize_t		got = 0;
+
+		out = palloc(VARHDRSZ + READ_OUTPUT_MAX);
+		if (fd >= 0)
+		{
+			do
+				got = pread(fd, VARDATA(out), READ_OUTPUT_MAX, (off_t) off);
+			while (got < 0 && errno == EINTR);
+			close(fd);
+		}
+		SET_VARSIZE(out, VARHDRSZ + Max(got, 0));
+	}
+	v[0] = PointerGetDatum(out);
+	v[1] = Int64GetDatum(off + (int64) VARSIZE(out) - VARHDRSZ);
+	v[2] = BoolGetDatum(running);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), v, n)));
+}

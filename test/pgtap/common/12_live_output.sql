@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SET statement_timeout = '120s';
-SELECT plan(17);
+SELECT plan(22);
 SELECT ok(test.wait_worker(), 'the worker is running');
 SELECT sandbox.drop_session(s, if_exists => true) FROM unnest(ARRAY['lo']) s;
 
@@ -84,6 +84,44 @@ SELECT results_eq(format('SELECT length(stdout), length(stderr), next_stdout_off
 				  $$VALUES (66, 61, 71::bigint, true)$$,
 				  'after it finished, read_output reads the row from an offset');
 
+-- get_background_logs(pid, log_offset): a background process's output, followed the same way.
+CREATE OR REPLACE FUNCTION pg_temp.follow_bg(pid bigint, OUT sout bytea, OUT live_reads integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+	o bigint := 0;
+	r record;
+	quiet integer := 0;
+BEGIN
+	sout := ''; live_reads := 0;
+	FOR i IN 1..600 LOOP
+		SELECT * INTO r FROM sandbox.get_background_logs(pid, o);
+		IF r.next_offset <> o + length(r.output) THEN
+			RAISE EXCEPTION 'next offset % does not follow % + %', r.next_offset, o, length(r.output);
+		END IF;
+		sout := sout || r.output;
+		o := r.next_offset;
+		IF length(r.output) > 0 AND r.running THEN
+			live_reads := live_reads + 1;
+		END IF;
+		-- Once it has ended, a few more reads find nothing new.
+		IF NOT r.running AND length(r.output) = 0 THEN
+			quiet := quiet + 1;
+			EXIT WHEN quiet >= 5;
+		END IF;
+		PERFORM pg_sleep(0.2);
+	END LOOP;
+END $$;
+SELECT sandbox.start_background('for i in 1 2 3 4 5 6 7 8; do echo "bg $i"; sleep 0.5; done', 'lo') AS bg \gset
+SELECT ok(test.wait_until(format('SELECT running FROM sandbox.list_background_processes(%L) WHERE pid = %s', 'lo', :bg), 30),
+		  'the background process runs');
+SELECT * FROM pg_temp.follow_bg(:bg) \gset b_
+SELECT is(convert_from(:'b_sout', 'UTF8'),
+		  (SELECT string_agg(format('bg %s', i) || E'\n', '' ORDER BY i) FROM generate_series(1, 8) i),
+		  'a follower of get_background_logs(pid, log_offset) gets every byte once, in order');
+SELECT cmp_ok(:b_live_reads, '>=', 1, 'some of it while the process ran');
+SELECT throws_ok(format('SELECT * FROM sandbox.get_background_logs(%s, -1)', :bg), '22023', NULL,
+				 'a negative log_offset is refused');
+
 -- Attacks.
 SELECT throws_ok(format('SELECT * FROM sandbox.read_output(%s, -1)', :id), '22023', NULL,
 				 'a negative offset is refused');
@@ -100,6 +138,8 @@ SELECT CASE WHEN test.cloud()
 SET ROLE bob;
 SELECT throws_ok(format('SELECT * FROM sandbox.read_output(%s)', :id), '42501', NULL,
 				 'another role cannot read an execution''s output');
+SELECT throws_ok(format('SELECT * FROM sandbox.get_background_logs(%s, 0)', :bg), '42501', NULL,
+				 'nor follow another role''s background process');
 RESET ROLE;
 SELECT dblink_disconnect('lo_listen');
 SELECT sandbox.drop_session('lo');
