@@ -87,7 +87,7 @@ run_until(const SbDriver *driver, const char *session, int64 id, const char *req
 									PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
-			sb_stream_poll(false);
+			sb_stream_poll();
 			if (GetCurrentTimestamp() > deadline)
 				ereport(ERROR,
 						(errcode(ERRCODE_QUERY_CANCELED),
@@ -110,7 +110,6 @@ run_until(const SbDriver *driver, const char *session, int64 id, const char *req
 	PG_END_TRY();
 	if (set)
 		FreeWaitEventSet(set);
-	sb_stream_poll(true);
 	result = driver->finish(run, len);
 	if (npayloads != NULL)
 		*npayloads = payloads != NULL && driver->payloads != NULL ?

@@ -1340,6 +1340,8 @@ cloud_step(SbRun *run)
 		return true;
 	}
 	if (sb_gc_run_call("POST", psprintf("/v2/%s:wait", run->operation),
+					   /* A streamed exec looks at its output so far every second (live.c). */
+					   sb_stream_active != NULL ? "{\"timeout\":\"1s\"}" :
 					   "{\"timeout\":\"" WAIT_SLICE "\"}", CALL_TIMEOUT_MS, &response, &err) != 0)
 	{
 		if (err.kind == SB_ERR_CANCELLED)

@@ -408,7 +408,7 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	SbOutcome	outcome;
 	SbExecResult *r = &outcome.result;
 	char	   *request;
-	char	   *volatile text;
+	char	   *text;
 	size_t		len;
 	Interval   *duration;
 	struct varlena *out;		/* text; "text" names the result here */
@@ -429,14 +429,6 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	/* Lock the session (creating it on first use): one command at a time. */
 	session = sb_session_lock(name, true, (SbBackend) sb_default_backend, false);
 	driver = sb_driver_for(session->backend);
-	if (stream && session->backend != SB_BACKEND_LOCAL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("streaming output is not supported on the cloudrun backend yet"),
-				 errdetail("stream => true (or cloudrun_sandbox.stream_output) sends output as NOTICEs "
-						   "only for sessions of the local backend."),
-				 errhint("Call sandbox.exec with stream => false, or use sandbox.submit and follow "
-						 "the output with sandbox.read_output.")));
 	memset(&outcome, 0, sizeof(outcome));
 	outcome.id = sb_execution_next_id();
 	request = sb_prepare_exec_ex(session, driver, session->created, outcome.id, command,
@@ -450,25 +442,24 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	if (!session->created)
 		sb_reaper_if_change_aborts(session);
 	outcome.started_at = GetCurrentTimestamp();
+	/* Streamed: each line as a NOTICE while it runs (live.c); ended with the statement. */
 	if (stream)
-		sb_stream_begin();
-	PG_TRY();
-	{
-		text = sb_run_sync(driver, session->key, outcome.id, request,
-						   sb_call_input_payload(driver, &in, &stdin_payload),
-						   sb_exec_deadline(driver, outcome.started_at, tmo), &len, payloads,
-						   &npayloads);
-	}
-	PG_FINALLY();
-	{
-		sb_stream_end();
-	}
-	PG_END_TRY();
+		sb_stream_begin(session->backend == SB_BACKEND_CLOUDRUN, session->key, outcome.id,
+						session->owner);
+	text = sb_run_sync(driver, session->key, outcome.id, request,
+					   sb_call_input_payload(driver, &in, &stdin_payload),
+					   sb_exec_deadline(driver, outcome.started_at, tmo), &len, payloads,
+					   &npayloads);
 	outcome.finished_at = GetCurrentTimestamp();
 	/* The request and the result's text are not needed once decoded (memory: issue 11). */
 	pfree(request);
 	sb_decode_result(&outcome, text, len, payloads, npayloads);
 	pfree(text);
+	if (stream)
+	{
+		sb_stream_finish(r->stdout_data, r->stdout_len, r->stderr_data, r->stderr_len);
+		sb_stream_end();
+	}
 
 	/* History first, then the session's new state and its mirror. */
 	sb_execution_insert(session, &outcome);

@@ -25,6 +25,7 @@
 #include "miscadmin.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/guc.h"
 
 #include "common/sbutil.h"
@@ -239,7 +240,12 @@ SbStream   *sb_stream_active = NULL;
 
 struct SbStream
 {
-	int			fd[2];			/* the memfds: stdout's, stderr's */
+	bool		cloud;			/* the output so far is read from the session's objects */
+	char	   *key;			/* cloud: the session's storage key, */
+	int64		id;				/* the execution's id */
+	Oid			owner;			/* and its role */
+	TimestampTz next_poll;		/* cloud: when to read them again */
+	int			fd[2];			/* local: the memfds: stdout's, stderr's */
 	off_t		done[2];		/* bytes of each read */
 	StringInfoData line[2];		/* a line not ended yet */
 	bool		cut[2];			/* the line was too long: the rest is skipped */
@@ -334,37 +340,87 @@ take_bytes(SbStream *s, int i, const char *p, size_t len)
 	}
 }
 
-/* sb_stream_begin makes the memfds of a streamed exec (sb_stream_active). */
-void
-sb_stream_begin(void)
+/* stream_reset ends a stream when its statement's memory goes (also after an error). */
+static void
+stream_reset(void *arg)
 {
-	SbStream   *s = palloc0(sizeof(SbStream));
+	SbStream   *s = arg;
 
 	for (int i = 0; i < 2; i++)
+		if (s->fd[i] >= 0)
+			close(s->fd[i]), s->fd[i] = -1;
+	if (sb_stream_active == s)
+		sb_stream_active = NULL;
+}
+
+/*
+ * sb_stream_begin starts streaming a synchronous exec's output: locally it
+ * makes the memfds the executor gets; on Cloud Run (cloud) it reads the
+ * objects live/<id>.out and .err of session key, which the executor saves
+ * every second.  The stream ends with sb_stream_end, or with the memory of
+ * the statement (an error).
+ */
+void
+sb_stream_begin(bool cloud, const char *key, int64 id, Oid owner)
+{
+	SbStream   *s = palloc0(sizeof(SbStream));
+	MemoryContextCallback *cb = palloc0(sizeof(MemoryContextCallback));
+
+	s->fd[0] = s->fd[1] = -1;
+	cb->func = stream_reset;
+	cb->arg = s;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+	s->cloud = cloud;
+	s->key = pstrdup(key);
+	s->id = id;
+	s->owner = owner;
+	for (int i = 0; i < 2; i++)
 	{
-		s->fd[i] = memfd_create(i == 0 ? "sandbox-stream-out" : "sandbox-stream-err", MFD_CLOEXEC);
-		if (s->fd[i] < 0)
+		if (!cloud)
 		{
-			if (i == 1)
-				close(s->fd[0]);
-			ereport(ERROR, (errcode_for_file_access(), errmsg("could not create a memfd: %m")));
+			s->fd[i] = memfd_create(i == 0 ? "sandbox-stream-out" : "sandbox-stream-err", MFD_CLOEXEC);
+			if (s->fd[i] < 0)
+				ereport(ERROR, (errcode_for_file_access(), errmsg("could not create a memfd: %m")));
 		}
 		initStringInfo(&s->line[i]);
 	}
 	s->window = GetCurrentTimestamp();
+	s->next_poll = TimestampTzPlusMilliseconds(s->window, 1000);
 	sb_stream_active = s;
 }
 
-/* sb_stream_poll sends what the command printed since the last poll; final: all of it. */
-void
-sb_stream_poll(bool final)
+/* cloud_poll reads the objects of the output so far, once a second, and sends what is new. */
+static void
+cloud_poll(SbStream *s)
 {
-	SbStream   *s = sb_stream_active;
-	char	   *buf;
+	TimestampTz now = GetCurrentTimestamp();
 
-	if (s == NULL)
+	if (now < s->next_poll)
 		return;
-	buf = palloc(SB_STREAM_READ_MAX);
+	for (int i = 0; i < 2; i++)
+	{
+		size_t		len;
+		char	   *data;
+
+		sb_gc_use_role(s->owner);
+		data = sb_cloud_live_read(s->key, s->id, i, &len);
+		len = Min(len, (size_t) sb_max_output_bytes);
+		if ((off_t) len > s->done[i])
+		{
+			take_bytes(s, i, data + s->done[i], len - s->done[i]);
+			s->done[i] = len;
+		}
+		pfree(data);
+	}
+	s->next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+}
+
+/* local_poll reads what the memfds gained (all: to their end, else a share). */
+static void
+local_poll(SbStream *s, bool all)
+{
+	char	   *buf = palloc(SB_STREAM_READ_MAX);
+
 	for (int i = 0; i < 2; i++)
 	{
 		for (;;)
@@ -378,41 +434,74 @@ sb_stream_poll(bool final)
 			s->done[i] += n;
 			take_bytes(s, i, buf, (size_t) n);
 			/* The executor writes at most max_output_bytes; a poll reads a share. */
-			if (!final && n == SB_STREAM_READ_MAX)
-				break;
-			if (s->done[i] >= (off_t) sb_max_output_bytes)
+			if ((!all && n == SB_STREAM_READ_MAX) || s->done[i] >= (off_t) sb_max_output_bytes)
 				break;
 		}
-		if (final && s->line[i].len > 0 && !s->cut[i])
-			emit_line(s, i, s->line[i].data, s->line[i].len, false);
 	}
 	pfree(buf);
-	if (final)
-		say_dropped(s);
 }
 
-/* sb_stream_fds gives the memfds to hand the executor; false if no exec streams. */
+/* sb_stream_poll sends what the command printed since the last poll. */
+void
+sb_stream_poll(void)
+{
+	SbStream   *s = sb_stream_active;
+
+	if (s == NULL)
+		return;
+	if (s->cloud)
+		cloud_poll(s);
+	else
+		local_poll(s, false);
+}
+
+/*
+ * sb_stream_finish sends, from the command's whole output (the result's),
+ * what the polls have not sent yet, the last line even if it has no newline,
+ * and the NOTICE about lines the throttle held back.
+ */
+void
+sb_stream_finish(const char *out, size_t out_len, const char *err, size_t err_len)
+{
+	SbStream   *s = sb_stream_active;
+	const char *data[2] = {out, err};
+	size_t		len[2] = {out_len, err_len};
+
+	if (s == NULL)
+		return;
+	if (!s->cloud)
+		local_poll(s, true);	/* the executor wrote it all before its result */
+	for (int i = 0; i < 2; i++)
+	{
+		if (data[i] != NULL && (off_t) len[i] > s->done[i])
+		{
+			take_bytes(s, i, data[i] + s->done[i], len[i] - s->done[i]);
+			s->done[i] = len[i];
+		}
+		if (s->line[i].len > 0 && !s->cut[i])
+			emit_line(s, i, s->line[i].data, s->line[i].len, false);
+		resetStringInfo(&s->line[i]);
+	}
+	say_dropped(s);
+}
+
+/* sb_stream_fds gives the memfds to hand the executor; false if no local exec streams. */
 bool
 sb_stream_fds(int fds[2])
 {
-	if (sb_stream_active == NULL)
+	if (sb_stream_active == NULL || sb_stream_active->cloud)
 		return false;
 	fds[0] = sb_stream_active->fd[0];
 	fds[1] = sb_stream_active->fd[1];
 	return true;
 }
 
-/* sb_stream_end closes the memfds (also after an error). */
+/* sb_stream_end ends the stream (its memfds closed). */
 void
 sb_stream_end(void)
 {
-	SbStream   *s = sb_stream_active;
-
-	sb_stream_active = NULL;
-	if (s == NULL)
-		return;
-	for (int i = 0; i < 2; i++)
-		close(s->fd[i]);
+	if (sb_stream_active != NULL)
+		stream_reset(sb_stream_active);
 }
 
 PG_FUNCTION_INFO_V1(sandbox_get_background_logs_from);

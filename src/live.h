@@ -18,8 +18,9 @@ typedef struct SbStream SbStream;
 extern bool sb_stream_output;
 extern SbStream *sb_stream_active;
 extern void sb_live_guc_init(void);
-extern void sb_stream_begin(void);
-extern void sb_stream_poll(bool final);
+extern void sb_stream_begin(bool cloud, const char *key, int64 id, Oid owner);
+extern void sb_stream_poll(void);
+extern void sb_stream_finish(const char *out, size_t out_len, const char *err, size_t err_len);
 extern bool sb_stream_fds(int fds[2]);
 extern void sb_stream_end(void);
 

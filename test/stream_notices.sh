@@ -69,5 +69,19 @@ out=$(run "SET cloudrun_sandbox.stream_output = on; SELECT stdout FROM sandbox.e
 check $? "stream => false overrides the setting"
 
 
-psql -X -q -At -d sandbox_tap -U alice -c "SELECT sandbox.drop_session('st')" >/dev/null
+# The cloud backend (the emulator): the executor saves the output so far every second,
+# the backend reads it while it waits.
+out=$(run "SET cloudrun_sandbox.backend = cloudrun; SELECT stdout FROM sandbox.exec('for i in 1 2 3 4 5 6; do echo \$i; sleep 1; done; echo oops >&2', 'st_cloud', stream => true)")
+echo "$out" | sed 's/^/# /'
+[ "$(lines NOTICE "$out" | cut -d' ' -f3- | tr '\n' ,)" = "1,2,3,4,5,6,stderr: oops," ]
+check $? "cloud backend: one NOTICE per line, in order, stderr's too"
+t1=$(lines NOTICE "$out" | sed -n 1p | cut -d' ' -f2)
+t6=$(lines NOTICE "$out" | sed -n 6p | cut -d' ' -f2)
+tr=$(lines RESULT "$out" | cut -d' ' -f2)
+awk -v a="$t1" -v b="$t6" -v r="$tr" 'BEGIN { exit !(b - a >= 2.0 && r - a >= 2.0) }'
+check $? "cloud backend: spread over time ($t1 -> $t6 s, result at $tr s)"
+[ "$(lines RESULT "$out" | cut -d' ' -f3-)" = "1|2|3|4|5|6|" ]
+check $? "cloud backend: the row still has the whole output"
+
+psql -X -q -At -d sandbox_tap -U alice -c "SELECT sandbox.drop_session('st'), sandbox.drop_session('st_cloud')" >/dev/null
 tap_finish
