@@ -864,6 +864,18 @@ sb_execution_queue(const SbSession *session, const char *command, int64 timeout_
 Datum
 sb_execution_row(int64 id, TupleDesc desc, bool *finished, bool *mine_uncommitted)
 {
+	return sb_execution_row_live(id, desc, finished, mine_uncommitted, false);
+}
+
+/*
+ * sb_execution_row_live is sb_execution_row; with live, a running
+ * execution's stdout and stderr are its output so far, read from its
+ * session's storage (live.c): what sandbox.result shows.
+ */
+Datum
+sb_execution_row_live(int64 id, TupleDesc desc, bool *finished, bool *mine_uncommitted,
+					  bool live_output)
+{
 	SbSpi		s;
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
@@ -909,7 +921,7 @@ sb_execution_row(int64 id, TupleDesc desc, bool *finished, bool *mine_uncommitte
 	*mine_uncommitted = TransactionIdIsCurrentTransactionId((TransactionId) DatumGetInt64(v[10]));
 	old = MemoryContextSwitchTo(s.outer);
 	/* A running execution's output so far is in its session's storage (live.c). */
-	if (strcmp(status, "running") == 0 && n[3] && !n[11] && !n[12])
+	if (live_output && strcmp(status, "running") == 0 && n[3] && !n[11] && !n[12])
 	{
 		SbBackend	backend = sb_backend_parse(TextDatumGetCString(v[12]));
 		char	   *key = TextDatumGetCString(v[11]);
