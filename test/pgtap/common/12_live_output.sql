@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SET statement_timeout = '120s';
-SELECT plan(22);
+SELECT plan(23);
 SELECT ok(test.wait_worker(), 'the worker is running');
 SELECT sandbox.drop_session(s, if_exists => true) FROM unnest(ARRAY['lo']) s;
 
@@ -123,6 +123,16 @@ SELECT throws_ok(format('SELECT * FROM sandbox.get_background_logs(%s, -1)', :bg
 				 'a negative log_offset is refused');
 
 -- Attacks.
+SELECT sandbox.submit($$for f in /proc/[0-9]*/fd/*; do readlink "$f"; done 2>/dev/null | grep -c live; echo end$$,
+					  'lo') AS peek \gset
+-- Locally the descriptors are the host's files: out of the command's reach.  In the
+-- cloud container's command sandbox they are memfds holding only the command's own
+-- output, which its inner executor holds (the command may see those, nothing else).
+SELECT CASE WHEN test.cloud()
+	THEN is((SELECT stdout FROM sandbox.wait(:peek, '60s')) IN (E'0\nend\n', E'2\nend\n'), true,
+			'the command sees at most its own output''s two memfds')
+	ELSE is((SELECT stdout FROM sandbox.wait(:peek, '60s')), E'0\nend\n',
+			'the command cannot reach the live output files (not inherited, the executor not dumpable)') END;
 SELECT throws_ok(format('SELECT * FROM sandbox.read_output(%s, -1)', :id), '22023', NULL,
 				 'a negative offset is refused');
 SELECT throws_ok(format('SELECT * FROM sandbox.read_output(%s, 0, -5)', :id), '22023', NULL,
