@@ -928,7 +928,8 @@ sb_execution_row_live(int64 id, TupleDesc desc, bool *finished, bool *mine_uncom
 
 		for (int i = 0; i < 2; i++)
 		{
-			bytea	   *b = sb_live_output(backend, key, owner, id, i, 0, sb_max_output_bytes);
+			bytea	   *b = sb_live_output(backend, key, owner, id, i, 0, sb_max_output_bytes,
+										 true);
 			SbPayload	p = {VARDATA(b), VARSIZE(b) - VARHDRSZ};
 			bool		repaired;
 

@@ -1920,10 +1920,11 @@ sb_cloud_bg_logs(const char *session, int64 handle, size_t max, size_t *len)
 
 /*
  * sb_cloud_live_read returns what a running execution's executor has saved
- * of its output so far (live/<id>.out, stream 0, or .err), "" if nothing yet.
+ * of its output so far (live/<id>.out, stream 0, or .err), "" if nothing yet
+ * (with quiet, also when it cannot be read).
  */
 char *
-sb_cloud_live_read(const char *session, int64 id, int stream, size_t *len)
+sb_cloud_live_read(const char *session, int64 id, int stream, bool quiet, size_t *len)
 {
 	SbGcsConfig cfg;
 	SbError		err;
@@ -1935,7 +1936,7 @@ sb_cloud_live_read(const char *session, int64 id, int stream, size_t *len)
 															   stream == 0 ? "out" : "err")),
 						(size_t) sb_max_output_bytes + 1, &data, len, NULL, &err) != 0)
 	{
-		if (err.kind == SB_ERR_NOT_FOUND)
+		if (err.kind == SB_ERR_NOT_FOUND || quiet)
 		{
 			*len = 0;
 			return pstrdup("");

@@ -75,11 +75,12 @@ slice(const char *data, size_t len, int64 offset, int64 max)
  * sb_live_output returns execution id's output so far on one stream (0
  * stdout, 1 stderr) of a running execution, from offset, at most max bytes:
  * what the session's storage has (empty if nothing yet).  key and backend
- * are its session's; owner its role (for the cloud's credentials).
+ * are its session's; owner its role (for the cloud's credentials).  quiet:
+ * storage that cannot be read gives "" instead of an error.
  */
 bytea *
 sb_live_output(SbBackend backend, const char *key, Oid owner, int64 id, int stream,
-			   int64 offset, int64 max)
+			   int64 offset, int64 max, bool quiet)
 {
 	if (backend == SB_BACKEND_LOCAL)
 		return local_read(key, id, stream, offset, max);
@@ -89,7 +90,7 @@ sb_live_output(SbBackend backend, const char *key, Oid owner, int64 id, int stre
 		char	   *data;
 
 		sb_gc_use_role(owner);
-		data = sb_cloud_live_read(key, id, stream, &len);
+		data = sb_cloud_live_read(key, id, stream, quiet, &len);
 		return slice(data, Min(len, (size_t) sb_max_output_bytes), offset, max);
 	}
 }
@@ -208,7 +209,7 @@ sandbox_read_output(PG_FUNCTION_ARGS)
 	{
 		for (int i = 0; i < 2; i++)
 			out[i] = strcmp(status, "running") == 0 && key != NULL ?
-				sb_live_output(backend, key, owner, id, i, off[i], READ_OUTPUT_MAX) :
+				sb_live_output(backend, key, owner, id, i, off[i], READ_OUTPUT_MAX, false) :
 				slice("", 0, 0, 0);
 	}
 	v[0] = PointerGetDatum(out[0]);
@@ -403,7 +404,7 @@ cloud_poll(SbStream *s)
 		char	   *data;
 
 		sb_gc_use_role(s->owner);
-		data = sb_cloud_live_read(s->key, s->id, i, &len);
+		data = sb_cloud_live_read(s->key, s->id, i, true, &len);	/* a NOTICE less */
 		len = Min(len, (size_t) sb_max_output_bytes);
 		if ((off_t) len > s->done[i])
 		{

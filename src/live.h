@@ -8,10 +8,11 @@
 #include "cloudrun_sandbox.h"
 
 extern bytea *sb_live_output(SbBackend backend, const char *key, Oid owner, int64 id,
-							 int stream, int64 offset, int64 max);
+							 int stream, int64 offset, int64 max, bool quiet);
 
 /* driver_cloudrun.c: a running execution's saved output (stream 0 stdout, 1 stderr). */
-extern char *sb_cloud_live_read(const char *session, int64 id, int stream, size_t *len);
+extern char *sb_cloud_live_read(const char *session, int64 id, int stream, bool quiet,
+								size_t *len);
 
 /* A synchronous exec's streamed output (live.c). */
 typedef struct SbStream SbStream;
