@@ -13,6 +13,7 @@ OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
 	src/worker/callback.o src/worker/reaper.o src/fileops.o src/background.o src/roles.o \
 	src/local/seccomp.o src/local/storage.o src/local/rmtree.o src/local/spawn.o \
 	src/local/slots.o src/local/cgroup.o src/limits_report.o src/local/quota.o src/stdin.o \
+	src/live.o \
 	$(COMMON_OBJS)
 # The local backend's sandboxes and warm pool (issue 12's split of driver_local.c).
 OBJS += src/local/bwrap.o src/local/bgfiles.o src/local/warm.o src/local/warm_client.o

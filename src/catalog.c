@@ -10,6 +10,7 @@
  */
 #include "driver.h"
 #include "gcloud.h"
+#include "live.h"
 #include "worker/reaper.h"
 
 #include "access/htup_details.h"
@@ -863,14 +864,27 @@ sb_execution_queue(const SbSession *session, const char *command, int64 timeout_
 Datum
 sb_execution_row(int64 id, TupleDesc desc, bool *finished, bool *mine_uncommitted)
 {
+	return sb_execution_row_live(id, desc, finished, mine_uncommitted, false);
+}
+
+/*
+ * sb_execution_row_live is sb_execution_row; with live, a running
+ * execution's stdout and stderr are its output so far, read from its
+ * session's storage (live.c): what sandbox.result shows.
+ */
+Datum
+sb_execution_row_live(int64 id, TupleDesc desc, bool *finished, bool *mine_uncommitted,
+					  bool live_output)
+{
 	SbSpi		s;
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
 	Datum		result;
 	HeapTuple	tup;
 	TupleDesc	td;
-	bool		n[11];
-	Datum		v[11];
+	bool		n[13];
+	Datum		v[13];
+	text	   *live[2] = {NULL, NULL};
 	Oid			owner;
 	char	   *status;
 	MemoryContext old;
@@ -878,10 +892,12 @@ sb_execution_row(int64 id, TupleDesc desc, bool *finished, bool *mine_uncommitte
 	spi_begin(&s);
 	values[0] = Int64GetDatum(id);
 	run(prepare(&plan_execution_row,
-				"SELECT owner, status, exit_code, stdout, stderr, error, cwd, "
-				"COALESCE(duration, CASE WHEN started_at IS NOT NULL THEN now() - started_at END), "
-				"stdout_truncated, stderr_truncated, xmin::text::bigint "
-				"FROM sandbox.executions WHERE id = $1",
+				"SELECT e.owner, e.status, e.exit_code, e.stdout, e.stderr, e.error, e.cwd, "
+				"COALESCE(e.duration, CASE WHEN e.started_at IS NOT NULL THEN now() - e.started_at END), "
+				"e.stdout_truncated, e.stderr_truncated, e.xmin::text::bigint, "
+				"s.storage_key, s.backend "
+				"FROM sandbox.executions e LEFT JOIN sandbox.sessions s ON s.id = e.session_id "
+				"WHERE e.id = $1",
 				1, types),
 		values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
@@ -904,9 +920,25 @@ sb_execution_row(int64 id, TupleDesc desc, bool *finished, bool *mine_uncommitte
 		strcmp(status, "running") != 0;
 	*mine_uncommitted = TransactionIdIsCurrentTransactionId((TransactionId) DatumGetInt64(v[10]));
 	old = MemoryContextSwitchTo(s.outer);
+	/* A running execution's output so far is in its session's storage (live.c). */
+	if (live_output && strcmp(status, "running") == 0 && n[3] && !n[11] && !n[12])
+	{
+		SbBackend	backend = sb_backend_parse(TextDatumGetCString(v[12]));
+		char	   *key = TextDatumGetCString(v[11]);
+
+		for (int i = 0; i < 2; i++)
+		{
+			bytea	   *b = sb_live_output(backend, key, owner, id, i, 0, sb_max_output_bytes,
+										 true);
+			SbPayload	p = {VARDATA(b), VARSIZE(b) - VARHDRSZ};
+			bool		repaired;
+
+			live[i] = sb_payload_text(&p, true, &repaired);
+		}
+	}
 	result = sb_result_datum(desc, id, status, !n[2], n[2] ? 0 : DatumGetInt32(v[2]),
-							 n[3] ? NULL : DatumGetTextPCopy(v[3]),
-							 n[4] ? NULL : DatumGetTextPCopy(v[4]),
+							 live[0] ? live[0] : n[3] ? NULL : DatumGetTextPCopy(v[3]),
+							 live[1] ? live[1] : n[4] ? NULL : DatumGetTextPCopy(v[4]),
 							 n[5] ? NULL : TextDatumGetCString(v[5]),
 							 n[6] ? NULL : TextDatumGetCString(v[6]),
 							 n[7] ? NULL : DatumGetIntervalP(datumCopy(v[7], false, sizeof(Interval))),

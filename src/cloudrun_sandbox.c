@@ -5,6 +5,7 @@
  */
 #include "cloudrun_sandbox.h"
 #include "gcloud.h"
+#include "live.h"
 
 #include <limits.h>
 
@@ -124,6 +125,7 @@ void
 _PG_init(void)
 {
 	sb_set_allocator(pg_alloc, pg_free);
+	sb_live_guc_init();
 
 	DefineCustomStringVariable("cloudrun_sandbox.local_root",
 							   "Directory that holds the local backend's sessions.",

@@ -130,6 +130,8 @@ extern int64 sb_history_prune_role(Oid role);
 extern int64 sb_execution_queue(const SbSession *session, const char *command, int64 timeout_ms,
 								Jsonb *call_env, Oid callback);
 extern Datum sb_execution_row(int64 id, TupleDesc desc, bool *finished, bool *mine_uncommitted);
+extern Datum sb_execution_row_live(int64 id, TupleDesc desc, bool *finished,
+								   bool *mine_uncommitted, bool live_output);
 extern bool sb_execution_cancel(int64 id);
 extern bool sb_session_lock_id(int64 id, bool session_level, bool wait);
 extern void sb_session_unlock_id(int64 id);

@@ -6,6 +6,7 @@
 #include "driver.h"
 
 #include "gcloud.h"
+#include "live.h"
 
 #include "access/xact.h"
 #include "miscadmin.h"
@@ -79,10 +80,14 @@ run_until(const SbDriver *driver, const char *session, int64 id, const char *req
 			}
 			/* With nothing to watch, the driver polls (a cloud run): briefly. */
 			timeout = n > 0 ? 1000 : 5;
+			/* A streamed exec looks for new output often (live.c). */
+			if (sb_stream_active != NULL)
+				timeout = Min(timeout, 100);
 			(void) WaitEventSetWait(set, timeout, events, lengthof(events),
 									PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
+			sb_stream_poll();
 			if (GetCurrentTimestamp() > deadline)
 				ereport(ERROR,
 						(errcode(ERRCODE_QUERY_CANCELED),

@@ -214,6 +214,8 @@ typedef struct SbBgLive
 } SbBgLive;
 extern List *sb_local_background_live(void);
 extern void sb_local_background_forget(const char *session, int64 handle);
+extern int	sb_local_live_open(const char *session, int64 id, int stream, bool create);
+extern void sb_local_live_forget(const char *session, int64 id);
 
 /* background.c: stop processes (pid and start time): SIGTERM, SIGKILL after a grace period. */
 extern void sb_stop_processes(const pid_t *pids, const int64 *starts, int n);

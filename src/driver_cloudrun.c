@@ -51,6 +51,7 @@
 #include "utils/memutils.h"
 
 #include "gcloud.h"
+#include "live.h"
 
 /* How long one operations:wait call may block (the emulator and Google cap it). */
 #define WAIT_SLICE "2s"
@@ -1339,6 +1340,8 @@ cloud_step(SbRun *run)
 		return true;
 	}
 	if (sb_gc_run_call("POST", psprintf("/v2/%s:wait", run->operation),
+					   /* A streamed exec looks at its output so far every second (live.c). */
+					   sb_stream_active != NULL ? "{\"timeout\":\"1s\"}" :
 					   "{\"timeout\":\"" WAIT_SLICE "\"}", CALL_TIMEOUT_MS, &response, &err) != 0)
 	{
 		if (err.kind == SB_ERR_CANCELLED)
@@ -1911,6 +1914,38 @@ sb_cloud_bg_logs(const char *session, int64 handle, size_t max, size_t *len)
 	}
 	else
 		out = pnstrdup(data, *len);
+	free(data);
+	return out;
+}
+
+/*
+ * sb_cloud_live_read returns what a running execution's executor has saved
+ * of its output so far (live/<id>.out, stream 0, or .err), "" if nothing yet
+ * (with quiet, also when it cannot be read).
+ */
+char *
+sb_cloud_live_read(const char *session, int64 id, int stream, bool quiet, size_t *len)
+{
+	SbGcsConfig cfg;
+	SbError		err;
+	char	   *data;
+	char	   *out;
+
+	sb_gc_gcs(&cfg);
+	if (sb_gcs_download(&cfg, sb_gc_object(session, psprintf("live/" INT64_FORMAT ".%s", id,
+															   stream == 0 ? "out" : "err")),
+						(size_t) sb_max_output_bytes + 1, &data, len, NULL, &err) != 0)
+	{
+		if (err.kind == SB_ERR_NOT_FOUND || quiet)
+		{
+			*len = 0;
+			return pstrdup("");
+		}
+		sb_gc_raise(&err, "could not read an execution's output so far", SB_GC_NOT_FOUND_BUCKET);
+	}
+	out = palloc(*len + 1);
+	memcpy(out, data, *len);
+	out[*len] = '\0';
 	free(data);
 	return out;
 }

@@ -37,6 +37,7 @@
 #include "local/slots.h"
 #include "local/storage.h"
 #include "local/warm.h"
+#include "live.h"
 
 #define SB_STDERR_CAP 65536
 
@@ -60,6 +61,7 @@ struct SbRun
 	bool		reaped;
 	int			wstatus;
 	int			slot;			/* its hold on a role's sandbox slot (local/slots.c), or 0 */
+	int			live[2];		/* live output files sent with the request, until sent */
 };
 
 /*
@@ -110,10 +112,23 @@ release_slot(SbRun *run)
 	run->slot = 0;
 }
 
+/* close_live closes the host's copies of the live output files. */
+static void
+close_live(SbRun *run)
+{
+	for (int i = 0; i < 2; i++)
+	{
+		if (run->live[i] >= 0)
+			close(run->live[i]);
+		run->live[i] = -1;
+	}
+}
+
 /* close_sock closes the run's connection (for a busy executor: cancel its command). */
 static void
 close_sock(SbRun *run)
 {
+	close_live(run);
 	if (run->sock >= 0)
 		close(run->sock);
 	run->sock = -1;
@@ -193,6 +208,21 @@ local_launch(const char *session, int64 id, const char *request, const SbPayload
 	run->reaped = true;
 	sb_buf_init(&run->err, SB_STDERR_CAP);
 	init_frames(run, request, upload);
+	run->live[0] = run->live[1] = -1;
+	/* A queued command's output is followed while it runs: see sb_local_live_open(). */
+	if (sb_driver_nonblocking && id > 0)
+	{
+		for (int i = 0; i < 2; i++)
+			run->live[i] = sb_local_live_open(session, id, i, true);
+		if (run->live[0] >= 0 && run->live[1] >= 0)
+		{
+			run->writer.fds[0] = run->live[0];
+			run->writer.fds[1] = run->live[1];
+			run->writer.nfds = 2;
+		}
+	}
+	else if (!sb_driver_nonblocking && sb_stream_fds(run->writer.fds))
+		run->writer.nfds = 2;	/* a streamed exec's output: to its memfds (live.c) */
 	warm = sb_warm_claim(session, owner, &run->warm_generation);
 	run->warm_slot = Max(warm, -1);
 	if (run->warm_slot >= 0)
@@ -271,7 +301,10 @@ write_request(SbRun *run)
 		struct pollfd p = {run->sock, POLLOUT, 0};
 
 		if (r == 1)
+		{
 			run->written = true;
+			close_live(run);	/* the executor has its own copies now */
+		}
 		else if (r < 0 && errno != EINTR)
 		{
 			run->broken = true;
@@ -308,6 +341,10 @@ local_step(SbRun *run)
 	{
 		int			r = sb_frame_read(&run->reader, run->sock);
 
+		/* A result brings no descriptors: any that came are closed. */
+		for (int i = 0; i < run->reader.nfds; i++)
+			close(run->reader.fds[i]), run->reader.fds[i] = -1;
+		run->reader.nfds = 0;
 		if (r == SB_FRAME_DONE)
 		{
 			run->done = true;

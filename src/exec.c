@@ -14,6 +14,7 @@
 
 #include "common/sbutil.h"
 #include "gcloud.h"
+#include "live.h"
 #include "local/cgroup.h"
 #include "local/quota.h"
 #include "worker/reaper.h"
@@ -416,10 +417,11 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	int			npayloads = 0;
 	SbCallInput in;
 	SbPayload	stdin_payload;
+	bool		stream;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "sandbox.exec must return a composite type");
-	sb_refuse_unbuilt(fcinfo, 4, (const char *const[]) {NULL, NULL, "stream", NULL}, 4);
+	stream = PG_NARGS() > 6 && !PG_ARGISNULL(6) ? PG_GETARG_BOOL(6) : sb_stream_output;
 	sb_call_input_args(fcinfo, 4, 7, 5, &in);
 	sb_require_utf8();
 	sb_check_command(command);
@@ -440,6 +442,10 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	if (!session->created)
 		sb_reaper_if_change_aborts(session);
 	outcome.started_at = GetCurrentTimestamp();
+	/* Streamed: each line as a NOTICE while it runs (live.c); ended with the statement. */
+	if (stream)
+		sb_stream_begin(session->backend == SB_BACKEND_CLOUDRUN, session->key, outcome.id,
+						session->owner);
 	text = sb_run_sync(driver, session->key, outcome.id, request,
 					   sb_call_input_payload(driver, &in, &stdin_payload),
 					   sb_exec_deadline(driver, outcome.started_at, tmo), &len, payloads,
@@ -449,6 +455,11 @@ sandbox_exec(PG_FUNCTION_ARGS)
 	pfree(request);
 	sb_decode_result(&outcome, text, len, payloads, npayloads);
 	pfree(text);
+	if (stream)
+	{
+		sb_stream_finish(r->stdout_data, r->stdout_len, r->stderr_data, r->stderr_len);
+		sb_stream_end();
+	}
 
 	/* History first, then the session's new state and its mirror. */
 	sb_execution_insert(session, &outcome);

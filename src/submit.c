@@ -140,7 +140,8 @@ sandbox_result(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("id must not be null")));
-	PG_RETURN_DATUM(sb_execution_row(PG_GETARG_INT64(0), result_desc(fcinfo), &finished, &mine));
+	PG_RETURN_DATUM(sb_execution_row_live(PG_GETARG_INT64(0), result_desc(fcinfo), &finished, &mine,
+										  true));
 }
 
 Datum

@@ -160,6 +160,12 @@ run_faults $(ls "$ROOT"/test/faults/*.sql 2>/dev/null) >"$out" 2>&1 || true
 cat "$out"
 count_tap "$out" "faults"
 
+# --- exec(stream => true): NOTICEs seen by a libpq client (a cluster of its own).
+log "streamed exec output"
+"$ROOT/test/stream_notices.sh" >"$out" 2>&1 || true
+cat "$out"
+count_summary "$out" "stream notices"
+
 # --- A backend killed with SIGKILL mid-command in a warm sandbox (a cluster of its own).
 log "warm sandbox, backend killed"
 "$ROOT/test/warm_kill.sh" >"$out" 2>&1 || true

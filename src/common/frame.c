@@ -35,6 +35,8 @@ void
 sb_frame_reader_init(SbFrameReader *r, const size_t max[3], SbFrameAlloc alloc, void *arg)
 {
 	memset(r, 0, offsetof(SbFrameReader, stage));
+	for (int i = 0; i < SB_FRAME_MAX_FDS; i++)
+		r->fds[i] = -1;
 	for (int i = 0; i < 3; i++)
 		r->max[i] = max[i];
 	r->alloc = alloc ? alloc : default_alloc;
@@ -173,6 +175,51 @@ take_header(SbFrameReader *r, size_t hlen)
 	return SB_FRAME_MORE;
 }
 
+/*
+ * read_first reads the frame's first bytes with recvmsg, keeping the
+ * descriptors that came with them (SCM_RIGHTS; beyond SB_FRAME_MAX_FDS they
+ * are closed); on what is not a socket, a plain read.
+ */
+static ssize_t
+read_first(SbFrameReader *r, int fd)
+{
+	union
+	{
+		struct cmsghdr align;
+		char		buf[CMSG_SPACE(sizeof(int) * 8)];
+	}			control;
+	struct iovec iov = {r->stage, sizeof(r->stage)};
+	struct msghdr msg;
+	ssize_t		n;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = control.buf;
+	msg.msg_controllen = sizeof(control.buf);
+	n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+	if (n < 0 && errno == ENOTSOCK)
+		return read(fd, r->stage, sizeof(r->stage));
+	if (n < 0)
+		return n;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c))
+	{
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++)
+		{
+			int			got;
+
+			memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (r->nfds < SB_FRAME_MAX_FDS)
+				r->fds[r->nfds++] = got;
+			else
+				close(got);
+		}
+	}
+	return n;
+}
+
 /* sb_frame_read reads what fd has of the frame; see frame.h. */
 int
 sb_frame_read(SbFrameReader *r, int fd)
@@ -190,6 +237,8 @@ sb_frame_read(SbFrameReader *r, int fd)
 					 r->len[r->cur] - r->got > SB_FRAME_IO_MAX ? SB_FRAME_IO_MAX :
 					 r->len[r->cur] - r->got);
 		}
+		else if (r->stage_len == 0 && !r->started)
+			n = read_first(r, fd);
 		else
 			n = read(fd, r->stage + r->stage_len, sizeof(r->stage) - r->stage_len);
 		if (n < 0 && errno == EINTR)
@@ -235,6 +284,8 @@ sb_frame_writer_init(SbFrameWriter *w, SbFramePart json, SbFramePart p0, SbFrame
 	int			n;
 
 	memset(w, 0, sizeof(*w));
+	for (int i = 0; i < SB_FRAME_MAX_FDS; i++)
+		w->fds[i] = -1;
 	n = snprintf(w->header, sizeof(w->header), "SBF %zu %zu %zu\n", json.len, p0.len, p1.len);
 	w->part[0].data = w->header;
 	w->part[0].len = (size_t) n;
@@ -275,10 +326,29 @@ sb_frame_write(SbFrameWriter *w, int fd)
 		if (!w->not_socket)
 		{
 			struct msghdr msg;
+			union
+			{
+				struct cmsghdr align;
+				char		buf[CMSG_SPACE(sizeof(int) * SB_FRAME_MAX_FDS)];
+			}			control;
 
 			memset(&msg, 0, sizeof(msg));
 			msg.msg_iov = iov;
 			msg.msg_iovlen = niov;
+			/* The descriptors go with the first bytes, once. */
+			if (w->nfds > 0 && !w->fds_sent)
+			{
+				struct cmsghdr *c;
+
+				memset(&control, 0, sizeof(control));
+				msg.msg_control = control.buf;
+				msg.msg_controllen = CMSG_SPACE(sizeof(int) * w->nfds);
+				c = CMSG_FIRSTHDR(&msg);
+				c->cmsg_level = SOL_SOCKET;
+				c->cmsg_type = SCM_RIGHTS;
+				c->cmsg_len = CMSG_LEN(sizeof(int) * w->nfds);
+				memcpy(CMSG_DATA(c), w->fds, sizeof(int) * w->nfds);
+			}
 			/* No SIGPIPE from a peer that went away: an error instead. */
 			n = sendmsg(fd, &msg, MSG_NOSIGNAL);
 			if (n < 0 && errno == ENOTSOCK)
@@ -286,6 +356,8 @@ sb_frame_write(SbFrameWriter *w, int fd)
 				w->not_socket = true;
 				continue;
 			}
+			if (n > 0)
+				w->fds_sent = true;
 		}
 		else
 			n = writev(fd, iov, niov);

@@ -39,6 +39,7 @@ typedef struct SbFramePart
 typedef void *(*SbFrameAlloc) (void *arg, int part, size_t len);
 
 #define SB_FRAME_STAGE 16384
+#define SB_FRAME_MAX_FDS 2
 
 typedef struct SbFrameReader
 {
@@ -48,6 +49,12 @@ typedef struct SbFrameReader
 	bool		extra;			/* bytes beyond the frame came in the same read */
 	bool		started;		/* some of the frame has arrived */
 	char		error[160];		/* with SB_FRAME_ERROR */
+	/*
+	 * Descriptors that came with the frame's first bytes (SCM_RIGHTS on a
+	 * socket), close-on-exec, -1 for none: the caller owns (and closes) them.
+	 */
+	int			fds[SB_FRAME_MAX_FDS];
+	int			nfds;
 
 	/* private */
 	size_t		max[3];
@@ -80,6 +87,10 @@ typedef struct SbFrameWriter
 	int			cur;
 	size_t		off;			/* bytes of part[cur] written */
 	bool		not_socket;		/* sendmsg said ENOTSOCK: use writev */
+	/* Descriptors sent (SCM_RIGHTS) with the frame's first bytes; set after init. */
+	int			fds[SB_FRAME_MAX_FDS];
+	int			nfds;
+	bool		fds_sent;
 } SbFrameWriter;
 
 extern void sb_frame_writer_init(SbFrameWriter *w, SbFramePart json, SbFramePart p0,

@@ -94,6 +94,11 @@ typedef struct SbExecRequest
 	size_t stdin_len;
 	/* This call's directory ("call_cwd"): relative to cwd, or absolute; NULL = cwd. */
 	const char *call_cwd;
+	/*
+	 * Live output (issue 14, part 4): not in the JSON; set by the executor
+	 * that runs the request (NULL: none).  See executor/command.h.
+	 */
+	const struct SbLiveHook *live;
 } SbExecRequest;
 
 /*

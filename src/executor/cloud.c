@@ -110,6 +110,10 @@ typedef struct CloudRun
 	size_t max_snapshot;
 	char config_error[256]; /* a setting that fails every execution, or "" */
 	char *cancel_name;		/* watched for while the command runs, or NULL */
+	/* Live output (issue 14, part 4): live/<id>.out and .err, saved while it runs. */
+	char *live_name[2];
+	size_t live_sent[2];	/* the bytes of each saved last */
+	bool live_saved;		/* any was saved: deleted once the result is written */
 } CloudRun;
 
 /* say prints one diagnostic line on standard error. */
@@ -897,6 +901,41 @@ cancel_requested(void *arg)
 	return rc == 0;
 }
 
+/* How often the output so far is saved while a command runs. */
+#define LIVE_SAVE_MS 1000
+
+/*
+ * live_save is the SbLiveHook of a cloud execution: every LIVE_SAVE_MS while
+ * the command prints, its output so far (within max_output_bytes) replaces
+ * live/<id>.out and .err under the session, for sandbox.read_output.  A
+ * failed save is only a warning: the result still carries all of it.
+ */
+static void
+live_save(void *arg, const char *out, size_t out_len, const char *err, size_t err_len,
+		  bool final)
+{
+	CloudRun *run = arg;
+	const char *data[2] = {out ? out : "", err ? err : ""};
+	size_t len[2] = {out_len, err_len};
+
+	if (final)
+		return;					/* the result has it now */
+	for (int i = 0; i < 2; i++)
+	{
+		SbError e;
+
+		if (len[i] == run->live_sent[i] && run->live_saved)
+			continue;
+		if (sb_gcs_upload(&run->gcs, run->live_name[i], data[i], len[i], SB_GCS_ANY_GENERATION,
+						  NULL, &e) != 0)
+			say("warning: cannot save the output so far to gs://%s/%s: %s", run->bucket,
+				run->live_name[i], e.message);
+		else
+			run->live_sent[i] = len[i];
+	}
+	run->live_saved = true;
+}
+
 /*
  * run_execution applies a valid request to its session: read the state,
  * restore the workspace, run the command, save the workspace and the state.
@@ -936,10 +975,14 @@ run_execution(CloudRun *run, SbExecRequest *req, SbExecResult *res, char **obsol
 	else
 	{
 		SbCancelWatch watch = {cancel_requested, run, CANCEL_POLL_MS};
+		SbLiveHook live = {live_save, run, LIVE_SAVE_MS};
 
 		/* The session's cwd and env come from state.json, not the request. */
 		req->cwd = state.cwd;
 		req->env = state.env;
+		run->live_name[0] = strfmt("%s/live/%lld.out", run->session_dir, req->id);
+		run->live_name[1] = strfmt("%s/live/%lld.err", run->session_dir, req->id);
+		req->live = &live;
 		if (run->cancel_name != NULL && cancel_requested(run))
 			set_error(res, "cancelled by sandbox.cancel()");
 		else if (req->isolation == SB_ISOLATION_NONE)
@@ -950,6 +993,7 @@ run_execution(CloudRun *run, SbExecRequest *req, SbExecResult *res, char **obsol
 			sb_isolate_run(req, res, run->cancel_name ? &watch : NULL);
 		req->cwd = NULL;
 		req->env = NULL;
+		req->live = NULL;
 		/* An error means the command never properly ran: leave the session as is. */
 		if (res->status != SB_STATUS_ERROR)
 			save_state(run, req, &state, generation, res);
@@ -1598,6 +1642,10 @@ sb_cloud_main(int argc, char **argv)
 	/* The new state no longer names the old snapshot. */
 	if (obsolete != NULL)
 		delete_quietly(&run, obsolete);
+	/* The output so far is in the result now. */
+	if (run.live_saved)
+		for (int i = 0; i < 2; i++)
+			delete_quietly(&run, run.live_name[i]);
 
 done:
 	sb_free(obsolete);
@@ -1609,6 +1657,8 @@ done:
 	free(text);
 	sb_free(run.result_name);
 	sb_free(run.cancel_name);
+	sb_free(run.live_name[0]);
+	sb_free(run.live_name[1]);
 	sb_free(run.session_dir);
 	sb_free(run.state_name);
 	sb_auth_free(run.auth);

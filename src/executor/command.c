@@ -941,6 +941,8 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 	int			wstatus = 0;
 	const char *cmdp = req->command;
 	size_t		cmd_left = strlen(req->command);
+	double		next_live = 0;	/* live output: when news may be flushed next */
+	bool		live_news = false;
 
 	memset(res, 0, sizeof(*res));
 	sb_buf_init(&obuf, (size_t) req->max_output_bytes);
@@ -1031,6 +1033,13 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 			now = now_ms();
 			next_quota = now + SB_QUOTA_POLL_MS;
 		}
+		if (live_news && now >= next_live)
+		{
+			req->live->flush(req->live->arg, obuf.data, obuf.len, ebuf.data, ebuf.len, false);
+			live_news = false;
+			now = now_ms();
+			next_live = now + req->live->interval_ms;
+		}
 		if (exited && (hung_up || now >= drain_until))
 			break;
 		if (!exited && !timed_out && deadline > 0)
@@ -1043,6 +1052,8 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 			wake = next_quota;
 		if (exited)
 			wake = drain_until;
+		if (live_news && (wake == 0 || next_live < wake))
+			wake = next_live;
 		timeout = wake > 0 ? (int) (wake - now) + 1 : -1;
 
 		pfd[nfds++] = (struct pollfd) {.fd = sigfd, .events = POLLIN};
@@ -1086,6 +1097,8 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 			close(out[0]), out[0] = -1;
 		if (pfd[2].revents && !read_into(err[0], &ebuf))
 			close(err[0]), err[0] = -1;
+		if (req->live != NULL && (pfd[1].revents || pfd[2].revents))
+			live_news = true;
 		if (pfd[3].revents && !read_into(st[0], &sbuf))
 			close(st[0]), st[0] = -1;
 		if (pfd[4].revents)
@@ -1167,6 +1180,8 @@ run_command(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *wa
 	sigprocmask(SIG_UNBLOCK, &mask, NULL);
 
 	res->duration_ms = now_ms() - start;
+	if (req->live != NULL && !hung_up)
+		req->live->flush(req->live->arg, obuf.data, obuf.len, ebuf.data, ebuf.len, true);
 	if (conn_fd >= 0)
 	{
 		output_raw(&obuf, &res->stdout_data, &res->stdout_len, &res->stdout_truncated);

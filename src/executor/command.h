@@ -26,6 +26,21 @@ typedef struct SbCancelWatch
 	int			interval_ms;
 } SbCancelWatch;
 
+/*
+ * SbLiveHook is told the command's output so far while it runs (live
+ * output, issue 14 part 4): flush(arg, out, out_len, err, err_len, final)
+ * gets everything captured until now (within max_output_bytes, as the
+ * result will have it), at most every interval_ms while there is news, and
+ * once with final set after the command's end.  It must not block for long.
+ */
+typedef struct SbLiveHook
+{
+	void		(*flush) (void *arg, const char *out, size_t out_len, const char *err,
+						  size_t err_len, bool final);
+	void	   *arg;
+	int			interval_ms;
+} SbLiveHook;
+
 /* sb_run_command_watched is sb_run_command with a cancel watch (or NULL). */
 extern void sb_run_command_watched(const SbExecRequest *req, SbExecResult *res,
 								   const SbCancelWatch *watch);

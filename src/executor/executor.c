@@ -266,6 +266,82 @@ typedef struct Answer
 } Answer;
 
 /*
+ * Live output of a framed command (issue 14, part 4): the files the host
+ * opened and sent with the request frame (SCM_RIGHTS: its stdout's, then its
+ * stderr's), -1 for none.  The command's output so far is appended to them
+ * as it comes (what is past the result's cap is never written), so that the
+ * host can read it while the command runs.  The descriptors are the host's:
+ * nothing is opened by name, and the command never inherits them.
+ */
+typedef struct LiveFiles
+{
+	int			fd[2];
+	size_t		done[2];		/* bytes written to each */
+} LiveFiles;
+
+static LiveFiles live_files = {{-1, -1}, {0, 0}};
+
+/* live_write appends data[done..len) to a live file; on an error it stops writing it. */
+static void
+live_write(int i, const char *data, size_t len)
+{
+	while (live_files.fd[i] >= 0 && live_files.done[i] < len)
+	{
+		ssize_t		n = write(live_files.fd[i], data + live_files.done[i],
+							  len - live_files.done[i]);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+		{
+			close(live_files.fd[i]);
+			live_files.fd[i] = -1;
+			return;
+		}
+		live_files.done[i] += (size_t) n;
+	}
+}
+
+/* live_flush is the SbLiveHook of the live files. */
+static void
+live_flush(void *arg, const char *out, size_t out_len, const char *err, size_t err_len,
+		   bool final)
+{
+	live_write(0, out, out_len);
+	live_write(1, err, err_len);
+}
+
+static const SbLiveHook live_hook = {live_flush, NULL, 0};
+
+/* live_take adopts the descriptors a request frame brought (closing extras). */
+static void
+live_take(SbFrameReader *r)
+{
+	for (int i = 0; i < r->nfds; i++)
+	{
+		if (i < 2)
+			live_files.fd[i] = r->fds[i];
+		else
+			close(r->fds[i]);
+		r->fds[i] = -1;
+	}
+	live_files.done[0] = live_files.done[1] = 0;
+	r->nfds = 0;
+}
+
+/* live_close closes the live files after a request. */
+static void
+live_close(void)
+{
+	for (int i = 0; i < 2; i++)
+	{
+		if (live_files.fd[i] >= 0)
+			close(live_files.fd[i]);
+		live_files.fd[i] = -1;
+	}
+}
+
+/*
  * answer applies one request document (a command or a file operation) and
  * fills *a.  A request that cannot be decoded gets an error result, never a
  * crash.  With conn_fd >= 0 the request came in a frame (payload is its
@@ -309,10 +385,16 @@ answer(const char *doc, size_t len, const char *payload, size_t payload_len, int
 				req.stdin_data = payload;
 				req.stdin_len = payload_len;
 			}
+			if (live_files.fd[0] >= 0 || live_files.fd[1] >= 0)
+				req.live = &live_hook;
 			a->hung_up = !sb_run_command_conn(&req, &a->res, conn_fd);
 		}
 		else
+		{
+			if (live_files.fd[0] >= 0 || live_files.fd[1] >= 0)
+				req.live = &live_hook;
 			sb_run_command(&req, &a->res);
+		}
 		if (!a->hung_up)
 			a->text = framed ? sb_result_encode_framed(&a->res) : sb_result_encode(&a->res);
 	}
@@ -391,7 +473,9 @@ serve_conn(int in_fd, int out_fd, bool prestart)
 			}
 			break;
 		}
+		live_take(r);
 		answer(r->part[0], r->len[0], r->part[1], r->len[1], in_fd, &a);
+		live_close();
 		for (int i = 0; i < 3; i++)
 			free(r->part[i]), r->part[i] = NULL;
 		/*
@@ -503,9 +587,17 @@ main(int argc, char **argv)
 			kill(-1, SIGKILL);
 		return rc == 1 ? 0 : rc;
 	}
+	/* `--live OUT_FD ERR_FD`: the cloud executor follows the output (isolate.c). */
+	if (argc == 4 && strcmp(argv[1], "--live") == 0 && fd_arg(argv[2], &live_files.fd[0]) &&
+		fd_arg(argv[3], &live_files.fd[1]) && live_files.fd[0] > 2 && live_files.fd[1] > 2)
+	{
+		(void) fcntl(live_files.fd[0], F_SETFD, FD_CLOEXEC);
+		(void) fcntl(live_files.fd[1], F_SETFD, FD_CLOEXEC);
+		argc = 1;
+	}
 	if (argc > 1)
 	{
-		fprintf(stderr, "usage: %s < request.json > result.json\n", argv[0]);
+		fprintf(stderr, "usage: %s [--live OUT_FD ERR_FD] < request.json > result.json\n", argv[0]);
 		fprintf(stderr, "       %s serve [--listen FD]   (frames on fd 0/1, or on connections to FD)\n", argv[0]);
 		fprintf(stderr, "       %s cloud BUCKET REQUEST_OBJECT [REQUEST_OBJECT...]\n", argv[0]);
 		fprintf(stderr, "       %s background EXIT_FD WATCH_FD [LOG] < request.json\n", argv[0]);

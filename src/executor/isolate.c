@@ -52,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -232,8 +233,17 @@ argv_with(const char *const *options, const char *const *args)
  * info_fd >= 0), everything else closed, default signals and an empty
  * environment; returns its pid, or -1 with errno set.
  */
+static pid_t spawn4(char **argv, int in_fd, int out_fd, int err_fd, int info_fd, int fd4);
+
 static pid_t
 spawn(char **argv, int in_fd, int out_fd, int err_fd, int info_fd)
+{
+	return spawn4(argv, in_fd, out_fd, err_fd, info_fd, -1);
+}
+
+/* spawn4 is spawn with a descriptor 4 too (when fd4 >= 0; then info_fd must be given). */
+static pid_t
+spawn4(char **argv, int in_fd, int out_fd, int err_fd, int info_fd, int fd4)
 {
 	pid_t		pid = fork();
 
@@ -254,9 +264,10 @@ spawn(char **argv, int in_fd, int out_fd, int err_fd, int info_fd)
 			dup2(in_fd >= 0 ? in_fd : devnull, 0) < 0 ||
 			dup2(out_fd >= 0 ? out_fd : devnull, 1) < 0 ||
 			dup2(err_fd >= 0 ? err_fd : devnull, 2) < 0 ||
-			(info_fd >= 0 && dup2(info_fd, 3) < 0))
+			(info_fd >= 0 && dup2(info_fd, 3) < 0) ||
+			(fd4 >= 0 && dup2(fd4, 4) < 0))
 			_exit(126);
-		close_range(info_fd >= 0 ? 4 : 3, ~0U, 0);
+		close_range(fd4 >= 0 ? 5 : info_fd >= 0 ? 4 : 3, ~0U, 0);
 		execve(argv[0], argv, envp);
 		dprintf(2, "cannot execute %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
@@ -423,11 +434,54 @@ set_error(SbExecResult *res, const char *fmt, ...)
 	res->error = sb_utf8_repair(msg, strlen(msg), true, &n, &repaired);
 }
 
+/*
+ * live_poll hands req's live hook what the inner executor has written of the
+ * output so far to the memfds live[] (at most max_output_bytes of each),
+ * when it has grown since seen[].
+ */
+static void
+live_poll(const SbExecRequest *req, const int live[2], off_t seen[2])
+{
+	char	   *data[2] = {NULL, NULL};
+	size_t		len[2] = {0, 0};
+	bool		news = false;
+
+	for (int i = 0; i < 2; i++)
+	{
+		struct stat st;
+
+		if (fstat(live[i], &st) != 0)
+			continue;
+		news |= st.st_size != seen[i];
+		seen[i] = st.st_size;
+	}
+	if (!news)
+		return;
+	for (int i = 0; i < 2; i++)
+	{
+		size_t		want = (size_t) seen[i];
+		ssize_t		n;
+
+		if (want > (size_t) req->max_output_bytes)
+			want = (size_t) req->max_output_bytes;
+		data[i] = sb_malloc(want + 1);
+		n = pread(live[i], data[i], want, 0);
+		len[i] = n > 0 ? (size_t) n : 0;
+	}
+	req->live->flush(req->live->arg, data[0], len[0], data[1], len[1], false);
+	sb_free(data[0]);
+	sb_free(data[1]);
+}
+
 void
 sb_isolate_run(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch *watch)
 {
+	static const char *const live_args[] = {"--live", "3", "4", NULL};
 	SbExecRequest inner = *req;
-	char	  **argv = argv_with(NULL, NULL);
+	char	  **argv = argv_with(NULL, req->live ? live_args : NULL);
+	int			live[2] = {-1, -1};	/* memfds the inner executor writes its output so far to */
+	off_t		live_seen[2] = {0, 0};
+	long long	next_live = 0;
 	char	   *text;
 	int			in[2] = {-1, -1}, op[2] = {-1, -1}, ep[2] = {-1, -1};
 	SbBuf		out, err;
@@ -455,7 +509,21 @@ sb_isolate_run(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch 
 		goto out_fds;
 	}
 	text_len = strlen(text);
-	pid = spawn(argv, in[0], op[1], ep[1], -1);
+	if (req->live != NULL)
+	{
+		live[0] = memfd_create("sandbox-live-out", MFD_CLOEXEC);
+		live[1] = memfd_create("sandbox-live-err", MFD_CLOEXEC);
+		if (live[0] < 0 || live[1] < 0)
+		{
+			/* Without them the command still runs, its output only at its end. */
+			close_fd(&live[0]);
+			close_fd(&live[1]);
+			sb_free(argv);
+			argv = argv_with(NULL, NULL);
+		}
+		next_live = start + req->live->interval_ms;
+	}
+	pid = spawn4(argv, in[0], op[1], ep[1], live[0], live[1]);
 	close_fd(&in[0]);
 	close_fd(&op[1]);
 	close_fd(&ep[1]);
@@ -498,8 +566,16 @@ sb_isolate_run(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch 
 			overdue = true;
 			kill(pid, SIGKILL);
 		}
+		if (live[0] >= 0 && now >= next_live)
+		{
+			live_poll(req, live, live_seen);
+			now = sb_now_ms();
+			next_live = now + req->live->interval_ms;
+		}
 		if (watch != NULL && !cancelled && next_check < wake)
 			wake = next_check;
+		if (live[0] >= 0 && next_live < wake)
+			wake = next_live;
 		if (cancelled || overdue)
 			wake = now + 1000;
 		if (poll(pfd, 3, wake == LLONG_MAX ? -1 : (int) Min(wake > now ? wake - now : 0, 60000)) < 0 &&
@@ -564,6 +640,8 @@ sb_isolate_run(const SbExecRequest *req, SbExecResult *res, const SbCancelWatch 
 	sb_buf_free(&out);
 	sb_buf_free(&err);
 out_fds:
+	close_fd(&live[0]);
+	close_fd(&live[1]);
 	close_fd(&in[0]);
 	close_fd(&in[1]);
 	close_fd(&op[0]);

@@ -635,3 +635,81 @@ read_child_pid(int fd, pid_t *init_pid, int64 *init_start)
 	*init_pid = p ? (pid_t) strtol(strchr(p, ':') + 1, NULL, 10) : 0;
 	*init_start = *init_pid > 0 ? sb_process_start_time(*init_pid) : -1;
 }
+
+/*
+ * Live output of queued executions (issue 14, part 4): the worker creates
+ * sessions/<s>/host/live/<id>.out and <id>.err, in a directory no sandbox
+ * sees, and hands the executor the descriptors with the request; readers
+ * (sandbox.read_output, result) open them the same safe way as the
+ * background files.  They go when the execution is recorded.
+ */
+
+/* open_live_dir opens a session's host/live directory (made if create); -1 if none. */
+static int
+open_live_dir(const char *session, bool create)
+{
+	int			dir, host, live;
+	int			save;
+
+	if (session[0] == '\0' || strchr(session, '/') != NULL || strcmp(session, ".") == 0 ||
+		strcmp(session, "..") == 0)
+	{
+		errno = EINVAL;
+		return -1;
+	}
+	dir = sb_storage_try_open_session(session);
+	if (dir < 0)
+		return -1;
+	host = open_dir_at(dir, "host", create);
+	save = errno;
+	close(dir);
+	if (host < 0)
+	{
+		errno = save;
+		return -1;
+	}
+	live = open_dir_at(host, "live", create);
+	save = errno;
+	close(host);
+	errno = save;
+	return live;
+}
+
+/*
+ * sb_local_live_open opens execution id's live output file (stream 0 its
+ * stdout, 1 its stderr): with create, made empty for writing; else for
+ * reading.  -1 with errno set if it cannot (ENOENT: there is none).
+ */
+int
+sb_local_live_open(const char *session, int64 id, int stream, bool create)
+{
+	char		name[64];
+	int			dir = open_live_dir(session, create);
+	int			fd;
+	int			save;
+
+	if (dir < 0)
+		return -1;
+	bg_name(name, sizeof(name), id, stream == 0 ? "out" : "err");
+	fd = open_bg_file(dir, name, create ? O_WRONLY | O_CREAT | O_TRUNC : O_RDONLY);
+	save = errno;
+	close(dir);
+	errno = save;
+	return fd;
+}
+
+/* sb_local_live_forget removes execution id's live output files, if any. */
+void
+sb_local_live_forget(const char *session, int64 id)
+{
+	char		name[64];
+	int			dir = open_live_dir(session, false);
+
+	if (dir < 0)
+		return;
+	bg_name(name, sizeof(name), id, "out");
+	(void) unlinkat(dir, name, 0);
+	bg_name(name, sizeof(name), id, "err");
+	(void) unlinkat(dir, name, 0);
+	close(dir);
+}

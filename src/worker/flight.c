@@ -11,7 +11,12 @@
  */
 #include "worker/flight.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/async.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -461,8 +466,12 @@ flights_forget(List *done)
 
 	foreach(lc, flights)
 	{
-		if (!list_member_ptr(done, lfirst(lc)))
-			keep = keep_list(keep, lfirst(lc));
+		WorkerFlight *f = lfirst(lc);
+
+		if (!list_member_ptr(done, f))
+			keep = keep_list(keep, f);
+		else if (f->backend == SB_BACKEND_LOCAL && f->key != NULL)
+			sb_local_live_forget(f->key, f->id);	/* its row has the output now */
 	}
 	list_free(flights);
 	flights = keep;
@@ -512,4 +521,72 @@ flights_count(void)
 	sb_shared->in_flight[0] = n[0];
 	sb_shared->in_flight[1] = n[1];
 	SpinLockRelease(&sb_shared->mutex);
+}
+
+/* NOTIFY sandbox_output is sent at most this often (coalesced). */
+#define NOTIFY_OUTPUT_MS 500
+
+/*
+ * flights_notify_output tells followers that running local executions have
+ * new output: one NOTIFY sandbox_output per execution whose live files grew,
+ * payload "<id> <stdout offset> <stderr offset>" (the offsets read_output
+ * would return as next), at most every NOTIFY_OUTPUT_MS, in one transaction.
+ * It reads only file sizes (fstat on files the host made); a failure is
+ * logged and the next turn tries again.
+ */
+void
+flights_notify_output(void)
+{
+	static TimestampTz last = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	List	   *news = NIL;
+	ListCell   *lc;
+	MemoryContext old = CurrentMemoryContext;
+
+	if (now - last < NOTIFY_OUTPUT_MS * 1000)
+		return;
+	last = now;
+	foreach(lc, flights)
+	{
+		WorkerFlight *f = lfirst(lc);
+		int64		size[2] = {0, 0};
+
+		if (f->state != FLIGHT_RUNNING || f->backend != SB_BACKEND_LOCAL || f->key == NULL)
+			continue;
+		for (int i = 0; i < 2; i++)
+		{
+			int			fd = sb_local_live_open(f->key, f->id, i, false);
+			struct stat st;
+
+			if (fd >= 0 && fstat(fd, &st) == 0)
+				size[i] = Min((int64) st.st_size, (int64) sb_max_output_bytes);
+			if (fd >= 0)
+				close(fd);
+		}
+		if (size[0] == f->live_notified[0] && size[1] == f->live_notified[1])
+			continue;
+		f->live_notified[0] = size[0];
+		f->live_notified[1] = size[1];
+		news = lappend(news, psprintf(INT64_FORMAT " " INT64_FORMAT " " INT64_FORMAT,
+									  f->id, size[0], size[1]));
+	}
+	if (news == NIL)
+		return;
+	PG_TRY();
+	{
+		begin("cloudrun_sandbox: output notifications");
+		foreach(lc, news)
+			Async_Notify("sandbox_output", lfirst(lc));
+		commit();
+	}
+	PG_CATCH();
+	{
+		char	   *msg = caught(old);
+
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(old);
+		elog(LOG, "cloudrun_sandbox: could not notify sandbox_output: %s", msg);
+	}
+	PG_END_TRY();
+	list_free_deep(news);
 }

@@ -71,6 +71,7 @@ typedef struct WorkerFlight
 	TimestampTz retry_at;		/* FINISHED: when to try recording it again */
 	TimestampTz next_poll;		/* runs without descriptors: when to look again */
 	int			poll_ms;		/* and the current interval, doubling to a second */
+	int64		live_notified[2];	/* local: the output offsets NOTIFY sandbox_output told */
 } WorkerFlight;
 
 /* The flights in progress (in WorkerContext). */
@@ -87,5 +88,6 @@ extern void flights_forget(List *done);
 extern bool flights_any_finished(void);
 extern int	flights_busy(void);
 extern void flights_count(void);
+extern void flights_notify_output(void);
 
 #endif							/* SB_WORKER_FLIGHT_H */

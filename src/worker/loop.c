@@ -507,6 +507,7 @@ sb_worker_main(Datum arg)
 			after_commit(done);
 		}
 		flights_count();
+		flights_notify_output();
 		/* Last before waiting: its processes' ends set the latch. */
 		sb_callbacks_tick();
 		wait_for_work();

@@ -2,7 +2,8 @@
  * test_frame.c
  *		Unit tests of the binary frame codec (src/common/frame.c): round
  *		trips, split and non-blocking reads, malformed headers, limits, end
- *		of input mid-frame and bytes past the frame.  Built with
+ *		of input mid-frame and bytes past the frame, descriptors passed with
+ *		a frame (SCM_RIGHTS).  Built with
  *		AddressSanitizer; prints TAP.
  */
 #define _GNU_SOURCE
@@ -317,9 +318,51 @@ test_eof_and_extra(void)
 	reader_free(&r);
 }
 
+/*
+ * test_fds: descriptors set on a writer (live output files) reach the reader
+ * once, with the frame's first bytes, close-on-exec; a frame without any
+ * brings none; on a pipe (not a socket) the frame still goes, without them.
+ */
+static void
+test_fds(void)
+{
+	int			sv[2], pp[2], rc;
+	SbFrameWriter w;
+	SbFrameReader r;
+	char		buf[8];
+
+	ok(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0 && pipe(pp) == 0, "fds: a socket pair and a pipe");
+	sb_frame_writer_init(&w, part_of("{\"a\":1}"), part_of("payload"), part_of(""));
+	w.fds[0] = pp[1];
+	w.fds[1] = pp[0];
+	w.nfds = 2;
+	ok(sb_frame_write(&w, sv[0]) == 1, "fds: the frame with two descriptors is written");
+	sb_frame_reader_init(&r, big_max, NULL, NULL);
+	rc = sb_frame_read(&r, sv[1]);
+	ok(rc == SB_FRAME_DONE && strcmp(r.part[1], "payload") == 0, "fds: the frame is read whole");
+	ok(r.nfds == 2 && r.fds[0] >= 0 && r.fds[1] >= 0, "fds: both descriptors came with it");
+	ok(r.nfds == 2 && (fcntl(r.fds[0], F_GETFD) & FD_CLOEXEC), "fds: close-on-exec");
+	ok(r.nfds == 2 && write(r.fds[0], "x", 1) == 1 && read(pp[0], buf, 1) == 1 && buf[0] == 'x',
+	   "fds: the received write end is the pipe's");
+	for (int i = 0; i < r.nfds; i++)
+		close(r.fds[i]);
+	reader_free(&r);
+	sb_frame_writer_init(&w, part_of("{}"), part_of(""), part_of(""));
+	ok(sb_frame_write(&w, sv[0]) == 1, "fds: a frame without descriptors");
+	sb_frame_reader_init(&r, big_max, NULL, NULL);
+	rc = sb_frame_read(&r, sv[1]);
+	ok(rc == SB_FRAME_DONE && r.nfds == 0 && r.fds[0] == -1, "fds: brings none");
+	reader_free(&r);
+	close(sv[0]);
+	close(sv[1]);
+	close(pp[0]);
+	close(pp[1]);
+}
+
 int
 main(void)
 {
+	test_fds();
 	test_round_trip();
 	test_split_and_nonblocking();
 	test_malformed();
