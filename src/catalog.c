@@ -882,8 +882,8 @@ sb_execution_row_live(int64 id, TupleDesc desc, bool *finished, bool *mine_uncom
 	Datum		result;
 	HeapTuple	tup;
 	TupleDesc	td;
-	bool		n[13];
-	Datum		v[13];
+	bool		n[14];
+	Datum		v[14];
 	text	   *live[2] = {NULL, NULL};
 	Oid			owner;
 	char	   *status;
@@ -895,7 +895,7 @@ sb_execution_row_live(int64 id, TupleDesc desc, bool *finished, bool *mine_uncom
 				"SELECT e.owner, e.status, e.exit_code, e.stdout, e.stderr, e.error, e.cwd, "
 				"COALESCE(e.duration, CASE WHEN e.started_at IS NOT NULL THEN now() - e.started_at END), "
 				"e.stdout_truncated, e.stderr_truncated, e.xmin::text::bigint, "
-				"s.storage_key, s.backend "
+				"s.storage_key, s.backend, COALESCE(e.run_id, e.id) "
 				"FROM sandbox.executions e LEFT JOIN sandbox.sessions s ON s.id = e.session_id "
 				"WHERE e.id = $1",
 				1, types),
@@ -928,8 +928,9 @@ sb_execution_row_live(int64 id, TupleDesc desc, bool *finished, bool *mine_uncom
 
 		for (int i = 0; i < 2; i++)
 		{
-			bytea	   *b = sb_live_output(backend, key, owner, id, i, 0, sb_max_output_bytes,
-										 true);
+			/* The attempt running now: a retry's files are named by its run_id. */
+			bytea	   *b = sb_live_output(backend, key, owner, DatumGetInt64(v[13]), i, 0,
+										 sb_max_output_bytes, true);
 			SbPayload	p = {VARDATA(b), VARSIZE(b) - VARHDRSZ};
 			bool		repaired;
 

@@ -17,6 +17,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "catalog/pg_type.h"
@@ -44,11 +45,14 @@ local_read(const char *key, int64 id, int stream, int64 offset, int64 max)
 	int			fd = sb_local_live_open(key, id, stream, false);
 	bytea	   *b;
 	ssize_t		n;
+	struct stat st;
 
 	if (fd < 0)
 		return (bytea *) cstring_to_text_with_len("", 0);
-	/* The executor writes no more than max_output_bytes; never read more. */
+	/* The executor writes no more than max_output_bytes; never read (or allocate) more. */
 	max = Min(max, Max((int64) sb_max_output_bytes - offset, 0));
+	if (fstat(fd, &st) == 0)
+		max = Min(max, Max((int64) st.st_size - offset, 0));
 	b = palloc(VARHDRSZ + max);
 	do
 		n = max > 0 ? pread(fd, VARDATA(b), (size_t) max, (off_t) offset) : 0;
@@ -141,6 +145,7 @@ sandbox_read_output(PG_FUNCTION_ARGS)
 	HeapTuple	tup;
 	TupleDesc	td;
 	bool		isnull;
+	int64		run_id = 0;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("id must not be null")));
@@ -154,7 +159,7 @@ sandbox_read_output(PG_FUNCTION_ARGS)
 	arg = Int64GetDatum(id);
 	if (SPI_execute_with_args("SELECT e.owner, e.status, "
 							  "  convert_to(e.stdout, 'UTF8'), convert_to(e.stderr, 'UTF8'), "
-							  "  s.storage_key, s.backend "
+							  "  s.storage_key, s.backend, COALESCE(e.run_id, e.id) "
 							  "FROM sandbox.executions e "
 							  "LEFT JOIN sandbox.sessions s ON s.id = e.session_id WHERE e.id = $1",
 							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
@@ -198,6 +203,8 @@ sandbox_read_output(PG_FUNCTION_ARGS)
 		char	   *b = SPI_getvalue(tup, td, 6);
 
 		key = SPI_getvalue(tup, td, 5);
+		/* The live files of the attempt running now: a retry's are named by its run_id. */
+		run_id = DatumGetInt64(SPI_getbinval(tup, td, 7, &isnull));
 		if (b != NULL)
 			backend = sb_backend_parse(b);
 	}
@@ -209,7 +216,7 @@ sandbox_read_output(PG_FUNCTION_ARGS)
 	{
 		for (int i = 0; i < 2; i++)
 			out[i] = strcmp(status, "running") == 0 && key != NULL ?
-				sb_live_output(backend, key, owner, id, i, off[i], READ_OUTPUT_MAX, false) :
+				sb_live_output(backend, key, owner, run_id, i, off[i], READ_OUTPUT_MAX, false) :
 				slice("", 0, 0, 0);
 	}
 	v[0] = PointerGetDatum(out[0]);

@@ -216,7 +216,11 @@ run_background(const char *exit_arg, const char *watch_arg, const char *log)
 
 	if (!read_all(0, &input))
 		input.len = 0;
-	/* The request (a memfd the host wrote) is read: its pages go now, not with the process. */
+	/*
+	 * The request (a memfd the host wrote, which bwrap's monitor keeps open
+	 * as its stdin) is read: emptied, its pages go now, not with the process.
+	 */
+	(void) ftruncate(0, 0);
 	{
 		int			null = open("/dev/null", O_RDONLY);
 

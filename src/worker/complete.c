@@ -148,8 +148,9 @@ requeue_flight(WorkerFlight *f, Datum *v, const char *n)
 						   "  stderr_truncated = false, cwd = NULL, error = NULL, remote_name = NULL, "
 						   "  started_at = NULL, finished_at = NULL, duration = NULL, "
 						   "  run_id = nextval(pg_get_serial_sequence('sandbox.executions', 'id')), "
-						   "  next_attempt_at = $10 + LEAST(COALESCE(e.retry_delay, interval '1 second') "
-						   "    * power(2, LEAST(e.attempt - 1, 30)), interval '1 day'), "
+						   "  next_attempt_at = $10 + make_interval(secs => LEAST(86400, "
+						   "    extract(epoch FROM COALESCE(e.retry_delay, interval '1 second'))::float8 "
+						   "    * power(2::float8, LEAST(e.attempt - 1, 100)))), "
 						   "  attempts_bytes = e.attempts_bytes + a.bytes "
 						   "FROM a WHERE e.id = a.execution_id RETURNING e.next_attempt_at",
 						   11, types);

@@ -471,7 +471,7 @@ flights_forget(List *done)
 		if (!list_member_ptr(done, f))
 			keep = keep_list(keep, f);
 		else if (f->backend == SB_BACKEND_LOCAL && f->key != NULL)
-			sb_local_live_forget(f->key, f->id);	/* its row has the output now */
+			sb_local_live_forget(f->key, f->run_id);	/* its row has the output now */
 	}
 	list_free(flights);
 	flights = keep;
@@ -555,7 +555,7 @@ flights_notify_output(void)
 			continue;
 		for (int i = 0; i < 2; i++)
 		{
-			int			fd = sb_local_live_open(f->key, f->id, i, false);
+			int			fd = sb_local_live_open(f->key, f->run_id, i, false);
 			struct stat st;
 
 			if (fd >= 0 && fstat(fd, &st) == 0)

@@ -16,7 +16,7 @@
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SET statement_timeout = '180s';
-SELECT plan(52);
+SELECT plan(55);
 SELECT ok(test.wait_worker(), 'the worker is running');
 SELECT sandbox.drop_session(s, if_exists => true)
 	FROM unnest(ARRAY['rt', 'rt_ok', 'rt_out', 'rt_ord', 'rt_other', 'rt_trig', 'rt_drop']) s;
@@ -185,4 +185,29 @@ DROP TABLE rt_jobs, rt_bad, rt_calls;
 DROP FUNCTION rt_done(bigint);
 SELECT sandbox.drop_session(s, if_exists => true)
 	FROM unnest(ARRAY['rt', 'rt_ok', 'rt_out', 'rt_ord', 'rt_other', 'rt_trig', 'rt_drop']) s;
+-- a retried attempt's output is followed while it runs (its live files are its own run's)
+CREATE FUNCTION pg_temp.live_of_attempt(id bigint, want text, OUT seen text, OUT attempt_seen integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+	st text;
+	deadline timestamptz := clock_timestamp() + interval '60 s';
+BEGIN
+	LOOP
+		SELECT e.status, e.attempt INTO st, attempt_seen FROM sandbox.executions e WHERE e.id = live_of_attempt.id;
+		IF st = 'running' THEN
+			SELECT convert_from(r.stdout, 'UTF8') INTO seen FROM sandbox.read_output(live_of_attempt.id) r;
+			EXIT WHEN position(want IN seen) > 0;
+		END IF;
+		EXIT WHEN st NOT IN ('queued', 'launching', 'running') OR clock_timestamp() > deadline;
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END $$;
+SELECT sandbox.submit('if [ -e rt_live_mark ]; then echo second attempt; sleep 4; else touch rt_live_mark; echo first attempt; exit 1; fi',
+					  'rt_live', retries => 1, retry_delay => '100 ms', retry_on => 'failure') AS rl \gset
+SELECT is((SELECT row(seen, attempt_seen)::text FROM pg_temp.live_of_attempt(:rl, 'second attempt')),
+		  row(E'second attempt\n', 2)::text, 'read_output of a retried execution shows the running attempt''s output, not the first''s');
+SELECT is((SELECT stdout FROM sandbox.result(:rl)), E'second attempt\n', 'and so does result() while it runs');
+SELECT is((SELECT row(w.status, e.attempt, w.stdout)::text FROM sandbox.wait(:rl, '60 s') w, sandbox.executions e WHERE e.id = :rl),
+		  row('succeeded', 2, E'second attempt\n')::text, 'it ends with the second attempt''s output');
+SELECT sandbox.drop_session('rt_live');
 SELECT * FROM finish();
