@@ -19,10 +19,11 @@ OBJS = src/cloudrun_sandbox.o src/catalog.o src/driver.o src/driver_local.o \
 OBJS += src/local/bwrap.o src/local/bgfiles.o src/local/warm.o src/local/warm_client.o
 # Retries of queued commands (issue 14, part 5).
 OBJS += src/retry.o
+OBJS += src/cloud/runners.o
 DATA = cloudrun_sandbox--0.1.0.sql cloudrun_sandbox--0.1.0--0.2.0.sql \
 	cloudrun_sandbox--0.2.0--0.3.0.sql cloudrun_sandbox--0.3.0--0.4.0.sql \
 	cloudrun_sandbox--0.4.0--0.5.0.sql cloudrun_sandbox--0.5.0--0.6.0.sql \
-	cloudrun_sandbox--0.6.0--0.7.0.sql
+	cloudrun_sandbox--0.6.0--0.7.0.sql cloudrun_sandbox--0.7.0--0.8.0.sql
 
 EXECUTOR = cloudrun-sandbox-executor
 # The executor is two programs from one set of sources: the local one, which
@@ -85,4 +86,4 @@ uninstall-executor:
 .PHONY: install-executor uninstall-executor
 
 # PGXS does not track headers; rebuild everything when one changes.
-$(OBJS): $(wildcard src/*.h src/common/*.h src/local/*.h src/worker/*.h)
+$(OBJS): $(wildcard src/*.h src/common/*.h src/local/*.h src/worker/*.h src/cloud/*.h)

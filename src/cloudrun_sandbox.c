@@ -18,6 +18,7 @@
 
 #include "common/sbutil.h"
 #include "local/cgroup.h"
+#include "cloud/runners.h"
 #include "roles.h"
 #include "local/quota.h"
 #include "shared.h"
@@ -274,6 +275,7 @@ _PG_init(void)
 	sb_quota_init();
 	sb_callbacks_define_settings();
 	sb_gcloud_init();
+	sb_runners_define_settings();
 	MarkGUCPrefixReserved("cloudrun_sandbox");
 
 	if (process_shared_preload_libraries_in_progress)

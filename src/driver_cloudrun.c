@@ -52,6 +52,9 @@
 
 #include "gcloud.h"
 #include "live.h"
+#include "cloud/runners.h"
+#include "port.h"
+#include "utils/timestamp.h"
 
 /* How long one operations:wait call may block (the emulator and Google cap it). */
 #define WAIT_SLICE "2s"
@@ -68,6 +71,8 @@
 #define BACKOFF_MAX_MS 30000
 /* Pages of a job's executions looked through for a request's execution. */
 #define FIND_MAX_PAGES 20
+/* How long cancelling an execution may take, beyond the limit of the call that cancels it. */
+#define CANCEL_TIMEOUT_MS 3000
 
 /*
  * CloudCall is one of the worker's asynchronous calls: the attempt in
@@ -83,6 +88,20 @@ typedef struct CloudCall
 } CloudCall;
 
 typedef struct CloudBatch CloudBatch;
+
+/* The steps of a run through the session's runner; see "Session runners" below. */
+typedef enum RunnerStep
+{
+	RN_NONE = 0,				/* a cold execution of its own */
+	RN_LEASE_READ,				/* reading runner.json */
+	RN_LEASE_WRITE,				/* writing a new lease */
+	RN_POST,					/* uploading the request to the runner's inbox */
+	RN_START,					/* jobs:run of a new runner */
+	RN_NOTE,					/* the lease again, with the execution's name */
+	RN_WAIT,					/* waiting for the result */
+	RN_WITHDRAW,				/* giving the runner up: our claim */
+	RN_REFETCH					/* reading the request back for a cold execution */
+} RunnerStep;
 
 struct SbRun
 {
@@ -113,10 +132,32 @@ struct SbRun
 	int			check_ms;		/* the interval between execution checks */
 	/* The synchronous run's execution checks, when jobs:run's answer was lost. */
 	int64		next_check_ms;
+	/* Through the session's runner; see "Session runners" below. */
+	int			rstep;			/* RunnerStep; RN_NONE: a cold execution of its own */
+	SbRunnerInfo runner;		/* the runner it uses */
+	bool		fresh_runner;	/* this run starts it */
+	bool		lease_existed;	/* runner.json was there (unusable): overwritten */
+	bool		taken;			/* the runner took the request (our withdrawal failed) */
+	char	   *upload_object;	/* what upload_start uploads: the inbox's object or request_object */
+	char	   *lease_object;
+	char	   *inbox_object;
+	char	   *claim_object;
+	char	   *lease;			/* the lease document while it is written */
+	const char *request_ref;	/* synchronous: the caller's request, for a fallback */
+	int64		take_deadline_ms;	/* the runner is given up if it has not taken it by then; 0: never */
+	int64		poll_from_ms;	/* synchronous: when the result lookups began */
+	CloudCall	rcall;			/* the worker's runner calls: lease, withdrawal, refetch */
 };
 
 /* Asynchronous calls the worker has in progress on the connection cache. */
 static int	calls_in_progress = 0;
+
+static bool runner_wanted(SbRun *run);
+static void runner_stage_async(SbRun *run);
+static bool runner_launch_sync(SbRun *run, const char *request);
+static bool runner_step_sync(SbRun *run);
+static bool lease_parse(const char *data, size_t len, SbRunnerInfo *info);
+#define LEASE_MAX ((size_t) 64 * 1024)
 
 
 /* What delete_prefix passes to delete_one for each object. */
@@ -196,13 +237,43 @@ cloud_storage_location(const char *session)
 	return pstrdup(sb_gc_session_prefix(session));
 }
 
-/* cloud_delete_storage deletes the objects of a session that is gone. */
+/*
+ * stop_runner cancels the execution of a session's runner, if its lease
+ * names one (the session is gone; the runner would also stop by itself when
+ * it finds its lease gone).  Best effort: only logged if it fails.
+ */
+static void
+stop_runner(const char *prefix)
+{
+	SbGcsConfig cfg;
+	SbError		err;
+	SbRunnerInfo info;
+	char	   *data;
+	size_t		len;
+	char	   *response;
+
+	sb_gc_gcs(&cfg);
+	sb_runner_forget(prefix, NULL);
+	if (sb_gcs_download(&cfg, psprintf("%srunner.json", prefix), LEASE_MAX, &data, &len, NULL,
+						&err) != 0)
+		return;
+	if (lease_parse(data, len, &info) && info.execution[0] != '\0' &&
+		sb_gc_run_call("POST", psprintf("/v2/%s:cancel", info.execution), "{}", CANCEL_TIMEOUT_MS,
+					   &response, &err) != 0 &&
+		err.kind != SB_ERR_NOT_FOUND && err.kind != SB_ERR_PRECONDITION)
+		elog(LOG, "cloudrun_sandbox: could not stop the session runner %s: %s", info.execution,
+			 err.message);
+	free(data);
+}
+
+/* cloud_delete_storage deletes the objects of a session that is gone (its runner stopped first). */
 static void
 cloud_delete_storage(const char *session, const char *location)
 {
 	SbError		err;
 
 	sb_gc_require_settings();
+	stop_runner(location ? location : sb_gc_session_prefix(session));
 	if (!delete_prefix(location ? location : sb_gc_session_prefix(session), &err))
 		sb_gc_raise(&err, "could not delete the session's objects", SB_GC_NOT_FOUND_BUCKET);
 }
@@ -290,6 +361,7 @@ run_init(const char *session, int64 id)
 	run->job = job_path();
 	run->request_object = psprintf("%srequests/" INT64_FORMAT ".json", run->dir, id);
 	run->result_object = psprintf("%sresults/" INT64_FORMAT ".json", run->dir, id);
+	run->upload_object = run->request_object;
 	run->check_ms = CHECK_FIRST_MS;
 	return run;
 }
@@ -776,6 +848,7 @@ struct CloudBatch
 	char	  **objects;		/* the runs' request objects */
 	int64		timeout_s;
 	char	   *body;			/* jobs:run's body, as last sent */
+	char	   *runner_body;	/* a session runner's launch: its body (objects[0]: its token) */
 	int			sent;			/* requests it carries */
 	char	   *first;			/* the first of them, which the search looks for */
 	CloudCall	call;			/* jobs:run, or a page of the job's executions */
@@ -894,7 +967,7 @@ batch_send(CloudBatch *b)
 		if (b->runs[i] != NULL)
 			objects[b->sent++] = b->objects[i];
 	b->first = objects[0];
-	b->body = run_body(objects, b->sent, b->timeout_s);
+	b->body = b->runner_body ? b->runner_body : run_body(objects, b->sent, b->timeout_s);
 	MemoryContextSwitchTo(old);
 	if (!call_start_run(&b->call, "POST", psprintf("%s:run", b->job), b->body, &err) &&
 		!may_pass(&err))
@@ -984,7 +1057,7 @@ upload_start(SbRun *run)
 	SbError		err;
 
 	/* Ids are unique; a request already there is this one, re-launched after a restart. */
-	if (!call_start_upload(&run->upload, run->request_object, run->request, strlen(run->request),
+	if (!call_start_upload(&run->upload, run->upload_object, run->request, strlen(run->request),
 						   SB_GCS_ANY_GENERATION, &err) && !may_pass(&err))
 		sb_gc_raise(&err, "could not upload the request", SB_GC_NOT_FOUND_BUCKET);
 }
@@ -996,6 +1069,7 @@ run_release(SbRun *run)
 	call_drop(&run->upload);
 	call_drop(&run->lookup);
 	call_drop(&run->check);
+	call_drop(&run->rcall);
 	batch_leave(run);
 }
 
@@ -1014,7 +1088,10 @@ cloud_stage(const char *session, int64 id, const char *request)
 	{
 		/* The worker: the upload runs while the batch is formed. */
 		run->request = pstrdup(request);
-		upload_start(run);
+		if (runner_wanted(run))
+			runner_stage_async(run);	/* its steps post it to the session's runner */
+		else
+			upload_start(run);
 		return run;
 	}
 
@@ -1046,7 +1123,12 @@ cloud_launch_batch(SbRun **runs, int n)
 		timeout_s = Max(timeout_s, runs[i]->timeout_s);
 	}
 	if (sb_driver_nonblocking)
+	{
+		/* A run through a runner is alone in its "batch" (cloud_batch_key): its steps launch it. */
+		if (n == 1 && runs[0]->rstep != RN_NONE)
+			return;
 		batch_new(runs, n, false);
+	}
 	else
 		start_sync(runs, n, run_body(objects, n, timeout_s));
 }
@@ -1059,6 +1141,15 @@ cloud_launch(const char *session, int64 id, const char *request, const SbPayload
 	/* Not binary_frames: an upload is in the request (or its transfer object). */
 	if (upload != NULL)
 		elog(ERROR, "the cloud driver takes no frame payload");
+	if (!sb_driver_nonblocking && sb_cloud_runners)
+	{
+		sb_gc_require_settings();
+		run = run_init(session, id);
+		run->timeout_s = request_timeout_s(request);
+		if (runner_wanted(run) && runner_launch_sync(run, request))
+			return run;
+		pfree(run);
+	}
 	run = cloud_stage(session, id, request);
 
 	cloud_launch_batch(&run, 1);
@@ -1145,6 +1236,57 @@ poll_execution(SbRun *run)
 	return execution_completed(response);
 }
 
+/* upload_step makes progress on the upload of a run's request in the worker: true once done. */
+static bool
+upload_step(SbRun *run)
+{
+	SbError		err;
+
+	if (run->uploaded)
+		return true;
+	if (call_answered(&run->upload))
+	{
+		if (call_end_upload(&run->upload, &err) == 0)
+		{
+			run->uploaded = true;
+			pfree(run->request);
+			run->request = NULL;
+		}
+		else if (!may_pass(&err))
+			sb_gc_raise(&err, "could not upload the request", SB_GC_NOT_FOUND_BUCKET);
+	}
+	else if (call_due(&run->upload))
+		upload_start(run);
+	return run->uploaded;
+}
+
+/*
+ * batch_step makes progress on the jobs:run of a run's batch in the worker:
+ * true once its execution has started (the run has left the batch); raises
+ * if Cloud Run refused it.
+ */
+static bool
+batch_step(SbRun *run)
+{
+	CloudBatch *b = run->batch;
+
+	if (b == NULL)
+		return true;
+	batch_drive(b);
+	if (b->state == BATCH_FAILED)
+	{
+		SbError		failure = b->failure;
+
+		batch_leave(run);
+		sb_gc_raise(&failure, "could not start a Cloud Run execution", SB_GC_NOT_FOUND_JOB);
+	}
+	if (b->state != BATCH_STARTED)
+		return false;
+	batch_leave(run);
+	run->check.retry_at = sb_now_ms() + CHECK_FIRST_MS;
+	return true;
+}
+
 /*
  * launch_step makes progress on a run's launch in the worker without
  * waiting (its request's upload, then its batch's jobs:run): true once the
@@ -1153,44 +1295,573 @@ poll_execution(SbRun *run)
 static bool
 launch_step(SbRun *run)
 {
+	return upload_step(run) && batch_step(run);
+}
+
+/*
+ * Session runners (issue 13).  With cloudrun_sandbox.cloud_runners on, a
+ * command or file operation of a session is served by the session's runner:
+ * one long-running execution of the executor (`runner BUCKET D TOKEN IDLE`)
+ * that keeps the workspace on its disk and takes the session's requests
+ * from the bucket as they come (src/executor/runner.c).  Objects, under D =
+ * the session's prefix:
+ *
+ *		runner.json					the lease: which runner (token, execution) is
+ *									the session's; "{}" or another token stops a
+ *									runner (it looks every 10 s)
+ *		runners/<T>/inbox/<id>.json	a request for runner T (written here)
+ *		runners/<T>/claims/<id>		create-only: the runner's "taken", or our
+ *									"withdrawn"; whichever is first decides
+ *		results/<id>.json			the result, as a cold execution writes it
+ *
+ * A run reads the lease (the registry, src/cloud/runners.c, spares the read
+ * when this server used the runner recently), or starts a runner: a new
+ * lease (create-only), the request in its inbox, jobs:run, the lease again
+ * with the execution's name.  Then it waits for the result as a cold run
+ * does, checking now and then whether the runner's execution has ended.
+ * The rule for giving a runner up: the runner's execution ended without the
+ * result, or (a runner this run did not start) it has not taken the
+ * request within cloud_runner_take_timeout.  Then the run withdraws the
+ * request (its claim, create-only): if that succeeds the runner never runs
+ * it, the lease is revoked, the runner's execution cancelled, and the
+ * request runs as a cold execution of its own; if the runner had taken it,
+ * the run keeps waiting, and a runner that ended without the result fails
+ * the run ("lost"): a request is never run twice.
+ */
+
+#define RUNNER_TIMEOUT "86400s"
+/* The largest request document (the executor's MAX_REQUEST_BYTES). */
+#define REQUEST_MAX ((size_t) 64 * 1024 * 1024)
+#define WITHDRAWN "{\"withdrawn\":true}"
+
+/* runner_wanted says whether a run goes through the session's runner. */
+static bool
+runner_wanted(SbRun *run)
+{
+	return sb_cloud_runners && strlen(run->dir) < SB_RUNNER_DIR_MAX;
+}
+
+/* runner_objects names a runner run's objects (the token is known). */
+static void
+runner_objects(SbRun *run)
+{
+	run->inbox_object = psprintf("%srunners/%s/inbox/" INT64_FORMAT ".json", run->dir,
+								 run->runner.token, run->id);
+	run->claim_object = psprintf("%srunners/%s/claims/" INT64_FORMAT, run->dir,
+								 run->runner.token, run->id);
+}
+
+/* lease_parse reads a lease; false (info cleared) if it names no runner. */
+static bool
+lease_parse(const char *data, size_t len, SbRunnerInfo *info)
+{
+	json_t	   *j = json_loadb(data, len, 0, NULL);
+	const char *t = json_string_value(json_object_get(j, "token"));
+	const char *e = json_string_value(json_object_get(j, "execution"));
+	json_t	   *at = json_object_get(j, "started_at");
+	bool		ok = t != NULL && strlen(t) == SB_RUNNER_TOKEN_LEN &&
+		strspn(t, "0123456789abcdef") == SB_RUNNER_TOKEN_LEN;
+
+	memset(info, 0, sizeof(*info));
+	if (ok)
+	{
+		strlcpy(info->token, t, sizeof(info->token));
+		if (e != NULL && strlen(e) < SB_RUNNER_EXEC_MAX)
+			strlcpy(info->execution, e, sizeof(info->execution));
+		info->started_at = json_is_integer(at) ?
+			time_t_to_timestamptz((pg_time_t) json_integer_value(at)) : GetCurrentTimestamp();
+	}
+	if (j != NULL)
+		json_decref(j);
+	return ok;
+}
+
+/* lease_text is the lease naming a run's runner (palloc'd). */
+static char *
+lease_text(SbRun *run)
+{
+	json_t	   *j = json_pack("{sssssIsi}", "token", run->runner.token,
+							  "execution", run->runner.execution,
+							  "started_at", (json_int_t) timestamptz_to_time_t(run->runner.started_at),
+							  "idle_timeout_s", sb_cloud_warm_idle_timeout_s);
+	char	   *text = json_dumps(j, JSON_COMPACT);
+
+	json_decref(j);
+	return text;
+}
+
+/* new_runner gives a run a new runner's token. */
+static void
+new_runner(SbRun *run)
+{
+	uint8		bytes[SB_RUNNER_TOKEN_LEN / 2];
+
+	if (!pg_strong_random(bytes, sizeof(bytes)))
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+						errmsg("could not generate a session runner's token")));
+	memset(&run->runner, 0, sizeof(run->runner));
+	for (int i = 0; i < (int) sizeof(bytes); i++)
+		snprintf(run->runner.token + 2 * i, 3, "%02x", bytes[i]);
+	run->runner.started_at = GetCurrentTimestamp();
+	run->fresh_runner = true;
+}
+
+/* runner_body is jobs:run's body for a new runner (palloc'd in the current context). */
+static char *
+runner_body(SbRun *run)
+{
+	char	   *dir = pnstrdup(run->dir, strlen(run->dir) - 1);
+	json_t	   *args = json_pack("[sssss]", "runner", sb_bucket, dir, run->runner.token,
+								 psprintf("%d", sb_cloud_warm_idle_timeout_s));
+	json_t	   *body = json_pack("{s{s[{so}]s:s}}", "overrides", "containerOverrides", "args", args,
+								 "timeout", RUNNER_TIMEOUT);
+	char	   *text = json_dumps(body, JSON_COMPACT);
+
+	json_decref(body);
+	return text;
+}
+
+/*
+ * runner_waiting: the request is in the runner's inbox; from now on the run
+ * waits for its result, and the registry knows the runner.
+ */
+static void
+runner_waiting(SbRun *run)
+{
+	MemoryContext cxt = GetMemoryChunkContext(run);
+
+	run->execution = run->runner.execution[0] ? MemoryContextStrdup(cxt, run->runner.execution) : NULL;
+	run->operation = NULL;
+	run->batch_size = 2;		/* never cancelled by cancelling the runner: a marker */
+	run->started = true;
+	run->uploaded = true;
+	run->ended_ms = 0;
+	run->check_ms = CHECK_FIRST_MS;
+	run->check.retry_at = sb_now_ms() + CHECK_FIRST_MS;
+	/* A runner it started is waited for as a cold execution is; another must take it in time. */
+	run->take_deadline_ms = run->fresh_runner && run->execution != NULL ? 0 :
+		sb_now_ms() + (int64) sb_cloud_runner_take_timeout_s * 1000;
+	run->rstep = RN_WAIT;
+	sb_runner_put(run->dir, run->session, sb_gc_role(), &run->runner);
+}
+
+/* lost_result fails a run whose request the runner took and never answered. */
+static void
+lost_result(SbRun *run)
+{
+	sb_runner_forget(run->dir, run->runner.token);
+	ereport(ERROR,
+			(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+			 errmsg("the session runner stopped while it ran the command; its output is lost"),
+			 errdetail("Execution %s took request " INT64_FORMAT " and ended without its result.",
+					   run->execution ? run->execution : "(unknown)", run->id),
+			 errhint("The command is not run again.  The session's files are as the last "
+					 "command that finished left them; the next call starts a new runner.")));
+}
+
+/*
+ * runner_gone: the runner ended without the result, or did not take the
+ * request in time.  Taken: lost.  Otherwise the request is withdrawn.
+ */
+static void
+runner_gone(SbRun *run)
+{
+	if (run->taken)
+		lost_result(run);
+	sb_runner_forget(run->dir, run->runner.token);
+	run->rstep = RN_WITHDRAW;
+}
+
+/* revoke_async stops a runner given up: "{}" as the lease, its execution cancelled (not waited for). */
+static void
+revoke_async(SbRun *run)
+{
+	detach(true, psprintf("%srunner.json", run->dir));
+	if (run->execution != NULL)
+		detach(false, psprintf("/v2/%s:cancel", run->execution));
+}
+
+/*
+ * runner_fallback: the request runs as a cold execution of its own, the
+ * request (run->request) uploaded to requests/<id>.json.
+ */
+static void
+runner_fallback_async(SbRun *run)
+{
+	elog(LOG, "cloudrun_sandbox: session runner %s given up; execution " INT64_FORMAT
+		 " runs as a Cloud Run execution of its own",
+		 run->execution ? run->execution : "(not started)", run->id);
+	run->rstep = RN_NONE;
+	run->execution = NULL;
+	run->operation = NULL;
+	run->started = false;
+	run->uploaded = false;
+	run->ended_ms = 0;
+	run->check_ms = CHECK_FIRST_MS;
+	run->take_deadline_ms = 0;
+	run->upload_object = run->request_object;
+	upload_start(run);
+	batch_new(&run, 1, true);
+}
+
+/*
+ * runner_step_async makes progress on a runner run's steps in the worker
+ * without waiting: true once the run waits for its result (RN_WAIT), or
+ * its cold fallback has started.
+ */
+static bool
+runner_step_async(SbRun *run)
+{
 	SbError		err;
+	char	   *data;
+	size_t		len;
+	int			rc;
 
-	if (!run->uploaded)
+	for (;;)
 	{
-		if (call_answered(&run->upload))
+		switch ((RunnerStep) run->rstep)
 		{
-			if (call_end_upload(&run->upload, &err) == 0)
+			case RN_NONE:
+				return launch_step(run);
+			case RN_WAIT:
+				return true;
+			case RN_LEASE_READ:
+				if (call_answered(&run->rcall))
+				{
+					rc = call_end_download(&run->rcall, &data, &len, &err);
+					if (rc == 0)
+					{
+						run->lease_existed = true;
+						if (!lease_parse(data, len, &run->runner))
+							new_runner(run);
+						free(data);
+					}
+					else if (err.kind == SB_ERR_NOT_FOUND)
+						new_runner(run);
+					else if (!may_pass(&err))
+						sb_gc_raise(&err, "could not read the session's runner lease",
+									SB_GC_NOT_FOUND_BUCKET);
+					else
+						return false;
+					runner_objects(run);
+					run->rstep = run->fresh_runner ? RN_LEASE_WRITE : RN_POST;
+					continue;
+				}
+				if (call_due(&run->rcall) &&
+					!call_start_download(&run->rcall, run->lease_object, LEASE_MAX, &err) &&
+					!may_pass(&err))
+					sb_gc_raise(&err, "could not read the session's runner lease",
+								SB_GC_NOT_FOUND_BUCKET);
+				return false;
+			case RN_LEASE_WRITE:
+			case RN_NOTE:
+				if (call_answered(&run->rcall))
+				{
+					rc = call_end_upload(&run->rcall, &err);
+					if (run->rstep == RN_NOTE)
+					{
+						/* Only for psql and the next call's liveness checks: never fatal. */
+						if (rc != 0 && may_pass(&err))
+							return false;
+						if (rc != 0)
+							elog(LOG, "cloudrun_sandbox: could not note the runner's execution in %s: %s",
+								 run->lease_object, err.message);
+						runner_waiting(run);
+						return true;
+					}
+					if (rc == 0)
+						run->rstep = RN_POST;
+					else if (err.kind == SB_ERR_PRECONDITION)
+					{
+						/* Another call wrote a lease meanwhile: use that one. */
+						run->fresh_runner = run->lease_existed = false;
+						run->rstep = RN_LEASE_READ;
+					}
+					else if (!may_pass(&err))
+						sb_gc_raise(&err, "could not write the session's runner lease",
+									SB_GC_NOT_FOUND_BUCKET);
+					else
+						return false;
+					continue;
+				}
+				if (call_due(&run->rcall))
+				{
+					MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(run));
+
+					if (run->lease != NULL)
+						pfree(run->lease);
+					run->lease = lease_text(run);
+					MemoryContextSwitchTo(old);
+					if (!call_start_upload(&run->rcall, run->lease_object, run->lease,
+										   strlen(run->lease),
+										   run->rstep == RN_NOTE || run->lease_existed ?
+										   SB_GCS_ANY_GENERATION : 0, &err) &&
+						!may_pass(&err))
+						sb_gc_raise(&err, "could not write the session's runner lease",
+									SB_GC_NOT_FOUND_BUCKET);
+				}
+				return false;
+			case RN_POST:
+				run->upload_object = run->inbox_object;
+				if (!upload_step(run))
+					return false;
+				if (!run->fresh_runner)
+				{
+					runner_waiting(run);
+					return true;
+				}
+				{
+					SbRun	   *one = run;
+					MemoryContext old;
+
+					batch_new(&one, 1, true);
+					old = MemoryContextSwitchTo(run->batch->cxt);
+					run->batch->runner_body = runner_body(run);
+					run->batch->objects[0] = pstrdup(run->runner.token);
+					MemoryContextSwitchTo(old);
+				}
+				run->rstep = RN_START;
+				continue;
+			case RN_START:
+				if (!batch_step(run))
+					return false;
+				if (run->execution != NULL)
+					strlcpy(run->runner.execution, run->execution, sizeof(run->runner.execution));
+				run->rstep = RN_NOTE;
+				continue;
+			case RN_WITHDRAW:
+				if (call_answered(&run->rcall))
+				{
+					rc = call_end_upload(&run->rcall, &err);
+					if (rc == 0)
+					{
+						revoke_async(run);
+						run->rstep = RN_REFETCH;
+						continue;
+					}
+					if (err.kind == SB_ERR_PRECONDITION)
+					{
+						/* It took the request after all: wait for its result. */
+						run->taken = true;
+						run->take_deadline_ms = 0;
+						run->rstep = RN_WAIT;
+						if (run->ended_ms > 0)
+							lost_result(run);
+						return true;
+					}
+					if (!may_pass(&err))
+						sb_gc_raise(&err, "could not withdraw the request from the session runner",
+									SB_GC_NOT_FOUND_BUCKET);
+					return false;
+				}
+				if (call_due(&run->rcall) &&
+					!call_start_upload(&run->rcall, run->claim_object, WITHDRAWN, strlen(WITHDRAWN), 0,
+									   &err) &&
+					!may_pass(&err))
+					sb_gc_raise(&err, "could not withdraw the request from the session runner",
+								SB_GC_NOT_FOUND_BUCKET);
+				return false;
+			case RN_REFETCH:
+				if (call_answered(&run->rcall))
+				{
+					rc = call_end_download(&run->rcall, &data, &len, &err);
+					if (rc == 0)
+					{
+						MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(run));
+
+						run->request = pnstrdup(data, len);
+						MemoryContextSwitchTo(old);
+						free(data);
+						runner_fallback_async(run);
+						continue;
+					}
+					if (!may_pass(&err))
+						sb_gc_raise(&err, "could not read back the request given to the session runner",
+									SB_GC_NOT_FOUND_BUCKET);
+					return false;
+				}
+				if (call_due(&run->rcall) &&
+					!call_start_download(&run->rcall, run->inbox_object, REQUEST_MAX, &err) &&
+					!may_pass(&err))
+					sb_gc_raise(&err, "could not read back the request given to the session runner",
+								SB_GC_NOT_FOUND_BUCKET);
+				return false;
+		}
+	}
+}
+
+/* runner_stage_async makes a staged run of the worker a runner run (its steps start it). */
+static void
+runner_stage_async(SbRun *run)
+{
+	run->lease_object = psprintf("%srunner.json", run->dir);
+	if (sb_runner_lookup(run->dir, &run->runner))
+	{
+		runner_objects(run);
+		run->rstep = RN_POST;
+	}
+	else
+		run->rstep = RN_LEASE_READ;
+}
+
+/*
+ * runner_launch_sync posts a request to the session's runner, starting one
+ * if need be (synchronous callers); false if the run must be a cold one.
+ */
+static bool
+runner_launch_sync(SbRun *run, const char *request)
+{
+	SbGcsConfig cfg;
+	SbError		err;
+	char	   *data;
+	size_t		len;
+	char	   *operation;
+	char	   *execution;
+
+	sb_gc_gcs(&cfg);
+	run->lease_object = psprintf("%srunner.json", run->dir);
+	run->request_ref = request;
+	if (!sb_runner_lookup(run->dir, &run->runner))
+	{
+		bool		ok = false;
+
+		if (sb_gcs_download(&cfg, run->lease_object, LEASE_MAX, &data, &len, NULL, &err) == 0)
+		{
+			run->lease_existed = true;
+			ok = lease_parse(data, len, &run->runner);
+			free(data);
+		}
+		else if (err.kind != SB_ERR_NOT_FOUND)
+			sb_gc_raise(&err, "could not read the session's runner lease", SB_GC_NOT_FOUND_BUCKET);
+		if (!ok)
+		{
+			char	   *lease;
+
+			new_runner(run);
+			lease = lease_text(run);
+			if (sb_gcs_upload(&cfg, run->lease_object, lease, strlen(lease),
+							  run->lease_existed ? SB_GCS_ANY_GENERATION : 0, NULL, &err) != 0)
 			{
-				run->uploaded = true;
-				pfree(run->request);
-				run->request = NULL;
+				if (err.kind == SB_ERR_PRECONDITION)
+					return false;	/* another call's lease, just written: run cold this once */
+				sb_gc_raise(&err, "could not write the session's runner lease", SB_GC_NOT_FOUND_BUCKET);
 			}
-			else if (!may_pass(&err))
-				sb_gc_raise(&err, "could not upload the request", SB_GC_NOT_FOUND_BUCKET);
 		}
-		else if (call_due(&run->upload))
-			upload_start(run);
-		if (!run->uploaded)
-			return false;
 	}
-	if (run->batch != NULL)
+	runner_objects(run);
+	if (sb_gcs_upload(&cfg, run->inbox_object, request, strlen(request), 0, NULL, &err) != 0 &&
+		err.kind != SB_ERR_PRECONDITION)
+		sb_gc_raise(&err, "could not give the request to the session runner", SB_GC_NOT_FOUND_BUCKET);
+	if (run->fresh_runner)
 	{
-		CloudBatch *b = run->batch;
+		char	   *lease;
 
-		batch_drive(b);
-		if (b->state == BATCH_FAILED)
+		if (!run_sync(run->job, runner_body(run), run->runner.token, &operation, &execution, &err))
 		{
-			SbError		failure = b->failure;
+			SbError		ignored;
 
-			batch_leave(run);
-			sb_gc_raise(&failure, "could not start a Cloud Run execution", SB_GC_NOT_FOUND_JOB);
+			(void) sb_gcs_delete(&cfg, run->inbox_object, SB_GCS_ANY_GENERATION, &ignored);
+			(void) sb_gcs_delete(&cfg, run->lease_object, SB_GCS_ANY_GENERATION, &ignored);
+			sb_gc_raise(&err, "could not start a Cloud Run execution", SB_GC_NOT_FOUND_JOB);
 		}
-		if (b->state != BATCH_STARTED)
-			return false;
-		batch_leave(run);
-		run->check.retry_at = sb_now_ms() + CHECK_FIRST_MS;
+		if (execution != NULL && strlen(execution) < SB_RUNNER_EXEC_MAX)
+			strlcpy(run->runner.execution, execution, sizeof(run->runner.execution));
+		lease = lease_text(run);
+		if (sb_gcs_upload(&cfg, run->lease_object, lease, strlen(lease), SB_GCS_ANY_GENERATION,
+						  NULL, &err) != 0)
+			elog(LOG, "cloudrun_sandbox: could not note the runner's execution in %s: %s",
+				 run->lease_object, err.message);
 	}
+	runner_waiting(run);
+	run->poll_from_ms = sb_now_ms();
 	return true;
+}
+
+/* runner_withdraw_sync gives the runner up (synchronous callers): a cold execution instead, or lost. */
+static void
+runner_withdraw_sync(SbRun *run)
+{
+	SbGcsConfig cfg;
+	SbError		err;
+	char	   *response;
+	char	   *objects[1];
+	int64		saved;
+
+	sb_runner_forget(run->dir, run->runner.token);
+	sb_gc_gcs(&cfg);
+	if (sb_gcs_upload(&cfg, run->claim_object, WITHDRAWN, strlen(WITHDRAWN), 0, NULL, &err) != 0)
+	{
+		if (err.kind != SB_ERR_PRECONDITION)
+			sb_gc_raise(&err, "could not withdraw the request from the session runner",
+						SB_GC_NOT_FOUND_BUCKET);
+		run->taken = true;
+		run->take_deadline_ms = 0;
+		if (run->ended_ms > 0)
+			lost_result(run);
+		return;
+	}
+	/* Never taken: the runner is stopped, the request runs on its own. */
+	saved = sb_gc_call_suspend();
+	cfg.timeout_ms = CANCEL_TIMEOUT_MS;
+	if (sb_gcs_upload(&cfg, run->lease_object, "{}", 2, SB_GCS_ANY_GENERATION, NULL, &err) != 0)
+		elog(LOG, "cloudrun_sandbox: could not revoke the lease %s: %s", run->lease_object,
+			 err.message);
+	if (run->execution != NULL &&
+		sb_gc_run_call("POST", psprintf("/v2/%s:cancel", run->execution), "{}", CANCEL_TIMEOUT_MS,
+					   &response, &err) != 0)
+		elog(LOG, "cloudrun_sandbox: could not cancel the session runner %s: %s", run->execution,
+			 err.message);
+	sb_gc_call_resume(saved);
+	elog(LOG, "cloudrun_sandbox: session runner %s given up; execution " INT64_FORMAT
+		 " runs as a Cloud Run execution of its own",
+		 run->execution ? run->execution : "(not started)", run->id);
+	sb_gc_gcs(&cfg);
+	if (sb_gcs_upload(&cfg, run->request_object, run->request_ref, strlen(run->request_ref),
+					  SB_GCS_ANY_GENERATION, NULL, &err) != 0)
+		sb_gc_raise(&err, "could not upload the request", SB_GC_NOT_FOUND_BUCKET);
+	run->rstep = RN_NONE;
+	run->execution = NULL;
+	run->started = false;
+	run->uploaded = true;
+	run->ended_ms = 0;
+	objects[0] = run->request_object;
+	start_sync(&run, 1, run_body(objects, 1, run->timeout_s));
+}
+
+/* runner_step_sync makes progress on a runner run (synchronous callers): true once finished. */
+static bool
+runner_step_sync(SbRun *run)
+{
+	SbGcsConfig cfg;
+	SbError		err;
+	char	   *data;
+	size_t		len;
+	int64		now = sb_now_ms();
+	int64		waited = now - run->poll_from_ms;
+
+	/* Lookups back to back for 2 s, then every 100 ms, after 30 s every 500 ms. */
+	if (run->execution != NULL && run->ended_ms == 0 && now >= run->next_check_ms)
+	{
+		run->next_check_ms = now + CHECK_FIRST_MS;
+		if (poll_execution(run))
+			run->ended_ms = now;
+	}
+	sb_gc_gcs(&cfg);
+	if (sb_gcs_download(&cfg, run->result_object, RESULT_MAX, &data, &len, NULL, &err) == 0)
+	{
+		keep_result(run, data, len);
+		sb_runner_used(run->dir, run->runner.token);
+		return true;
+	}
+	if (err.kind == SB_ERR_CANCELLED)
+		return false;
+	if (err.kind != SB_ERR_NOT_FOUND && !may_pass(&err))
+		sb_gc_raise(&err, "could not read the result", SB_GC_NOT_FOUND_BUCKET);
+	if (run->ended_ms > 0 || (run->take_deadline_ms > 0 && now > run->take_deadline_ms))
+		runner_withdraw_sync(run);
+	else if (waited > 2000)
+		backoff_sleep(waited > 30000 ? 500 : 100);
+	return false;
 }
 
 /*
@@ -1208,7 +1879,12 @@ step_async(SbRun *run)
 	char	   *data;
 	size_t		len;
 
-	if (!launch_step(run))
+	if (run->rstep != RN_NONE && run->rstep != RN_WAIT)
+	{
+		if (!runner_step_async(run))
+			return false;
+	}
+	else if (!launch_step(run))
 		return false;
 
 	/* Its result (a task of a batch finishes on its own). */
@@ -1219,12 +1895,21 @@ step_async(SbRun *run)
 		if (call_end_download(&run->lookup, &data, &len, &err) == 0)
 		{
 			keep_result(run, data, len);
+			if (run->rstep == RN_WAIT)
+				sb_runner_used(run->dir, run->runner.token);
 			run_release(run);
 			return true;
 		}
 		/* Not there, asked after the execution ended: there will be none. */
 		if (err.kind == SB_ERR_NOT_FOUND && run->ended_ms > 0 && asked >= run->ended_ms)
+		{
+			if (run->rstep == RN_WAIT)
+			{
+				runner_gone(run);
+				return false;
+			}
 			no_result(run);
+		}
 		if (err.kind != SB_ERR_NOT_FOUND && !may_pass(&err))
 			sb_gc_raise(&err, "could not read the result", SB_GC_NOT_FOUND_BUCKET);
 	}
@@ -1232,6 +1917,13 @@ step_async(SbRun *run)
 			 !call_start_download(&run->lookup, run->result_object, RESULT_MAX, &err) &&
 			 !may_pass(&err))
 		sb_gc_raise(&err, "could not read the result", SB_GC_NOT_FOUND_BUCKET);
+
+	/* A runner that has not taken the request in time is given up. */
+	if (run->rstep == RN_WAIT && run->take_deadline_ms > 0 && sb_now_ms() > run->take_deadline_ms)
+	{
+		runner_gone(run);
+		return false;
+	}
 
 	/* Now and then: has the execution ended (perhaps without a result)? */
 	if (run->execution == NULL || run->ended_ms > 0)
@@ -1268,7 +1960,8 @@ static bool
 cloud_ready(SbRun *run)
 {
 	return call_answered(&run->upload) || call_answered(&run->lookup) ||
-		call_answered(&run->check) || (run->batch != NULL && call_answered(&run->batch->call));
+		call_answered(&run->check) || call_answered(&run->rcall) ||
+		(run->batch != NULL && call_answered(&run->batch->call));
 }
 
 /* sb_cloud_drive makes progress on the worker's asynchronous calls, without blocking. */
@@ -1328,6 +2021,8 @@ cloud_step(SbRun *run)
 		return true;
 	if (sb_driver_nonblocking)
 		return step_async(run);
+	if (run->rstep == RN_WAIT)
+		return runner_step_sync(run);
 	if (run->operation == NULL)
 	{
 		/* Found by its request after jobs:run's answer was lost: look at the execution. */
@@ -1384,9 +2079,6 @@ cancel_async(SbRun *run)
 		detach(false, psprintf("/v2/%s:cancel", run->execution));
 }
 
-
-/* How long cancelling an execution may take, beyond the limit of the call that cancels it. */
-#define CANCEL_TIMEOUT_MS 3000
 
 /*
  * cloud_cancel stops a run's execution (in its own short time, the call's
@@ -1487,6 +2179,8 @@ cloud_attach(const char *session, int64 id, const char *remote_name)
 static const char *
 cloud_batch_key(SbRun *run)
 {
+	if (run->rstep != RN_NONE)
+		return run->lease_object;	/* never batched: one per session at a time anyway */
 	return run->job;
 }
 

@@ -452,6 +452,13 @@ set_string(char **field, const char *value)
 	*field = MemoryContextStrdup(TopMemoryContext, value);
 }
 
+/* sb_gc_role is the role sb_gc_use_role() chose (InvalidOid: none). */
+Oid
+sb_gc_role(void)
+{
+	return gc_current != NULL ? gc_current->role : InvalidOid;
+}
+
 void
 sb_gc_use_role(Oid role)
 {

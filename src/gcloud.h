@@ -31,6 +31,7 @@ extern void sb_gcloud_init(void);
  * the end of the transaction (InvalidOid: this backend's settings).
  */
 extern void sb_gc_use_role(Oid role);
+extern Oid	sb_gc_role(void);
 extern char *sb_role_setting(Oid role, const char *name);
 extern const char *sb_gc_job(void);
 extern const char *sb_gc_prefix(void);

@@ -6,6 +6,7 @@
  */
 #include "shared.h"
 #include "local/warm.h"
+#include "cloud/runners.h"
 
 #include "access/xact.h"
 #include "postmaster/bgworker.h"
@@ -32,6 +33,7 @@ shmem_request(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(SbShared)));
 	sb_warm_shmem_request();
+	sb_runners_shmem_request();
 }
 
 /* shmem_startup creates or attaches the shared state. */
@@ -52,6 +54,7 @@ shmem_startup(void)
 		ConditionVariableInit(&sb_shared->completion_cv);
 	}
 	sb_warm_shmem_startup();
+	sb_runners_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -6,6 +6,7 @@
  *		(worker.c) runs them after the queuing transaction commits.
  */
 #include "driver.h"
+#include "cloud/runners.h"
 
 #include "access/xact.h"
 #include "catalog/pg_proc.h"
@@ -359,8 +360,8 @@ Datum
 sandbox_worker_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc = result_desc(fcinfo);
-	Datum		values[10];
-	bool		nulls[10] = {0};
+	Datum		values[11];
+	bool		nulls[11] = {0};
 	int			procno = -1;
 	pid_t		pid = 0;
 	TimestampTz started_at = 0;
@@ -397,5 +398,8 @@ sandbox_worker_status(PG_FUNCTION_ARGS)
 	/* Before ALTER EXTENSION ... UPDATE to 0.4.0 the function has no limits column. */
 	if (desc->natts > 9)
 		values[9] = sb_limits_in_force();
+	/* Before 0.8.0 it has no runners column. */
+	if (desc->natts > 10)
+		values[10] = Int32GetDatum(sb_runner_count());
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
