@@ -7,6 +7,8 @@
 #   emu.sh URL run JOB ARG...          start an execution of JOB with these container
 #                                      arguments (as a twin of a launch); print its name
 #   emu.sh URL completed EXECUTION     print the execution's completionTime (nothing while it runs)
+#   emu.sh URL cancel EXECUTION        cancel an execution (as an operator's gcloud would)
+#   emu.sh URL put BUCKET NAME DATA    write an object (unconditionally)
 set -euo pipefail
 url=$1 verb=$2
 shift 2
@@ -46,6 +48,16 @@ run)
 completed)
 	curl -sf -H "Authorization: Bearer $(token)" "$url/v2/$1" |
 		node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const e=JSON.parse(s);if(e.completionTime)console.log(e.completionTime)})'
+	;;
+cancel)
+	curl -sf -X POST -H "Authorization: Bearer $(token)" -H 'Content-Type: application/json' --data-raw '{}' \
+		"$url/v2/$1:cancel" >/dev/null
+	echo cancelled
+	;;
+put)
+	curl -sf -X POST -H "Authorization: Bearer $(token)" -H 'Content-Type: application/octet-stream' \
+		--data-binary "$3" "$url/upload/storage/v1/b/$1/o?uploadType=media&name=$(enc "$2")" >/dev/null
+	echo written
 	;;
 *)
 	echo "unknown verb $verb" >&2
