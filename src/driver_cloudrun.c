@@ -1445,11 +1445,34 @@ runner_waiting(SbRun *run)
 	sb_runner_put(run->dir, run->session, sb_gc_role(), &run->runner);
 }
 
+/* revoke_async stops a runner given up: "{}" as the lease, its execution cancelled (not waited for). */
+static void
+revoke_async(SbRun *run)
+{
+	detach(true, psprintf("%srunner.json", run->dir));
+	if (run->execution != NULL)
+		detach(false, psprintf("/v2/%s:cancel", run->execution));
+}
+
 /* lost_result fails a run whose request the runner took and never answered. */
 static void
 lost_result(SbRun *run)
 {
 	sb_runner_forget(run->dir, run->runner.token);
+	/* The next call starts a new runner. */
+	if (sb_driver_nonblocking)
+		revoke_async(run);
+	else
+	{
+		SbGcsConfig cfg;
+		SbError		err;
+		int64		saved = sb_gc_call_suspend();
+
+		sb_gc_gcs(&cfg);
+		cfg.timeout_ms = CANCEL_TIMEOUT_MS;
+		(void) sb_gcs_upload(&cfg, run->lease_object, "{}", 2, SB_GCS_ANY_GENERATION, NULL, &err);
+		sb_gc_call_resume(saved);
+	}
 	ereport(ERROR,
 			(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 			 errmsg("the session runner stopped while it ran the command; its output is lost"),
@@ -1470,15 +1493,6 @@ runner_gone(SbRun *run)
 		lost_result(run);
 	sb_runner_forget(run->dir, run->runner.token);
 	run->rstep = RN_WITHDRAW;
-}
-
-/* revoke_async stops a runner given up: "{}" as the lease, its execution cancelled (not waited for). */
-static void
-revoke_async(SbRun *run)
-{
-	detach(true, psprintf("%srunner.json", run->dir));
-	if (run->execution != NULL)
-		detach(false, psprintf("/v2/%s:cancel", run->execution));
 }
 
 /*

@@ -431,11 +431,18 @@ END $$;
 CREATE FUNCTION test.emu_stats() RETURNS jsonb
 LANGUAGE sql AS $$ SELECT string_agg(l, '')::jsonb FROM test.emu('hook', 'stats') l $$;
 
--- runs_of counts the executions the emulator started for execution id's request in session s.
+-- runs_of counts the executions that ran execution id's request in session s:
+-- the emulator's executions of it, and the session runners that took it (their
+-- claim, runners/<token>/claims/<id>, says "taken").
 CREATE FUNCTION test.runs_of(s text, id bigint) RETURNS integer
 LANGUAGE sql AS $$
 	SELECT coalesce((test.emu_stats()->'runs_by_arg'->>('cloud sandbox-test ' || test.object_prefix(s)
 		|| 'requests/' || id || '.json'))::int, 0)
+		+ (SELECT count(*)::int FROM test.emu('list', current_setting('cloudrun_sandbox.bucket'),
+				test.object_prefix(s) || 'runners/') l
+		   WHERE l LIKE '%/claims/' || id
+			 AND (SELECT string_agg(m, '') FROM test.emu('media', current_setting('cloudrun_sandbox.bucket'), l) m)
+				 LIKE '%taken%')
 $$;
 
 -- wait_worker waits up to 20 s for the background worker (it retries its connection every 5 s).
