@@ -260,7 +260,8 @@ stop_runner(const char *prefix)
 	if (lease_parse(data, len, &info) && info.execution[0] != '\0' &&
 		sb_gc_run_call("POST", psprintf("/v2/%s:cancel", info.execution), "{}", CANCEL_TIMEOUT_MS,
 					   &response, &err) != 0 &&
-		err.kind != SB_ERR_NOT_FOUND && err.kind != SB_ERR_PRECONDITION)
+		err.kind != SB_ERR_NOT_FOUND && err.kind != SB_ERR_PRECONDITION &&
+		strcmp(err.reason, "FAILED_PRECONDITION") != 0)
 		elog(LOG, "cloudrun_sandbox: could not stop the session runner %s: %s", info.execution,
 			 err.message);
 	free(data);
@@ -1822,7 +1823,9 @@ runner_withdraw_sync(SbRun *run)
 			 err.message);
 	if (run->execution != NULL &&
 		sb_gc_run_call("POST", psprintf("/v2/%s:cancel", run->execution), "{}", CANCEL_TIMEOUT_MS,
-					   &response, &err) != 0)
+					   &response, &err) != 0 &&
+		err.kind != SB_ERR_NOT_FOUND && err.kind != SB_ERR_PRECONDITION &&
+		strcmp(err.reason, "FAILED_PRECONDITION") != 0)
 		elog(LOG, "cloudrun_sandbox: could not cancel the session runner %s: %s", run->execution,
 			 err.message);
 	sb_gc_call_resume(saved);

@@ -20,6 +20,8 @@ for f in "$@"; do case "$f" in */security/*) sec+=("$f") ;; */faults/*) faults+=
 [ ${#sec[@]} -eq 0 ] || pg_prove -v -d sandbox_tap "${sec[@]}" || rc=$?
 # The fault suite, each file followed by a check of the server log.
 [ ${#faults[@]} -eq 0 ] || run_faults "${faults[@]}" || rc=$?
+# TAP_SERVER_LOG=FILE keeps a copy of the server's log.
+[ -z "${TAP_SERVER_LOG:-}" ] || cp "$CLUSTER_DIR/server.log" "$TAP_SERVER_LOG" || true
 if [ "$rc" != 0 ]; then
 	log "server log tail:"
 	tail -40 "$CLUSTER_DIR/server.log" >&2 || true
