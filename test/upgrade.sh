@@ -85,7 +85,10 @@ check "$(case "$out" in *"older than its library"*) echo 0 ;; *) echo "# got: $o
 check "$(q -c "SELECT 1" >/dev/null 2>&1 && echo 0 || echo 1)" "and the server is still up"
 q -c "ALTER EXTENSION cloudrun_sandbox UPDATE"
 check $? "ALTER EXTENSION cloudrun_sandbox UPDATE succeeds"
-check "$([ "$(q -c "SELECT extversion FROM pg_extension WHERE extname = 'cloudrun_sandbox'")" = 0.7.0 ] && echo 0 || echo 1)" "it is version 0.7.0"
+want=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$ROOT/cloudrun_sandbox.control")
+check "$([ "$(q -c "SELECT extversion FROM pg_extension WHERE extname = 'cloudrun_sandbox'")" = "$want" ] && echo 0 || echo 1)" "it is version $want (the control file's)"
+check "$([ "$(q -c "SELECT runners FROM sandbox.worker_status()")" = 0 ] && q -c "SELECT count(*) FROM sandbox.session_runners" >/dev/null && echo 0 || echo 1)" \
+	"[runner] worker_status() counts session runners; sandbox.session_runners is there"
 check "$([ "$(q -c "SELECT storage_key FROM sandbox.sessions WHERE name = 'legacy'")" = legacy ] && echo 0 || echo 1)" \
 	"the session keeps its storage"
 out=$(qa -c "SELECT stdout FROM sandbox.exec('echo \$KEEP; pwd; cat /workspace/f', 'legacy')")
