@@ -1439,6 +1439,7 @@ runner_waiting(SbRun *run)
 	run->ended_ms = 0;
 	run->check_ms = CHECK_FIRST_MS;
 	run->check.retry_at = sb_now_ms() + CHECK_FIRST_MS;
+	run->next_check_ms = sb_now_ms() + CHECK_FIRST_MS;
 	/* A runner it started is waited for as a cold execution is; another must take it in time. */
 	run->take_deadline_ms = run->fresh_runner && run->execution != NULL ? 0 :
 		sb_now_ms() + (int64) sb_cloud_runner_take_timeout_s * 1000;
