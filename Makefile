@@ -33,7 +33,8 @@ EXECUTOR_SRCS = src/executor/executor.c src/executor/command.c src/executor/file
 	src/executor/background.c src/executor/scrub.c \
 	src/common/sbutil.c src/common/protocol.c src/common/frame.c
 EXECUTOR_LIBS = -ljansson
-EXECUTOR_CLOUD_SRCS = $(EXECUTOR_SRCS) src/executor/cloud.c src/executor/isolate.c src/common/http.c \
+EXECUTOR_CLOUD_SRCS = $(EXECUTOR_SRCS) src/executor/cloud.c src/executor/wsync.c src/executor/runner.c \
+	src/executor/isolate.c src/common/http.c \
 	src/common/gcs.c src/common/oauth.c
 EXECUTOR_CLOUD_LIBS = -ljansson -lcurl -lcrypto
 

@@ -500,10 +500,74 @@ done:
 char *
 sb_state_encode(const SbState *state)
 {
-	return dump(json_pack("{sisIsssOsI}", "version", SB_PROTOCOL_VERSION, "generation",
-						  (json_int_t) state->generation, "cwd", state->cwd, "env",
-						  state->env, "last_execution",
-						  (json_int_t) state->last_execution));
+	json_t	   *root = json_pack("{sisIsssOsI}", "version", SB_PROTOCOL_VERSION, "generation",
+								 (json_int_t) state->generation, "cwd", state->cwd, "env",
+								 state->env, "last_execution",
+								 (json_int_t) state->last_execution);
+
+	/* The workspace snapshot and its increments (cloud) travel with the state. */
+	if (root != NULL && state->workspace != NULL)
+		json_object_set_new(root, "workspace", json_string(state->workspace));
+	if (root != NULL && (state->workspace != NULL || state->n_increments > 0))
+	{
+		json_t	   *incs = json_array();
+
+		for (int i = 0; i < state->n_increments; i++)
+			json_array_append_new(incs, json_string(state->increments[i]));
+		json_object_set_new(root, "increments", incs);
+	}
+	return dump(root);
+}
+
+/* decode_increments reads state's optional "increments" (array of object names) into out. */
+static bool
+decode_increments(json_t *incs, SbState *out, char *errbuf, size_t errlen)
+{
+	size_t		n;
+
+	if (incs == NULL || json_is_null(incs))
+		return true;
+	if (!json_is_array(incs))
+		return fail(errbuf, errlen, "state has malformed increments (not an array)");
+	n = json_array_size(incs);
+	if (n > SB_MAX_INCREMENTS)
+		return fail(errbuf, errlen, "state has %zu increments; at most %d are allowed", n,
+					SB_MAX_INCREMENTS);
+	for (size_t i = 0; i < n; i++)
+	{
+		json_t	   *v = json_array_get(incs, i);
+
+		if (!json_is_string(v) || json_string_length(v) == 0 ||
+			json_string_length(v) > SB_MAX_OBJECT_NAME ||
+			strlen(json_string_value(v)) != json_string_length(v))
+			return fail(errbuf, errlen, "state has a malformed increment name (entry %zu)", i);
+	}
+	if (n == 0)
+		return true;
+	out->increments = sb_malloc(n * sizeof(char *));
+	if (out->increments == NULL)
+		return fail(errbuf, errlen, "out of memory");
+	for (size_t i = 0; i < n; i++)
+	{
+		out->increments[i] = sb_strdup(json_string_value(json_array_get(incs, i)));
+		if (out->increments[i] == NULL)
+			return fail(errbuf, errlen, "out of memory");
+		out->n_increments = (int) i + 1;
+	}
+	return true;
+}
+
+void
+sb_state_clear(SbState *state)
+{
+	sb_free(state->cwd);
+	if (state->env)
+		json_decref(state->env);
+	sb_free(state->workspace);
+	for (int i = 0; i < state->n_increments; i++)
+		sb_free(state->increments[i]);
+	sb_free(state->increments);
+	memset(state, 0, sizeof(*state));
 }
 
 bool
@@ -548,7 +612,9 @@ sb_state_decode(const char *text, size_t len, SbState *out, char *errbuf, size_t
 		out->env = json_deep_copy(env);
 		if (json_is_string(ws))
 			out->workspace = sb_strdup(json_string_value(ws));
-		ok = true;
+		ok = decode_increments(json_object_get(root, "increments"), out, errbuf, errlen);
+		if (!ok)
+			sb_state_clear(out);
 	}
 	json_decref(root);
 	return ok;

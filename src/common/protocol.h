@@ -137,12 +137,24 @@ typedef struct SbState
 	json_t *env;
 	long long last_execution;
 	char *workspace; /* cloud: object holding the workspace snapshot, or NULL */
+	/*
+	 * cloud: incremental archives (GNU tar --listed-incremental) applied in
+	 * order after the base snapshot; sb_malloc'ed array of sb_malloc'ed names
+	 */
+	char **increments;
+	int n_increments;
 } SbState;
+
+/* At most this many increments after a state's base snapshot; a name at most SB_MAX_OBJECT_NAME. */
+#define SB_MAX_INCREMENTS 1000
+#define SB_MAX_OBJECT_NAME 1024
 
 /* Encoders return a NUL-terminated JSON text allocated with sb_malloc. */
 extern char *sb_request_encode(const SbExecRequest *req);
 extern char *sb_result_encode(const SbExecResult *res);
 extern char *sb_state_encode(const SbState *state);
+/* sb_state_clear frees what a decoded state owns (strings, env, increments) and zeroes it. */
+extern void sb_state_clear(SbState *state);
 
 /*
  * Decoders validate the document and fill *out; strings point into memory

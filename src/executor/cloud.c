@@ -57,6 +57,7 @@
 #include "command.h"
 #include "fileops.h"
 #include "isolate.h"
+#include "wsync.h"
 #include "../common/gcs.h"
 #include "../common/oauth.h"
 #include "../common/sbutil.h"
@@ -78,12 +79,11 @@
 #include <unistd.h>
 
 #define PROGNAME "cloudrun-sandbox-executor"
-#define MAX_REQUEST_BYTES ((size_t) 64 * 1024 * 1024)
+#define MAX_REQUEST_BYTES SB_CLOUD_MAX_REQUEST_BYTES
 #define MAX_STATE_BYTES ((size_t) 16 * 1024 * 1024)
 #define DEFAULT_MAX_SNAPSHOT_BYTES ((size_t) 1024 * 1024 * 1024)
 #define SNAPSHOT_TIMEOUT_MS (15L * 60 * 1000)
-#define TAR_STDERR_CAP 2048
-#define MSG_SIZE 1024
+#define MSG_SIZE SB_CLOUD_MSG_SIZE
 /* How often a task of a batch looks for its request's cancel marker. */
 #define CANCEL_POLL_MS 1000
 #define CANCEL_CHECK_TIMEOUT_MS 5000
@@ -95,31 +95,13 @@
 /* A file operation's payload larger than this goes to a transfer object. */
 #define INLINE_PAYLOAD_MAX ((size_t) 1024 * 1024)
 
-/* Everything one run needs besides the request; see sb_cloud_main. */
-typedef struct CloudRun
-{
-	SbGcsConfig gcs;
-	SbHttpClient *http;
-	SbAuth *auth;
-	const char *bucket;
-	const char *request_name;
-	char *result_name; /* next to the request: .../results/<id>.json */
-	char *session_dir; /* P/sessions/<s> */
-	char *state_name;
-	const char *workspace_dir;
-	size_t max_snapshot;
-	char config_error[256]; /* a setting that fails every execution, or "" */
-	char *cancel_name;		/* watched for while the command runs, or NULL */
-	/* Live output (issue 14, part 4): live/<id>.out and .err, saved while it runs. */
-	char *live_name[2];
-	size_t live_sent[2];	/* the bytes of each saved last */
-	bool live_saved;		/* any was saved: deleted once the result is written */
-} CloudRun;
+#define say sb_cloud_say
+#define strfmt sb_cloud_strfmt
+#define set_error sb_cloud_set_error
+#define delete_quietly sb_cloud_delete_quietly
 
 /* say prints one diagnostic line on standard error. */
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void
+void
 say(const char *fmt, ...)
 {
 	va_list ap;
@@ -132,9 +114,7 @@ say(const char *fmt, ...)
 }
 
 /* strfmt returns a new string allocated with sb_malloc, or NULL. */
-static char *strfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *
+char *
 strfmt(const char *fmt, ...)
 {
 	va_list ap;
@@ -153,10 +133,7 @@ strfmt(const char *fmt, ...)
 }
 
 /* set_error turns res into an error result, keeping any output it has. */
-static void set_error(SbExecResult *res, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void
+void
 set_error(SbExecResult *res, const char *fmt, ...)
 {
 	char msg[MSG_SIZE];
@@ -184,17 +161,6 @@ drop_state(SbExecResult *res)
 	res->env = NULL;
 	res->has_state = false;
 	res->state_generation = 0;
-}
-
-/* free_state releases what a decoded or built state owns. */
-static void
-free_state(SbState *state)
-{
-	sb_free(state->cwd);
-	if (state->env)
-		json_decref(state->env);
-	sb_free(state->workspace);
-	memset(state, 0, sizeof(*state));
 }
 
 /* setting returns an environment variable's value, or NULL if unset or empty. */
@@ -227,8 +193,8 @@ parse_size(const char *text, size_t *out)
  * setup_storage reads the settings and makes the GCS client and the
  * credentials; false with msg set if that is impossible.
  */
-static bool
-setup_storage(CloudRun *run, char *msg, size_t msglen)
+bool
+sb_cloud_setup_storage(CloudRun *run, char *msg, size_t msglen)
 {
 	const char *emulator = setting("STORAGE_EMULATOR_HOST");
 	const char *endpoint = setting("CLOUDRUN_SANDBOX_STORAGE_ENDPOINT");
@@ -310,15 +276,18 @@ result_name_for(const char *request_name)
 }
 
 /*
- * check_request validates what cloud mode needs beyond the protocol (a
- * session, an id, a request object named after them) and sets the
- * session's object names; false with msg set if the request is unusable.
+ * sb_cloud_check_request validates what cloud mode needs beyond the
+ * protocol (a session, an id, a request object run->request_name named
+ * dir/<id>.json under the session) and sets the session's object names; a
+ * run that has them already (a runner) checks the request names the same
+ * session.  False with msg set if the request is unusable.
  */
-static bool
-check_request_in(CloudRun *run, const char *dir, const char *session, const char *prefix,
-				 long long id, char *msg, size_t msglen)
+bool
+sb_cloud_check_request(CloudRun *run, const char *dir, const char *session, const char *prefix,
+					   long long id, char *msg, size_t msglen)
 {
 	size_t plen = strlen(prefix);
+	char *session_dir;
 	char *expected;
 	bool same;
 
@@ -334,17 +303,33 @@ check_request_in(CloudRun *run, const char *dir, const char *session, const char
 	}
 	while (plen > 0 && prefix[plen - 1] == '/')
 		plen--;
-	run->session_dir = plen > 0 ? strfmt("%.*s/sessions/%s", (int) plen, prefix, session)
-								: strfmt("sessions/%s", session);
-	run->state_name = run->session_dir ? strfmt("%s/state.json", run->session_dir) : NULL;
-	expected =
-		run->session_dir ? strfmt("%s/%s/%lld.json", run->session_dir, dir, id) : NULL;
+	session_dir = plen > 0 ? strfmt("%.*s/sessions/%s", (int) plen, prefix, session)
+						   : strfmt("sessions/%s", session);
+	if (session_dir != NULL && run->session_dir != NULL &&
+		strcmp(session_dir, run->session_dir) == 0)
+	{
+		sb_free(session_dir);	/* a runner's request for its own session */
+		session_dir = NULL;
+	}
+	else if (session_dir != NULL && run->session_dir == NULL)
+	{
+		run->session_dir = session_dir;
+		run->state_name = strfmt("%s/state.json", run->session_dir);
+		session_dir = NULL;
+	}
+	expected = session_dir == NULL && run->session_dir != NULL ? strfmt("%s/%s/%lld.json", run->session_dir, dir, id) : NULL;
 	if (expected == NULL || run->state_name == NULL)
 	{
+		if (session_dir != NULL)
+			snprintf(msg, msglen, "the request names another session (%.200s) than this runner's (%.200s)",
+					 session_dir, run->session_dir);
+		else
+			snprintf(msg, msglen, "out of memory");
+		sb_free(session_dir);
 		sb_free(expected);
-		snprintf(msg, msglen, "out of memory");
 		return false;
 	}
+	sb_free(session_dir);
 	same = strcmp(expected, run->request_name) == 0;
 	if (!same)
 		snprintf(msg, msglen,
@@ -355,20 +340,12 @@ check_request_in(CloudRun *run, const char *dir, const char *session, const char
 	return same;
 }
 
-/* check_request is check_request_in for a command or file request (requests/<id>.json). */
-static bool
-check_request(CloudRun *run, const char *session, const char *prefix, long long id,
-			  char *msg, size_t msglen)
-{
-	return check_request_in(run, "requests", session, prefix, id, msg, msglen);
-}
-
 /*
  * load_state reads the session's state.json and its generation; a missing
  * one is the initial state (/workspace, no variables, generation 0).
  */
-static bool
-load_state(CloudRun *run, SbState *state, long long *generation, char *msg, size_t msglen)
+bool
+sb_cloud_load_state(CloudRun *run, SbState *state, long long *generation, char *msg, size_t msglen)
 {
 	char *data;
 	size_t len;
@@ -402,7 +379,7 @@ load_state(CloudRun *run, SbState *state, long long *generation, char *msg, size
 	}
 	if (gen <= 0)
 	{
-		free_state(state);
+		sb_state_clear(state);
 		snprintf(msg, msglen, "storage reported no generation for %s", run->state_name);
 		return false;
 	}
@@ -410,309 +387,30 @@ load_state(CloudRun *run, SbState *state, long long *generation, char *msg, size
 	return true;
 }
 
-/* encode_state is sb_state_encode plus the name of the workspace snapshot. */
-static char *
-encode_state(const SbState *state)
-{
-	char *base = sb_state_encode(state);
-	json_t *root;
-	char *text;
-
-	if (base == NULL)
-		return NULL;
-	root = json_loads(base, 0, NULL);
-	sb_free(base);
-	if (root == NULL)
-		return NULL;
-	if (state->workspace != NULL)
-		json_object_set_new(root, "workspace", json_string(state->workspace));
-	text = json_dumps(root, JSON_COMPACT);
-	json_decref(root);
-	return text;
-}
-
-/* make_dirs creates a directory and its missing parents, like mkdir -p. */
-static bool
-make_dirs(const char *path)
-{
-	char *copy = sb_strdup(path);
-	bool ok = true;
-
-	if (copy == NULL)
-		return false;
-	for (char *p = copy + 1; ok; p++)
-	{
-		if (*p != '/' && *p != '\0')
-			continue;
-		{
-			char c = *p;
-
-			*p = '\0';
-			if (mkdir(copy, 0755) != 0 && errno != EEXIST)
-				ok = false;
-			*p = c;
-			if (c == '\0')
-				break;
-		}
-	}
-	sb_free(copy);
-	return ok;
-}
-
-/* close_fd closes a descriptor if it is open and marks it closed. */
-static void
-close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
-
-/* close_pipes closes both ends of three pipes. */
-static void
-close_pipes(int in[2], int op[2], int ep[2])
-{
-	for (int i = 0; i < 2; i++)
-	{
-		close_fd(&in[i]);
-		close_fd(&op[i]);
-		close_fd(&ep[i]);
-	}
-}
-
-/* describe_tar_failure formats tar's exit status and what it said into msg. */
-static void
-describe_tar_failure(int status, SbBuf *errb, char *msg, size_t msglen)
-{
-	size_t n = errb->len;
-
-	while (n > 0 && (errb->data[n - 1] == '\n' || errb->data[n - 1] == ' '))
-		n--;
-	for (size_t i = 0; i < n; i++)
-		if (errb->data[i] == '\n' || errb->data[i] == '\0')
-			errb->data[i] = ' ';
-	if (status > 128)
-		snprintf(msg, msglen, "tar was killed by signal %d%s%.*s", status - 128,
-				 n > 0 ? ": " : "", (int) n, errb->data);
-	else
-		snprintf(msg, msglen, "tar exited with status %d%s%.*s", status,
-				 n > 0 ? ": " : "", (int) n, n > 0 ? errb->data : "");
-}
-
 /*
- * run_tar runs the system tar with argv (never through a shell), feeding it
- * input (may be NULL) on standard input and collecting its standard output
- * into out (may be NULL: discarded); tar is killed if out fills up.  Returns
- * tar's exit status (128 + signal if killed) with its complaints in msg, or
- * -1 with msg set if tar could not be run.
+ * sb_cloud_state_records says whether state.json now records execution id
+ * (written by this run, whose response was lost, or by a twin run of the
+ * same request), and sets *generation to its generation if so.
  */
-static int
-run_tar(char *const argv[], const char *input, size_t input_len, SbBuf *out, char *msg,
-		size_t msglen)
-{
-	int in[2] = {-1, -1}, op[2] = {-1, -1}, ep[2] = {-1, -1};
-	SbBuf errb;
-	pid_t pid;
-	pid_t w;
-	int status = 0;
-	size_t written = 0;
-	char chunk[65536];
-
-	msg[0] = '\0';
-	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(op, O_CLOEXEC) < 0 || pipe2(ep, O_CLOEXEC) < 0)
-	{
-		snprintf(msg, msglen, "cannot create pipes for tar: %s", strerror(errno));
-		close_pipes(in, op, ep);
-		return -1;
-	}
-	pid = fork();
-	if (pid < 0)
-	{
-		snprintf(msg, msglen, "cannot start tar: %s", strerror(errno));
-		close_pipes(in, op, ep);
-		return -1;
-	}
-	if (pid == 0)
-	{
-		if (dup2(in[0], 0) < 0 || dup2(op[1], 1) < 0 || dup2(ep[1], 2) < 0)
-			_exit(126);
-		close_range(3, ~0U, 0);
-		signal(SIGPIPE, SIG_DFL);
-		execvp("tar", argv);
-		dprintf(2, "cannot execute tar: %s", strerror(errno));
-		_exit(127);
-	}
-	close_fd(&in[0]);
-	close_fd(&op[1]);
-	close_fd(&ep[1]);
-	if (input == NULL || input_len == 0)
-		close_fd(&in[1]);
-	for (int i = 0; i < 3; i++)
-	{
-		int fd = i == 0 ? in[1] : i == 1 ? op[0] : ep[0];
-
-		if (fd >= 0)
-			fcntl(fd, F_SETFL, O_NONBLOCK);
-	}
-	(void) fcntl(op[0], F_SETPIPE_SZ, 1024 * 1024);
-	sb_buf_init(&errb, TAR_STDERR_CAP);
-
-	while (in[1] >= 0 || op[0] >= 0 || ep[0] >= 0)
-	{
-		struct pollfd pfd[3] = {
-			{.fd = in[1], .events = POLLOUT},
-			{.fd = op[0], .events = POLLIN},
-			{.fd = ep[0], .events = POLLIN},
-		};
-
-		if (poll(pfd, 3, -1) < 0)
-		{
-			if (errno == EINTR)
-				continue;
-			snprintf(msg, msglen, "poll failed while running tar: %s", strerror(errno));
-			kill(pid, SIGKILL);
-			break;
-		}
-		if (pfd[0].revents)
-		{
-			size_t left = input_len - written;
-			ssize_t n = write(in[1], input + written, left < 1048576 ? left : 1048576);
-
-			if (n > 0)
-				written += (size_t) n;
-			if (written == input_len || (n < 0 && errno != EAGAIN && errno != EINTR))
-				close_fd(&in[1]);
-		}
-		if (pfd[1].revents)
-		{
-			ssize_t n = read(op[0], chunk, sizeof(chunk));
-
-			if (n > 0 && out != NULL &&
-				(!sb_buf_append(out, chunk, (size_t) n) || out->truncated))
-			{
-				/* Too big (or out of memory): stop tar, the caller reports it. */
-				out->truncated = true;
-				kill(pid, SIGKILL);
-				close_fd(&op[0]);
-			}
-			else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-				close_fd(&op[0]);
-		}
-		if (pfd[2].revents)
-		{
-			ssize_t n = read(ep[0], chunk, sizeof(chunk));
-
-			if (n > 0)
-				sb_buf_append(&errb, chunk, (size_t) n);
-			else if (n == 0 || (errno != EAGAIN && errno != EINTR))
-				close_fd(&ep[0]);
-		}
-	}
-	close_fd(&in[1]);
-	close_fd(&op[0]);
-	close_fd(&ep[0]);
-	while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
-		;
-	if (w < 0)
-		status = 127 << 8;
-	status = WIFEXITED(status)	   ? WEXITSTATUS(status)
-			 : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
-								   : 127;
-	if (msg[0] == '\0')
-		describe_tar_failure(status, &errb, msg, msglen);
-	sb_buf_free(&errb);
-	return status;
-}
-
-/*
- * restore_workspace downloads the snapshot named by the state and unpacks
- * it into the workspace directory; false with msg set on failure.
- */
-static bool
-restore_workspace(CloudRun *run, const char *snapshot, char *msg, size_t msglen)
-{
-	char *data;
-	size_t len;
-	SbError err;
-	char tarmsg[MSG_SIZE / 2];
-	char *argv[] = {"tar", "-x", "-f", "-", "-C", (char *) run->workspace_dir, NULL};
-	int status;
-
-	run->gcs.timeout_ms = SNAPSHOT_TIMEOUT_MS;
-	status =
-		sb_gcs_download(&run->gcs, snapshot, run->max_snapshot, &data, &len, NULL, &err);
-	run->gcs.timeout_ms = 0;
-	if (status != 0)
-	{
-		if (err.kind == SB_ERR_NOT_FOUND)
-			snprintf(msg, msglen, "workspace snapshot %s is missing", snapshot);
-		else
-			snprintf(msg, msglen, "cannot read workspace snapshot %s: %s", snapshot,
-					 err.message);
-		return false;
-	}
-	status = run_tar(argv, data, len, NULL, tarmsg, sizeof(tarmsg));
-	free(data);
-	if (status != 0)
-	{
-		snprintf(msg, msglen, "cannot unpack workspace snapshot %.400s: %s", snapshot,
-				 tarmsg);
-		return false;
-	}
-	return true;
-}
-
-/*
- * archive_workspace packs the workspace directory into out with the system
- * tar, at most max_snapshot bytes; false with msg set on failure.
- */
-static bool
-archive_workspace(CloudRun *run, SbBuf *out, char *msg, size_t msglen)
-{
-	char *argv[] = {"tar", "-c", "-f", "-", "-C", (char *) run->workspace_dir, ".", NULL};
-	char tarmsg[MSG_SIZE / 2];
-	int status;
-
-	sb_buf_init(out, run->max_snapshot);
-	status = run_tar(argv, NULL, 0, out, tarmsg, sizeof(tarmsg));
-	if (out->truncated)
-		snprintf(msg, msglen,
-				 "the workspace is larger than %zu bytes "
-				 "(CLOUDRUN_SANDBOX_MAX_SNAPSHOT_BYTES); its changes were not saved",
-				 run->max_snapshot);
-	/* GNU tar's status 1 means a file changed while it was read: still an archive. */
-	else if (status != 0 && status != 1)
-		snprintf(msg, msglen, "cannot archive the workspace: %s", tarmsg);
-	else
-		return true;
-	sb_buf_free(out);
-	return false;
-}
-
-/*
- * state_records says whether state.json now records execution id (written
- * by this run, whose response was lost, or by a twin run of the same
- * request), and sets *generation to its generation if so.
- */
-static bool
-state_records(CloudRun *run, long long id, long long *generation)
+bool
+sb_cloud_state_records(CloudRun *run, long long id, long long *generation)
 {
 	SbState state;
 	long long gen;
 	char msg[MSG_SIZE];
 	bool yes;
 
-	if (!load_state(run, &state, &gen, msg, sizeof(msg)))
+	if (!sb_cloud_load_state(run, &state, &gen, msg, sizeof(msg)))
 		return false;
 	yes = gen > 0 && state.last_execution == id;
-	free_state(&state);
+	sb_state_clear(&state);
 	if (yes)
 		*generation = gen;
 	return yes;
 }
 
 /* delete_quietly deletes an object, only warning on standard error if that fails. */
-static void
+void
 delete_quietly(CloudRun *run, const char *name)
 {
 	SbError err;
@@ -722,17 +420,30 @@ delete_quietly(CloudRun *run, const char *name)
 		say("warning: cannot delete gs://%s/%s: %s", run->bucket, name, err.message);
 }
 
+/* sb_cloud_add_obsolete notes an object to delete once the result is written. */
+bool
+sb_cloud_add_obsolete(CloudRun *run, const char *name)
+{
+	char	   *copy;
+
+	if (run->n_obsolete >= SB_CLOUD_MAX_OBSOLETE || (copy = sb_strdup(name)) == NULL)
+		return false;
+	run->obsolete[run->n_obsolete++] = copy;
+	return true;
+}
+
 /*
- * commit_state archives the workspace as snapshot workspace/<id>.tar and
- * replaces state.json (if its generation is still `generation`) with cwd,
- * env and last_execution id; true with *new_generation set, or false with
- * msg set.  `what` names the work in messages ("the command").
+ * cold_commit is cold mode's CloudCommitFn: it archives the whole workspace
+ * as snapshot workspace/<id>.tar and replaces state.json (if its generation
+ * is still run->generation) with cwd, env, last_execution id and no
+ * increments; the old base and increments become obsolete.
  */
 static bool
-commit_state(CloudRun *run, long long id, const SbState *old, long long generation,
-			 const char *cwd, json_t *env, const char *what, long long *new_generation,
-			 char *msg, size_t msglen)
+cold_commit(CloudRun *run, long long id, const char *cwd, json_t *env, const char *what,
+			long long *new_generation, char *msg, size_t msglen)
 {
+	const SbState *old = &run->state;
+	long long generation = run->generation;
 	SbBuf tarball;
 	SbState state;
 	SbError err;
@@ -741,7 +452,7 @@ commit_state(CloudRun *run, long long id, const SbState *old, long long generati
 	int64_t written = 0;
 	int rc;
 
-	if (!archive_workspace(run, &tarball, msg, msglen))
+	if (!sb_wsync_archive(run->workspace_dir, run->max_snapshot, &tarball, msg, msglen))
 		return false;
 	snapshot = strfmt("%s/workspace/%lld.tar", run->session_dir, id);
 	if (snapshot == NULL)
@@ -769,7 +480,7 @@ commit_state(CloudRun *run, long long id, const SbState *old, long long generati
 	state.env = env;
 	state.last_execution = id;
 	state.workspace = snapshot;
-	text = encode_state(&state);
+	text = sb_state_encode(&state);
 	if (text == NULL)
 	{
 		snprintf(msg, msglen, "cannot encode the session's state");
@@ -782,7 +493,8 @@ commit_state(CloudRun *run, long long id, const SbState *old, long long generati
 	sb_free(text);
 	if (rc == 0)
 		*new_generation = written;
-	else if (err.kind == SB_ERR_PRECONDITION && state_records(run, id, new_generation))
+	else if (err.kind == SB_ERR_PRECONDITION &&
+			 sb_cloud_state_records(run, id, new_generation))
 		rc = 0; /* our own write (or a twin run's) is there */
 	if (rc != 0)
 	{
@@ -800,81 +512,64 @@ commit_state(CloudRun *run, long long id, const SbState *old, long long generati
 		sb_free(snapshot);
 		return false;
 	}
+	/* The new state names neither the old base (unless it is this one) nor any increment. */
+	if (old->workspace != NULL && strcmp(old->workspace, snapshot) != 0)
+		(void) sb_cloud_add_obsolete(run, old->workspace);
+	for (int i = 0; i < old->n_increments; i++)
+		(void) sb_cloud_add_obsolete(run, old->increments[i]);
 	sb_free(snapshot);
 	return true;
 }
 
 /*
  * save_state saves the workspace and the state (what the command left, or
- * the old cwd/env if unknown) after the command ran; on failure res
- * becomes an error result without a state.
+ * the old cwd/env if unknown) after the command ran, through run->commit;
+ * on failure res becomes an error result without a state.
  */
 static void
-save_state(CloudRun *run, const SbExecRequest *req, const SbState *old,
-		   long long generation, SbExecResult *res)
+save_state(CloudRun *run, const SbExecRequest *req, SbExecResult *res)
 {
+	const SbState *old = &run->state;
 	char msg[MSG_SIZE];
 	long long new_generation = 0;
+	bool had_state = res->has_state;
 
-	if (!commit_state(run, req->id, old, generation, res->has_state ? res->cwd : old->cwd,
-					  res->has_state ? res->env : old->env, "the command", &new_generation,
-					  msg, sizeof(msg)))
-	{
-		set_error(res, "%s", msg);
-		drop_state(res);
-		return;
-	}
-	if (!res->has_state)
+	if (!had_state)
 	{
 		res->has_state = true;
 		res->cwd = sb_strdup(old->cwd);
 		res->env = json_deep_copy(old->env);
 	}
+	if (res->cwd == NULL || res->env == NULL)
+		snprintf(msg, sizeof(msg), "out of memory");
+	if (res->cwd == NULL || res->env == NULL ||
+		!run->commit(run, req->id, res->cwd, res->env, "the command", &new_generation, msg,
+					 sizeof(msg)))
+	{
+		set_error(res, "%s", msg);
+		drop_state(res);
+		return;
+	}
 	res->state_generation = new_generation;
 }
 
 /*
- * restore_session makes the workspace directory and unpacks the snapshot
- * the state names into it; false with msg set on failure.
+ * sb_cloud_restore makes the workspace directory and unpacks into it the
+ * base snapshot and the increments run->state names; false with msg set.
  */
-static bool
-restore_session(CloudRun *run, const SbState *state, char *msg, size_t msglen)
+bool
+sb_cloud_restore(CloudRun *run, size_t *base_bytes, size_t *inc_bytes, char *msg, size_t msglen)
 {
-	size_t dlen = strlen(run->session_dir);
-
-	if (state->workspace != NULL &&
-		(strncmp(state->workspace, run->session_dir, dlen) != 0 ||
-		 strncmp(state->workspace + dlen, "/workspace/", 11) != 0))
-		snprintf(msg, msglen,
-				 "the session's state names a workspace snapshot outside the session: %s",
-				 state->workspace);
-	else if (!make_dirs(run->workspace_dir))
+	if (!sb_wsync_check_names(run->session_dir, &run->state, msg, msglen))
+		return false;
+	if (!sb_wsync_make_dirs(run->workspace_dir))
+	{
 		snprintf(msg, msglen, "cannot create the workspace directory %s: %s",
 				 run->workspace_dir, strerror(errno));
-	else if (state->workspace != NULL &&
-			 !restore_workspace(run, state->workspace, msg, msglen))
-		; /* msg says why */
-	else
-		return true;
-	return false;
-}
-
-/*
- * take_obsolete returns the snapshot the state named before a new state was
- * saved by execution id (to delete once the result is written), or NULL.
- */
-static char *
-take_obsolete(CloudRun *run, SbState *state, long long id)
-{
-	size_t dlen = strlen(run->session_dir);
-	char name[64];
-	char *old = state->workspace;
-
-	snprintf(name, sizeof(name), "%lld.tar", id);
-	if (old == NULL || strcmp(old + dlen + 11, name) == 0)
-		return NULL;
-	state->workspace = NULL;
-	return old;
+		return false;
+	}
+	return sb_wsync_restore(&run->gcs, run->workspace_dir, run->max_snapshot, &run->state,
+							base_bytes, inc_bytes, msg, msglen);
 }
 
 /*
@@ -937,70 +632,85 @@ live_save(void *arg, const char *out, size_t out_len, const char *err, size_t er
 }
 
 /*
- * run_execution applies a valid request to its session: read the state,
- * restore the workspace, run the command, save the workspace and the state.
- * It fills *res; *obsolete receives the snapshot the new state replaced (to
- * delete once the result is written), or NULL.
+ * sb_cloud_exec_already_ran: true (with res the error saying so) when the
+ * loaded state already records request req (a run of it saved the state,
+ * then died before its result).
  */
-static void
-run_execution(CloudRun *run, SbExecRequest *req, SbExecResult *res, char **obsolete)
+bool
+sb_cloud_exec_already_ran(CloudRun *run, const SbExecRequest *req, SbExecResult *res)
 {
-	SbState state;
-	long long generation;
+	if (run->generation <= 0 || run->state.last_execution != req->id)
+		return false;
+	set_error(res,
+			  "execution %lld already ran in an earlier attempt that saved the "
+			  "session's state but not its result; its output is lost",
+			  req->id);
+	res->has_state = true;
+	res->cwd = sb_strdup(run->state.cwd);
+	res->env = json_deep_copy(run->state.env);
+	res->state_generation = run->generation;
+	return true;
+}
+
+/*
+ * sb_cloud_exec_request runs a valid exec request against the loaded state
+ * (run->state: the session's cwd and env, never the request's) in the
+ * restored workspace, exactly as a cold execution does: its isolation,
+ * cancel marker watch, live output and limits; then saves what it changed
+ * through run->commit.  It fills *res.
+ */
+void
+sb_cloud_exec_request(CloudRun *run, SbExecRequest *req, SbExecResult *res)
+{
+	SbCancelWatch watch = {cancel_requested, run, CANCEL_POLL_MS};
+	SbLiveHook live = {live_save, run, LIVE_SAVE_MS};
 	char msg[MSG_SIZE];
 
-	*obsolete = NULL;
+	/* The session's cwd and env come from state.json, not the request. */
+	req->cwd = run->state.cwd;
+	req->env = run->state.env;
+	sb_free(run->live_name[0]);
+	sb_free(run->live_name[1]);
+	run->live_name[0] = strfmt("%s/live/%lld.out", run->session_dir, req->id);
+	run->live_name[1] = strfmt("%s/live/%lld.err", run->session_dir, req->id);
+	run->live_sent[0] = run->live_sent[1] = 0;
+	run->live_saved = false;
+	req->live = &live;
+	if (run->cancel_name != NULL && cancel_requested(run))
+		set_error(res, "cancelled by sandbox.cancel()");
+	else if (req->isolation == SB_ISOLATION_NONE)
+		sb_run_command_watched(req, res, run->cancel_name ? &watch : NULL);
+	else if (!sb_isolate_ready(run->workspace_dir, msg, sizeof(msg)))
+		set_error(res, NO_SANDBOX_FMT, msg);
+	else
+		sb_isolate_run(req, res, run->cancel_name ? &watch : NULL);
+	req->cwd = NULL;
+	req->env = NULL;
+	req->live = NULL;
+	/* An error means the command never properly ran: leave the session as is. */
+	if (res->status != SB_STATUS_ERROR)
+		save_state(run, req, res);
+}
+
+/*
+ * run_execution applies a valid request to its session in cold mode: read
+ * the state, restore the workspace, run the command, save the workspace
+ * and the state.  It fills *res.
+ */
+static void
+run_execution(CloudRun *run, SbExecRequest *req, SbExecResult *res)
+{
+	char msg[MSG_SIZE];
+
 	memset(res, 0, sizeof(*res));
-	if (!load_state(run, &state, &generation, msg, sizeof(msg)))
-	{
+	if (!sb_cloud_load_state(run, &run->state, &run->generation, msg, sizeof(msg)))
 		set_error(res, "%s", msg);
-		return;
-	}
-	if (generation > 0 && state.last_execution == req->id)
-	{
-		/* A run of this request saved the state, then died before its result. */
-		set_error(res,
-				  "execution %lld already ran in an earlier attempt that saved the "
-				  "session's state but not its result; its output is lost",
-				  req->id);
-		res->has_state = true;
-		res->cwd = sb_strdup(state.cwd);
-		res->env = json_deep_copy(state.env);
-		res->state_generation = generation;
-		free_state(&state);
-		return;
-	}
-	if (!restore_session(run, &state, msg, sizeof(msg)))
+	else if (sb_cloud_exec_already_ran(run, req, res))
+		;
+	else if (!sb_cloud_restore(run, NULL, NULL, msg, sizeof(msg)))
 		set_error(res, "%s", msg);
 	else
-	{
-		SbCancelWatch watch = {cancel_requested, run, CANCEL_POLL_MS};
-		SbLiveHook live = {live_save, run, LIVE_SAVE_MS};
-
-		/* The session's cwd and env come from state.json, not the request. */
-		req->cwd = state.cwd;
-		req->env = state.env;
-		run->live_name[0] = strfmt("%s/live/%lld.out", run->session_dir, req->id);
-		run->live_name[1] = strfmt("%s/live/%lld.err", run->session_dir, req->id);
-		req->live = &live;
-		if (run->cancel_name != NULL && cancel_requested(run))
-			set_error(res, "cancelled by sandbox.cancel()");
-		else if (req->isolation == SB_ISOLATION_NONE)
-			sb_run_command_watched(req, res, run->cancel_name ? &watch : NULL);
-		else if (!sb_isolate_ready(run->workspace_dir, msg, sizeof(msg)))
-			set_error(res, NO_SANDBOX_FMT, msg);
-		else
-			sb_isolate_run(req, res, run->cancel_name ? &watch : NULL);
-		req->cwd = NULL;
-		req->env = NULL;
-		req->live = NULL;
-		/* An error means the command never properly ran: leave the session as is. */
-		if (res->status != SB_STATUS_ERROR)
-			save_state(run, req, &state, generation, res);
-		if (res->state_generation > 0)
-			*obsolete = take_obsolete(run, &state, req->id);
-	}
-	free_state(&state);
+		sb_cloud_exec_request(run, req, res);
 }
 
 /*
@@ -1092,66 +802,77 @@ move_payload(CloudRun *run, const SbFileRequest *req, SbFileResult *res)
 }
 
 /*
- * run_file_execution applies a valid file request to its session: read
- * the state, restore the workspace, do the operation, and if it changed
- * the workspace save the workspace and the state (cwd and env as they
- * were).  *obsolete is as for run_execution.
+ * sb_cloud_file_already_ran is sb_cloud_exec_already_ran for a file request.
  */
-static void
-run_file_execution(CloudRun *run, SbFileRequest *req, SbFileResult *res, char **obsolete)
+bool
+sb_cloud_file_already_ran(CloudRun *run, const SbFileRequest *req, SbFileResult *res)
 {
-	SbState state;
-	long long generation;
+	if (run->generation <= 0 || run->state.last_execution != req->id)
+		return false;
+	sb_file_set_error(res, SB_FERR_NONE,
+					  "file operation %lld already ran in an earlier attempt that saved the "
+					  "session's state but not its result",
+					  req->id);
+	res->state_generation = run->generation;
+	return true;
+}
+
+/*
+ * sb_cloud_file_request applies a valid file request to the loaded state
+ * and the restored workspace: fetch an upload's bytes, do the operation,
+ * and if it changed the workspace save it through run->commit (cwd and env
+ * as they were); a large answer goes to a transfer object.
+ */
+void
+sb_cloud_file_request(CloudRun *run, SbFileRequest *req, SbFileResult *res)
+{
 	long long new_generation = 0;
 	char msg[MSG_SIZE];
 
-	*obsolete = NULL;
-	memset(res, 0, sizeof(*res));
-	if (!load_state(run, &state, &generation, msg, sizeof(msg)))
-	{
-		sb_file_set_error(res, SB_FERR_NONE, "%s", msg);
+	if (req->op == SB_FILE_UPLOAD && req->transfer != NULL && !fetch_upload(run, req, res))
 		return;
-	}
-	if (generation > 0 && state.last_execution == req->id)
+	/* The session's cwd comes from state.json, not the request. */
+	req->cwd = run->state.cwd;
+	sb_file_run(req, res);
+	req->cwd = NULL;
+	if (res->status == SB_STATUS_SUCCEEDED && res->changed)
 	{
-		sb_file_set_error(res, SB_FERR_NONE,
-				   "file operation %lld already ran in an earlier attempt that saved the "
-				   "session's state but not its result",
-				   req->id);
-		res->state_generation = generation;
+		if (run->commit(run, req->id, run->state.cwd, run->state.env, "the file operation",
+						&new_generation, msg, sizeof(msg)))
+			res->state_generation = new_generation;
+		else
+			sb_file_set_error(res, SB_FERR_NONE, "%s", msg);
 	}
-	else if (!restore_session(run, &state, msg, sizeof(msg)))
+	if (res->status == SB_STATUS_SUCCEEDED)
+		move_payload(run, req, res);
+}
+
+/*
+ * run_file_execution applies a valid file request to its session in cold
+ * mode: read the state, restore the workspace, then sb_cloud_file_request.
+ */
+static void
+run_file_execution(CloudRun *run, SbFileRequest *req, SbFileResult *res)
+{
+	char msg[MSG_SIZE];
+
+	memset(res, 0, sizeof(*res));
+	if (!sb_cloud_load_state(run, &run->state, &run->generation, msg, sizeof(msg)))
 		sb_file_set_error(res, SB_FERR_NONE, "%s", msg);
-	else if (req->op != SB_FILE_UPLOAD || req->transfer == NULL ||
-			 fetch_upload(run, req, res))
-	{
-		/* The session's cwd comes from state.json, not the request. */
-		req->cwd = state.cwd;
-		sb_file_run(req, res);
-		req->cwd = NULL;
-		if (res->status == SB_STATUS_SUCCEEDED && res->changed)
-		{
-			if (commit_state(run, req->id, &state, generation, state.cwd, state.env,
-							 "the file operation", &new_generation, msg, sizeof(msg)))
-			{
-				res->state_generation = new_generation;
-				*obsolete = take_obsolete(run, &state, req->id);
-			}
-			else
-				sb_file_set_error(res, SB_FERR_NONE, "%s", msg);
-		}
-		if (res->status == SB_STATUS_SUCCEEDED)
-			move_payload(run, req, res);
-	}
-	free_state(&state);
+	else if (sb_cloud_file_already_ran(run, req, res))
+		;
+	else if (!sb_cloud_restore(run, NULL, NULL, msg, sizeof(msg)))
+		sb_file_set_error(res, SB_FERR_NONE, "%s", msg);
+	else
+		sb_cloud_file_request(run, req, res);
 }
 
 /*
  * write_result stores the result create-only: 0 when written, 1 when a
  * result was there already (a duplicate run), -1 with msg set on failure.
  */
-static int
-write_result(CloudRun *run, char *text, char *msg, size_t msglen)
+int
+sb_cloud_write_result(CloudRun *run, char *text, char *msg, size_t msglen)
 {
 	SbError err;
 	int rc;
@@ -1172,6 +893,28 @@ write_result(CloudRun *run, char *text, char *msg, size_t msglen)
 	return -1;
 }
 
+
+/*
+ * sb_cloud_finish_request runs once the result is written: it deletes what
+ * the new state no longer names and the output saved while the command ran
+ * (the result has it now), and forgets them.
+ */
+void
+sb_cloud_finish_request(CloudRun *run)
+{
+	for (int i = 0; i < run->n_obsolete; i++)
+	{
+		delete_quietly(run, run->obsolete[i]);
+		sb_free(run->obsolete[i]);
+		run->obsolete[i] = NULL;
+	}
+	run->n_obsolete = 0;
+	if (run->live_saved)
+		for (int i = 0; i < 2; i++)
+			if (run->live_name[i] != NULL)
+				delete_quietly(run, run->live_name[i]);
+	run->live_saved = false;
+}
 
 /* Background processes in the cloud: how often the log is saved and the kill marker looked for. */
 #define BG_TICK_MS 2000
@@ -1199,8 +942,6 @@ bg_signal(pid_t pgid, int sig)
 static int
 run_background(CloudRun *run, SbExecRequest *req, const char *base)
 {
-	SbState state;
-	long long generation;
 	char msg[MSG_SIZE];
 	char *log_name = strfmt("%s.log", base);
 	char *exit_name = strfmt("%s.exit", base);
@@ -1220,8 +961,8 @@ run_background(CloudRun *run, SbExecRequest *req, const char *base)
 	int code;
 
 	sb_buf_init(&out, BG_LOG_CAP);
-	if (!load_state(run, &state, &generation, msg, sizeof(msg)) ||
-		!restore_session(run, &state, msg, sizeof(msg)))
+	if (!sb_cloud_load_state(run, &run->state, &run->generation, msg, sizeof(msg)) ||
+		!sb_cloud_restore(run, NULL, NULL, msg, sizeof(msg)))
 	{
 		say("%s", msg);
 		sb_buf_append(&out, msg, strlen(msg));
@@ -1233,8 +974,8 @@ run_background(CloudRun *run, SbExecRequest *req, const char *base)
 							 SB_GCS_ANY_GENERATION, NULL, &err);
 		return 0;
 	}
-	req->cwd = state.cwd;
-	req->env = state.env;
+	req->cwd = run->state.cwd;
+	req->env = run->state.env;
 	if (req->isolation != SB_ISOLATION_NONE &&
 		!sb_isolate_ready(run->workspace_dir, msg, sizeof(msg)))
 	{
@@ -1367,7 +1108,6 @@ run_background(CloudRun *run, SbExecRequest *req, const char *base)
 		say("cannot write gs://%s/%s: %s", run->bucket, exit_name, err.message);
 	req->cwd = NULL;
 	req->env = NULL;
-	free_state(&state);
 	sb_buf_free(&out);
 	sb_free(log_name);
 	sb_free(exit_name);
@@ -1454,14 +1194,14 @@ sb_cloud_background(CloudRun *run, const char *base)
 	SbError err;
 	int rc = 1;
 
-	if (!setup_storage(run, msg, sizeof(msg)))
+	if (!sb_cloud_setup_storage(run, msg, sizeof(msg)))
 		say("%s", msg);
 	else if (sb_gcs_download(&run->gcs, run->request_name, MAX_REQUEST_BYTES, &text, &len, NULL,
 							 &err) != 0)
 		say("cannot read the request gs://%s/%s: %s", run->bucket, run->request_name,
 			err.message);
 	else if (!sb_request_decode(text, len, &req, &holder, msg, sizeof(msg)) ||
-			 !check_request_in(run, "background", req.session, req.prefix, req.id, msg,
+			 !sb_cloud_check_request(run, "background", req.session, req.prefix, req.id, msg,
 							   sizeof(msg)))
 		say("the request gs://%s/%s is invalid: %s", run->bucket, run->request_name, msg);
 	else
@@ -1484,8 +1224,8 @@ sb_cloud_background(CloudRun *run, const char *base)
  * dies with its parent).  A background run blocks SIGTERM and stops its
  * command gracefully instead.
  */
-static void
-on_term(int sig)
+void
+sb_cloud_on_term(int sig)
 {
 	if (getpid() == 1)
 		kill(-1, SIGKILL);
@@ -1505,7 +1245,6 @@ sb_cloud_main(int argc, char **argv)
 	json_t *holder = NULL;
 	char *text = NULL;
 	size_t len = 0;
-	char *obsolete = NULL;
 	char *result;
 	char msg[MSG_SIZE];
 	int kind;
@@ -1517,7 +1256,7 @@ sb_cloud_main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	signal(SIGTERM, on_term);
+	signal(SIGTERM, sb_cloud_on_term);
 	/* Keep the sandboxed command out of our memory (credentials) and pipes. */
 	prctl(PR_SET_DUMPABLE, 0);
 	memset(&run, 0, sizeof(run));
@@ -1527,6 +1266,7 @@ sb_cloud_main(int argc, char **argv)
 	memset(&fres, 0, sizeof(fres));
 	run.bucket = argv[1];
 	run.request_name = argv[2];
+	run.commit = cold_commit;
 
 	/* A background process: supervised here for as long as it runs. */
 	{
@@ -1548,7 +1288,7 @@ sb_cloud_main(int argc, char **argv)
 			run.request_name);
 		goto done;
 	}
-	if (!setup_storage(&run, msg, sizeof(msg)))
+	if (!sb_cloud_setup_storage(&run, msg, sizeof(msg)))
 	{
 		say("%s", msg);
 		goto done;
@@ -1601,12 +1341,12 @@ sb_cloud_main(int argc, char **argv)
 	}
 	if (kind > 0)
 	{
-		if (!check_request(&run, freq.session, freq.prefix, freq.id, msg, sizeof(msg)))
+		if (!sb_cloud_check_request(&run, "requests", freq.session, freq.prefix, freq.id, msg, sizeof(msg)))
 			sb_file_set_error(&fres, SB_FERR_NONE, "%s", msg);
 		else if (run.config_error[0] != '\0')
 			sb_file_set_error(&fres, SB_FERR_NONE, "%s", run.config_error);
 		else
-			run_file_execution(&run, &freq, &fres, &obsolete);
+			run_file_execution(&run, &freq, &fres);
 		result = sb_file_result_encode(&fres);
 	}
 	else
@@ -1616,16 +1356,16 @@ sb_cloud_main(int argc, char **argv)
 			json_decref(req.env);
 		req.env = NULL;
 
-		if (!check_request(&run, req.session, req.prefix, req.id, msg, sizeof(msg)))
+		if (!sb_cloud_check_request(&run, "requests", req.session, req.prefix, req.id, msg, sizeof(msg)))
 			set_error(&res, "%s", msg);
 		else if (run.config_error[0] != '\0')
 			set_error(&res, "%s", run.config_error);
 		else
-			run_execution(&run, &req, &res, &obsolete);
+			run_execution(&run, &req, &res);
 		result = sb_result_encode(&res);
 	}
 
-	switch (write_result(&run, result, msg, sizeof(msg)))
+	switch (sb_cloud_write_result(&run, result, msg, sizeof(msg)))
 	{
 		case 0:
 			rc = 0;
@@ -1639,16 +1379,9 @@ sb_cloud_main(int argc, char **argv)
 			say("%s", msg);
 			break;
 	}
-	/* The new state no longer names the old snapshot. */
-	if (obsolete != NULL)
-		delete_quietly(&run, obsolete);
-	/* The output so far is in the result now. */
-	if (run.live_saved)
-		for (int i = 0; i < 2; i++)
-			delete_quietly(&run, run.live_name[i]);
+	sb_cloud_finish_request(&run);
 
 done:
-	sb_free(obsolete);
 	sb_result_clear(&res);
 	sb_file_result_clear(&fres);
 	sb_file_request_clear(&freq, NULL);
@@ -1661,6 +1394,7 @@ done:
 	sb_free(run.live_name[1]);
 	sb_free(run.session_dir);
 	sb_free(run.state_name);
+	sb_state_clear(&run.state);
 	sb_auth_free(run.auth);
 	sb_http_client_free(run.http);
 	sb_http_global_cleanup();

@@ -29,7 +29,9 @@
  *
  * Cloud mode (`cloud BUCKET REQUEST_OBJECT`, the Cloud Run Job's container
  * arguments) keeps the request, the session and the result in GCS; see
- * cloud.c.
+ * cloud.c.  Runner mode (`runner BUCKET SESSION_PREFIX TOKEN IDLE_TIMEOUT_S`)
+ * is a session runner: one long execution serving a session's requests;
+ * see runner.c.
  */
 #define _GNU_SOURCE
 #include "cloud.h"
@@ -95,6 +97,29 @@ emit(const SbExecResult *res)
 	return emit_text(sb_result_encode(res));
 }
 
+#ifndef SB_EXECUTOR_CLOUD
+/* exec_cloud_program hands argv over to the sibling program cloudrun-sandbox-executor-cloud. */
+static int
+exec_cloud_program(char **argv)
+{
+	char		self[4096];
+	char	   *slash;
+	ssize_t		n = readlink("/proc/self/exe", self, sizeof(self) - 32);
+
+	if (n <= 0)
+	{
+		fprintf(stderr, "cloudrun-sandbox-executor: cannot find my own path: %s\n", strerror(errno));
+		return 1;
+	}
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	strcpy(slash ? slash + 1 : self, "cloudrun-sandbox-executor-cloud");
+	execv(self, argv);
+	fprintf(stderr, "cloudrun-sandbox-executor: cannot run %s: %s\n", self, strerror(errno));
+	return 1;
+}
+#endif
+
 /*
  * run_cloud runs cloud mode.  It needs libcurl and OpenSSL, whose loading
  * would triple the start-up time of every local command, so the local build
@@ -127,21 +152,19 @@ run_cloud(int argc, char **argv)
 #ifdef SB_EXECUTOR_CLOUD
 	return sb_cloud_main(argc - 1, argv + 1);
 #else
-	char		self[4096];
-	char	   *slash;
-	ssize_t		n = readlink("/proc/self/exe", self, sizeof(self) - 32);
+	return exec_cloud_program(argv);
+#endif
+}
 
-	if (n <= 0)
-	{
-		fprintf(stderr, "cloudrun-sandbox-executor: cannot find my own path: %s\n", strerror(errno));
-		return 1;
-	}
-	self[n] = '\0';
-	slash = strrchr(self, '/');
-	strcpy(slash ? slash + 1 : self, "cloudrun-sandbox-executor-cloud");
-	execv(self, argv);
-	fprintf(stderr, "cloudrun-sandbox-executor: cannot run %s: %s\n", self, strerror(errno));
-	return 1;
+/* run_runner runs runner mode (runner.c), in the cloud program like run_cloud. */
+static int
+run_runner(int argc, char **argv)
+{
+#ifdef SB_EXECUTOR_CLOUD
+	return sb_runner_main(argc - 1, argv + 1);
+#else
+	(void) argc;
+	return exec_cloud_program(argv);
 #endif
 }
 
@@ -578,6 +601,8 @@ main(int argc, char **argv)
 	}
 	if (argc > 1 && strcmp(argv[1], "cloud") == 0)
 		return run_cloud(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "runner") == 0)
+		return run_runner(argc, argv);
 	if ((argc == 4 || argc == 5) && strcmp(argv[1], "background") == 0)
 		return run_background(argv[2], argv[3], argc == 5 ? argv[4] : NULL);
 	if (argc >= 2 && strcmp(argv[1], "serve") == 0 &&
@@ -604,6 +629,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: %s [--live OUT_FD ERR_FD] < request.json > result.json\n", argv[0]);
 		fprintf(stderr, "       %s serve [--listen FD]   (frames on fd 0/1, or on connections to FD)\n", argv[0]);
 		fprintf(stderr, "       %s cloud BUCKET REQUEST_OBJECT [REQUEST_OBJECT...]\n", argv[0]);
+		fprintf(stderr, "       %s runner BUCKET SESSION_PREFIX TOKEN IDLE_TIMEOUT_S\n", argv[0]);
 		fprintf(stderr, "       %s background EXIT_FD WATCH_FD [LOG] < request.json\n", argv[0]);
 		return 2;
 	}

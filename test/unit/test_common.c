@@ -281,6 +281,48 @@ test_protocol(void)
 	sb_free(sgot.cwd);
 	json_decref(sgot.env);
 	sb_free(text);
+	{
+		char	   *incs[] = {"sessions/s/workspace/3.inc.tar", "sessions/s/workspace/4.inc.tar"};
+		SbState		st2 = st;
+		char		doc[128];
+		bool		refused = true;
+
+		st2.workspace = "sessions/s/workspace/2.tar";
+		st2.increments = incs;
+		st2.n_increments = 2;
+		text = sb_state_encode(&st2);
+		ok(sb_state_decode(text, strlen(text), &sgot, err, sizeof(err)) && sgot.n_increments == 2 &&
+		   strcmp(sgot.increments[1], incs[1]) == 0 && strcmp(sgot.workspace, st2.workspace) == 0,
+		   "protocol: state keeps its workspace snapshot and increments, in order");
+		sb_state_clear(&sgot);
+		sb_free(text);
+		st2.workspace = NULL;
+		st2.n_increments = 0;
+		text = sb_state_encode(&st2);
+		ok(strstr(text, "increments") == NULL, "protocol: a state without a snapshot has no increments member");
+		sb_free(text);
+		{
+			SbBuf		big;
+
+			sb_buf_init(&big, 0);
+			{
+				const char *head = "{\"version\":1,\"cwd\":\"/\",\"env\":{},\"increments\":[";
+
+				sb_buf_append(&big, head, strlen(head));
+			}
+			for (int i = 0; i <= SB_MAX_INCREMENTS; i++)
+				sb_buf_append(&big, i ? ",\"x\"" : "\"x\"", i ? 4 : 3);
+			sb_buf_append(&big, "]}", 2);
+			refused &= !sb_state_decode(big.data, big.len, &sgot, err, sizeof(err)) &&
+				strstr(err, "at most") != NULL;
+			sb_buf_free(&big);
+		}
+		snprintf(doc, sizeof(doc), "{\"version\":1,\"cwd\":\"/\",\"env\":{},\"increments\":[1]}");
+		refused &= !sb_state_decode(doc, strlen(doc), &sgot, err, sizeof(err));
+		snprintf(doc, sizeof(doc), "{\"version\":1,\"cwd\":\"/\",\"env\":{},\"increments\":\"a\"}");
+		refused &= !sb_state_decode(doc, strlen(doc), &sgot, err, sizeof(err));
+		ok(refused, "protocol: more than 1000 increments, or a non-string one, are refused");
+	}
 	text = "{\"version\":1,\"cwd\":\"/\",\"env\":[]}";
 	ok(!sb_state_decode(text, strlen(text), &sgot, err, sizeof(err)),
 	   "protocol: state with a non-object env is rejected");

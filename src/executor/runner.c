@@ -1,0 +1,785 @@
+/*
+ * runner.c
+ *		The executor's runner mode, a session runner on Cloud Run (issue 13):
+ *		`cloudrun-sandbox-executor runner BUCKET D TOKEN IDLE_TIMEOUT_S`,
+ *		D being the session's object prefix P/sessions/S (no trailing slash).
+ *
+ * One long-running execution serves one session's requests: it restores the
+ * workspace once (base + increments, wsync.c), then takes each request the
+ * extension puts in D/runners/<T>/inbox/<id>.json and runs it exactly as a
+ * cold execution does (cloud.c's sb_cloud_exec_request and
+ * sb_cloud_file_request), saving what each command changed as an
+ * incremental archive D/workspace/<id>.inc.tar.  The hand-off, fixed with
+ * the extension (see the README's "Session runners"):
+ *
+ *		D/runner.json			the lease, written by the extension: the runner
+ *								whose token it names is the session's runner;
+ *								missing, unparsable or another token: stop
+ *		D/runners/<T>/owner		written create-only at start; a second runner
+ *								with the same token (or a retried task) finds
+ *								another owner there and exits having written
+ *								nothing else
+ *		D/runners/<T>/claims/<id>	created before request <id> runs, by the
+ *								runner ({"taken": owner}) or by the extension
+ *								({"withdrawn": true}); whoever is first decides,
+ *								so a request is never run twice
+ *		D/results/<id>.json		the result, create-only, after the workspace
+ *								increment and state.json (ifGenerationMatch)
+ *
+ * Commit order per request: increment → state.json with the generation the
+ * runner last read or wrote as precondition → result create-only → deletes.
+ * A precondition failure means another writer replaced the state (the
+ * runner was replaced): the result says so and the runner exits.  A command
+ * that changed nothing (tree fingerprint, cwd and env as they were) uploads
+ * nothing and writes no state.
+ *
+ * GCS requests while idle: one inbox list per poll (every 10 ms for 2 s
+ * after a request, then backing off to one a second) and one lease read
+ * every 10 s: at most 60 + 6 a minute.  It exits after IDLE_TIMEOUT_S
+ * without a request, after 23 h of life (the execution's timeout is 24 h),
+ * or when the lease is revoked; idle, it compacts (a new base, increments
+ * []) when there are 32 increments or more, or when they are at least as
+ * large as the base (and 1 MiB or more).  Tokens are never printed.
+ */
+#define _GNU_SOURCE
+#include "cloud.h"
+#include "fileops.h"
+#include "wsync.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROGNAME "cloudrun-sandbox-executor"
+#define MSG_SIZE SB_CLOUD_MSG_SIZE
+#define LEASE_CHECK_MS 10000
+#define LEASE_MAX_BYTES 4096
+#define POLL_FAST_MS 10
+#define POLL_FAST_FOR_MS 2000
+#define POLL_MAX_MS 1000
+#define COMPACT_IDLE_MS 1000
+#define COMPACT_INCREMENTS 32
+#define COMPACT_MIN_BYTES ((size_t) 1024 * 1024)
+#define MAX_LIFE_MS (23LL * 3600 * 1000)
+#define SNAPSHOT_TIMEOUT_MS (15L * 60 * 1000)
+#define LOST_FMT "the session runner stopped while it ran execution %lld; its output is lost"
+
+/* One runner: the shared run context plus what runner mode keeps. */
+typedef struct Runner
+{
+	CloudRun	run;
+	const char *token;
+	long		idle_timeout_s;
+	char	   *owner;			/* our owner document */
+	char	   *owner_name;
+	char	   *lease_name;
+	char	   *inbox_prefix;	/* D/runners/<T>/inbox/ */
+	char	   *inbox_dir;		/* runners/<T>/inbox, under D */
+	char	   *claims_prefix;	/* D/runners/<T>/claims/ */
+	SbWsync		ws;
+	size_t		base_bytes;		/* size of the base snapshot */
+	size_t		inc_bytes;		/* sizes of the increments, together */
+} Runner;
+
+#define say sb_cloud_say
+#define strfmt sb_cloud_strfmt
+
+/* lease_state: 1 the lease names us, 0 revoked (missing, unparsable, another token), -1 unknown. */
+static int
+lease_state(Runner *r)
+{
+	char	   *data = NULL;
+	size_t		len = 0;
+	SbError		err;
+	json_t	   *root;
+	const char *tok;
+	int			rc;
+
+	r->run.gcs.timeout_ms = 5000;
+	rc = sb_gcs_download(&r->run.gcs, r->lease_name, LEASE_MAX_BYTES, &data, &len, NULL, &err);
+	r->run.gcs.timeout_ms = 0;
+	if (rc != 0)
+		return err.kind == SB_ERR_NOT_FOUND ? 0 : -1;
+	root = json_loadb(data, len, 0, NULL);
+	free(data);
+	tok = json_string_value(json_object_get(root, "token"));
+	rc = tok != NULL && strcmp(tok, r->token) == 0 ? 1 : 0;
+	if (root)
+		json_decref(root);
+	return rc;
+}
+
+/* make_owner builds our owner document from the task's environment. */
+static char *
+make_owner(void)
+{
+	const char *e = getenv("CLOUD_RUN_EXECUTION");
+	const char *t = getenv("CLOUD_RUN_TASK_INDEX");
+	const char *a = getenv("CLOUD_RUN_TASK_ATTEMPT");
+	json_t	   *o = json_pack("{sssssssi}", "execution", e ? e : "", "task", t ? t : "0",
+							  "attempt", a ? a : "0", "pid", (int) getpid());
+	char	   *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	if (o)
+		json_decref(o);
+	return text;
+}
+
+/*
+ * claim_create writes name create-only with text: 0 created, 1 there already
+ * with the same bytes, 2 there with other bytes, -1 storage failed.
+ */
+static int
+claim_create(Runner *r, const char *name, const char *text)
+{
+	SbError		err;
+	char	   *theirs = NULL;
+	size_t		len = 0;
+	int			rc;
+
+	if (sb_gcs_upload(&r->run.gcs, name, text, strlen(text), 0, NULL, &err) == 0)
+		return 0;
+	if (err.kind != SB_ERR_PRECONDITION)
+	{
+		say("cannot write gs://%s/%s: %s", r->run.bucket, name, err.message);
+		return -1;
+	}
+	if (sb_gcs_download(&r->run.gcs, name, 4096, &theirs, &len, NULL, &err) != 0)
+		return err.kind == SB_ERR_NOT_FOUND ? 2 : -1;
+	rc = len == strlen(text) && memcmp(theirs, text, len) == 0 ? 1 : 2;
+	free(theirs);
+	return rc;
+}
+
+/* fill_state makes an owned copy of a state's strings into out; false when out of memory. */
+static bool
+fill_state(SbState *out, const char *cwd, json_t *env, long long last, const char *workspace,
+		   char *const *incs, int n, const char *extra)
+{
+	memset(out, 0, sizeof(*out));
+	out->cwd = sb_strdup(cwd);
+	out->env = json_deep_copy(env);
+	out->last_execution = last;
+	out->workspace = workspace ? sb_strdup(workspace) : NULL;
+	if (n + (extra != NULL) > 0)
+	{
+		out->increments = sb_malloc(sizeof(char *) * (size_t) (n + 1));
+		if (out->increments == NULL)
+			return false;
+		for (int i = 0; i < n; i++)
+			if ((out->increments[out->n_increments++] = sb_strdup(incs[i])) == NULL)
+				return false;
+		if (extra != NULL && (out->increments[out->n_increments++] = sb_strdup(extra)) == NULL)
+			return false;
+	}
+	return out->cwd != NULL && out->env != NULL && (workspace == NULL || out->workspace != NULL);
+}
+
+/*
+ * save saves the session: if archive, first the workspace (full: a level-0
+ * base workspace/<id>.tar, increments []; else the increment
+ * workspace/<id>.inc.tar), then state.json with cwd, env, last_execution
+ * id, with run->generation as precondition.  True with *new_generation and
+ * the runner's state updated; false with msg set (and run->replaced when
+ * the state is no longer ours to write).
+ */
+static bool
+save(Runner *r, long long id, const char *cwd, json_t *env, bool archive, bool full,
+	 bool compaction, const char *what, long long *new_generation, char *msg, size_t msglen)
+{
+	CloudRun   *run = &r->run;
+	SbBuf		ar;
+	char	   *obj = NULL;
+	SbState		next;
+	SbError		err;
+	char	   *text;
+	int64_t		written = 0;
+	size_t		ar_len = 0;
+	int			rc;
+
+	if (archive)
+	{
+		if (!(full ? sb_wsync_level0(&r->ws, &ar, msg, msglen)
+			  : sb_wsync_increment(&r->ws, &ar, msg, msglen)))
+			return false;
+		obj = strfmt(full ? "%s/workspace/%lld.tar" : "%s/workspace/%lld.inc.tar",
+					 run->session_dir, id);
+		if (obj == NULL)
+		{
+			sb_buf_free(&ar);
+			snprintf(msg, msglen, "out of memory");
+			return false;
+		}
+		ar_len = ar.len;
+		run->gcs.timeout_ms = SNAPSHOT_TIMEOUT_MS;
+		rc = sb_gcs_upload(&run->gcs, obj, ar.data ? ar.data : "", ar.len,
+						   SB_GCS_ANY_GENERATION, NULL, &err);
+		run->gcs.timeout_ms = 0;
+		sb_buf_free(&ar);
+		if (rc != 0)
+		{
+			snprintf(msg, msglen, "cannot store the workspace %s %s: %s",
+					 full ? "snapshot" : "increment", obj, err.message);
+			sb_free(obj);
+			return false;
+		}
+	}
+	if (!(full ? fill_state(&next, cwd, env, id, obj, NULL, 0, NULL)
+		  : fill_state(&next, cwd, env, id, run->state.workspace, run->state.increments,
+					   run->state.n_increments, obj)) ||
+		(text = sb_state_encode(&next)) == NULL)
+	{
+		sb_state_clear(&next);
+		snprintf(msg, msglen, "out of memory");
+		if (obj)
+			sb_cloud_delete_quietly(run, obj);
+		sb_free(obj);
+		return false;
+	}
+	rc = sb_gcs_upload(&run->gcs, run->state_name, text, strlen(text), run->generation,
+					   &written, &err);
+	sb_free(text);
+	if (rc != 0 && err.kind == SB_ERR_PRECONDITION && !compaction &&
+		sb_cloud_state_records(run, id, new_generation))
+	{
+		/* Our own write, whose answer was lost. */
+		written = *new_generation;
+		rc = 0;
+	}
+	if (rc != 0)
+	{
+		if (err.kind == SB_ERR_PRECONDITION)
+		{
+			snprintf(msg, msglen,
+					 "the session's state changed while %s ran (generation %lld expected)",
+					 what, run->generation);
+			if (obj)
+				sb_cloud_delete_quietly(run, obj);
+		}
+		else
+			snprintf(msg, msglen, "cannot save the session's state %s: %s", run->state_name,
+					 err.message);
+		/* Either way this runner no longer knows the state: it stops. */
+		run->replaced = true;
+		sb_state_clear(&next);
+		sb_free(obj);
+		return false;
+	}
+	if (archive)
+		sb_wsync_accept(&r->ws);
+	if (full)
+	{
+		/* The new base replaces the old one and every increment. */
+		if (run->state.workspace != NULL && strcmp(run->state.workspace, obj) != 0)
+			(void) sb_cloud_add_obsolete(run, run->state.workspace);
+		for (int i = 0; i < run->state.n_increments; i++)
+			(void) sb_cloud_add_obsolete(run, run->state.increments[i]);
+		r->base_bytes = ar_len;
+		r->inc_bytes = 0;
+	}
+	else
+		r->inc_bytes += ar_len;
+	next.generation = run->state.generation + 1;
+	sb_state_clear(&run->state);
+	run->state = next;
+	run->generation = written;
+	*new_generation = written;
+	sb_free(obj);
+	return true;
+}
+
+/*
+ * runner_commit is runner mode's CloudCommitFn: nothing changed (tree, cwd,
+ * env) → nothing written, the generation stays; otherwise an increment (a
+ * new base when the increments are at their limit) and state.json.
+ */
+static bool
+runner_commit(CloudRun *run, long long id, const char *cwd, json_t *env, const char *what,
+			  long long *new_generation, char *msg, size_t msglen)
+{
+	Runner	   *r = run->commit_arg;
+	bool		changed = sb_wsync_changed(&r->ws);
+	bool		full = run->state.n_increments >= SB_MAX_INCREMENTS - 1 ||
+		run->state.workspace == NULL;
+
+	if (!changed && run->generation > 0 && strcmp(cwd, run->state.cwd) == 0 &&
+		json_equal(env, run->state.env))
+	{
+		*new_generation = run->generation;
+		return true;
+	}
+	return save(r, id, cwd, env, changed || full, full, false, what, new_generation, msg,
+				msglen);
+}
+
+/* worth_compacting: 32 increments or more, or increments as large as the base (and >= 1 MiB). */
+static bool
+worth_compacting(Runner *r)
+{
+	int			n = r->run.state.n_increments;
+
+	return n >= COMPACT_INCREMENTS ||
+		(n > 0 && r->inc_bytes >= r->base_bytes && r->inc_bytes >= COMPACT_MIN_BYTES);
+}
+
+/* compact writes a new level-0 base and state.json with increments [], then deletes the old ones. */
+static bool
+compact(Runner *r)
+{
+	CloudRun   *run = &r->run;
+	char		msg[MSG_SIZE];
+	long long	gen;
+	char		name[64];
+
+	snprintf(name, sizeof(name), "/%lld.tar", run->state.last_execution);
+	if (run->state.last_execution <= 0 ||
+		(run->state.workspace != NULL && strlen(run->state.workspace) >= strlen(name) &&
+		 strcmp(run->state.workspace + strlen(run->state.workspace) - strlen(name), name) == 0))
+		return true;			/* the base has that name already: nothing to gain */
+	(void) sb_wsync_changed(&r->ws);
+	if (!save(r, run->state.last_execution, run->state.cwd, run->state.env, true, true, true,
+			  "the compaction", &gen, msg, sizeof(msg)))
+	{
+		say("runner: cannot compact the workspace: %s", msg);
+		return false;
+	}
+	say("runner: compacted the workspace into %s", run->state.workspace);
+	sb_cloud_finish_request(run);
+	return true;
+}
+
+/* Lowest request id in the inbox, found by list_fn. */
+typedef struct InboxScan
+{
+	size_t		prefix_len;
+	long long	lowest;
+} InboxScan;
+
+/* list_fn keeps the lowest id of the inbox objects named <id>.json. */
+static int
+list_fn(void *arg, const char *name, int64_t generation, int64_t size)
+{
+	InboxScan  *scan = arg;
+	const char *p = name + scan->prefix_len;
+	char	   *end;
+	long long	id;
+
+	if (strlen(name) <= scan->prefix_len || *p < '1' || *p > '9')
+		return 0;
+	errno = 0;
+	id = strtoll(p, &end, 10);
+	if (errno == 0 && strcmp(end, ".json") == 0 && id > 0 &&
+		(scan->lowest == 0 || id < scan->lowest))
+		scan->lowest = id;
+	return 0;
+}
+
+/* next_request: the lowest id in the inbox, 0 for none, -1 if listing failed. */
+static long long
+next_request(Runner *r)
+{
+	InboxScan	scan = {strlen(r->inbox_prefix), 0};
+	SbError		err;
+	int			rc;
+
+	r->run.gcs.timeout_ms = 10000;
+	rc = sb_gcs_list(&r->run.gcs, r->inbox_prefix, list_fn, &scan, &err);
+	r->run.gcs.timeout_ms = 0;
+	if (rc != 0)
+	{
+		say("runner: cannot list gs://%s/%s: %s", r->run.bucket, r->inbox_prefix, err.message);
+		return -1;
+	}
+	return scan.lowest;
+}
+
+/* reset_request forgets the names of the previous request. */
+static void
+reset_request(CloudRun *run)
+{
+	sb_free(run->result_name);
+	sb_free(run->cancel_name);
+	sb_free(run->live_name[0]);
+	sb_free(run->live_name[1]);
+	run->result_name = run->cancel_name = run->live_name[0] = run->live_name[1] = NULL;
+	run->live_sent[0] = run->live_sent[1] = 0;
+	run->live_saved = false;
+	run->request_name = NULL;
+}
+
+/* put_result writes a result create-only, saying why on failure. */
+static void
+put_result(CloudRun *run, char *text)
+{
+	char		msg[MSG_SIZE];
+
+	switch (sb_cloud_write_result(run, text, msg, sizeof(msg)))
+	{
+		case 0:
+			break;
+		case 1:
+			say("gs://%s/%s exists already; keeping it", run->bucket, run->result_name);
+			break;
+		default:
+			say("%s", msg);
+			break;
+	}
+}
+
+/* error_result writes an exec error result for the current request. */
+static void
+error_result(CloudRun *run, const char *fmt, long long id, const char *detail)
+{
+	SbExecResult res;
+
+	memset(&res, 0, sizeof(res));
+	sb_cloud_set_error(&res, fmt, id, detail);
+	put_result(run, sb_result_encode(&res));
+	sb_result_clear(&res);
+}
+
+/*
+ * serve runs request id taken from the inbox (its claim is ours): download
+ * it, delete the inbox object, run it, write its result.  Returns false
+ * when the runner must stop serving (its state was replaced, or the
+ * workspace holds changes that were not saved).
+ */
+static bool
+serve(Runner *r, long long id, const char *inbox_name)
+{
+	CloudRun   *run = &r->run;
+	SbExecRequest req;
+	SbExecResult res;
+	SbFileRequest freq;
+	SbFileResult fres;
+	json_t	   *holder = NULL;
+	char	   *text = NULL;
+	size_t		len = 0;
+	SbError		err;
+	char		msg[MSG_SIZE];
+	char	   *result;
+	bool		saved = true;
+	int			kind;
+
+	memset(&req, 0, sizeof(req));
+	memset(&res, 0, sizeof(res));
+	memset(&freq, 0, sizeof(freq));
+	memset(&fres, 0, sizeof(fres));
+	if (sb_gcs_download(&run->gcs, inbox_name, SB_CLOUD_MAX_REQUEST_BYTES, &text, &len, NULL,
+						&err) != 0)
+	{
+		error_result(run, "execution %lld was not run: its request could not be read (%s)", id,
+					 err.message);
+		sb_cloud_delete_quietly(run, inbox_name);
+		return true;
+	}
+	sb_cloud_delete_quietly(run, inbox_name);
+	kind = sb_file_request_decode(text, len, &freq, &holder, msg, sizeof(msg));
+	if (kind < 0 || (kind == 0 && !sb_request_decode(text, len, &req, &holder, msg, sizeof(msg))))
+	{
+		error_result(run, "execution %lld was not run: its request is invalid (%s)", id, msg);
+		goto done;
+	}
+	if (kind > 0)
+	{
+		if (freq.id != id)
+			sb_file_set_error(&fres, SB_FERR_NONE, "the request's id is not %lld", id);
+		else if (!sb_cloud_check_request(run, r->inbox_dir,
+										 freq.session, freq.prefix, freq.id, msg, sizeof(msg)))
+			sb_file_set_error(&fres, SB_FERR_NONE, "%s", msg);
+		else if (run->config_error[0] != '\0')
+			sb_file_set_error(&fres, SB_FERR_NONE, "%s", run->config_error);
+		else if (!sb_cloud_file_already_ran(run, &freq, &fres))
+			sb_cloud_file_request(run, &freq, &fres);
+		saved = fres.status == SB_STATUS_SUCCEEDED;
+		result = sb_file_result_encode(&fres);
+	}
+	else
+	{
+		/* The decoder makes an env of its own when the request has none. */
+		if (req.env != NULL && req.env != json_object_get(holder, "env"))
+			json_decref(req.env);
+		req.env = NULL;
+		if (req.id != id)
+			sb_cloud_set_error(&res, "the request's id is not %lld", id);
+		else if (!sb_cloud_check_request(run, r->inbox_dir,
+										 req.session, req.prefix, req.id, msg, sizeof(msg)))
+			sb_cloud_set_error(&res, "%s", msg);
+		else if (run->config_error[0] != '\0')
+			sb_cloud_set_error(&res, "%s", run->config_error);
+		else if (!sb_cloud_exec_already_ran(run, &req, &res))
+			sb_cloud_exec_request(run, &req, &res);
+		saved = res.status != SB_STATUS_ERROR;
+		result = sb_result_encode(&res);
+	}
+	put_result(run, result);
+	sb_cloud_finish_request(run);
+
+done:
+	sb_result_clear(&res);
+	sb_file_result_clear(&fres);
+	sb_file_request_clear(&freq, NULL);
+	if (holder)
+		json_decref(holder);
+	free(text);
+	if (run->replaced)
+	{
+		say("runner: the session's state was written by another writer; exiting");
+		return false;
+	}
+	/* A request that saved nothing must have left the workspace as it was saved. */
+	if (!saved && sb_wsync_changed(&r->ws))
+	{
+		say("runner: execution %lld left unsaved changes in the workspace; exiting", id);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * take tries to take request id: claim it, then serve it.  Returns false
+ * when the runner must stop.
+ */
+static bool
+take(Runner *r, long long id)
+{
+	CloudRun   *run = &r->run;
+	char	   *claim_name = strfmt("%s%lld", r->claims_prefix, id);
+	char	   *inbox_name = strfmt("%s%lld.json", r->inbox_prefix, id);
+	char	   *claim_text = strfmt("{\"taken\":%s}", r->owner);
+	bool		go_on = true;
+	int			c;
+
+	reset_request(run);
+	run->result_name = strfmt("%s/results/%lld.json", run->session_dir, id);
+	run->cancel_name = strfmt("%s/requests/%lld.cancel", run->session_dir, id);
+	run->request_name = inbox_name;
+	if (claim_name == NULL || inbox_name == NULL || claim_text == NULL ||
+		run->result_name == NULL || run->cancel_name == NULL)
+	{
+		say("runner: out of memory");
+		go_on = false;
+	}
+	else if ((c = claim_create(r, claim_name, claim_text)) == 0)
+	{
+		say("runner: took execution %lld", id);
+		go_on = serve(r, id, inbox_name);
+	}
+	else if (c == 1)
+	{
+		/* Our claim, made before a crash of this very runner: its output is gone. */
+		error_result(run, LOST_FMT, id, NULL);
+		sb_cloud_delete_quietly(run, inbox_name);
+	}
+	else if (c == 2)
+	{
+		say("runner: execution %lld was claimed (or withdrawn) already; not running it", id);
+		sb_cloud_delete_quietly(run, inbox_name);
+	}
+	reset_request(run);
+	sb_free(claim_name);
+	sb_free(inbox_name);
+	sb_free(claim_text);
+	return go_on;
+}
+
+/* valid_token: 32 lower-case hex digits. */
+static bool
+valid_token(const char *t)
+{
+	if (strlen(t) != 32)
+		return false;
+	for (const char *p = t; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	return true;
+}
+
+/* sleep_ms sleeps ms milliseconds. */
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* start sets the runner up: lease, owner, state, workspace; 0 to serve, else the exit status. */
+static int
+start(Runner *r, const char *dir)
+{
+	CloudRun   *run = &r->run;
+	char		msg[MSG_SIZE];
+	int			c;
+
+	run->session_dir = sb_strdup(dir);
+	run->state_name = strfmt("%s/state.json", dir);
+	r->lease_name = strfmt("%s/runner.json", dir);
+	r->owner_name = strfmt("%s/runners/%s/owner", dir, r->token);
+	r->inbox_prefix = strfmt("%s/runners/%s/inbox/", dir, r->token);
+	r->claims_prefix = strfmt("%s/runners/%s/claims/", dir, r->token);
+	r->inbox_dir = strfmt("runners/%s/inbox", r->token);
+	r->owner = make_owner();
+	if (!run->session_dir || !run->state_name || !r->lease_name || !r->owner_name ||
+		!r->inbox_prefix || !r->claims_prefix || !r->owner || !r->inbox_dir)
+	{
+		say("runner: out of memory");
+		return 1;
+	}
+	if (!sb_cloud_setup_storage(run, msg, sizeof(msg)))
+	{
+		say("%s", msg);
+		return 1;
+	}
+	if (lease_state(r) != 1)
+	{
+		say("runner: the session's lease does not name this runner; exiting");
+		return 0;
+	}
+	c = claim_create(r, r->owner_name, r->owner);
+	if (c == 2)
+	{
+		say("runner: another runner owns this token; exiting");
+		return 0;
+	}
+	if (c < 0)
+		return 1;
+	if (run->config_error[0] != '\0')
+	{
+		say("runner: %s", run->config_error);
+		return 1;
+	}
+	if (!sb_cloud_load_state(run, &run->state, &run->generation, msg, sizeof(msg)) ||
+		!sb_cloud_restore(run, &r->base_bytes, &r->inc_bytes, msg, sizeof(msg)))
+	{
+		say("runner: %s", msg);
+		return 1;
+	}
+	r->ws.workspace_dir = run->workspace_dir;
+	r->ws.max_snapshot = run->max_snapshot;
+	if (!sb_wsync_begin(&r->ws, msg, sizeof(msg)))
+	{
+		say("runner: %s", msg);
+		return 1;
+	}
+	return -1;
+}
+
+/* loop serves requests until the runner must exit; returns the exit status. */
+static int
+loop(Runner *r)
+{
+	long long	born = sb_now_ms();
+	long long	last_request = born;
+	long long	last_lease = born;
+	long		interval = POLL_FAST_MS;
+	bool		compacted_idle = false;
+
+	for (;;)
+	{
+		long long	now = sb_now_ms();
+		long long	id;
+
+		if (now - last_lease >= LEASE_CHECK_MS)
+		{
+			last_lease = now;
+			if (lease_state(r) == 0)
+			{
+				say("runner: the session's lease was revoked; exiting");
+				return 0;
+			}
+		}
+		id = next_request(r);
+		if (id > 0)
+		{
+			if (!take(r, id))
+				return 0;
+			last_request = sb_now_ms();
+			interval = POLL_FAST_MS;
+			compacted_idle = false;
+			continue;
+		}
+		now = sb_now_ms();
+		/* An idle moment: compact, or leave. */
+		if (now - last_request >= COMPACT_IDLE_MS && !compacted_idle && worth_compacting(r))
+		{
+			compacted_idle = true;
+			if (!compact(r) && r->run.replaced)
+				return 0;
+		}
+		if (now - last_request >= r->idle_timeout_s * 1000LL || now - born >= MAX_LIFE_MS)
+		{
+			if (worth_compacting(r))
+				(void) compact(r);
+			say("runner: %s; exiting", now - born >= MAX_LIFE_MS ? "23 hours of life"
+				: "idle timeout");
+			return 0;
+		}
+		if (now - last_request >= POLL_FAST_FOR_MS)
+			interval = interval * 2 > POLL_MAX_MS ? POLL_MAX_MS : interval * 2;
+		sleep_ms(interval);
+	}
+}
+
+int
+sb_runner_main(int argc, char **argv)
+{
+	Runner		r;
+	char	   *end;
+	int			rc;
+
+	if (argc != 5)
+	{
+		fprintf(stderr, "usage: " PROGNAME " runner BUCKET SESSION_PREFIX TOKEN IDLE_TIMEOUT_S\n");
+		return 2;
+	}
+	memset(&r, 0, sizeof(r));
+	r.run.bucket = argv[1];
+	r.token = argv[3];
+	errno = 0;
+	r.idle_timeout_s = strtol(argv[4], &end, 10);
+	if (argv[1][0] == '\0' || argv[2][0] == '\0' || argv[2][strlen(argv[2]) - 1] == '/' ||
+		strstr(argv[2], "sessions/") == NULL || !valid_token(r.token) || errno != 0 ||
+		*end != '\0' || end == argv[4] || r.idle_timeout_s < 1 || r.idle_timeout_s > 86400)
+	{
+		fprintf(stderr, PROGNAME ": runner: bad arguments (SESSION_PREFIX is P/sessions/S without "
+				"a trailing slash, TOKEN 32 hex digits, IDLE_TIMEOUT_S 1 to 86400)\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, sb_cloud_on_term);
+	/* Keep the sandboxed commands out of our memory (credentials) and pipes. */
+	prctl(PR_SET_DUMPABLE, 0);
+	r.run.commit = runner_commit;
+	r.run.commit_arg = &r;
+
+	rc = start(&r, argv[2]);
+	if (rc < 0)
+		rc = loop(&r);
+
+	sb_wsync_end(&r.ws);
+	reset_request(&r.run);
+	sb_cloud_finish_request(&r.run);
+	sb_free(r.run.session_dir);
+	sb_free(r.run.state_name);
+	sb_state_clear(&r.run.state);
+	sb_free(r.lease_name);
+	sb_free(r.owner_name);
+	sb_free(r.inbox_prefix);
+	sb_free(r.claims_prefix);
+	sb_free(r.inbox_dir);
+	free(r.owner);
+	sb_auth_free(r.run.auth);
+	sb_http_client_free(r.run.http);
+	sb_http_global_cleanup();
+	if (getpid() == 1)
+		kill(-1, SIGKILL);
+	return rc;
+}
