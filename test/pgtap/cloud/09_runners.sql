@@ -36,14 +36,14 @@ SELECT ok(pg_temp.runner_of('rn1') LIKE 'projects/%/executions/%', 'sandbox.sess
 SELECT pg_temp.runner_of('rn1') AS runner1 \gset
 
 -- File operations, a queued command and more execs, in order, on the same runner.
-SELECT sandbox.file_write('sub/w.txt', 'written', 'rn1');
+SELECT sandbox.file_write('sub/w.txt', 'written', session => 'rn1');
 SELECT sandbox.submit('echo 2 >> log; cd sub; export QV=queued', 'rn1') AS q \gset
 SELECT is((SELECT status FROM sandbox.wait(:q, '60 s')), 'succeeded', 'a queued command succeeds');
 SELECT is((SELECT remote_name FROM sandbox.executions WHERE id = :q), :'runner1',
 		  'the worker ran it on the session''s runner');
 SELECT is((SELECT stdout FROM sandbox.exec('pwd; echo $QV; cat ../log; cat w.txt', 'rn1')),
 		  E'/workspace/sub\nqueued\n1\n2\nwritten', 'exec sees the queued command''s cwd, env and files, and the file written');
-SELECT is(convert_from(sandbox.file_read('/workspace/log', 'rn1'), 'UTF8'), E'1\n2\n', 'file_read sees them too');
+SELECT is(sandbox.file_read('/workspace/log', session => 'rn1'), E'1\n2\n', 'file_read sees them too');
 SELECT is(pg_temp.runner_runs('rn1') || ' ' || pg_temp.cold_runs('rn1'), '1 0',
 		  'all of it through the one runner: no other execution');
 SELECT cmp_ok((SELECT requests FROM sandbox.session_runners WHERE session = 'rn1'), '>=', 2::bigint,
