@@ -60,7 +60,7 @@ SELECT l AS twin FROM test.emu('run', 'sandbox', 'runner', current_setting('clou
 		rtrim(test.object_prefix('rn1'), '/'), :'token', '300') l \gset
 SELECT ok(test.wait_until(format($$SELECT EXISTS (SELECT FROM test.emu('completed', %L) c WHERE c <> '')$$, :'twin'), 30),
 		  'a twin runner of the same lease ends by itself');
-SELECT is((SELECT stdout FROM sandbox.exec('cat log', 'rn1')), E'1\n2\n', 'and the session goes on, served by the first');
+SELECT is((SELECT stdout FROM sandbox.exec('cat /workspace/log', 'rn1')), E'1\n2\n', 'and the session goes on, served by the first');
 SELECT is(pg_temp.runner_of('rn1'), :'runner1', 'by the same runner');
 
 -- The runner killed in the middle of a command: that command is lost, never run again.
@@ -74,12 +74,12 @@ SELECT ok((SELECT error FROM sandbox.executions WHERE id = :k) LIKE '%runner sto
 SELECT is((SELECT status || ' ' || stdout FROM sandbox.exec('cat marks 2>/dev/null | wc -l', 'rn1')), E'succeeded 0\n',
 		  'the next call works, and the lost command''s effects were not saved');
 SELECT pg_sleep(3);
-SELECT is((SELECT stdout FROM sandbox.exec('cat marks 2>/dev/null | wc -l; cat log', 'rn1')), E'0\n1\n2\n',
+SELECT is((SELECT stdout FROM sandbox.exec('cat marks 2>/dev/null | wc -l; cat /workspace/log', 'rn1')), E'0\n1\n2\n',
 		  'it was not run again; the earlier files are all there');
 
 -- drop_session stops the runner.
 SELECT pg_temp.runner_of('rn1') AS runner2 \gset
-SELECT isnt(:'runner2', :'runner1', 'a new runner serves the session now');
+SELECT isnt(:'runner2'::text, :'runner1'::text, 'a new runner serves the session now');
 SELECT sandbox.drop_session('rn1');
 SELECT ok(test.wait_until(format($$SELECT EXISTS (SELECT FROM test.emu('completed', %L) c WHERE c <> '')$$, :'runner2'), 60),
 		  'drop_session stops the session''s runner');
