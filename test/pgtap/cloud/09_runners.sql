@@ -10,7 +10,7 @@
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SET statement_timeout = '300s';
-SELECT plan(24);
+SELECT plan(26);
 SELECT ok(test.wait_worker(), 'the worker is running');
 SELECT sandbox.drop_session('rn1', if_exists => true);
 SELECT sandbox.create_session('rn1', backend => 'cloudrun');
@@ -80,6 +80,18 @@ SELECT is((SELECT stdout FROM sandbox.exec('cat marks 2>/dev/null | wc -l; cat /
 -- drop_session stops the runner.
 SELECT pg_temp.runner_of('rn1') AS runner2 \gset
 SELECT isnt(:'runner2'::text, :'runner1'::text, 'a new runner serves the session now');
+
+-- A runner that stopped while idle (an operator cancelled it): the next call
+-- finds it ended, withdraws its request and runs it as an execution of its own.
+SELECT pg_temp.cold_runs('rn1') AS cold_before \gset
+SELECT test.emu('cancel', :'runner2');
+SELECT ok(test.wait_until(format($$SELECT EXISTS (SELECT FROM test.emu('completed', %L) c WHERE c <> '')$$, :'runner2'), 30),
+		  'the idle runner has ended');
+SELECT is((SELECT status || ' ' || stdout FROM sandbox.exec('cat /workspace/log', 'rn1')), E'succeeded 1\n2\n',
+		  'the next call succeeds');
+SELECT is(pg_temp.cold_runs('rn1'), :cold_before + 1, 'as a Cloud Run execution of its own');
+SELECT sandbox.exec('true', 'rn1');
+SELECT pg_temp.runner_of('rn1') AS runner2 \gset
 SELECT sandbox.drop_session('rn1');
 SELECT ok(test.wait_until(format($$SELECT EXISTS (SELECT FROM test.emu('completed', %L) c WHERE c <> '')$$, :'runner2'), 60),
 		  'drop_session stops the session''s runner');
