@@ -1339,7 +1339,13 @@ launch_step(SbRun *run)
 static bool
 runner_wanted(SbRun *run)
 {
-	return sb_cloud_runners && strlen(run->dir) < SB_RUNNER_DIR_MAX;
+	SbRunnerInfo info;
+
+	if (!sb_cloud_runners || strlen(run->dir) >= SB_RUNNER_DIR_MAX)
+		return false;
+	/* At cloud_max_runners, only a session that has one keeps using it. */
+	return sb_cloud_max_runners == 0 || sb_runner_count() < sb_cloud_max_runners ||
+		sb_runner_lookup(run->dir, &info);
 }
 
 /* runner_objects names a runner run's objects (the token is known). */

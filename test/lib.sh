@@ -169,7 +169,7 @@ tap_setup() {
 	[ "$(id -u)" = 0 ] && chown -R postgres: "$CLUSTER_DIR/bin"
 	emulator_start --test-key-file "$CLUSTER_DIR/bin/sa-key.json" \
 		--executor "$("$PG_CONFIG" --bindir)/cloudrun-sandbox-executor" \
-		--env CLOUDRUN_SANDBOX_CREDENTIALS=metadata
+		--env CLOUDRUN_SANDBOX_CREDENTIALS=metadata --max-running-tasks 512
 	psql -X -q -v ON_ERROR_STOP=1 <<SQL
 CREATE DATABASE sandbox_tap;
 ALTER DATABASE sandbox_tap SET test.emulator_url = '$EMULATOR_URL';
@@ -184,6 +184,8 @@ ALTER SYSTEM SET cloudrun_sandbox.run_endpoint = '$EMULATOR_URL';
 ALTER SYSTEM SET cloudrun_sandbox.storage_endpoint = '$EMULATOR_URL';
 ALTER SYSTEM SET cloudrun_sandbox.token_endpoint = '$EMULATOR_URL/token';
 ALTER SYSTEM SET cloudrun_sandbox.metadata_host = '${EMULATOR_URL#http://}';
+-- The tests make hundreds of cloud sessions: their runners idle out sooner.
+ALTER SYSTEM SET cloudrun_sandbox.cloud_warm_idle_timeout = '20s';
 SELECT pg_reload_conf();
 SQL
 	psql -X -q -v ON_ERROR_STOP=1 -d sandbox_tap <<'SQL'

@@ -33,6 +33,7 @@
 bool		sb_cloud_runners = true;
 int			sb_cloud_warm_idle_timeout_s = 300;
 int			sb_cloud_runner_take_timeout_s = 60;
+int			sb_cloud_max_runners = 100;
 
 typedef struct RunnerEntry
 {
@@ -70,6 +71,10 @@ sb_runners_define_settings(void)
 							"The request then runs as a Cloud Run execution of its own and the runner is stopped.",
 							&sb_cloud_runner_take_timeout_s, 60, 1, 3600, PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.cloud_max_runners",
+							"Most session runners this server starts and keeps in use at once.",
+							"Past it a session without a runner runs each command as an execution of its own; 0 = no limit.",
+							&sb_cloud_max_runners, 100, 0, 10000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 }
 
 static Size

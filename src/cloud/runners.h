@@ -32,6 +32,7 @@ typedef struct SbRunnerInfo
 extern bool sb_cloud_runners;
 extern int	sb_cloud_warm_idle_timeout_s;
 extern int	sb_cloud_runner_take_timeout_s;
+extern int	sb_cloud_max_runners;
 
 extern void sb_runners_define_settings(void);
 extern void sb_runners_shmem_request(void);
