@@ -816,6 +816,15 @@ http GET /_emulator/stats
 expect 200 'j.gcs.requests===0 && j.gcs.bytes_uploaded===0 && j.jobs_run_calls===0 && Object.keys(j.calls).length===0 && j.objects["sandbox-test"]>=3' "after POST /_emulator/stats/reset the counters are 0 and the objects stay"
 stop_emu
 
+start_emu --no-auth --instant --start-latency 1s
+run_job '{"overrides":{"containerOverrides":[{"args":["anything"]}]}}'
+http GET /_emulator/stats
+expect 200 'j.executions_provisioning===1 && j.executions.running===1' "--instant --start-latency 1s: the execution waits out its start latency (stats: executions_provisioning)"
+sleep 1.3
+http GET "/v2/$OP"
+expect 200 'j.done===true && j.response.succeededCount===1 && Date.parse(j.response.startTime) - Date.parse(j.response.createTime) >= 1000' "... then succeeds, started >= 1 s after creation"
+stop_emu
+
 echo
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
