@@ -55,6 +55,12 @@ const USAGE = `usage: emulator.js --port N [options]
   --max-running-tasks N  tasks running at once, overall (default 64)
   --kill-grace SECONDS   SIGTERM -> SIGKILL delay on cancel/timeout (default 2)
   --max-executions N     finished executions kept in memory (default 10000)
+  --start-latency D      a task's process starts D after its execution is created
+                         (provisioning; the execution shows pending meanwhile).
+                         D: 8s, 500ms, 1.5s, 2m, or a range [2s,9s] drawn uniformly
+                         per execution (default 0)
+  --latency D            every Cloud Run and GCS request is handled D later (not
+                         OAuth, metadata or /_emulator/*); same forms (default 0)
   --emit-defaults        include proto3 default values (0, false, "") in
                          Cloud Run responses (Google omits them)
   --state-dir DIR        persist objects and full task logs under DIR
@@ -65,7 +71,7 @@ function parseArgs(argv) {
     port: null, auth: true, buckets: [], jobs: [], jobSa: {}, serviceAccounts: [], executor: null, env: {},
     instant: false, bwrap: null, keyFiles: [], tokenTtl: 3600, maxRetries: 0,
     maxRunningTasks: 64, killGraceMs: 2000, maxExecutions: 10000,
-    emitDefaults: false, stateDir: null, verbose: false,
+    emitDefaults: false, stateDir: null, verbose: false, startLatency: null, latency: null,
   };
   const need = (i, flag) => {
     if (i + 1 >= argv.length) die(`${flag} needs a value`);
@@ -112,6 +118,13 @@ function parseArgs(argv) {
       case '--max-running-tasks': cfg.maxRunningTasks = int(need(i, a), a, 1); i++; break;
       case '--kill-grace': cfg.killGraceMs = int(need(i, a), a, 0) * 1000; i++; break;
       case '--max-executions': cfg.maxExecutions = int(need(i, a), a, 1); i++; break;
+      case '--start-latency': case '--latency': {
+        const v = need(i, a); i++;
+        const l = parseLatency(v);
+        if (l === undefined) die(`${a}: expected a duration (8s, 500ms, 1.5s, 2m) or a range [MIN,MAX], got "${v}"`);
+        cfg[a === '--latency' ? 'latency' : 'startLatency'] = l;
+        break;
+      }
       case '--emit-defaults': cfg.emitDefaults = true; break;
       case '--state-dir': cfg.stateDir = path.resolve(need(i, a)); i++; break;
       case '--verbose': cfg.verbose = true; break;
@@ -126,6 +139,31 @@ function parseArgs(argv) {
   return cfg;
 }
 
+// Durations of --start-latency and --latency: "8s", "500ms", "1.5s", "2m", "0",
+// or a range "[2s,9s]" (uniform draw).  Returns {lo, hi, text} in ms, null for
+// zero (off), undefined when malformed.  At most 1 h.
+function parseDurationMs(text) {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(String(text).trim());
+  if (!m || (m[2] === undefined && Number(m[1]) !== 0)) return undefined;
+  const ms = Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60000 }[m[2] || 'ms']);
+  return ms <= 3600 * 1000 ? ms : undefined;
+}
+
+function parseLatency(text) {
+  const t = String(text).trim();
+  const r = /^\[([^,\]]+),([^,\]]+)\]$/.exec(t);
+  const lo = parseDurationMs(r ? r[1] : t), hi = r ? parseDurationMs(r[2]) : lo;
+  if (lo === undefined || hi === undefined || lo > hi) return undefined;
+  if (hi === 0) return null;
+  return { lo, hi, text: t };
+}
+
+// drawLatency picks a delay (ms) from a parsed latency (null: 0).
+function drawLatency(l) {
+  if (!l) return 0;
+  return l.lo + Math.floor(Math.random() * (l.hi - l.lo + 1));
+}
+
 function die(msg) {
   process.stderr.write(`emulator: ${msg}\n`);
   process.exit(2);
@@ -136,6 +174,8 @@ function log(...parts) {
 }
 
 const CFG = parseArgs(process.argv.slice(2));
+// The latencies in force (--latency, --start-latency; POST /_emulator/latency changes them).
+const LATENCY = { latency: CFG.latency, start: CFG.startLatency };
 
 // Execution lifecycle lines; left out in --instant mode (benchmarks) unless
 // --verbose.
@@ -322,12 +362,56 @@ function errorBody(api, e) {
 // ===========================================================================
 
 let STATS;
+// BY_NAME: object name (or a list request's prefix) -> {requests, by_method,
+// bytes_uploaded, bytes_downloaded}, for GET /_emulator/stats?prefix=P.
+// Bounded: past BY_NAME_MAX names, new names count in the totals only.
+const BY_NAME = new Map();
+const BY_NAME_MAX = 200000;
+let byNameOverflow = 0;
+// resetStats clears every counter; `running` stays, as it is a gauge.
 function resetStats() {
+  const running = STATS ? STATS.executions.running : 0;
   STATS = {
     calls: {}, runs_by_arg: {}, runs_by_job: {}, jobs_run_calls: 0, tasks_per_run: [],
-    executions: { running: 0, succeeded: 0, failed: 0, cancelled: 0 },
+    executions: { running, succeeded: 0, failed: 0, cancelled: 0 },
     faults_injected: {},
+    gcs: { requests: 0, by_method: {}, bytes_uploaded: 0, bytes_downloaded: 0 },
+    run_requests: 0,
+    since: nowIso(),
   };
+  BY_NAME.clear();
+  byNameOverflow = 0;
+}
+
+// countByName attributes one finished GCS request to its object name.
+function countByName(ctx) {
+  const name = ctx.objectName;
+  if (name === undefined || name === null) return;
+  let e = BY_NAME.get(name);
+  if (!e) {
+    if (BY_NAME.size >= BY_NAME_MAX) { byNameOverflow++; return; }
+    e = { requests: 0, by_method: {}, bytes_uploaded: 0, bytes_downloaded: 0 };
+    BY_NAME.set(name, e);
+  }
+  e.requests++;
+  e.by_method[ctx.method] = (e.by_method[ctx.method] || 0) + 1;
+  e.bytes_uploaded += ctx.uploadBytes || 0;
+  e.bytes_downloaded += ctx.downloadBytes || 0;
+}
+
+// statsForPrefix sums BY_NAME over the names that start with prefix.
+function statsForPrefix(prefix) {
+  const out = { prefix, requests: 0, by_method: {}, bytes_uploaded: 0, bytes_downloaded: 0, names: 0 };
+  for (const [name, e] of BY_NAME) {
+    if (!name.startsWith(prefix)) continue;
+    out.names++;
+    out.requests += e.requests;
+    out.bytes_uploaded += e.bytes_uploaded;
+    out.bytes_downloaded += e.bytes_downloaded;
+    for (const [m, n] of Object.entries(e.by_method)) out.by_method[m] = (out.by_method[m] || 0) + n;
+  }
+  if (byNameOverflow) out.incomplete = true;
+  return out;
 }
 resetStats();
 
@@ -943,6 +1027,7 @@ function gcsUpload(ctx, bucketName) {
   if (type === 'media') {
     const name = q.get('name');
     if (!name) throw gcsErr(400, 'required', 'Required');
+    ctx.objectName = name;
     authorize(ctx, b.name, name, 'storage.objects.create');
     const o = storeObject(b, name, ctx.body, { contentType: ctx.req.headers['content-type'] }, pre);
     return sendJson(ctx, 200, objectResource(b, o));
@@ -957,6 +1042,7 @@ function gcsUpload(ctx, bucketName) {
     if (!meta || typeof meta !== 'object') throw gcsErr(400, 'parseError', 'Parse Error');
     if (!meta.contentType && parts[1].headers['content-type']) meta.contentType = parts[1].headers['content-type'];
     const name = q.get('name') || meta.name;
+    ctx.objectName = String(name);
     authorize(ctx, b.name, String(name), 'storage.objects.create');
     const o = storeObject(b, name, parts[1].content, meta, pre);
     return sendJson(ctx, 200, objectResource(b, o));
@@ -973,6 +1059,7 @@ function resumableStart(ctx, b, pre) {
     try { meta = JSON.parse(text); } catch { throw gcsErr(400, 'parseError', 'Parse Error'); }
   }
   const name = ctx.q.get('name') || meta.name;
+  ctx.objectName = name;
   validateObjectName(name);
   authorize(ctx, b.name, name, 'storage.objects.create');
   if (!meta.contentType && ctx.req.headers['x-upload-content-type']) meta.contentType = ctx.req.headers['x-upload-content-type'];
@@ -988,6 +1075,7 @@ function resumableChunk(ctx, b) {
   const id = ctx.q.get('upload_id');
   const s = RESUMABLE.get(id);
   if (!s || s.bucket !== b.name) throw gcsErr(404, 'notFound', 'No such upload session.');
+  ctx.objectName = s.name;
   authorize(ctx, b.name, s.name, 'storage.objects.create');
   if (ctx.method === 'DELETE') {
     RESUMABLE.delete(id);
@@ -1043,6 +1131,7 @@ function resumableChunk(ctx, b) {
 }
 
 function gcsGetObject(ctx, bucketName, objectName) {
+  ctx.objectName = objectName;
   authorize(ctx, bucketName, objectName, 'storage.objects.get');
   const b = getBucket(bucketName);
   const o = getLiveObject(b, objectName, ctx.q);
@@ -1084,11 +1173,16 @@ function sendMedia(ctx, b, o) {
     }
   }
   headers['Content-Length'] = data.length;
+  if (ctx.method !== 'HEAD') {
+    ctx.downloadBytes = data.length;
+    STATS.gcs.bytes_downloaded += data.length;
+  }
   ctx.res.writeHead(status, headers);
   ctx.res.end(ctx.method === 'HEAD' ? undefined : data);
 }
 
 function gcsDeleteObject(ctx, bucketName, objectName) {
+  ctx.objectName = objectName;
   authorize(ctx, bucketName, objectName, 'storage.objects.delete');
   const b = getBucket(bucketName);
   const o = getLiveObject(b, objectName, ctx.q);
@@ -1104,6 +1198,7 @@ function sortedNames(b) {
 }
 
 function gcsList(ctx, bucketName) {
+  ctx.objectName = ctx.q.get('prefix') || '';
   authorize(ctx, bucketName, null, 'storage.objects.list');
   const b = getBucket(bucketName);
   const q = ctx.q;
@@ -1784,7 +1879,8 @@ function maybeFinishExecution(exec) {
   const c = taskCounts(exec);
   exec.state = exec.cancelling || c.cancelled > 0 ? 'cancelled' : (c.failed > 0 ? 'failed' : 'succeeded');
   exec.completed = Date.now();
-  if (!exec.started) exec.started = exec.completed;
+  // An execution cancelled before any task started has no startTime.
+  if (!exec.started && exec.tasks.some((t) => t.started)) exec.started = exec.completed;
   touch(exec);
   STATS.executions.running--;
   STATS.executions[exec.state]++;
@@ -1797,6 +1893,7 @@ function maybeFinishExecution(exec) {
 function cancelExecution(exec) {
   if (exec.state !== 'running' || exec.cancelling) return;
   exec.cancelling = true;
+  if (exec.provisionTimer) { clearTimeout(exec.provisionTimer); exec.provisionTimer = null; }
   touch(exec);
   for (const t of exec.tasks) {
     if (t.state === 'pending') { t.state = 'cancelled'; t.completed = Date.now(); t.message = 'The task was cancelled.'; }
@@ -1837,7 +1934,23 @@ function handleRunJob(ctx, [project, location, jobName]) {
   if (STATS.tasks_per_run.length > MAX_TASKS_PER_RUN_KEPT) STATS.tasks_per_run.shift();
   const op = newOperation(exec, 'run', project, location);
   const reply = operationResource(op);          // the state at creation
-  logExec(`execution ${exec.id} created: ${exec.taskCount} task(s), args ${JSON.stringify(exec.args)}`);
+  // --start-latency: provisioning.  The execution and its tasks stay pending
+  // (no startTime, ResourcesAvailable and Started pending) for the drawn delay;
+  // a cancel meanwhile cancels the pending tasks, and the tasks never start.
+  exec.startLatencyMs = drawLatency(LATENCY.start);
+  logExec(`execution ${exec.id} created: ${exec.taskCount} task(s), args ${JSON.stringify(exec.args)}` +
+    (exec.startLatencyMs ? `, starts in ${exec.startLatencyMs} ms` : ''));
+  if (exec.startLatencyMs > 0) {
+    exec.provisionTimer = setTimeout(() => { exec.provisionTimer = null; provisioned(exec); }, exec.startLatencyMs);
+  } else {
+    provisioned(exec);
+  }
+  return sendRun(ctx, 200, reply);
+}
+
+// provisioned starts an execution's tasks (or, with --instant, completes them).
+function provisioned(exec) {
+  if (exec.discarded || exec.state !== 'running' || exec.cancelling || shuttingDown) return;
   if (CFG.instant) {
     const t0 = Date.now();
     exec.started = t0;
@@ -1847,11 +1960,10 @@ function handleRunJob(ctx, [project, location, jobName]) {
       t.result = { status: { code: 0, message: '' }, exitCode: 0, termSignal: 0 };
     }
     maybeFinishExecution(exec);
-  } else {
-    for (const t of exec.tasks) TASK_QUEUE.push({ exec, task: t });
-    scheduleTasks();
+    return;
   }
-  return sendRun(ctx, 200, reply);
+  for (const t of exec.tasks) if (t.state === 'pending') TASK_QUEUE.push({ exec, task: t });
+  scheduleTasks();
 }
 
 // In --instant mode, an execution of cloudrun-sandbox-executor's cloud mode
@@ -2023,14 +2135,54 @@ function handleWaitOperation(ctx, [p, l, id]) {
 // 8. Emulator hooks
 // ===========================================================================
 
-function handleStats(ctx) {
-  return sendJson(ctx, 200, {
+function statsJson(prefix) {
+  const out = {
     ...STATS,
     executions: { ...STATS.executions },
     tasks_running: runningTasks,
     tasks_queued: TASK_QUEUE.length,
+    executions_provisioning: [...EXECUTIONS.values()].filter((e) => e.provisionTimer).length,
     objects: Object.fromEntries([...BUCKETS.values()].map((b) => [b.name, b.objects.size])),
-  });
+  };
+  if (prefix !== null) out.gcs_prefix = statsForPrefix(prefix);
+  return out;
+}
+
+// GET /_emulator/stats[?prefix=P]: the counters (and, with prefix, the GCS
+// requests and bytes of the object names starting with P).
+function handleStats(ctx) {
+  return sendJson(ctx, 200, statsJson(ctx.q.get('prefix')));
+}
+
+// POST /_emulator/stats/reset[?prefix=P]: answers the counters, then clears them
+// (objects, executions and faults stay).
+function handleStatsReset(ctx) {
+  const out = statsJson(ctx.q.get('prefix'));
+  resetStats();
+  return sendJson(ctx, 200, out);
+}
+
+function latencyJson() {
+  return { latency: LATENCY.latency ? LATENCY.latency.text : '0', start_latency: LATENCY.start ? LATENCY.start.text : '0' };
+}
+
+// GET|POST /_emulator/latency {"latency": D, "start_latency": D}: the latencies
+// in force ("0" or null turns one off; a missing key leaves it as it is).
+function handleLatency(ctx) {
+  if (ctx.method === 'POST') {
+    const body = parseJsonBody(ctx);
+    const next = {};
+    for (const [k, field] of [['latency', 'latency'], ['start_latency', 'start']]) {
+      if (!(k in body)) continue;
+      const l = body[k] === null ? null : parseLatency(body[k]);
+      if (l === undefined) throw runErr(400, 'INVALID_ARGUMENT', `${k}: expected a duration (8s, 500ms, 1.5s, 2m, 0) or a range [MIN,MAX], got ${JSON.stringify(body[k])}`);
+      next[field] = l;
+    }
+    for (const k of Object.keys(body)) if (k !== 'latency' && k !== 'start_latency') throw runErr(400, 'INVALID_ARGUMENT', `unknown latency setting "${k}"`);
+    Object.assign(LATENCY, next);
+    log(`latency: ${JSON.stringify(latencyJson())}`);
+  }
+  return sendJson(ctx, 200, latencyJson());
 }
 
 function handleFaults(ctx) {
@@ -2044,6 +2196,7 @@ function handleFaults(ctx) {
 function handleReset(ctx) {
   for (const exec of EXECUTIONS.values()) {
     exec.discarded = true;
+    if (exec.provisionTimer) { clearTimeout(exec.provisionTimer); exec.provisionTimer = null; }
     for (const t of exec.tasks) {
       if (t.state === 'running') { t.killReason = 'shutdown'; hardKill(t); }
     }
@@ -2054,6 +2207,7 @@ function handleReset(ctx) {
   if (CFG.stateDir) fs.rmSync(path.join(CFG.stateDir, 'objects'), { recursive: true, force: true });
   initJobs();
   resetStats();
+  STATS.executions.running = 0;       // the discarded executions never finish
   setFaults({});
   log('reset');
   return sendJson(ctx, 200, { ok: true });
@@ -2112,6 +2266,7 @@ function handleLogs(ctx, [id]) {
 
 function handleHealth(ctx) {
   return sendJson(ctx, 200, { ok: true, port: PORT, auth: CFG.auth, bwrap: CFG.bwrap, instant: CFG.instant, executor: CFG.executor,
+    ...latencyJson(),
     serviceAccounts: [...SERVICE_ACCOUNTS.values()].map(serviceAccountJson) });
 }
 
@@ -2152,6 +2307,8 @@ const ROUTES = [
   { api: 'metadata', name: 'metadata', re: /^\/computeMetadata\/v1(\/.*)?$/, methods: { GET: handleMetadata } },
   // emulator hooks
   { api: 'emu', name: '_emulator/stats', re: /^\/_emulator\/stats$/, methods: { GET: handleStats } },
+  { api: 'emu', name: '_emulator/stats/reset', re: /^\/_emulator\/stats\/reset$/, methods: { POST: handleStatsReset } },
+  { api: 'emu', name: '_emulator/latency', re: /^\/_emulator\/latency$/, methods: { GET: handleLatency, POST: handleLatency } },
   { api: 'emu', name: '_emulator/faults', re: /^\/_emulator\/faults$/, methods: { GET: handleFaults, POST: handleFaults } },
   { api: 'emu', name: '_emulator/reset', re: /^\/_emulator\/reset$/, methods: { POST: handleReset } },
   { api: 'emu', name: '_emulator/expire-tokens', re: /^\/_emulator\/expire-tokens$/, methods: { POST: handleExpireTokens } },
@@ -2236,8 +2393,21 @@ async function handle(req, res) {
   if (api !== 'emu') {
     const key = `${method} ${name}`;
     STATS.calls[key] = (STATS.calls[key] || 0) + 1;
+    if (route && api === 'gcs') {
+      STATS.gcs.requests++;
+      STATS.gcs.by_method[req.method] = (STATS.gcs.by_method[req.method] || 0) + 1;
+    } else if (api === 'run') {
+      STATS.run_requests++;
+    }
   }
+  if (api === 'gcs') res.on('finish', () => countByName(ctx));
   try {
+    // --latency: the request waits before it is handled at all (faults,
+    // auth, preconditions then apply as without it, in arrival order).
+    if ((api === 'run' || api === 'gcs') && LATENCY.latency) {
+      const d = drawLatency(LATENCY.latency);
+      if (d > 0) await sleep(d);
+    }
     if (!route) {
       if (api === 'run') throw runErr(404, 'NOT_FOUND', `The requested URL ${rawPath} was not found on this server.`);
       throw gcsErr(404, 'notFound', 'Not Found');
@@ -2269,6 +2439,10 @@ async function handle(req, res) {
       }
     }
     ctx.body = await readBody(req, MAX_UPLOAD);
+    if (name === 'upload') {
+      ctx.uploadBytes = ctx.body.length;
+      STATS.gcs.bytes_uploaded += ctx.body.length;
+    }
     if (fault && fault !== 'reset_after') throw faultError(api, fault);
     if (fault === 'reset_after') {
       // The request takes effect but its response is lost.
@@ -2336,6 +2510,7 @@ async function main() {
     PORT = server.address().port;
     process.stdout.write(`listening on http://127.0.0.1:${PORT}\n`);
     log(`ready: auth=${CFG.auth ? 'on' : 'off'} bwrap=${CFG.bwrap} instant=${CFG.instant} executor=${CFG.executor} ` +
+      `latency=${latencyJson().latency} start-latency=${latencyJson().start_latency} ` +
       `jobs=${CFG.jobs.join(',')} buckets=${CFG.buckets.join(',')} keys=${KEYS.length}`);
     if (CFG.auth && KEYS.length === 0) log('note: no --test-key-file: /token accepts JWTs without checking their signature');
   });

@@ -708,6 +708,123 @@ http GET "/v2/$EXEC"
 expect 200 'j.failedCount===1' "a missing executor fails the task"
 stop_emu
 
+# --- 7. --latency, --start-latency, stats ------------------------------------------
+echo "## latency and stats"
+
+# ms_since T0: milliseconds from T0 (date +%s%N) to now.
+ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
+
+start_emu --no-auth --no-bwrap --executor /bin/sh
+http GET /_emulator/latency
+expect 200 'j.latency==="0" && j.start_latency==="0"' "latencies are off by default"
+stop_emu
+for bad in 20 '[3s,1s]' 5h -1s; do
+	"$HERE/run" --port 0 --latency "$bad" >/dev/null 2>"$TMP/bad.err"
+	rc=$?
+	ok "--latency $bad is refused (exit 2, says why)" test "$rc" = 2 -a -n "$(grep -- '--latency' "$TMP/bad.err")"
+done
+
+start_emu --no-auth --no-bwrap --executor /bin/sh --latency 200ms --start-latency 2s
+http GET /_emulator/health
+expect 200 'j.latency==="200ms" && j.start_latency==="2s"' "health shows --latency and --start-latency"
+t0=$(date +%s%N)
+http POST "/upload/storage/v1/b/sandbox-test/o?uploadType=media&name=lat%2Fobj" --data-binary 'hello'
+ok "--latency 200ms: a GCS upload is answered >= 200 ms later" test "$CODE" = 200 -a "$(ms_since "$t0")" -ge 200
+t0=$(date +%s%N)
+http GET "/storage/v1/b/sandbox-test/o/lat%2Fobj?alt=media"
+ok "--latency 200ms: a GCS GET is answered >= 200 ms later" test "$CODE" = 200 -a "$(ms_since "$t0")" -ge 200
+t0=$(date +%s%N)
+http GET "$JOB"
+ok "--latency 200ms: a Cloud Run GET is answered >= 200 ms later" test "$CODE" = 200 -a "$(ms_since "$t0")" -ge 200
+# A hook asked after a GCS request has started is answered first: hooks are not delayed.
+: >"$TMP/order"
+(curl -s -o /dev/null "$BASE/storage/v1/b/sandbox-test/o/lat%2Fobj"; echo gcs >>"$TMP/order") &
+sleep 0.05
+curl -s -o /dev/null "$BASE/_emulator/stats"; echo hook >>"$TMP/order"
+wait $!
+ok "... but /_emulator/* hooks are not delayed (answered before a GCS request sent earlier)" test "$(tr '\n' ' ' <"$TMP/order")" = "hook gcs "
+# Preconditions still hold under latency: create-only twice.
+http POST "/upload/storage/v1/b/sandbox-test/o?uploadType=media&name=lat%2Fobj&ifGenerationMatch=0" --data-binary 'again'
+expect 412 '' "--latency: preconditions still apply (create-only over an existing object -> 412)"
+
+# Start latency: the task starts >= 2 s after the execution is created.
+t0=$(date +%s%N)
+run_job "{\"overrides\":{\"containerOverrides\":[{\"args\":[\"-c\",\"date +%s%N >$TMP/started\"]}]}}"
+http GET "/v2/$EXEC"
+expect 200 '!j.startTime && !j.runningCount && j.conditions.some(c => c.type==="Started" && c.state==="CONDITION_PENDING") && j.conditions.some(c => c.type==="ResourcesAvailable" && c.state==="CONDITION_PENDING")' "--start-latency 2s: a new execution is pending (no startTime, ResourcesAvailable and Started pending)"
+http GET "/v2/$EXEC/tasks"
+expect 200 'j.tasks.length===1 && !j.tasks[0].startTime && j.tasks[0].conditions[0].state==="CONDITION_PENDING"' "... and so is its task"
+wait_op
+ok "... its task's process started >= 2 s after the execution was created" test -s "$TMP/started" -a $((($(cat "$TMP/started") - t0) / 1000000)) -ge 2000
+http GET "/v2/$EXEC"
+expect 200 'j.succeededCount===1 && Date.parse(j.startTime) - Date.parse(j.createTime) >= 2000' "... and startTime - createTime >= 2 s"
+
+# Cancel while provisioning: the task never starts.
+run_job "{\"overrides\":{\"containerOverrides\":[{\"args\":[\"-c\",\"touch $TMP/never\"]}]}}"
+sleep 0.3
+http POST "/v2/$EXEC:cancel"
+expect 200 '' "cancel during the start latency is accepted"
+wait_op
+http GET "/v2/$EXEC"
+expect 200 'j.cancelledCount===1 && !j.startTime' "... the execution ends cancelled, never started"
+sleep 2.2
+ok "... and its task never ran (not even after the start latency)" test ! -e "$TMP/never"
+
+# The task timeout counts from the task's start (as Cloud Run's), not from creation.
+run_job '{"overrides":{"containerOverrides":[{"args":["-c","sleep 0.3"]}],"timeout":"1s"}}'
+wait_op
+http GET "/v2/$EXEC"
+expect 200 'j.succeededCount===1 && !j.failedCount' "timeout 1s with start latency 2s: a 0.3 s task succeeds (timeout counts from the start)"
+
+# Changed at run time; a range.
+http POST /_emulator/latency -d '{"latency":"0","start_latency":"[1s,1500ms]"}'
+expect 200 'j.latency==="0" && j.start_latency==="[1s,1500ms]"' "POST /_emulator/latency sets both (a range)"
+http POST /_emulator/latency -d '{"latency":"fast"}'
+expect 400 '' "POST /_emulator/latency refuses a malformed duration"
+run_job '{"overrides":{"containerOverrides":[{"args":["-c","exit 0"]}]}}'
+wait_op
+http GET "/v2/$EXEC"
+expect 200 'j.succeededCount===1 && Date.parse(j.startTime) - Date.parse(j.createTime) >= 1000' "start latency [1s,1500ms]: the task starts >= 1 s after creation"
+http POST /_emulator/latency -d '{"start_latency":null}'
+expect 200 'j.start_latency==="0"' "start_latency null turns it off"
+
+# Stats: GCS requests (total, by method, by name prefix), bytes, jobs:run calls; read and reset.
+http POST /_emulator/stats/reset
+expect 200 'j.jobs_run_calls===4 && j.gcs.requests>=3' "POST /_emulator/stats/reset answers the counters it clears"
+head -c 1000 /dev/urandom >"$TMP/k1"
+head -c 500 /dev/urandom >"$TMP/k2"
+http POST "/upload/storage/v1/b/sandbox-test/o?uploadType=media&name=st%2Fa%2Fone" --data-binary @"$TMP/k1"
+http POST "/upload/storage/v1/b/sandbox-test/o?uploadType=media&name=other%2Ftwo" --data-binary @"$TMP/k2"
+http GET "/storage/v1/b/sandbox-test/o/st%2Fa%2Fone?alt=media"
+http GET "/storage/v1/b/sandbox-test/o?prefix=st%2Fa%2F"
+http DELETE "/storage/v1/b/sandbox-test/o/other%2Ftwo"
+curl -s -o /dev/null -D "$TMP/rh" -X POST "$BASE/upload/storage/v1/b/sandbox-test/o?uploadType=resumable&name=st%2Fres" -d '{}'
+LOC=$(sed -n 's/^[Ll]ocation: \(.*\)\r$/\1/p' "$TMP/rh")
+curl -s -o /dev/null -X PUT "$LOC" -H 'Content-Range: bytes 0-2/*' --data-binary 'abc'
+curl -s -o /dev/null -X PUT "$LOC" -H 'Content-Range: bytes 3-4/5' --data-binary 'de'
+run_job '{"overrides":{"containerOverrides":[{"args":["-c","exit 0"]}]}}'
+run_job '{"overrides":{"containerOverrides":[{"args":["-c","exit 0"]}]}}'
+http GET /_emulator/stats
+expect 200 'j.gcs.requests===8 && j.gcs.by_method.POST===3 && j.gcs.by_method.GET===2 && j.gcs.by_method.DELETE===1 && j.gcs.by_method.PUT===2' "stats: GCS requests, total and by method"
+# 1000 + 500 (media) + 2 ('{}', the resumable start) + 3 + 2 (its chunks)
+expect 200 'j.gcs.bytes_uploaded===1507 && j.gcs.bytes_downloaded===1000' "stats: bytes uploaded (upload request bodies) and downloaded (media bodies)"
+expect 200 'j.jobs_run_calls===2 && j.calls["POST jobs:run"]===2 && j.run_requests===2' "stats: jobs:run calls (and Cloud Run requests)"
+http GET "/_emulator/stats?prefix=st%2F"
+expect 200 'j.gcs_prefix.prefix==="st/" && j.gcs_prefix.requests===6 && j.gcs_prefix.bytes_uploaded===1007 && j.gcs_prefix.bytes_downloaded===1000 && j.gcs_prefix.by_method.PUT===2' "stats?prefix=st/: requests and bytes of the object names (and list prefixes) under it"
+http POST /_emulator/stats/reset
+http GET /_emulator/stats
+expect 200 'j.gcs.requests===0 && j.gcs.bytes_uploaded===0 && j.jobs_run_calls===0 && Object.keys(j.calls).length===0 && j.objects["sandbox-test"]>=3' "after POST /_emulator/stats/reset the counters are 0 and the objects stay"
+stop_emu
+
+start_emu --no-auth --instant --start-latency 1s
+run_job '{"overrides":{"containerOverrides":[{"args":["anything"]}]}}'
+http GET /_emulator/stats
+expect 200 'j.executions_provisioning===1 && j.executions.running===1' "--instant --start-latency 1s: the execution waits out its start latency (stats: executions_provisioning)"
+sleep 1.3
+http GET "/v2/$OP"
+expect 200 'j.done===true && j.response.succeededCount===1 && Date.parse(j.response.startTime) - Date.parse(j.response.createTime) >= 1000' "... then succeeds, started >= 1 s after creation"
+stop_emu
+
 echo
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
