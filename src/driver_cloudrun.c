@@ -2312,6 +2312,7 @@ bg_start_new(const char *session, int64 handle, const char *request)
 	s->handle = handle;
 	s->run = run_init(session, handle);
 	s->run->request_object = bg_object(session, handle, "json");
+	s->run->upload_object = s->run->request_object;
 	s->run->timeout_s = BG_TIMEOUT_S;
 	s->run->request = pstrdup(request);
 	MemoryContextSwitchTo(TopMemoryContext);
