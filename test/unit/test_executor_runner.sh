@@ -547,6 +547,61 @@ get "$EMU" sessions/r1/results/61.json "$tmp/result.json"
 check "the next request works through a new runner" \
 	holds "$tmp/result.json" 'j.status === "succeeded" && j.stdout === "34\n"'
 
+# --- cancel, transfers, a replaced state, a foreign increment ---------------------------
+
+echo "# cancel marker, upload and download transfer objects, fencing by generation"
+TA=88888888888888881111111111111111
+cold "$EMU" r2 1 'echo base > base.txt'
+lease "$EMU" r2 "$TA"
+head -c 300000 /dev/urandom >"$tmp/upload.bin"
+put "$EMU" sessions/r2/transfer/2 "$tmp/upload.bin"
+inbox_file "$EMU" r2 "$TA" 2 '{"op":"file_upload","path":"/workspace/up.bin","transfer":"sessions/r2/transfer/2"}'
+inbox_file "$EMU" r2 "$TA" 3 '{"op":"file_download","path":"/workspace/up.bin"}'
+inbox "$EMU" r2 "$TA" 4 'echo begun; sleep 30; echo never > never.txt'
+start_runner ra "$EMU" r2 "$TA" 60
+RA=$RPID
+wait_object "$EMU" sessions/r2/results/3.json 40
+get "$EMU" sessions/r2/results/2.json "$tmp/r2.json"
+get "$EMU" sessions/r2/results/3.json "$tmp/r3.json"
+check "file_upload through a runner reads its transfer object; it makes an increment" \
+	eval 'holds "$tmp/r2.json" "j.status === \"succeeded\" && j.count === 300000" && exists "$EMU" sessions/r2/workspace/2.inc.tar'
+check "file_download through a runner gives the same bytes back" \
+	eval 'holds "$tmp/r3.json" "j.status === \"succeeded\"" && { if js "$tmp/r3.json" "!!j.transfer"; then get "$EMU" "$(js "$tmp/r3.json" "j.transfer")" "$tmp/down.bin"; else js "$tmp/r3.json" "j.data" | base64 -d >"$tmp/down.bin"; fi; cmp -s "$tmp/upload.bin" "$tmp/down.bin"; }'
+wait_object "$EMU" "sessions/r2/runners/$TA/claims/4" 30
+sleep 1.5
+printf 'x' >"$tmp/cancel"
+put "$EMU" sessions/r2/requests/4.cancel "$tmp/cancel"
+wait_object "$EMU" sessions/r2/results/4.json 20
+get "$EMU" sessions/r2/results/4.json "$tmp/r4.json"
+check "a cancel marker stops the runner's command: an error result, nothing saved, the runner goes on" \
+	eval 'holds "$tmp/r4.json" "j.status === \"error\" && /cancel/.test(j.error)" && missing "$EMU" sessions/r2/workspace/4.inc.tar && kill -0 "$RA"'
+# Another writer replaces state.json while a command runs.
+inbox "$EMU" r2 "$TA" 5 'sleep 3; echo late > late.txt'
+wait_object "$EMU" "sessions/r2/runners/$TA/claims/5" 30
+get "$EMU" sessions/r2/state.json "$tmp/st.json"
+put "$EMU" sessions/r2/state.json "$tmp/st.json"
+GX=$(generation "$EMU" sessions/r2/state.json)
+wait_exit "$RA" 30
+sanitizer_check "$tmp/runner-ra.err"
+get "$EMU" sessions/r2/results/5.json "$tmp/r5.json"
+check "a state replaced while the command ran: the result says so, nothing kept, the runner exits" \
+	eval '[ "$RC" = 0 ] && holds "$tmp/r5.json" "j.status === \"error\" && /state changed while the command ran/.test(j.error)" && [ "$(generation "$EMU" sessions/r2/state.json)" = "$GX" ] && missing "$EMU" sessions/r2/workspace/5.inc.tar'
+# A state naming an increment of another session is refused.
+node -e '
+const fs = require("fs"); const j = JSON.parse(fs.readFileSync(process.argv[1]));
+j.increments = ["sessions/r1/workspace/53.tar"]; fs.writeFileSync(process.argv[1], JSON.stringify(j));' "$tmp/st.json"
+put "$EMU" sessions/r2/state.json "$tmp/st.json"
+cold "$EMU" r2 6 'echo hi'
+check "an increment outside the session is refused (cold mode: an error result)" \
+	holds "$tmp/result.json" 'j.status === "error" && /increment outside the session/.test(j.error)'
+TB=9999999999999999aaaaaaaaaaaaaaaa
+lease "$EMU" r2 "$TB"
+start_runner rb "$EMU" r2 "$TB" 3
+wait_exit "$RPID" 30
+sanitizer_check "$tmp/runner-rb.err"
+check "... and a runner does not start on it (exit 1, saying why)" \
+	eval '[ "$RC" = 1 ] && grep -q "increment outside the session" "$tmp/runner-rb.err"'
+
 # --- arguments ---------------------------------------------------------------------
 
 "$EXE" runner "$BUCKET" sessions/r1/ "$T1" 3 2>"$tmp/bad.err"
@@ -561,7 +616,7 @@ check "bad arguments (a token that is not 32 hex digits): exit 2, the token not 
 # --- sanitizers --------------------------------------------------------------
 
 check "no tokens on standard error" \
-	eval '! cat "$tmp"/runner-*.err | grep -q "$T1\|$T2\|$T3\|$T4\|$T5\|$T6\|$T7\|$T8"'
+	eval '! cat "$tmp"/runner-*.err | grep -q "$T1\|$T2\|$T3\|$T4\|$T5\|$T6\|$T7\|$T8\|$TA\|$TB"'
 check "no AddressSanitizer, LeakSanitizer or UBSan reports in $RUNS runs" \
 	eval '[ $SANITIZER_REPORTS = 0 ]'
 
