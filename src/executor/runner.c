@@ -637,14 +637,14 @@ take(Runner *r, long long id)
 	return go_on;
 }
 
-/* valid_token: 32 lower-case hex digits. */
+/* valid_token: 32 hex digits. */
 static bool
 valid_token(const char *t)
 {
 	if (strlen(t) != 32)
 		return false;
 	for (const char *p = t; *p; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F')))
 			return false;
 	return true;
 }

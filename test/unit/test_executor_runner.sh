@@ -517,8 +517,10 @@ start_runner seven "$EMU" r1 "$T7" 60
 R7=$RPID
 wait_object "$EMU" "sessions/r1/runners/$T7/claims/60" 40
 sleep 2
-kill -KILL "$R7"
-wait "$R7" 2>/dev/null
+{
+	kill -KILL "$R7"
+	wait "$R7"
+} 2>/dev/null
 sleep 1
 check "SIGKILL mid-command leaves no result, and the request's claim" \
 	eval 'missing "$EMU" sessions/r1/results/60.json && exists "$EMU" "sessions/r1/runners/$T7/claims/60" && missing "$EMU" "sessions/r1/runners/$T7/inbox/60.json"'
