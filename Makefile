@@ -68,7 +68,7 @@ $(EXECUTOR)-cloud: $(EXECUTOR_CLOUD_SRCS) $(wildcard src/executor/*.h src/common
 	$(CC) $(EXECUTOR_CFLAGS) -DSB_EXECUTOR_CLOUD -o $@ $(EXECUTOR_CLOUD_SRCS) $(EXECUTOR_CLOUD_LIBS)
 
 # The executor built with AddressSanitizer and UBSan, for the test suite.
-$(EXECUTOR)-asan: $(EXECUTOR_SRCS) $(wildcard src/executor/*.h src/common/*.h)
+$(EXECUTOR)-asan: $(EXECUTOR_CLOUD_SRCS) $(wildcard src/executor/*.h src/common/*.h)
 	$(CC) $(EXECUTOR_CFLAGS) -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
 		-DSB_EXECUTOR_CLOUD -o $@ $(EXECUTOR_CLOUD_SRCS) $(EXECUTOR_CLOUD_LIBS)
 

@@ -77,6 +77,10 @@ log "executor cloud mode (AddressSanitizer)"
 "$ROOT/test/unit/test_executor_cloud.sh" >"$out" 2>&1 || true
 cat "$out"
 count_summary "$out" "executor cloud"
+log "executor runner mode and incremental workspace sync (AddressSanitizer)"
+"$ROOT/test/unit/test_executor_runner.sh" >"$out" 2>&1 || true
+cat "$out"
+count_summary "$out" "executor runner"
 log "fidelity: Google's official Node.js clients against the emulator"
 "$ROOT/test/emulator/fidelity/run.sh" >"$out" 2>&1 || true
 cat "$out"

@@ -7,10 +7,12 @@
  * prefix ("" for none):
  *
  *		requests/<id>.json		the request (its cwd and env are ignored)
- *		state.json				cwd, env, last_execution and the name of the
- *								workspace snapshot; its GCS generation is the
- *								session's generation
+ *		state.json				cwd, env, last_execution, the name of the
+ *								workspace snapshot and its increments; its GCS
+ *								generation is the session's generation
  *		workspace/<id>.tar		the workspace as execution <id> left it
+ *		workspace/<id>.inc.tar	what execution <id> changed (a session runner's
+ *								increment, see runner.c and wsync.c)
  *		results/<id>.json		the result, written once
  *		requests/<id>.cancel	written by the extension to cancel one request of
  *								a batch: its task kills the command and leaves
@@ -20,8 +22,8 @@
  *								result's data or items when too large to
  *								travel inside the result
  *
- * One run reads the request and the state, restores the snapshot into the
- * workspace directory with the system tar, runs the command exactly as local
+ * One run reads the request and the state, restores the snapshot and its
+ * increments into the workspace directory with the system tar (wsync.c), runs the command exactly as local
  * mode does, archives the workspace, replaces state.json only if its
  * generation is still the one it read (a concurrent writer is detected,
  * never overwritten) and writes the result create-only (a second run of the
@@ -29,6 +31,10 @@
  * fileops.c) runs the same way; only one that changed the workspace saves
  * a snapshot and a new state.json (with the cwd and env unchanged).  It
  * exits 0 whenever the request has a result, 1 when none could be written.
+ * Running one exec or file request against a loaded state and a restored
+ * workspace (sb_cloud_exec_request, sb_cloud_file_request) is shared with
+ * runner mode; only how a change is saved differs (CloudRun.commit: here a
+ * whole snapshot, increments [], the old base and increments deleted).
  *
  * Settings come from the environment:
  *

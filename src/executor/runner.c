@@ -48,6 +48,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,8 +88,51 @@ typedef struct Runner
 	size_t		inc_bytes;		/* sizes of the increments, together */
 } Runner;
 
-#define say sb_cloud_say
 #define strfmt sb_cloud_strfmt
+
+/* The runner's token, hidden in every message (object names under runners/<T>/ hold it). */
+static const char *hidden_token;
+
+/* redact replaces the token in msg (in place) with "<token>". */
+static void
+redact(char *msg)
+{
+	size_t		tlen = hidden_token ? strlen(hidden_token) : 0;
+	char	   *p;
+
+	while (tlen > 0 && (p = strstr(msg, hidden_token)) != NULL)
+	{
+		memcpy(p, "<token>", 7);
+		memmove(p + 7, p + tlen, strlen(p + tlen) + 1);
+	}
+}
+
+/* say prints one diagnostic line on standard error, without the token. */
+static void say(const char *fmt,...) __attribute__((format(printf, 1, 2)));
+
+static void
+say(const char *fmt,...)
+{
+	char		line[MSG_SIZE * 2];
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	redact(line);
+	sb_cloud_say("%s", line);
+}
+
+/* delete_quietly deletes an object, warning (without the token) if that fails. */
+static void
+delete_quietly(CloudRun *run, const char *name)
+{
+	SbError		err;
+
+	if (sb_gcs_delete(&run->gcs, name, SB_GCS_ANY_GENERATION, &err) != 0 &&
+		err.kind != SB_ERR_NOT_FOUND)
+		say("warning: cannot delete gs://%s/%s: %s", run->bucket, name, err.message);
+}
 
 /* lease_state: 1 the lease names us, 0 revoked (missing, unparsable, another token), -1 unknown. */
 static int
@@ -238,7 +282,7 @@ save(Runner *r, long long id, const char *cwd, json_t *env, bool archive, bool f
 		sb_state_clear(&next);
 		snprintf(msg, msglen, "out of memory");
 		if (obj)
-			sb_cloud_delete_quietly(run, obj);
+			delete_quietly(run, obj);
 		sb_free(obj);
 		return false;
 	}
@@ -260,7 +304,7 @@ save(Runner *r, long long id, const char *cwd, json_t *env, bool archive, bool f
 					 "the session's state changed while %s ran (generation %lld expected)",
 					 what, run->generation);
 			if (obj)
-				sb_cloud_delete_quietly(run, obj);
+				delete_quietly(run, obj);
 		}
 		else
 			snprintf(msg, msglen, "cannot save the session's state %s: %s", run->state_name,
@@ -438,8 +482,12 @@ error_result(CloudRun *run, const char *fmt, long long id, const char *detail)
 {
 	SbExecResult res;
 
+	char		msg[MSG_SIZE];
+
 	memset(&res, 0, sizeof(res));
-	sb_cloud_set_error(&res, fmt, id, detail);
+	snprintf(msg, sizeof(msg), fmt, id, detail);
+	redact(msg);
+	sb_cloud_set_error(&res, "%s", msg);
 	put_result(run, sb_result_encode(&res));
 	sb_result_clear(&res);
 }
@@ -476,10 +524,10 @@ serve(Runner *r, long long id, const char *inbox_name)
 	{
 		error_result(run, "execution %lld was not run: its request could not be read (%s)", id,
 					 err.message);
-		sb_cloud_delete_quietly(run, inbox_name);
+		delete_quietly(run, inbox_name);
 		return true;
 	}
-	sb_cloud_delete_quietly(run, inbox_name);
+	delete_quietly(run, inbox_name);
 	kind = sb_file_request_decode(text, len, &freq, &holder, msg, sizeof(msg));
 	if (kind < 0 || (kind == 0 && !sb_request_decode(text, len, &req, &holder, msg, sizeof(msg))))
 	{
@@ -492,7 +540,7 @@ serve(Runner *r, long long id, const char *inbox_name)
 			sb_file_set_error(&fres, SB_FERR_NONE, "the request's id is not %lld", id);
 		else if (!sb_cloud_check_request(run, r->inbox_dir,
 										 freq.session, freq.prefix, freq.id, msg, sizeof(msg)))
-			sb_file_set_error(&fres, SB_FERR_NONE, "%s", msg);
+			redact(msg), sb_file_set_error(&fres, SB_FERR_NONE, "%s", msg);
 		else if (run->config_error[0] != '\0')
 			sb_file_set_error(&fres, SB_FERR_NONE, "%s", run->config_error);
 		else if (!sb_cloud_file_already_ran(run, &freq, &fres))
@@ -510,7 +558,7 @@ serve(Runner *r, long long id, const char *inbox_name)
 			sb_cloud_set_error(&res, "the request's id is not %lld", id);
 		else if (!sb_cloud_check_request(run, r->inbox_dir,
 										 req.session, req.prefix, req.id, msg, sizeof(msg)))
-			sb_cloud_set_error(&res, "%s", msg);
+			redact(msg), sb_cloud_set_error(&res, "%s", msg);
 		else if (run->config_error[0] != '\0')
 			sb_cloud_set_error(&res, "%s", run->config_error);
 		else if (!sb_cloud_exec_already_ran(run, &req, &res))
@@ -575,12 +623,12 @@ take(Runner *r, long long id)
 	{
 		/* Our claim, made before a crash of this very runner: its output is gone. */
 		error_result(run, LOST_FMT, id, NULL);
-		sb_cloud_delete_quietly(run, inbox_name);
+		delete_quietly(run, inbox_name);
 	}
 	else if (c == 2)
 	{
 		say("runner: execution %lld was claimed (or withdrawn) already; not running it", id);
-		sb_cloud_delete_quietly(run, inbox_name);
+		delete_quietly(run, inbox_name);
 	}
 	reset_request(run);
 	sb_free(claim_name);
@@ -589,14 +637,14 @@ take(Runner *r, long long id)
 	return go_on;
 }
 
-/* valid_token: 32 lower-case hex digits. */
+/* valid_token: 32 hex digits. */
 static bool
 valid_token(const char *t)
 {
 	if (strlen(t) != 32)
 		return false;
 	for (const char *p = t; *p; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F')))
 			return false;
 	return true;
 }
@@ -743,6 +791,7 @@ sb_runner_main(int argc, char **argv)
 	memset(&r, 0, sizeof(r));
 	r.run.bucket = argv[1];
 	r.token = argv[3];
+	hidden_token = r.token;
 	errno = 0;
 	r.idle_timeout_s = strtol(argv[4], &end, 10);
 	if (argv[1][0] == '\0' || argv[2][0] == '\0' || argv[2][strlen(argv[2]) - 1] == '/' ||
