@@ -743,6 +743,7 @@ typedef struct Detached
 {
 	CloudCall	call;
 	bool		upload;			/* an upload of target ("{}"), else a POST to it */
+	bool		create_only;	/* the upload only if target does not exist (a withdrawal) */
 	char	   *target;
 	int			tries;
 } Detached;
@@ -756,7 +757,8 @@ detached_start(Detached *d)
 {
 	SbError		err;
 
-	if (d->upload ? call_start_upload(&d->call, d->target, "{}", 2, SB_GCS_ANY_GENERATION, &err)
+	if (d->upload ? call_start_upload(&d->call, d->target, "{}", 2,
+									  d->create_only ? 0 : SB_GCS_ANY_GENERATION, &err)
 		: call_start_run(&d->call, "POST", d->target, "{}", &err))
 		return true;
 	return may_pass(&err) && ++d->tries < DETACHED_TRIES;
@@ -764,12 +766,13 @@ detached_start(Detached *d)
 
 /* detach sends a cancel the worker does not wait for. */
 static void
-detach(bool upload, const char *target)
+detach_ex(bool upload, bool create_only, const char *target)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	Detached   *d = palloc0(sizeof(Detached));
 
 	d->upload = upload;
+	d->create_only = create_only;
 	d->target = pstrdup(target);
 	if (detached_start(d))
 		detached = lappend(detached, d);
@@ -779,6 +782,12 @@ detach(bool upload, const char *target)
 		pfree(d);
 	}
 	MemoryContextSwitchTo(old);
+}
+
+static void
+detach(bool upload, const char *target)
+{
+	detach_ex(upload, false, target);
 }
 
 /* detached_drive reads the detached calls' answers and starts again those that are due. */
@@ -2091,6 +2100,9 @@ cancel_async(SbRun *run)
 	if (run->cancelled || run->result != NULL)
 		return;
 	run->cancelled = true;
+	/* A request a runner has not taken yet is withdrawn: it never runs. */
+	if (run->rstep == RN_WAIT && !run->taken)
+		detach_ex(true, true, run->claim_object);
 	/*
 	 * As cloud_cancel: a batched request gets a cancel marker, a run of its
 	 * own a cancel; one whose execution is not known (its jobs:run may have
@@ -2138,6 +2150,13 @@ cloud_cancel(SbRun *run)
 
 		sb_gc_gcs(&cfg);
 		cfg.timeout_ms = CANCEL_TIMEOUT_MS;
+		/* A request a runner has not taken yet is withdrawn: it never runs. */
+		if (run->rstep == RN_WAIT && !run->taken &&
+			sb_gcs_upload(&cfg, run->claim_object, WITHDRAWN, strlen(WITHDRAWN), 0, NULL, &err) == 0)
+		{
+			sb_gc_call_resume(saved);
+			return;
+		}
 		if (sb_gcs_upload(&cfg, psprintf("%srequests/" INT64_FORMAT ".cancel", run->dir, run->id),
 						  "{}", 2, SB_GCS_ANY_GENERATION, NULL, &err) != 0)
 			elog(WARNING, "could not leave the cancel marker of execution " INT64_FORMAT ": %s",

@@ -29,8 +29,10 @@ SELECT sandbox.submit('echo once', 'rt_cloud') AS once_id \gset
 SELECT is((SELECT status FROM sandbox.wait(:once_id, '60 s')), 'error', 'without retries an attempt in error is final');
 SELECT test.emu('hook', 'faults', '{}');
 
--- Two refused uploads, then the third attempt runs.
-SELECT test.emu('hook', 'faults', '{"sequence": [{"endpoint": "jobs:run", "fault": "403", "count": 2}]}');
+-- Two refused launches, then the third attempt runs: jobs:run refused, or with
+-- session runners (the session's runner is up) the request's upload to its inbox.
+SELECT test.emu('hook', 'faults', format('{"sequence": [{"endpoint": "%s", "fault": "403", "count": 2}]}',
+		CASE WHEN current_setting('cloudrun_sandbox.cloud_runners')::boolean THEN 'upload' ELSE 'jobs:run' END));
 SELECT sandbox.submit('echo "third time lucky"', 'rt_cloud', retries => 3, retry_delay => '0.2 s',
 					  callback => 'rtc_done(bigint)', stdin => 'unused') AS id \gset
 SELECT results_eq(format('SELECT status, exit_code, stdout FROM sandbox.wait(%s, ''120 s'')', :id),
