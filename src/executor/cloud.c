@@ -682,7 +682,7 @@ sb_cloud_exec_request(CloudRun *run, SbExecRequest *req, SbExecResult *res)
 	run->live_sent[0] = run->live_sent[1] = 0;
 	run->live_saved = false;
 	req->live = &live;
-	if (run->cancel_name != NULL && cancel_requested(run))
+	if (run->cancel_name != NULL && !run->no_cancel_precheck && cancel_requested(run))
 		set_error(res, "cancelled by sandbox.cancel()");
 	else if (req->isolation == SB_ISOLATION_NONE)
 		sb_run_command_watched(req, res, run->cancel_name ? &watch : NULL);

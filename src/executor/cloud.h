@@ -60,6 +60,12 @@ struct CloudRun
 	CloudCommitFn commit;		/* how a change is saved (cold: a full snapshot) */
 	void	   *commit_arg;
 	bool		replaced;		/* a commit found another writer's state: stop serving */
+	/*
+	 * A runner does not look for the cancel marker before the command (one
+	 * round trip): a cancel before it took the request withdraws it instead
+	 * (its claim), and one after is seen by the watch within a second.
+	 */
+	bool		no_cancel_precheck;
 	char	   *obsolete[SB_CLOUD_MAX_OBSOLETE];	/* to delete after the result */
 	int			n_obsolete;
 };

@@ -47,6 +47,7 @@
 #include "wsync.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -61,7 +62,7 @@
 #define MSG_SIZE SB_CLOUD_MSG_SIZE
 #define LEASE_CHECK_MS 10000
 #define LEASE_MAX_BYTES 4096
-#define POLL_FAST_MS 10
+#define POLL_FAST_MS 3
 #define POLL_FAST_FOR_MS 2000
 #define POLL_MAX_MS 1000
 #define COMPACT_IDLE_MS 1000
@@ -69,7 +70,6 @@
 #define COMPACT_MIN_BYTES ((size_t) 1024 * 1024)
 #define MAX_LIFE_MS (23LL * 3600 * 1000)
 #define SNAPSHOT_TIMEOUT_MS (15L * 60 * 1000)
-#define LOST_FMT "the session runner stopped while it ran execution %lld; its output is lost"
 
 /* One runner: the shared run context plus what runner mode keeps. */
 typedef struct Runner
@@ -78,6 +78,7 @@ typedef struct Runner
 	const char *token;
 	long		idle_timeout_s;
 	char	   *owner;			/* our owner document */
+	char		nonce[17];		/* this process's, in each claim it makes */
 	char	   *owner_name;
 	char	   *lease_name;
 	char	   *inbox_prefix;	/* D/runners/<T>/inbox/ */
@@ -499,7 +500,7 @@ error_result(CloudRun *run, const char *fmt, long long id, const char *detail)
  * workspace holds changes that were not saved).
  */
 static bool
-serve(Runner *r, long long id, const char *inbox_name)
+serve(Runner *r, long long id, const char *inbox_name, char *text, size_t len)
 {
 	CloudRun   *run = &r->run;
 	SbExecRequest req;
@@ -507,8 +508,6 @@ serve(Runner *r, long long id, const char *inbox_name)
 	SbFileRequest freq;
 	SbFileResult fres;
 	json_t	   *holder = NULL;
-	char	   *text = NULL;
-	size_t		len = 0;
 	SbError		err;
 	char		msg[MSG_SIZE];
 	char	   *result;
@@ -519,7 +518,8 @@ serve(Runner *r, long long id, const char *inbox_name)
 	memset(&res, 0, sizeof(res));
 	memset(&freq, 0, sizeof(freq));
 	memset(&fres, 0, sizeof(fres));
-	if (sb_gcs_download(&run->gcs, inbox_name, SB_CLOUD_MAX_REQUEST_BYTES, &text, &len, NULL,
+	if (text == NULL &&
+		sb_gcs_download(&run->gcs, inbox_name, SB_CLOUD_MAX_REQUEST_BYTES, &text, &len, NULL,
 						&err) != 0)
 	{
 		error_result(run, "execution %lld was not run: its request could not be read (%s)", id,
@@ -527,7 +527,6 @@ serve(Runner *r, long long id, const char *inbox_name)
 		delete_quietly(run, inbox_name);
 		return true;
 	}
-	delete_quietly(run, inbox_name);
 	kind = sb_file_request_decode(text, len, &freq, &holder, msg, sizeof(msg));
 	if (kind < 0 || (kind == 0 && !sb_request_decode(text, len, &req, &holder, msg, sizeof(msg))))
 	{
@@ -567,6 +566,8 @@ serve(Runner *r, long long id, const char *inbox_name)
 		result = sb_result_encode(&res);
 	}
 	put_result(run, result);
+	/* The claim is what counts; the inbox object goes once the answer is out. */
+	delete_quietly(run, inbox_name);
 	sb_cloud_finish_request(run);
 
 done:
@@ -590,6 +591,106 @@ done:
 	return true;
 }
 
+/* earlier_self says whether a claim there was made by a process with our owner document. */
+static bool
+earlier_self(Runner *r, const char *claim_name)
+{
+	SbError		err;
+	char	   *theirs = NULL;
+	size_t		len = 0;
+	json_t	   *claim;
+	json_t	   *mine;
+	bool		same;
+
+	if (sb_gcs_download(&r->run.gcs, claim_name, 4096, &theirs, &len, NULL, &err) != 0)
+		return false;
+	claim = json_loadb(theirs, len, 0, NULL);
+	mine = json_loads(r->owner, 0, NULL);
+	same = claim != NULL && mine != NULL && json_equal(json_object_get(claim, "taken"), mine);
+	if (claim)
+		json_decref(claim);
+	if (mine)
+		json_decref(mine);
+	free(theirs);
+	return same;
+}
+
+/* drive_both waits until both started attempts on the runner's connections have ended. */
+static void
+drive_both(CloudRun *run, SbHttpRequest *a, bool a_started, SbHttpRequest *b, bool b_started)
+{
+	while ((a_started && !a->finished) || (b_started && !b->finished))
+	{
+		SbHttpWaitFd fds[8];
+		struct pollfd pfd[8];
+		long		timeout = -1;
+		int			n;
+
+		if (sb_http_client_drive(run->http, 0) > 0)
+			continue;
+		if ((a_started && a->finished) && (b_started && b->finished))
+			break;
+		n = sb_http_client_fds(run->http, fds, 8, &timeout);
+		for (int i = 0; i < n; i++)
+		{
+			pfd[i].fd = fds[i].fd;
+			pfd[i].events = (fds[i].readable ? POLLIN : 0) | (fds[i].writable ? POLLOUT : 0);
+			pfd[i].revents = 0;
+		}
+		if (timeout < 0 || timeout > 10)
+			timeout = 10;
+		(void) poll(pfd, n, (int) timeout);
+	}
+}
+
+/*
+ * claim_and_fetch claims request id and downloads it at the same time (two
+ * requests in flight on the runner's connection cache: one round trip
+ * instead of two): 0 taken (*text holds the request, malloc'd, or NULL when
+ * its download must be tried again), 2 claimed or withdrawn by another, -1
+ * storage failed.  An attempt that fails is settled the careful way,
+ * claim_create with its retries; finding our own claim there (the same
+ * bytes: our owner document holds our pid) means its answer was lost, and
+ * the request is ours.
+ */
+static int
+claim_and_fetch(Runner *r, const char *claim_name, const char *claim_text, const char *inbox_name,
+				char **text, size_t *len)
+{
+	CloudRun   *run = &r->run;
+	SbHttpRequest creq;
+	SbHttpRequest dreq;
+	SbError		cerr;
+	SbError		derr;
+	bool		c_started;
+	bool		d_started;
+	int			c = -1;
+
+	*text = NULL;
+	*len = 0;
+	c_started = sb_gcs_upload_start(&run->gcs, claim_name, claim_text, strlen(claim_text), 0,
+									&creq, &cerr) == 0;
+	d_started = sb_gcs_download_start(&run->gcs, inbox_name, SB_CLOUD_MAX_REQUEST_BYTES, &dreq,
+									  &derr) == 0;
+	drive_both(run, &creq, c_started, &dreq, d_started);
+	if (c_started && sb_gcs_upload_end(&run->gcs, &creq, NULL, &cerr) == 0)
+		c = 0;
+	if (d_started && sb_gcs_download_end(&run->gcs, &dreq, text, len, &derr) != 0)
+		*text = NULL;
+	if (c != 0)
+	{
+		c = claim_create(r, claim_name, claim_text);
+		if (c == 1)
+			c = 0;
+	}
+	if (c != 0)
+	{
+		free(*text);
+		*text = NULL;
+	}
+	return c;
+}
+
 /*
  * take tries to take request id: claim it, then serve it.  Returns false
  * when the runner must stop.
@@ -600,7 +701,10 @@ take(Runner *r, long long id)
 	CloudRun   *run = &r->run;
 	char	   *claim_name = strfmt("%s%lld", r->claims_prefix, id);
 	char	   *inbox_name = strfmt("%s%lld.json", r->inbox_prefix, id);
-	char	   *claim_text = strfmt("{\"taken\":%s}", r->owner);
+	/* The nonce tells this process's claim from one an earlier process with our owner made. */
+	char	   *claim_text = strfmt("{\"taken\":%s,\"nonce\":\"%s\"}", r->owner, r->nonce);
+	char	   *text = NULL;
+	size_t		len = 0;
 	bool		go_on = true;
 	int			c;
 
@@ -614,15 +718,17 @@ take(Runner *r, long long id)
 		say("runner: out of memory");
 		go_on = false;
 	}
-	else if ((c = claim_create(r, claim_name, claim_text)) == 0)
+	else if ((c = claim_and_fetch(r, claim_name, claim_text, inbox_name, &text, &len)) == 0)
 	{
 		say("runner: took execution %lld", id);
-		go_on = serve(r, id, inbox_name);
+		go_on = serve(r, id, inbox_name, text, len);
+		text = NULL;			/* serve's now */
 	}
-	else if (c == 1)
+	else if (c == 2 && earlier_self(r, claim_name))
 	{
-		/* Our claim, made before a crash of this very runner: its output is gone. */
-		error_result(run, LOST_FMT, id, NULL);
+		/* Taken by an earlier process with our very owner (restarted in place): lost. */
+		error_result(run, "the session runner stopped while it ran execution %lld; its output is lost",
+					 id, NULL);
 		delete_quietly(run, inbox_name);
 	}
 	else if (c == 2)
@@ -631,6 +737,7 @@ take(Runner *r, long long id)
 		delete_quietly(run, inbox_name);
 	}
 	reset_request(run);
+	free(text);
 	sb_free(claim_name);
 	sb_free(inbox_name);
 	sb_free(claim_text);
@@ -675,6 +782,19 @@ start(Runner *r, const char *dir)
 	r->claims_prefix = strfmt("%s/runners/%s/claims/", dir, r->token);
 	r->inbox_dir = strfmt("runners/%s/inbox", r->token);
 	r->owner = make_owner();
+	run->no_cancel_precheck = true;
+	{
+		unsigned char b[8] = {0};
+		FILE	   *f = fopen("/dev/urandom", "rb");
+
+		if (f == NULL || fread(b, 1, sizeof(b), f) != sizeof(b))
+			for (int i = 0; i < 8; i++)
+				b[i] = (unsigned char) (sb_now_ms() >> (i * 5)) ^ (unsigned char) getpid();
+		if (f)
+			fclose(f);
+		for (int i = 0; i < 8; i++)
+			snprintf(r->nonce + 2 * i, 3, "%02x", b[i]);
+	}
 	if (!run->session_dir || !run->state_name || !r->lease_name || !r->owner_name ||
 		!r->inbox_prefix || !r->claims_prefix || !r->owner || !r->inbox_dir)
 	{
