@@ -123,6 +123,8 @@ struct SbRun
 	/* The worker's asynchronous run (sb_driver_nonblocking). */
 	char	   *request;		/* the request document, until it is uploaded */
 	bool		uploaded;
+	bool		upload_refused;	/* an upload attempt was refused (a final answer) */
+	bool		upload_unsure;	/* an attempt ended in a way that may have stored it */
 	CloudBatch *batch;			/* its launch, until the execution is known */
 	CloudCall	upload;			/* the request upload */
 	CloudCall	lookup;			/* a download of the result object */
@@ -1263,7 +1265,12 @@ upload_step(SbRun *run)
 			run->request = NULL;
 		}
 		else if (!may_pass(&err))
+		{
+			run->upload_refused = true;
 			sb_gc_raise(&err, "could not upload the request", SB_GC_NOT_FOUND_BUCKET);
+		}
+		else
+			run->upload_unsure = true;
 	}
 	else if (call_due(&run->upload))
 		upload_start(run);
@@ -2100,6 +2107,10 @@ cancel_async(SbRun *run)
 	if (run->cancelled || run->result != NULL)
 		return;
 	run->cancelled = true;
+	/* Nothing was stored: the request's upload was refused, or (a runner run) never began. */
+	if (!run->uploaded && run->batch == NULL && !run->upload_unsure &&
+		(run->upload_refused || run->rstep == RN_LEASE_READ || run->rstep == RN_LEASE_WRITE))
+		return;
 	/* A request a runner has not taken yet is withdrawn: it never runs. */
 	if (run->rstep == RN_WAIT && !run->taken)
 		detach_ex(true, true, run->claim_object);
