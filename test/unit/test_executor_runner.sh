@@ -28,14 +28,7 @@ done
 
 tmp=$(mktemp -d /tmp/executor_runner.XXXXXX)
 chmod 755 "$tmp"
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do
-		kill "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-	rm -rf "$tmp"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/gcs_test_lib.sh"
 trap cleanup EXIT
 
 # --- build ---------------------------------------------------------------
@@ -53,25 +46,6 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 # --- emulators -----------------------------------------------------------
 
-# start_emulator NAME ARGS...: starts an emulator, sets $url to its base URL.
-start_emulator() {
-	local name=$1
-	shift
-	"$emulator" --port 0 "$@" >"$tmp/$name.out" 2>"$tmp/$name.log" &
-	local pid=$!
-	pids+=("$pid")
-	url=""
-	for _ in $(seq 200); do
-		url=$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$tmp/$name.out")
-		[ -n "$url" ] && return 0
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.05
-	done
-	echo "test_executor_runner: emulator $name did not start:" >&2
-	cat "$tmp/$name.log" >&2
-	exit 2
-}
-
 start_emulator main --no-auth
 EMU=$url
 start_emulator idle --no-auth
@@ -80,97 +54,11 @@ echo "# emulators at $EMU and $IDLE_EMU (idle counts)"
 
 # --- helpers -------------------------------------------------------------
 
-PASS=0
-FAIL=0
-N=0
-RUNS=0
-SANITIZER_REPORTS=0
-
-# check DESC CMD...: one TAP line for whether CMD succeeds.
-check() {
-	local desc=$1
-	shift
-	N=$((N + 1))
-	if "$@"; then
-		PASS=$((PASS + 1))
-		echo "ok $N - $desc"
-	else
-		FAIL=$((FAIL + 1))
-		echo "not ok $N - $desc"
-		[ -s "$tmp/why" ] && sed 's/^/#   /' "$tmp/why" | head -n 40
-	fi
-	: >"$tmp/why"
-}
-
-# js FILE EXPR: evaluates EXPR with j = FILE's JSON; a boolean becomes the
-# exit status, anything else is printed.
-js() {
-	node -e '
-const fs = require("fs");
-let j; try { j = JSON.parse(fs.readFileSync(process.argv[1], "utf8")); } catch (e) { j = undefined; }
-let r; try { r = eval(process.argv[2]); } catch (e) { r = false; }
-if (typeof r === "boolean") process.exit(r ? 0 : 1);
-process.stdout.write(r === undefined ? "" : String(r));' "$1" "$2"
-}
-
-# holds FILE EXPR: like js, explaining a failure in $tmp/why.
-holds() {
-	if js "$1" "$2"; then
-		return 0
-	fi
-	{
-		echo "false: $2"
-		echo "in $(basename "$1"): $(head -c 1500 "$1" 2>/dev/null)"
-	} >>"$tmp/why"
-	return 1
-}
-
-enc() {
-	node -e 'process.stdout.write(encodeURIComponent(process.argv[1]))' "$1"
-}
-
-# put EMU NAME FILE [QUERY]: uploads FILE as object NAME.
-put() {
-	curl -sf -o /dev/null -X POST -H 'Content-Type: application/octet-stream' \
-		--data-binary @"$3" "$1/upload/storage/v1/b/$BUCKET/o?uploadType=media&name=$(enc "$2")${4:-}"
-}
-
-# get EMU NAME OUT: downloads object NAME into OUT; fails if it is missing.
-get() {
-	rm -f "$3"
-	curl -sf -o "$3" "$1/storage/v1/b/$BUCKET/o/$(enc "$2")?alt=media"
-}
-
-exists() {
-	[ "$(curl -s -o /dev/null -w '%{http_code}' "$1/storage/v1/b/$BUCKET/o/$(enc "$2")")" = 200 ]
-}
-
-missing() {
-	exists "$1" "$2" || return 0
-	echo "object $2 exists" >>"$tmp/why"
-	return 1
-}
-
-generation() {
-	curl -sf "$1/storage/v1/b/$BUCKET/o/$(enc "$2")" -o "$tmp/meta.json" && js "$tmp/meta.json" 'j.generation'
-}
 
 # listing EMU PREFIX: prints "name generation" of every object under PREFIX.
 listing() {
 	curl -sf "$1/storage/v1/b/$BUCKET/o?prefix=$(enc "$2")" -o "$tmp/list.json" &&
 		js "$tmp/list.json" '(j.items || []).map(o => o.name + " " + o.generation).sort().join("\n")'
-}
-
-# exec_request FILE ID SESSION COMMAND [EXTRA_JSON]: an exec request document.
-exec_request() {
-	node -e '
-const [file, id, session, command, extra] = process.argv.slice(1);
-const r = {version: 1, op: "exec", id: Number(id), command, cwd: "/workspace", env: {},
-  timeout_ms: 60000, max_output_bytes: 1048576, kill_grace_ms: 500,
-  limits: {nproc: 0, memory_bytes: 0, fsize_bytes: 0, cpu_seconds: 0},
-  session, prefix: ""};
-Object.assign(r, JSON.parse(extra || "{}"));
-require("fs").writeFileSync(file, JSON.stringify(r));' "$@"
 }
 
 # file_request FILE ID SESSION JSON: a file request document (JSON: op, path, ...).
