@@ -160,6 +160,8 @@ static bool runner_launch_sync(SbRun *run, const char *request);
 static bool runner_step_sync(SbRun *run);
 static bool lease_parse(const char *data, size_t len, SbRunnerInfo *info);
 #define LEASE_MAX ((size_t) 64 * 1024)
+/* A lease whose execution is still not named this long after it was written names none. */
+#define LEASE_UNNAMED_MS (2 * 60 * 1000)
 
 
 /* What delete_prefix passes to delete_one for each object. */
@@ -1393,6 +1395,13 @@ lease_parse(const char *data, size_t len, SbRunnerInfo *info)
 			strlcpy(info->execution, e, sizeof(info->execution));
 		info->started_at = json_is_integer(at) ?
 			time_t_to_timestamptz((pg_time_t) json_integer_value(at)) : GetCurrentTimestamp();
+		/*
+		 * Its starter writes the execution's name once jobs:run answers: a
+		 * lease still without one long after is a start that failed.
+		 */
+		if (info->execution[0] == '\0' &&
+			GetCurrentTimestamp() > TimestampTzPlusMilliseconds(info->started_at, LEASE_UNNAMED_MS))
+			ok = false;
 	}
 	if (j != NULL)
 		json_decref(j);
@@ -1661,6 +1670,13 @@ runner_step_async(SbRun *run)
 				run->rstep = RN_START;
 				continue;
 			case RN_START:
+				/* A runner that cannot start: its lease goes (the next call starts another). */
+				if (run->batch != NULL)
+				{
+					batch_drive(run->batch);
+					if (run->batch->state == BATCH_FAILED)
+						detach(true, run->lease_object);
+				}
 				if (!batch_step(run))
 					return false;
 				if (run->execution != NULL)

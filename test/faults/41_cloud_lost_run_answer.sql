@@ -45,7 +45,10 @@ RESET ROLE;
 SELECT is(test.runs_of('lost2', :id2), 1, 'and its request was run by exactly one execution');
 SELECT test.emu('hook', 'faults', '{}');
 
--- 3. A twin execution of a request that is running writes nothing.
+-- 3. A twin execution of a request that is running writes nothing.  This is
+-- about cold executions (a session runner's twin is cloud/09_runners.sql's):
+-- the worker runs this one with session runners off.
+SELECT test.alter_system('cloudrun_sandbox.cloud_runners', 'off');
 SET ROLE alice;
 SELECT sandbox.submit('sleep 3; echo once >> runs.txt', 'twin') AS id3 \gset
 RESET ROLE;
@@ -63,6 +66,7 @@ SELECT cmp_ok(test.emu('generation', 'sandbox-test', test.object_prefix('twin') 
 			  test.emu('generation', 'sandbox-test', test.object_prefix('twin') || 'results/' || :id3 || '.json')::bigint,
 			  'the twin did not write the workspace snapshot again after the result (nor anything else: it never ran the command)');
 
+SELECT test.alter_system('cloudrun_sandbox.cloud_runners', NULL);
 SET ROLE alice;
 SELECT sandbox.drop_session('lost1');
 SELECT sandbox.drop_session('lost2');
