@@ -158,7 +158,7 @@ static bool runner_wanted(SbRun *run);
 static void runner_stage_async(SbRun *run);
 static bool runner_launch_sync(SbRun *run, const char *request);
 static bool runner_step_sync(SbRun *run);
-static bool lease_parse(const char *data, size_t len, SbRunnerInfo *info);
+static bool lease_parse(const char *data, size_t len, SbRunnerInfo *info, const char *job);
 #define LEASE_MAX ((size_t) 64 * 1024)
 /* A lease whose execution is still not named this long after it was written names none. */
 #define LEASE_UNNAMED_MS (2 * 60 * 1000)
@@ -261,7 +261,7 @@ stop_runner(const char *prefix)
 	if (sb_gcs_download(&cfg, psprintf("%srunner.json", prefix), LEASE_MAX, &data, &len, NULL,
 						&err) != 0)
 		return;
-	if (lease_parse(data, len, &info) && info.execution[0] != '\0' &&
+	if (lease_parse(data, len, &info, NULL) && info.execution[0] != '\0' &&
 		sb_gc_run_call("POST", psprintf("/v2/%s:cancel", info.execution), "{}", CANCEL_TIMEOUT_MS,
 					   &response, &err) != 0 &&
 		err.kind != SB_ERR_NOT_FOUND && err.kind != SB_ERR_PRECONDITION &&
@@ -1353,6 +1353,13 @@ launch_step(SbRun *run)
 #define REQUEST_MAX ((size_t) 64 * 1024 * 1024)
 #define WITHDRAWN "{\"withdrawn\":true}"
 
+/* registry_hit: the registry knows the session's runner, in the run's job. */
+static bool
+registry_hit(SbRun *run, SbRunnerInfo *info)
+{
+	return sb_runner_lookup(run->dir, info) && strcmp(info->job, run->job) == 0;
+}
+
 /* runner_wanted says whether a run goes through the session's runner. */
 static bool
 runner_wanted(SbRun *run)
@@ -1363,7 +1370,7 @@ runner_wanted(SbRun *run)
 		return false;
 	/* At cloud_max_runners, only a session that has one keeps using it. */
 	return sb_cloud_max_runners == 0 || sb_runner_count() < sb_cloud_max_runners ||
-		sb_runner_lookup(run->dir, &info);
+		registry_hit(run, &info);
 }
 
 /* runner_objects names a runner run's objects (the token is known). */
@@ -1376,13 +1383,17 @@ runner_objects(SbRun *run)
 								 run->runner.token, run->id);
 }
 
-/* lease_parse reads a lease; false (info cleared) if it names no runner. */
+/*
+ * lease_parse reads a lease; false if it names no runner, or (job not NULL)
+ * a runner of another job: the session's owner now uses another job.
+ */
 static bool
-lease_parse(const char *data, size_t len, SbRunnerInfo *info)
+lease_parse(const char *data, size_t len, SbRunnerInfo *info, const char *job)
 {
 	json_t	   *j = json_loadb(data, len, 0, NULL);
 	const char *t = json_string_value(json_object_get(j, "token"));
 	const char *e = json_string_value(json_object_get(j, "execution"));
+	const char *lj = json_string_value(json_object_get(j, "job"));
 	json_t	   *at = json_object_get(j, "started_at");
 	bool		ok = t != NULL && strlen(t) == SB_RUNNER_TOKEN_LEN &&
 		strspn(t, "0123456789abcdef") == SB_RUNNER_TOKEN_LEN;
@@ -1393,6 +1404,10 @@ lease_parse(const char *data, size_t len, SbRunnerInfo *info)
 		strlcpy(info->token, t, sizeof(info->token));
 		if (e != NULL && strlen(e) < SB_RUNNER_EXEC_MAX)
 			strlcpy(info->execution, e, sizeof(info->execution));
+		if (lj != NULL && strlen(lj) < SB_RUNNER_EXEC_MAX)
+			strlcpy(info->job, lj, sizeof(info->job));
+		if (job != NULL && strcmp(info->job, job) != 0)
+			ok = false;
 		info->started_at = json_is_integer(at) ?
 			time_t_to_timestamptz((pg_time_t) json_integer_value(at)) : GetCurrentTimestamp();
 		/*
@@ -1412,8 +1427,8 @@ lease_parse(const char *data, size_t len, SbRunnerInfo *info)
 static char *
 lease_text(SbRun *run)
 {
-	json_t	   *j = json_pack("{sssssIsi}", "token", run->runner.token,
-							  "execution", run->runner.execution,
+	json_t	   *j = json_pack("{sssssssIsi}", "token", run->runner.token,
+							  "execution", run->runner.execution, "job", run->job,
 							  "started_at", (json_int_t) timestamptz_to_time_t(run->runner.started_at),
 							  "idle_timeout_s", sb_cloud_warm_idle_timeout_s);
 	char	   *text = json_dumps(j, JSON_COMPACT);
@@ -1435,6 +1450,7 @@ new_runner(SbRun *run)
 	for (int i = 0; i < (int) sizeof(bytes); i++)
 		snprintf(run->runner.token + 2 * i, 3, "%02x", bytes[i]);
 	run->runner.started_at = GetCurrentTimestamp();
+	strlcpy(run->runner.job, run->job, sizeof(run->runner.job));
 	run->fresh_runner = true;
 }
 
@@ -1483,7 +1499,8 @@ static void
 revoke_async(SbRun *run)
 {
 	detach(true, psprintf("%srunner.json", run->dir));
-	if (run->execution != NULL)
+	/* An execution that has ended is not cancelled (Cloud Run would refuse). */
+	if (run->execution != NULL && run->ended_ms == 0)
 		detach(false, psprintf("/v2/%s:cancel", run->execution));
 }
 
@@ -1579,7 +1596,7 @@ runner_step_async(SbRun *run)
 					if (rc == 0)
 					{
 						run->lease_existed = true;
-						if (!lease_parse(data, len, &run->runner))
+						if (!lease_parse(data, len, &run->runner, run->job))
 							new_runner(run);
 						free(data);
 					}
@@ -1749,7 +1766,7 @@ static void
 runner_stage_async(SbRun *run)
 {
 	run->lease_object = psprintf("%srunner.json", run->dir);
-	if (sb_runner_lookup(run->dir, &run->runner))
+	if (registry_hit(run, &run->runner))
 	{
 		runner_objects(run);
 		run->rstep = RN_POST;
@@ -1775,14 +1792,14 @@ runner_launch_sync(SbRun *run, const char *request)
 	sb_gc_gcs(&cfg);
 	run->lease_object = psprintf("%srunner.json", run->dir);
 	run->request_ref = request;
-	if (!sb_runner_lookup(run->dir, &run->runner))
+	if (!registry_hit(run, &run->runner))
 	{
 		bool		ok = false;
 
 		if (sb_gcs_download(&cfg, run->lease_object, LEASE_MAX, &data, &len, NULL, &err) == 0)
 		{
 			run->lease_existed = true;
-			ok = lease_parse(data, len, &run->runner);
+			ok = lease_parse(data, len, &run->runner, run->job);
 			free(data);
 		}
 		else if (err.kind != SB_ERR_NOT_FOUND)
@@ -1860,7 +1877,7 @@ runner_withdraw_sync(SbRun *run)
 	if (sb_gcs_upload(&cfg, run->lease_object, "{}", 2, SB_GCS_ANY_GENERATION, NULL, &err) != 0)
 		elog(LOG, "cloudrun_sandbox: could not revoke the lease %s: %s", run->lease_object,
 			 err.message);
-	if (run->execution != NULL &&
+	if (run->execution != NULL && run->ended_ms == 0 &&
 		sb_gc_run_call("POST", psprintf("/v2/%s:cancel", run->execution), "{}", CANCEL_TIMEOUT_MS,
 					   &response, &err) != 0 &&
 		err.kind != SB_ERR_NOT_FOUND && err.kind != SB_ERR_PRECONDITION &&

@@ -24,6 +24,7 @@ typedef struct SbRunnerInfo
 {
 	char		token[SB_RUNNER_TOKEN_LEN + 1];
 	char		execution[SB_RUNNER_EXEC_MAX];	/* "" while not known */
+	char		job[SB_RUNNER_EXEC_MAX];	/* /v2/projects/P/locations/R/jobs/J: it runs there */
 	TimestampTz started_at;
 	TimestampTz last_request_at;
 	int64		requests;

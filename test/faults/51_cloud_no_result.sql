@@ -40,7 +40,10 @@ SELECT is(:'LAST_ERROR_MESSAGE'::text, 'the Cloud Run execution ended without a 
 SET client_min_messages = warning;
 RESET ROLE;
 RESET cloudrun_sandbox.job;
-SELECT is(coalesce((test.emu_stats()->'runs_by_job'->>'flt51-broken')::int, 0), :runs_before + 1,
+-- With session runners, a runner started in that job first: it cannot read its
+-- lease and exits, and the request runs as an execution of its own.
+SELECT is(coalesce((test.emu_stats()->'runs_by_job'->>'flt51-broken')::int, 0),
+		  :runs_before + CASE WHEN current_setting('cloudrun_sandbox.cloud_runners')::boolean THEN 2 ELSE 1 END,
 		  'the command ran in the misconfigured job');
 SELECT is(pg_temp.cancels(), :cancels_before, 'no cancel is sent for the execution that ended (so no warning)');
 
