@@ -100,7 +100,8 @@ typedef enum RunnerStep
 	RN_NOTE,					/* the lease again, with the execution's name */
 	RN_WAIT,					/* waiting for the result */
 	RN_WITHDRAW,				/* giving the runner up: our claim */
-	RN_REFETCH					/* reading the request back for a cold execution */
+	RN_REFETCH,					/* reading the request back for a cold execution */
+	RN_WITHDRAW_CHECK			/* the claim was there: ours (a lost answer), or the runner's? */
 } RunnerStep;
 
 struct SbRun
@@ -140,6 +141,7 @@ struct SbRun
 	bool		fresh_runner;	/* this run starts it */
 	bool		lease_existed;	/* runner.json was there (unusable): overwritten */
 	bool		taken;			/* the runner took the request (our withdrawal failed) */
+	char		mine[SB_RUNNER_TOKEN_LEN + 1];	/* the token of a lease this run wrote, or "" */
 	char	   *upload_object;	/* what upload_start uploads: the inbox's object or request_object */
 	char	   *lease_object;
 	char	   *inbox_object;
@@ -1368,9 +1370,12 @@ runner_wanted(SbRun *run)
 
 	if (!sb_cloud_runners || strlen(run->dir) >= SB_RUNNER_DIR_MAX)
 		return false;
-	/* At cloud_max_runners, only a session that has one keeps using it. */
-	return sb_cloud_max_runners == 0 || sb_runner_count() < sb_cloud_max_runners ||
-		registry_hit(run, &info);
+	/* At the caps (the server's, the owner's), only a session that has one keeps using it. */
+	if (registry_hit(run, &info))
+		return true;
+	return (sb_cloud_max_runners == 0 || sb_runner_count(InvalidOid) < sb_cloud_max_runners) &&
+		(sb_cloud_max_runners_per_role == 0 ||
+		 sb_runner_count(sb_gc_role()) < sb_cloud_max_runners_per_role);
 }
 
 /* runner_objects names a runner run's objects (the token is known). */
@@ -1451,6 +1456,7 @@ new_runner(SbRun *run)
 		snprintf(run->runner.token + 2 * i, 3, "%02x", bytes[i]);
 	run->runner.started_at = GetCurrentTimestamp();
 	strlcpy(run->runner.job, run->job, sizeof(run->runner.job));
+	strlcpy(run->mine, run->runner.token, sizeof(run->mine));
 	run->fresh_runner = true;
 }
 
@@ -1490,6 +1496,13 @@ runner_waiting(SbRun *run)
 	/* A runner it started is waited for as a cold execution is; another must take it in time. */
 	run->take_deadline_ms = run->fresh_runner && run->execution != NULL ? 0 :
 		sb_now_ms() + (int64) sb_cloud_runner_take_timeout_s * 1000;
+	/* A call gives the runner a third of its time at most, so that a cold run still fits. */
+	if (run->take_deadline_ms > 0 && !sb_driver_nonblocking && sb_gc_call_end() != DT_NOEND)
+	{
+		int64		left = (sb_gc_call_end() - GetCurrentTimestamp()) / 1000;
+
+		run->take_deadline_ms = Min(run->take_deadline_ms, sb_now_ms() + Max(left / 3, 5000));
+	}
 	run->rstep = RN_WAIT;
 	sb_runner_put(run->dir, run->session, sb_gc_role(), &run->runner);
 }
@@ -1556,6 +1569,11 @@ runner_fallback_async(SbRun *run)
 		 " runs as a Cloud Run execution of its own",
 		 run->execution ? run->execution : "(not started)", run->id);
 	run->rstep = RN_NONE;
+	/* Nothing the runner's checks or lookups started may be read as the cold run's. */
+	call_drop(&run->check);
+	call_drop(&run->lookup);
+	run->check.retry_at = 0;
+	run->lookup.retry_at = 0;
 	run->execution = NULL;
 	run->operation = NULL;
 	run->started = false;
@@ -1598,6 +1616,12 @@ runner_step_async(SbRun *run)
 						run->lease_existed = true;
 						if (!lease_parse(data, len, &run->runner, run->job))
 							new_runner(run);
+						else if (run->mine[0] != '\0' && strcmp(run->runner.token, run->mine) == 0)
+						{
+							/* Our own lease, its write's answer lost: the runner is still to start. */
+							run->fresh_runner = true;
+							run->runner.started_at = GetCurrentTimestamp();
+						}
 						free(data);
 					}
 					else if (err.kind == SB_ERR_NOT_FOUND)
@@ -1637,7 +1661,11 @@ runner_step_async(SbRun *run)
 						run->rstep = RN_POST;
 					else if (err.kind == SB_ERR_PRECONDITION)
 					{
-						/* Another call wrote a lease meanwhile: use that one. */
+						/*
+						 * Another call wrote a lease meanwhile (use that one), or
+						 * this very write succeeded and its answer was lost: the
+						 * lease read next says which (its token is ours).
+						 */
 						run->fresh_runner = run->lease_existed = false;
 						run->rstep = RN_LEASE_READ;
 					}
@@ -1712,13 +1740,9 @@ runner_step_async(SbRun *run)
 					}
 					if (err.kind == SB_ERR_PRECONDITION)
 					{
-						/* It took the request after all: wait for its result. */
-						run->taken = true;
-						run->take_deadline_ms = 0;
-						run->rstep = RN_WAIT;
-						if (run->ended_ms > 0)
-							lost_result(run);
-						return true;
+						/* The runner's claim, or ours whose answer was lost: read it. */
+						run->rstep = RN_WITHDRAW_CHECK;
+						continue;
 					}
 					if (!may_pass(&err))
 						sb_gc_raise(&err, "could not withdraw the request from the session runner",
@@ -1731,6 +1755,34 @@ runner_step_async(SbRun *run)
 					!may_pass(&err))
 					sb_gc_raise(&err, "could not withdraw the request from the session runner",
 								SB_GC_NOT_FOUND_BUCKET);
+				return false;
+			case RN_WITHDRAW_CHECK:
+				if (call_answered(&run->rcall))
+				{
+					rc = call_end_download(&run->rcall, &data, &len, &err);
+					if (rc == 0 && len == strlen(WITHDRAWN) && memcmp(data, WITHDRAWN, len) == 0)
+					{
+						free(data);
+						revoke_async(run);
+						run->rstep = RN_REFETCH;
+						continue;
+					}
+					if (rc == 0)
+						free(data);
+					else if (may_pass(&err))
+						return false;
+					/* It took the request after all: wait for its result. */
+					run->taken = true;
+					run->take_deadline_ms = 0;
+					run->rstep = RN_WAIT;
+					if (run->ended_ms > 0)
+						lost_result(run);
+					return true;
+				}
+				if (call_due(&run->rcall) &&
+					!call_start_download(&run->rcall, run->claim_object, LEASE_MAX, &err) &&
+					!may_pass(&err))
+					sb_gc_raise(&err, "could not read the request's claim", SB_GC_NOT_FOUND_BUCKET);
 				return false;
 			case RN_REFETCH:
 				if (call_answered(&run->rcall))
@@ -1813,9 +1865,21 @@ runner_launch_sync(SbRun *run, const char *request)
 			if (sb_gcs_upload(&cfg, run->lease_object, lease, strlen(lease),
 							  run->lease_existed ? SB_GCS_ANY_GENERATION : 0, NULL, &err) != 0)
 			{
-				if (err.kind == SB_ERR_PRECONDITION)
+				SbRunnerInfo there;
+				bool		ours = false;
+
+				if (err.kind != SB_ERR_PRECONDITION)
+					sb_gc_raise(&err, "could not write the session's runner lease",
+								SB_GC_NOT_FOUND_BUCKET);
+				/* Ours, its answer lost (a retry found it), or another call's. */
+				if (sb_gcs_download(&cfg, run->lease_object, LEASE_MAX, &data, &len, NULL, &err) == 0)
+				{
+					ours = lease_parse(data, len, &there, run->job) &&
+						strcmp(there.token, run->runner.token) == 0;
+					free(data);
+				}
+				if (!ours)
 					return false;	/* another call's lease, just written: run cold this once */
-				sb_gc_raise(&err, "could not write the session's runner lease", SB_GC_NOT_FOUND_BUCKET);
 			}
 		}
 	}
@@ -1848,6 +1912,30 @@ runner_launch_sync(SbRun *run, const char *request)
 	return true;
 }
 
+/*
+ * own_withdrawal: a withdrawal's upload found the claim there (*err a
+ * precondition failure); true if it is ours (an attempt whose answer was
+ * lost, retried), not the runner's.
+ */
+static bool
+own_withdrawal(SbRun *run, SbError *err)
+{
+	SbGcsConfig cfg;
+	SbError		e;
+	char	   *data;
+	size_t		len;
+	bool		ours;
+
+	if (err->kind != SB_ERR_PRECONDITION)
+		return false;
+	sb_gc_gcs(&cfg);
+	if (sb_gcs_download(&cfg, run->claim_object, LEASE_MAX, &data, &len, NULL, &e) != 0)
+		return false;			/* taken, as far as we can tell: wait for the result */
+	ours = len == strlen(WITHDRAWN) && memcmp(data, WITHDRAWN, len) == 0;
+	free(data);
+	return ours;
+}
+
 /* runner_withdraw_sync gives the runner up (synchronous callers): a cold execution instead, or lost. */
 static void
 runner_withdraw_sync(SbRun *run)
@@ -1860,7 +1948,8 @@ runner_withdraw_sync(SbRun *run)
 
 	sb_runner_forget(run->dir, run->runner.token);
 	sb_gc_gcs(&cfg);
-	if (sb_gcs_upload(&cfg, run->claim_object, WITHDRAWN, strlen(WITHDRAWN), 0, NULL, &err) != 0)
+	if (sb_gcs_upload(&cfg, run->claim_object, WITHDRAWN, strlen(WITHDRAWN), 0, NULL, &err) != 0 &&
+		!own_withdrawal(run, &err))
 	{
 		if (err.kind != SB_ERR_PRECONDITION)
 			sb_gc_raise(&err, "could not withdraw the request from the session runner",

@@ -400,6 +400,6 @@ sandbox_worker_status(PG_FUNCTION_ARGS)
 		values[9] = sb_limits_in_force();
 	/* Before 0.8.0 it has no runners column. */
 	if (desc->natts > 10)
-		values[10] = Int32GetDatum(sb_runner_count());
+		values[10] = Int32GetDatum(sb_runner_count(InvalidOid));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

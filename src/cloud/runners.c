@@ -34,6 +34,7 @@ bool		sb_cloud_runners = true;
 int			sb_cloud_warm_idle_timeout_s = 300;
 int			sb_cloud_runner_take_timeout_s = 60;
 int			sb_cloud_max_runners = 100;
+int			sb_cloud_max_runners_per_role = 10;
 
 typedef struct RunnerEntry
 {
@@ -74,7 +75,12 @@ sb_runners_define_settings(void)
 	DefineCustomIntVariable("cloudrun_sandbox.cloud_max_runners",
 							"Most session runners this server starts and keeps in use at once.",
 							"Past it a session without a runner runs each command as an execution of its own; 0 = no limit.",
-							&sb_cloud_max_runners, 100, 0, 10000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+							&sb_cloud_max_runners, 100, 0, SB_RUNNER_CAPACITY, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("cloudrun_sandbox.cloud_max_runners_per_role",
+							"Most session runners one role's sessions have at once.",
+							"Past it that role's other sessions run each command as an execution of its own; 0 = no limit.",
+							&sb_cloud_max_runners_per_role, 10, 0, SB_RUNNER_CAPACITY, PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
 }
 
 static Size
@@ -216,9 +222,12 @@ sb_runner_forget(const char *dir, const char *token)
 	LWLockRelease(registry->lock);
 }
 
-/* sb_runner_count is the number of runners this server trusts to be up, for worker_status(). */
+/*
+ * sb_runner_count is the number of runners this server trusts to be up: of
+ * one owner's sessions, or (InvalidOid) all.
+ */
 int
-sb_runner_count(void)
+sb_runner_count(Oid owner)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int			n = 0;
@@ -227,7 +236,8 @@ sb_runner_count(void)
 		return 0;
 	LWLockAcquire(registry->lock, LW_SHARED);
 	for (int i = 0; i < SB_RUNNER_CAPACITY; i++)
-		if (registry->entries[i].used && trusted(&registry->entries[i], now))
+		if (registry->entries[i].used && trusted(&registry->entries[i], now) &&
+			(!OidIsValid(owner) || registry->entries[i].owner == owner))
 			n++;
 	LWLockRelease(registry->lock);
 	return n;

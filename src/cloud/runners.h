@@ -34,6 +34,7 @@ extern bool sb_cloud_runners;
 extern int	sb_cloud_warm_idle_timeout_s;
 extern int	sb_cloud_runner_take_timeout_s;
 extern int	sb_cloud_max_runners;
+extern int	sb_cloud_max_runners_per_role;
 
 extern void sb_runners_define_settings(void);
 extern void sb_runners_shmem_request(void);
@@ -44,6 +45,6 @@ extern bool sb_runner_lookup(const char *dir, SbRunnerInfo *info);
 extern void sb_runner_put(const char *dir, const char *key, Oid owner, const SbRunnerInfo *info);
 extern void sb_runner_used(const char *dir, const char *token);
 extern void sb_runner_forget(const char *dir, const char *token);
-extern int	sb_runner_count(void);
+extern int	sb_runner_count(Oid owner);
 
 #endif							/* SB_CLOUD_RUNNERS_H */
