@@ -20,7 +20,7 @@ COPY src/common src/common
 COPY src/executor src/executor
 RUN cc -std=gnu11 -O2 -g0 -Wall -Wextra -Werror -Wno-unused-parameter -Isrc \
 		-DSB_EXECUTOR_CLOUD -o cloudrun-sandbox-executor src/executor/*.c \
-		src/common/sbutil.c src/common/protocol.c src/common/http.c \
+		src/common/sbutil.c src/common/protocol.c src/common/frame.c src/common/http.c \
 		src/common/gcs.c src/common/oauth.c \
 		-ljansson -lcurl -lcrypto \
 	&& ./cloudrun-sandbox-executor --version
