@@ -70,6 +70,25 @@
 #define COMPACT_MIN_BYTES ((size_t) 1024 * 1024)
 #define MAX_LIFE_MS (23LL * 3600 * 1000)
 #define SNAPSHOT_TIMEOUT_MS (15L * 60 * 1000)
+#define SEEN_MAX 256			/* ids this process took or skipped, remembered */
+#define SEEN_DELETE_MAX 8		/* reappeared inbox objects deleted per poll */
+
+/*
+ * The ids this process has taken or skipped, the last SEEN_MAX of them: an
+ * inbox object of one of them is never claimed or run again (an upload the
+ * extension retried after a lost answer re-creates an inbox object the
+ * runner deleted, and our claim text is the same for every request).
+ * delete: the inbox object goes when it shows again (a request we ran or
+ * settled); not for a withdrawn one, which the extension reads back to run
+ * it cold.
+ */
+typedef struct SeenIds
+{
+	long long	id[SEEN_MAX];
+	bool		del[SEEN_MAX];
+	int			n;
+	int			next;
+} SeenIds;
 
 /* One runner: the shared run context plus what runner mode keeps. */
 typedef struct Runner
@@ -87,6 +106,7 @@ typedef struct Runner
 	SbWsync		ws;
 	size_t		base_bytes;		/* size of the base snapshot */
 	size_t		inc_bytes;		/* sizes of the increments, together */
+	SeenIds		seen;
 } Runner;
 
 #define strfmt sb_cloud_strfmt
@@ -399,11 +419,41 @@ compact(Runner *r)
 	return true;
 }
 
-/* Lowest request id in the inbox, found by list_fn. */
+/* seen_find: the slot of id in the ring, -1 if not there. */
+static int
+seen_find(const SeenIds *s, long long id)
+{
+	for (int i = 0; i < s->n; i++)
+		if (s->id[i] == id)
+			return i;
+	return -1;
+}
+
+/* seen_add remembers id (the oldest is forgotten when the ring is full). */
+static void
+seen_add(SeenIds *s, long long id, bool del)
+{
+	int			i = seen_find(s, id);
+
+	if (i < 0)
+	{
+		i = s->next;
+		s->next = (s->next + 1) % SEEN_MAX;
+		if (s->n < SEEN_MAX)
+			s->n++;
+	}
+	s->id[i] = id;
+	s->del[i] = del;
+}
+
+/* Lowest request id in the inbox not seen yet, found by list_fn. */
 typedef struct InboxScan
 {
 	size_t		prefix_len;
 	long long	lowest;
+	const SeenIds *seen;
+	long long	stale[SEEN_DELETE_MAX];	/* seen ids whose inbox object is back */
+	int			n_stale;
 } InboxScan;
 
 /* list_fn keeps the lowest id of the inbox objects named <id>.json. */
@@ -414,13 +464,21 @@ list_fn(void *arg, const char *name, int64_t generation, int64_t size)
 	const char *p = name + scan->prefix_len;
 	char	   *end;
 	long long	id;
+	int			i;
 
 	if (strlen(name) <= scan->prefix_len || *p < '1' || *p > '9')
 		return 0;
 	errno = 0;
 	id = strtoll(p, &end, 10);
-	if (errno == 0 && strcmp(end, ".json") == 0 && id > 0 &&
-		(scan->lowest == 0 || id < scan->lowest))
+	if (errno != 0 || strcmp(end, ".json") != 0 || id <= 0)
+		return 0;
+	if ((i = seen_find(scan->seen, id)) >= 0)
+	{
+		if (scan->seen->del[i] && scan->n_stale < SEEN_DELETE_MAX)
+			scan->stale[scan->n_stale++] = id;
+		return 0;
+	}
+	if (scan->lowest == 0 || id < scan->lowest)
 		scan->lowest = id;
 	return 0;
 }
@@ -429,9 +487,13 @@ list_fn(void *arg, const char *name, int64_t generation, int64_t size)
 static long long
 next_request(Runner *r)
 {
-	InboxScan	scan = {strlen(r->inbox_prefix), 0};
+	InboxScan	scan;
 	SbError		err;
 	int			rc;
+
+	memset(&scan, 0, sizeof(scan));
+	scan.prefix_len = strlen(r->inbox_prefix);
+	scan.seen = &r->seen;
 
 	r->run.gcs.timeout_ms = 10000;
 	rc = sb_gcs_list(&r->run.gcs, r->inbox_prefix, list_fn, &scan, &err);
@@ -440,6 +502,15 @@ next_request(Runner *r)
 	{
 		say("runner: cannot list gs://%s/%s: %s", r->run.bucket, r->inbox_prefix, err.message);
 		return -1;
+	}
+	/* A request we ran or settled, put in the inbox again: it goes, quietly. */
+	for (int i = 0; i < scan.n_stale; i++)
+	{
+		char	   *name = strfmt("%s%lld.json", r->inbox_prefix, scan.stale[i]);
+
+		if (name != NULL)
+			(void) sb_gcs_delete(&r->run.gcs, name, SB_GCS_ANY_GENERATION, &err);
+		sb_free(name);
 	}
 	return scan.lowest;
 }
@@ -692,10 +763,11 @@ claim_and_fetch(Runner *r, const char *claim_name, const char *claim_text, const
 }
 
 /*
- * take tries to take request id: claim it, then serve it.  Returns false
- * when the runner must stop.
+ * take tries to take request id: claim it, then serve it.  Returns 1 when it
+ * served it, 0 when it did not (claimed or withdrawn by another, or the
+ * claim could not be written), -1 when the runner must stop.
  */
-static bool
+static int
 take(Runner *r, long long id)
 {
 	CloudRun   *run = &r->run;
@@ -706,6 +778,7 @@ take(Runner *r, long long id)
 	char	   *text = NULL;
 	size_t		len = 0;
 	bool		go_on = true;
+	bool		served = false;
 	int			c;
 
 	reset_request(run);
@@ -721,27 +794,35 @@ take(Runner *r, long long id)
 	else if ((c = claim_and_fetch(r, claim_name, claim_text, inbox_name, &text, &len)) == 0)
 	{
 		say("runner: took execution %lld", id);
+		seen_add(&r->seen, id, true);
 		go_on = serve(r, id, inbox_name, text, len);
 		text = NULL;			/* serve's now */
+		served = true;
 	}
 	else if (c == 2 && earlier_self(r, claim_name))
 	{
 		/* Taken by an earlier process with our very owner (restarted in place): lost. */
+		seen_add(&r->seen, id, true);
 		error_result(run, "the session runner stopped while it ran execution %lld; its output is lost",
 					 id, NULL);
 		delete_quietly(run, inbox_name);
 	}
 	else if (c == 2)
 	{
+		/*
+		 * Withdrawn by the extension (or claimed by another): the inbox
+		 * object stays, the extension reads the request back from it to run
+		 * it cold; remembered, so that we do not come back to it.
+		 */
 		say("runner: execution %lld was claimed (or withdrawn) already; not running it", id);
-		delete_quietly(run, inbox_name);
+		seen_add(&r->seen, id, false);
 	}
 	reset_request(run);
 	free(text);
 	sb_free(claim_name);
 	sb_free(inbox_name);
 	sb_free(claim_text);
-	return go_on;
+	return !go_on ? -1 : served ? 1 : 0;
 }
 
 /* valid_token: 32 hex digits. */
@@ -867,12 +948,19 @@ loop(Runner *r)
 		id = next_request(r);
 		if (id > 0)
 		{
-			if (!take(r, id))
+			int			t = take(r, id);
+
+			if (t < 0)
 				return 0;
-			last_request = sb_now_ms();
-			interval = POLL_FAST_MS;
-			compacted_idle = false;
-			continue;
+			if (t > 0)
+			{
+				/* Only a served request is work: the idle clock restarts. */
+				last_request = sb_now_ms();
+				interval = POLL_FAST_MS;
+				compacted_idle = false;
+				continue;
+			}
+			/* Skipped, or the claim could not be written: sleep as an empty poll does. */
 		}
 		now = sb_now_ms();
 		/* An idle moment: compact, or leave. */
