@@ -180,6 +180,43 @@ lease_state(Runner *r)
 	return rc;
 }
 
+/*
+ * let_go_lease: before an idle (or age) exit, replace runner.json with "{}"
+ * if it still names us, with its generation as precondition, so that the
+ * next call starts a runner instead of posting to one that is gone.  A
+ * precondition failure means someone rewrote it: it is left as it is.
+ */
+static void
+let_go_lease(Runner *r)
+{
+	char	   *data = NULL;
+	size_t		len = 0;
+	int64_t		gen = 0;
+	SbError		err;
+	json_t	   *root;
+	const char *tok;
+	bool		ours;
+
+	r->run.gcs.timeout_ms = 5000;
+	if (sb_gcs_download(&r->run.gcs, r->lease_name, LEASE_MAX_BYTES, &data, &len, &gen,
+						&err) != 0)
+	{
+		r->run.gcs.timeout_ms = 0;
+		return;
+	}
+	root = json_loadb(data, len, 0, NULL);
+	free(data);
+	tok = json_string_value(json_object_get(root, "token"));
+	ours = tok != NULL && strcmp(tok, r->token) == 0;
+	if (root)
+		json_decref(root);
+	if (ours && gen > 0 &&
+		sb_gcs_upload(&r->run.gcs, r->lease_name, "{}", 2, gen, NULL, &err) != 0 &&
+		err.kind != SB_ERR_PRECONDITION)
+		say("runner: warning: cannot let the session's lease go: %s", err.message);
+	r->run.gcs.timeout_ms = 0;
+}
+
 /* make_owner builds our owner document from the task's environment. */
 static char *
 make_owner(void)
@@ -974,6 +1011,7 @@ loop(Runner *r)
 		{
 			if (worth_compacting(r))
 				(void) compact(r);
+			let_go_lease(r);
 			say("runner: %s; exiting", now - born >= MAX_LIFE_MS ? "23 hours of life"
 				: "idle timeout");
 			return 0;

@@ -492,6 +492,9 @@ took=$(($(date +%s) - start))
 sanitizer_check "$tmp/runner-nine.err"
 check "a withdrawn request is left in the inbox, looked at once, and the runner idles out on time ($took s, idle 3 s)" \
 	eval '[ "$RC" = 0 ] && [ "$took" -le 10 ] && grep -q "idle timeout" "$tmp/runner-nine.err" && exists "$EMU" "sessions/r9/runners/$T9/inbox/4.json" && missing "$EMU" sessions/r9/results/4.json && [ "$(grep -c "execution 4 was claimed" "$tmp/runner-nine.err")" = 1 ]'
+get "$EMU" sessions/r9/runner.json "$tmp/lease-after.json"
+check "idle exit lets the lease go: runner.json no longer names the runner" \
+	eval 'holds "$tmp/lease-after.json" "j !== undefined && j.token === undefined"'
 
 # --- a revoked lease ---------------------------------------------------------------
 
