@@ -46,7 +46,9 @@
 #include "fileops.h"
 #include "wsync.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -55,6 +57,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,6 +73,7 @@
 #define COMPACT_MIN_BYTES ((size_t) 1024 * 1024)
 #define MAX_LIFE_MS (23LL * 3600 * 1000)
 #define SNAPSHOT_TIMEOUT_MS (15L * 60 * 1000)
+#define FTMP_MAX_DEPTH 128		/* deeper directories of a file /tmp are left */
 #define SEEN_MAX 256			/* ids this process took or skipped, remembered */
 #define SEEN_DELETE_MAX 8		/* reappeared inbox objects deleted per poll */
 
@@ -602,6 +606,116 @@ error_result(CloudRun *run, const char *fmt, long long id, const char *detail)
 }
 
 /*
+ * empty_dir removes everything in the directory dfd, by descriptors only
+ * (never following a symbolic link), FTMP_MAX_DEPTH levels deep at most.
+ */
+static void
+empty_dir(int dfd, int depth)
+{
+	int			dup_fd = dup(dfd);
+	DIR		   *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+	struct dirent *e;
+
+	if (d == NULL)
+	{
+		if (dup_fd >= 0)
+			close(dup_fd);
+		return;
+	}
+	rewinddir(d);
+	while ((e = readdir(d)) != NULL)
+	{
+		struct stat st;
+		int			sub;
+
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			continue;
+		if (!S_ISDIR(st.st_mode))
+		{
+			(void) unlinkat(dfd, e->d_name, 0);
+			continue;
+		}
+		if (depth >= FTMP_MAX_DEPTH)
+			continue;
+		sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (sub < 0)
+			continue;
+		(void) fchmod(sub, S_IRWXU);
+		empty_dir(sub, depth + 1);
+		close(sub);
+		(void) unlinkat(dfd, e->d_name, AT_REMOVEDIR);
+	}
+	closedir(d);
+}
+
+/*
+ * A file operation's own /tmp, fresh for each request (a cold execution's
+ * /tmp is fresh each time): the container's real /tmp holds the runner's
+ * snapshot file and would keep one request's files for the next.
+ */
+typedef struct FileTmp
+{
+	char		dir[PATH_MAX];
+	char	   *old;			/* CLOUDRUN_SANDBOX_TMP before, or NULL */
+	int			fd;
+} FileTmp;
+
+/* ftmp_begin makes the directory and points the file operations' /tmp at it. */
+static bool
+ftmp_begin(FileTmp *t, char *msg, size_t msglen)
+{
+	const char *base = getenv("CLOUDRUN_SANDBOX_TMP");
+
+	t->fd = -1;
+	t->old = base ? sb_strdup(base) : NULL;
+	if (t->old == NULL && base != NULL)
+	{
+		snprintf(msg, msglen, "out of memory");
+		t->dir[0] = '\0';
+		return false;
+	}
+	if (base == NULL || base[0] != '/')
+		base = "/tmp";
+	snprintf(t->dir, sizeof(t->dir), "%s/cloudrun-sandbox-ftmp.XXXXXX", base);
+	if (mkdtemp(t->dir) == NULL)
+	{
+		snprintf(msg, msglen, "cannot make the file operation's /tmp: %s", strerror(errno));
+		t->dir[0] = '\0';
+		return false;
+	}
+	t->fd = open(t->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (t->fd < 0 || setenv("CLOUDRUN_SANDBOX_TMP", t->dir, 1) != 0)
+	{
+		snprintf(msg, msglen, "cannot make the file operation's /tmp: %s", strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+/* ftmp_end removes the directory and everything in it, and puts the setting back. */
+static void
+ftmp_end(FileTmp *t)
+{
+	if (t->old != NULL)
+		(void) setenv("CLOUDRUN_SANDBOX_TMP", t->old, 1);
+	else
+		(void) unsetenv("CLOUDRUN_SANDBOX_TMP");
+	sb_free(t->old);
+	t->old = NULL;
+	if (t->fd >= 0)
+	{
+		empty_dir(t->fd, 0);
+		close(t->fd);
+		t->fd = -1;
+	}
+	if (t->dir[0] != '\0' && rmdir(t->dir) != 0)
+		say("runner: warning: cannot remove %s: %s", t->dir, strerror(errno));
+	t->dir[0] = '\0';
+}
+
+/*
  * serve runs request id taken from the inbox (its claim is ours): download
  * it, delete the inbox object, run it, write its result.  Returns false
  * when the runner must stop serving (its state was replaced, or the
@@ -651,7 +765,15 @@ serve(Runner *r, long long id, const char *inbox_name, char *text, size_t len)
 		else if (run->config_error[0] != '\0')
 			sb_file_set_error(&fres, SB_FERR_NONE, "%s", run->config_error);
 		else if (!sb_cloud_file_already_ran(run, &freq, &fres))
-			sb_cloud_file_request(run, &freq, &fres);
+		{
+			FileTmp		ftmp;
+
+			if (ftmp_begin(&ftmp, msg, sizeof(msg)))
+				sb_cloud_file_request(run, &freq, &fres);
+			else
+				sb_file_set_error(&fres, SB_FERR_NONE, "%s", msg);
+			ftmp_end(&ftmp);
+		}
 		saved = fres.status == SB_STATUS_SUCCEEDED;
 		result = sb_file_result_encode(&fres);
 	}

@@ -496,6 +496,26 @@ get "$EMU" sessions/r9/runner.json "$tmp/lease-after.json"
 check "idle exit lets the lease go: runner.json no longer names the runner" \
 	eval 'holds "$tmp/lease-after.json" "j !== undefined && j.token === undefined"'
 
+# --- file operations' /tmp --------------------------------------------------------
+
+echo "# a file operation's /tmp is its own, fresh for each request"
+T10=99999999999999992222222222222222
+lease "$EMU" r9 "$T10"
+inbox_file "$EMU" r9 "$T10" 5 '{"op":"file_write","path":"/tmp/x","content":"kept?\n"}'
+inbox_file "$EMU" r9 "$T10" 6 '{"op":"file_read","path":"/tmp/x"}'
+inbox_file "$EMU" r9 "$T10" 7 '{"op":"file_list","path":"/tmp"}'
+inbox_file "$EMU" r9 "$T10" 8 '{"op":"file_write","path":"/tmp/d","content":"d\n"}'
+inbox_file "$EMU" r9 "$T10" 9 '{"op":"file_list","path":"/tmp"}'
+start_runner ten "$EMU" r9 "$T10" 3
+wait_object "$EMU" sessions/r9/results/9.json 40
+for i in 5 6 7 9; do get "$EMU" "sessions/r9/results/$i.json" "$tmp/r$i.json"; done
+check "file_write /tmp/x in one request, file_read /tmp/x in the next: not found" \
+	eval 'holds "$tmp/r5.json" "j.status === \"succeeded\"" && holds "$tmp/r6.json" "j.status !== \"succeeded\" && j.error_code === \"not_found\""'
+check "file_list /tmp sees an empty /tmp of its own: no snapshot directory, nothing of an earlier request" \
+	eval 'holds "$tmp/r7.json" "j.status === \"succeeded\" && !/cloudrun-sandbox/.test(JSON.stringify(j)) && !/\"x\"/.test(JSON.stringify(j))" && holds "$tmp/r9.json" "j.status === \"succeeded\" && !/cloudrun-sandbox/.test(JSON.stringify(j)) && !/\"d\"/.test(JSON.stringify(j))"'
+wait_exit "$RPID" 30
+sanitizer_check "$tmp/runner-ten.err"
+
 # --- a revoked lease ---------------------------------------------------------------
 
 echo "# a revoked lease"
