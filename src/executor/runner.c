@@ -46,7 +46,9 @@
 #include "fileops.h"
 #include "wsync.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -55,6 +57,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,6 +73,26 @@
 #define COMPACT_MIN_BYTES ((size_t) 1024 * 1024)
 #define MAX_LIFE_MS (23LL * 3600 * 1000)
 #define SNAPSHOT_TIMEOUT_MS (15L * 60 * 1000)
+#define FTMP_MAX_DEPTH 128		/* deeper directories of a file /tmp are left */
+#define SEEN_MAX 256			/* ids this process took or skipped, remembered */
+#define SEEN_DELETE_MAX 8		/* reappeared inbox objects deleted per poll */
+
+/*
+ * The ids this process has taken or skipped, the last SEEN_MAX of them: an
+ * inbox object of one of them is never claimed or run again (an upload the
+ * extension retried after a lost answer re-creates an inbox object the
+ * runner deleted, and our claim text is the same for every request).
+ * delete: the inbox object goes when it shows again (a request we ran or
+ * settled); not for a withdrawn one, which the extension reads back to run
+ * it cold.
+ */
+typedef struct SeenIds
+{
+	long long	id[SEEN_MAX];
+	bool		del[SEEN_MAX];
+	int			n;
+	int			next;
+} SeenIds;
 
 /* One runner: the shared run context plus what runner mode keeps. */
 typedef struct Runner
@@ -87,6 +110,7 @@ typedef struct Runner
 	SbWsync		ws;
 	size_t		base_bytes;		/* size of the base snapshot */
 	size_t		inc_bytes;		/* sizes of the increments, together */
+	SeenIds		seen;
 } Runner;
 
 #define strfmt sb_cloud_strfmt
@@ -158,6 +182,43 @@ lease_state(Runner *r)
 	if (root)
 		json_decref(root);
 	return rc;
+}
+
+/*
+ * let_go_lease: before an idle (or age) exit, replace runner.json with "{}"
+ * if it still names us, with its generation as precondition, so that the
+ * next call starts a runner instead of posting to one that is gone.  A
+ * precondition failure means someone rewrote it: it is left as it is.
+ */
+static void
+let_go_lease(Runner *r)
+{
+	char	   *data = NULL;
+	size_t		len = 0;
+	int64_t		gen = 0;
+	SbError		err;
+	json_t	   *root;
+	const char *tok;
+	bool		ours;
+
+	r->run.gcs.timeout_ms = 5000;
+	if (sb_gcs_download(&r->run.gcs, r->lease_name, LEASE_MAX_BYTES, &data, &len, &gen,
+						&err) != 0)
+	{
+		r->run.gcs.timeout_ms = 0;
+		return;
+	}
+	root = json_loadb(data, len, 0, NULL);
+	free(data);
+	tok = json_string_value(json_object_get(root, "token"));
+	ours = tok != NULL && strcmp(tok, r->token) == 0;
+	if (root)
+		json_decref(root);
+	if (ours && gen > 0 &&
+		sb_gcs_upload(&r->run.gcs, r->lease_name, "{}", 2, gen, NULL, &err) != 0 &&
+		err.kind != SB_ERR_PRECONDITION)
+		say("runner: warning: cannot let the session's lease go: %s", err.message);
+	r->run.gcs.timeout_ms = 0;
 }
 
 /* make_owner builds our owner document from the task's environment. */
@@ -399,11 +460,41 @@ compact(Runner *r)
 	return true;
 }
 
-/* Lowest request id in the inbox, found by list_fn. */
+/* seen_find: the slot of id in the ring, -1 if not there. */
+static int
+seen_find(const SeenIds *s, long long id)
+{
+	for (int i = 0; i < s->n; i++)
+		if (s->id[i] == id)
+			return i;
+	return -1;
+}
+
+/* seen_add remembers id (the oldest is forgotten when the ring is full). */
+static void
+seen_add(SeenIds *s, long long id, bool del)
+{
+	int			i = seen_find(s, id);
+
+	if (i < 0)
+	{
+		i = s->next;
+		s->next = (s->next + 1) % SEEN_MAX;
+		if (s->n < SEEN_MAX)
+			s->n++;
+	}
+	s->id[i] = id;
+	s->del[i] = del;
+}
+
+/* Lowest request id in the inbox not seen yet, found by list_fn. */
 typedef struct InboxScan
 {
 	size_t		prefix_len;
 	long long	lowest;
+	const SeenIds *seen;
+	long long	stale[SEEN_DELETE_MAX];	/* seen ids whose inbox object is back */
+	int			n_stale;
 } InboxScan;
 
 /* list_fn keeps the lowest id of the inbox objects named <id>.json. */
@@ -414,13 +505,21 @@ list_fn(void *arg, const char *name, int64_t generation, int64_t size)
 	const char *p = name + scan->prefix_len;
 	char	   *end;
 	long long	id;
+	int			i;
 
 	if (strlen(name) <= scan->prefix_len || *p < '1' || *p > '9')
 		return 0;
 	errno = 0;
 	id = strtoll(p, &end, 10);
-	if (errno == 0 && strcmp(end, ".json") == 0 && id > 0 &&
-		(scan->lowest == 0 || id < scan->lowest))
+	if (errno != 0 || strcmp(end, ".json") != 0 || id <= 0)
+		return 0;
+	if ((i = seen_find(scan->seen, id)) >= 0)
+	{
+		if (scan->seen->del[i] && scan->n_stale < SEEN_DELETE_MAX)
+			scan->stale[scan->n_stale++] = id;
+		return 0;
+	}
+	if (scan->lowest == 0 || id < scan->lowest)
 		scan->lowest = id;
 	return 0;
 }
@@ -429,9 +528,13 @@ list_fn(void *arg, const char *name, int64_t generation, int64_t size)
 static long long
 next_request(Runner *r)
 {
-	InboxScan	scan = {strlen(r->inbox_prefix), 0};
+	InboxScan	scan;
 	SbError		err;
 	int			rc;
+
+	memset(&scan, 0, sizeof(scan));
+	scan.prefix_len = strlen(r->inbox_prefix);
+	scan.seen = &r->seen;
 
 	r->run.gcs.timeout_ms = 10000;
 	rc = sb_gcs_list(&r->run.gcs, r->inbox_prefix, list_fn, &scan, &err);
@@ -440,6 +543,15 @@ next_request(Runner *r)
 	{
 		say("runner: cannot list gs://%s/%s: %s", r->run.bucket, r->inbox_prefix, err.message);
 		return -1;
+	}
+	/* A request we ran or settled, put in the inbox again: it goes, quietly. */
+	for (int i = 0; i < scan.n_stale; i++)
+	{
+		char	   *name = strfmt("%s%lld.json", r->inbox_prefix, scan.stale[i]);
+
+		if (name != NULL)
+			(void) sb_gcs_delete(&r->run.gcs, name, SB_GCS_ANY_GENERATION, &err);
+		sb_free(name);
 	}
 	return scan.lowest;
 }
@@ -494,6 +606,116 @@ error_result(CloudRun *run, const char *fmt, long long id, const char *detail)
 }
 
 /*
+ * empty_dir removes everything in the directory dfd, by descriptors only
+ * (never following a symbolic link), FTMP_MAX_DEPTH levels deep at most.
+ */
+static void
+empty_dir(int dfd, int depth)
+{
+	int			dup_fd = dup(dfd);
+	DIR		   *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+	struct dirent *e;
+
+	if (d == NULL)
+	{
+		if (dup_fd >= 0)
+			close(dup_fd);
+		return;
+	}
+	rewinddir(d);
+	while ((e = readdir(d)) != NULL)
+	{
+		struct stat st;
+		int			sub;
+
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			continue;
+		if (!S_ISDIR(st.st_mode))
+		{
+			(void) unlinkat(dfd, e->d_name, 0);
+			continue;
+		}
+		if (depth >= FTMP_MAX_DEPTH)
+			continue;
+		sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (sub < 0)
+			continue;
+		(void) fchmod(sub, S_IRWXU);
+		empty_dir(sub, depth + 1);
+		close(sub);
+		(void) unlinkat(dfd, e->d_name, AT_REMOVEDIR);
+	}
+	closedir(d);
+}
+
+/*
+ * A file operation's own /tmp, fresh for each request (a cold execution's
+ * /tmp is fresh each time): the container's real /tmp holds the runner's
+ * snapshot file and would keep one request's files for the next.
+ */
+typedef struct FileTmp
+{
+	char		dir[PATH_MAX];
+	char	   *old;			/* CLOUDRUN_SANDBOX_TMP before, or NULL */
+	int			fd;
+} FileTmp;
+
+/* ftmp_begin makes the directory and points the file operations' /tmp at it. */
+static bool
+ftmp_begin(FileTmp *t, char *msg, size_t msglen)
+{
+	const char *base = getenv("CLOUDRUN_SANDBOX_TMP");
+
+	t->fd = -1;
+	t->old = base ? sb_strdup(base) : NULL;
+	if (t->old == NULL && base != NULL)
+	{
+		snprintf(msg, msglen, "out of memory");
+		t->dir[0] = '\0';
+		return false;
+	}
+	if (base == NULL || base[0] != '/')
+		base = "/tmp";
+	snprintf(t->dir, sizeof(t->dir), "%s/cloudrun-sandbox-ftmp.XXXXXX", base);
+	if (mkdtemp(t->dir) == NULL)
+	{
+		snprintf(msg, msglen, "cannot make the file operation's /tmp: %s", strerror(errno));
+		t->dir[0] = '\0';
+		return false;
+	}
+	t->fd = open(t->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (t->fd < 0 || setenv("CLOUDRUN_SANDBOX_TMP", t->dir, 1) != 0)
+	{
+		snprintf(msg, msglen, "cannot make the file operation's /tmp: %s", strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+/* ftmp_end removes the directory and everything in it, and puts the setting back. */
+static void
+ftmp_end(FileTmp *t)
+{
+	if (t->old != NULL)
+		(void) setenv("CLOUDRUN_SANDBOX_TMP", t->old, 1);
+	else
+		(void) unsetenv("CLOUDRUN_SANDBOX_TMP");
+	sb_free(t->old);
+	t->old = NULL;
+	if (t->fd >= 0)
+	{
+		empty_dir(t->fd, 0);
+		close(t->fd);
+		t->fd = -1;
+	}
+	if (t->dir[0] != '\0' && rmdir(t->dir) != 0)
+		say("runner: warning: cannot remove %s: %s", t->dir, strerror(errno));
+	t->dir[0] = '\0';
+}
+
+/*
  * serve runs request id taken from the inbox (its claim is ours): download
  * it, delete the inbox object, run it, write its result.  Returns false
  * when the runner must stop serving (its state was replaced, or the
@@ -543,7 +765,15 @@ serve(Runner *r, long long id, const char *inbox_name, char *text, size_t len)
 		else if (run->config_error[0] != '\0')
 			sb_file_set_error(&fres, SB_FERR_NONE, "%s", run->config_error);
 		else if (!sb_cloud_file_already_ran(run, &freq, &fres))
-			sb_cloud_file_request(run, &freq, &fres);
+		{
+			FileTmp		ftmp;
+
+			if (ftmp_begin(&ftmp, msg, sizeof(msg)))
+				sb_cloud_file_request(run, &freq, &fres);
+			else
+				sb_file_set_error(&fres, SB_FERR_NONE, "%s", msg);
+			ftmp_end(&ftmp);
+		}
 		saved = fres.status == SB_STATUS_SUCCEEDED;
 		result = sb_file_result_encode(&fres);
 	}
@@ -692,10 +922,11 @@ claim_and_fetch(Runner *r, const char *claim_name, const char *claim_text, const
 }
 
 /*
- * take tries to take request id: claim it, then serve it.  Returns false
- * when the runner must stop.
+ * take tries to take request id: claim it, then serve it.  Returns 1 when it
+ * served it, 0 when it did not (claimed or withdrawn by another, or the
+ * claim could not be written), -1 when the runner must stop.
  */
-static bool
+static int
 take(Runner *r, long long id)
 {
 	CloudRun   *run = &r->run;
@@ -706,6 +937,7 @@ take(Runner *r, long long id)
 	char	   *text = NULL;
 	size_t		len = 0;
 	bool		go_on = true;
+	bool		served = false;
 	int			c;
 
 	reset_request(run);
@@ -721,27 +953,35 @@ take(Runner *r, long long id)
 	else if ((c = claim_and_fetch(r, claim_name, claim_text, inbox_name, &text, &len)) == 0)
 	{
 		say("runner: took execution %lld", id);
+		seen_add(&r->seen, id, true);
 		go_on = serve(r, id, inbox_name, text, len);
 		text = NULL;			/* serve's now */
+		served = true;
 	}
 	else if (c == 2 && earlier_self(r, claim_name))
 	{
 		/* Taken by an earlier process with our very owner (restarted in place): lost. */
+		seen_add(&r->seen, id, true);
 		error_result(run, "the session runner stopped while it ran execution %lld; its output is lost",
 					 id, NULL);
 		delete_quietly(run, inbox_name);
 	}
 	else if (c == 2)
 	{
+		/*
+		 * Withdrawn by the extension (or claimed by another): the inbox
+		 * object stays, the extension reads the request back from it to run
+		 * it cold; remembered, so that we do not come back to it.
+		 */
 		say("runner: execution %lld was claimed (or withdrawn) already; not running it", id);
-		delete_quietly(run, inbox_name);
+		seen_add(&r->seen, id, false);
 	}
 	reset_request(run);
 	free(text);
 	sb_free(claim_name);
 	sb_free(inbox_name);
 	sb_free(claim_text);
-	return go_on;
+	return !go_on ? -1 : served ? 1 : 0;
 }
 
 /* valid_token: 32 hex digits. */
@@ -867,12 +1107,19 @@ loop(Runner *r)
 		id = next_request(r);
 		if (id > 0)
 		{
-			if (!take(r, id))
+			int			t = take(r, id);
+
+			if (t < 0)
 				return 0;
-			last_request = sb_now_ms();
-			interval = POLL_FAST_MS;
-			compacted_idle = false;
-			continue;
+			if (t > 0)
+			{
+				/* Only a served request is work: the idle clock restarts. */
+				last_request = sb_now_ms();
+				interval = POLL_FAST_MS;
+				compacted_idle = false;
+				continue;
+			}
+			/* Skipped, or the claim could not be written: sleep as an empty poll does. */
 		}
 		now = sb_now_ms();
 		/* An idle moment: compact, or leave. */
@@ -886,6 +1133,7 @@ loop(Runner *r)
 		{
 			if (worth_compacting(r))
 				(void) compact(r);
+			let_go_lease(r);
 			say("runner: %s; exiting", now - born >= MAX_LIFE_MS ? "23 hours of life"
 				: "idle timeout");
 			return 0;

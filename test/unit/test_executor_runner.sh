@@ -332,14 +332,77 @@ printf '{"withdrawn":true}' >"$tmp/withdrawn.json"
 put "$EMU" "sessions/r1/runners/$T4/claims/10" "$tmp/withdrawn.json"
 inbox "$EMU" r1 "$T4" 10 'echo ran > withdrawn.txt'
 for _ in $(seq 100); do
-	exists "$EMU" "sessions/r1/runners/$T4/inbox/10.json" || break
+	grep -q "execution 10 was claimed" "$tmp/runner-four.err" && break
 	sleep 0.1
 done
 inbox "$EMU" r1 "$T4" 11 'ls /workspace/withdrawn.txt 2>&1; echo done'
 wait_object "$EMU" sessions/r1/results/11.json 30
 get "$EMU" sessions/r1/results/11.json "$tmp/result.json"
-check "a request whose claim was withdrawn first is not run (no result, its inbox object deleted)" \
-	eval 'missing "$EMU" sessions/r1/results/10.json && missing "$EMU" "sessions/r1/runners/$T4/inbox/10.json" && holds "$tmp/result.json" "/No such file/.test(j.stdout) && /done/.test(j.stdout)" && ! grep -q "took execution 10" "$tmp/runner-four.err"'
+check "a request whose claim was withdrawn first is not run (no result; its inbox object left for the extension to run it cold)" \
+	eval 'missing "$EMU" sessions/r1/results/10.json && exists "$EMU" "sessions/r1/runners/$T4/inbox/10.json" && holds "$tmp/result.json" "/No such file/.test(j.stdout) && /done/.test(j.stdout)" && ! grep -q "took execution 10" "$tmp/runner-four.err" && [ "$(grep -c "execution 10 was claimed" "$tmp/runner-four.err")" = 1 ]'
+
+# --- a request put again, a withdrawn one left, the idle clock, the lease let go -----
+
+echo "# a served request put in the inbox again; a withdrawn request; idle exit"
+T9=88888888888888881111111111111111
+cold "$EMU" r9 1 'true'
+lease "$EMU" r9 "$T9"
+inbox "$EMU" r9 "$T9" 2 'echo x >> /workspace/count.txt; wc -l < /workspace/count.txt'
+start_runner nine "$EMU" r9 "$T9" 3
+R9=$RPID
+wait_object "$EMU" sessions/r9/results/2.json 30
+for _ in $(seq 100); do
+	exists "$EMU" "sessions/r9/runners/$T9/inbox/2.json" || break
+	sleep 0.05
+done
+# The extension's upload retried after a lost answer: the same request again.
+put "$EMU" "sessions/r9/runners/$T9/inbox/2.json" "$tmp/req-r9-2.json"
+sleep 1
+inbox "$EMU" r9 "$T9" 3 'wc -l < /workspace/count.txt'
+wait_object "$EMU" sessions/r9/results/3.json 30
+get "$EMU" sessions/r9/results/3.json "$tmp/result.json"
+for _ in $(seq 100); do
+	exists "$EMU" "sessions/r9/runners/$T9/inbox/2.json" || break
+	sleep 0.05
+done
+check "a served request whose inbox object reappears is not run again (counter 1), the object deleted" \
+	eval 'holds "$tmp/result.json" "j.status === \"succeeded\" && j.stdout.trim() === \"1\"" && [ "$(grep -c "took execution 2$" "$tmp/runner-nine.err")" = 1 ] && missing "$EMU" "sessions/r9/runners/$T9/inbox/2.json"'
+# A withdrawn claim: its inbox object stays, and the runner still idles out on time.
+put "$EMU" "sessions/r9/runners/$T9/claims/4" "$tmp/withdrawn.json"
+inbox "$EMU" r9 "$T9" 4 'echo x >> /workspace/count.txt'
+for _ in $(seq 100); do
+	grep -q "execution 4 was claimed" "$tmp/runner-nine.err" && break
+	sleep 0.05
+done
+start=$(date +%s)
+wait_exit "$R9" 30
+took=$(($(date +%s) - start))
+sanitizer_check "$tmp/runner-nine.err"
+check "a withdrawn request is left in the inbox, looked at once, and the runner idles out on time ($took s, idle 3 s)" \
+	eval '[ "$RC" = 0 ] && [ "$took" -le 10 ] && grep -q "idle timeout" "$tmp/runner-nine.err" && exists "$EMU" "sessions/r9/runners/$T9/inbox/4.json" && missing "$EMU" sessions/r9/results/4.json && [ "$(grep -c "execution 4 was claimed" "$tmp/runner-nine.err")" = 1 ]'
+get "$EMU" sessions/r9/runner.json "$tmp/lease-after.json"
+check "idle exit lets the lease go: runner.json no longer names the runner" \
+	eval 'holds "$tmp/lease-after.json" "j !== undefined && j.token === undefined"'
+
+# --- file operations' /tmp --------------------------------------------------------
+
+echo "# a file operation's /tmp is its own, fresh for each request"
+T10=99999999999999992222222222222222
+lease "$EMU" r9 "$T10"
+inbox_file "$EMU" r9 "$T10" 5 '{"op":"file_write","path":"/tmp/x","content":"kept?\n"}'
+inbox_file "$EMU" r9 "$T10" 6 '{"op":"file_read","path":"/tmp/x"}'
+inbox_file "$EMU" r9 "$T10" 7 '{"op":"file_list","path":"/tmp"}'
+inbox_file "$EMU" r9 "$T10" 8 '{"op":"file_write","path":"/tmp/d","content":"d\n"}'
+inbox_file "$EMU" r9 "$T10" 9 '{"op":"file_list","path":"/tmp"}'
+start_runner ten "$EMU" r9 "$T10" 3
+wait_object "$EMU" sessions/r9/results/9.json 40
+for i in 5 6 7 9; do get "$EMU" "sessions/r9/results/$i.json" "$tmp/r$i.json"; done
+check "file_write /tmp/x in one request, file_read /tmp/x in the next: not found" \
+	eval 'holds "$tmp/r5.json" "j.status === \"succeeded\"" && holds "$tmp/r6.json" "j.status !== \"succeeded\" && j.error_code === \"not_found\""'
+check "file_list /tmp sees an empty /tmp of its own: no snapshot directory, nothing of an earlier request" \
+	eval 'holds "$tmp/r7.json" "j.status === \"succeeded\" && Array.isArray(j.items) && j.items.length === 0" && holds "$tmp/r9.json" "j.status === \"succeeded\" && Array.isArray(j.items) && j.items.length === 0"'
+wait_exit "$RPID" 30
+sanitizer_check "$tmp/runner-ten.err"
 
 # --- a revoked lease ---------------------------------------------------------------
 
