@@ -40,6 +40,15 @@
  * or when the lease is revoked; idle, it compacts (a new base, increments
  * []) when there are 32 increments or more, or when they are at least as
  * large as the base (and 1 MiB or more).  Tokens are never printed.
+ *
+ * From an attacker review: the ids this process took or skipped are kept
+ * (the last 256): a served id's inbox object that reappears is deleted, never
+ * run again; a withdrawn one's is left for the extension to run cold.  Only a
+ * served request restarts the idle clock.  A file operation gets a /tmp of
+ * its own, fresh for each request (not the container's, which holds the
+ * snapshot file).  An idle or age exit replaces runner.json with {} if it
+ * still names us (ifGenerationMatch).  state.json is fetched with each
+ * claim: a generation not ours means the state is restored again first.
  */
 #define _GNU_SOURCE
 #include "cloud.h"
