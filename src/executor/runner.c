@@ -40,6 +40,15 @@
  * or when the lease is revoked; idle, it compacts (a new base, increments
  * []) when there are 32 increments or more, or when they are at least as
  * large as the base (and 1 MiB or more).  Tokens are never printed.
+ *
+ * From an attacker review: the ids this process took or skipped are kept
+ * (the last 256): a served id's inbox object that reappears is deleted, never
+ * run again; a withdrawn one's is left for the extension to run cold.  Only a
+ * served request restarts the idle clock.  A file operation gets a /tmp of
+ * its own, fresh for each request (not the container's, which holds the
+ * snapshot file).  An idle or age exit replaces runner.json with {} if it
+ * still names us (ifGenerationMatch).  state.json is fetched with each
+ * claim: a generation not ours means the state is restored again first.
  */
 #define _GNU_SOURCE
 #include "cloud.h"
@@ -74,6 +83,7 @@
 #define MAX_LIFE_MS (23LL * 3600 * 1000)
 #define SNAPSHOT_TIMEOUT_MS (15L * 60 * 1000)
 #define FTMP_MAX_DEPTH 128		/* deeper directories of a file /tmp are left */
+#define STATE_FENCE_MAX_BYTES ((size_t) 16 * 1024 * 1024)
 #define SEEN_MAX 256			/* ids this process took or skipped, remembered */
 #define SEEN_DELETE_MAX 8		/* reappeared inbox objects deleted per poll */
 
@@ -845,21 +855,25 @@ earlier_self(Runner *r, const char *claim_name)
 	return same;
 }
 
-/* drive_both waits until both started attempts on the runner's connections have ended. */
+/* drive_all waits until every started attempt on the runner's connections has ended. */
 static void
-drive_both(CloudRun *run, SbHttpRequest *a, bool a_started, SbHttpRequest *b, bool b_started)
+drive_all(CloudRun *run, SbHttpRequest *const *reqs, const bool *started, int n_reqs)
 {
-	while ((a_started && !a->finished) || (b_started && !b->finished))
+	for (;;)
 	{
 		SbHttpWaitFd fds[8];
 		struct pollfd pfd[8];
 		long		timeout = -1;
+		bool		pending = false;
 		int			n;
 
+		for (int i = 0; i < n_reqs; i++)
+			if (started[i] && !reqs[i]->finished)
+				pending = true;
+		if (!pending)
+			break;
 		if (sb_http_client_drive(run->http, 0) > 0)
 			continue;
-		if ((a_started && a->finished) && (b_started && b->finished))
-			break;
 		n = sb_http_client_fds(run->http, fds, 8, &timeout);
 		for (int i = 0; i < n; i++)
 		{
@@ -885,24 +899,47 @@ drive_both(CloudRun *run, SbHttpRequest *a, bool a_started, SbHttpRequest *b, bo
  */
 static int
 claim_and_fetch(Runner *r, const char *claim_name, const char *claim_text, const char *inbox_name,
-				char **text, size_t *len)
+				char **text, size_t *len, int64_t *state_gen)
 {
 	CloudRun   *run = &r->run;
 	SbHttpRequest creq;
 	SbHttpRequest dreq;
+	SbHttpRequest sreq;
+	SbHttpRequest *reqs[3] = {&creq, &dreq, &sreq};
+	bool		started[3];
 	SbError		cerr;
 	SbError		derr;
+	SbError		serr;
 	bool		c_started;
 	bool		d_started;
+	bool		s_started;
 	int			c = -1;
 
 	*text = NULL;
 	*len = 0;
+	*state_gen = 0;
 	c_started = sb_gcs_upload_start(&run->gcs, claim_name, claim_text, strlen(claim_text), 0,
 									&creq, &cerr) == 0;
 	d_started = sb_gcs_download_start(&run->gcs, inbox_name, SB_CLOUD_MAX_REQUEST_BYTES, &dreq,
 									  &derr) == 0;
-	drive_both(run, &creq, c_started, &dreq, d_started);
+	/* The third: state.json's generation, a fence against a stale state in memory. */
+	s_started = sb_gcs_download_start(&run->gcs, run->state_name, STATE_FENCE_MAX_BYTES, &sreq,
+									  &serr) == 0;
+	started[0] = c_started;
+	started[1] = d_started;
+	started[2] = s_started;
+	drive_all(run, reqs, started, 3);
+	if (s_started)
+	{
+		char	   *gen = sb_http_response_header(&sreq, "x-goog-generation");
+		char	   *sdata = NULL;
+		size_t		slen = 0;
+
+		if (sb_gcs_download_end(&run->gcs, &sreq, &sdata, &slen, &serr) == 0 && gen != NULL)
+			*state_gen = strtoll(gen, NULL, 10);
+		free(gen);
+		free(sdata);
+	}
 	if (c_started && sb_gcs_upload_end(&run->gcs, &creq, NULL, &cerr) == 0)
 		c = 0;
 	if (d_started && sb_gcs_download_end(&run->gcs, &dreq, text, len, &derr) != 0)
@@ -922,6 +959,37 @@ claim_and_fetch(Runner *r, const char *claim_name, const char *claim_text, const
 }
 
 /*
+ * refresh: state.json's generation is not the one this runner last read or
+ * wrote (another writer, a cold execution after a withdrawal for one): load
+ * the state again and restore the workspace from it (emptied first), as
+ * start() does.  False with msg set; the runner then stops.
+ */
+static bool
+refresh(Runner *r, int64_t seen_gen, char *msg, size_t msglen)
+{
+	CloudRun   *run = &r->run;
+	int			fd;
+
+	say("runner: the session's state is at generation %lld, not %lld; restoring it",
+		(long long) seen_gen, (long long) run->generation);
+	sb_wsync_end(&r->ws);
+	fd = open(run->workspace_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0)
+	{
+		empty_dir(fd, 0);
+		close(fd);
+	}
+	sb_state_clear(&run->state);
+	if (!sb_cloud_load_state(run, &run->state, &run->generation, msg, msglen) ||
+		!sb_cloud_restore(run, &r->base_bytes, &r->inc_bytes, msg, msglen))
+	{
+		run->replaced = true;
+		return false;
+	}
+	return sb_wsync_begin(&r->ws, msg, msglen);
+}
+
+/*
  * take tries to take request id: claim it, then serve it.  Returns 1 when it
  * served it, 0 when it did not (claimed or withdrawn by another, or the
  * claim could not be written), -1 when the runner must stop.
@@ -938,6 +1006,7 @@ take(Runner *r, long long id)
 	size_t		len = 0;
 	bool		go_on = true;
 	bool		served = false;
+	int64_t		state_gen = 0;
 	int			c;
 
 	reset_request(run);
@@ -950,13 +1019,26 @@ take(Runner *r, long long id)
 		say("runner: out of memory");
 		go_on = false;
 	}
-	else if ((c = claim_and_fetch(r, claim_name, claim_text, inbox_name, &text, &len)) == 0)
+	else if ((c = claim_and_fetch(r, claim_name, claim_text, inbox_name, &text, &len,
+								  &state_gen)) == 0)
 	{
+		char		msg[MSG_SIZE];
+
 		say("runner: took execution %lld", id);
 		seen_add(&r->seen, id, true);
-		go_on = serve(r, id, inbox_name, text, len);
-		text = NULL;			/* serve's now */
 		served = true;
+		if (state_gen > 0 && state_gen != run->generation && !refresh(r, state_gen, msg, sizeof(msg)))
+		{
+			error_result(run, "execution %lld was not run: the session runner could not restore "
+						 "the session's state (%s)", id, msg);
+			delete_quietly(run, inbox_name);
+			go_on = false;
+		}
+		else
+		{
+			go_on = serve(r, id, inbox_name, text, len);
+			text = NULL;		/* serve's now */
+		}
 	}
 	else if (c == 2 && earlier_self(r, claim_name))
 	{

@@ -404,6 +404,25 @@ check "file_list /tmp sees an empty /tmp of its own: no snapshot directory, noth
 wait_exit "$RPID" 30
 sanitizer_check "$tmp/runner-ten.err"
 
+# --- a state written by another writer between two requests ----------------------
+
+echo "# a state written by another writer between two requests: restored before the next"
+T11=aaaaaaaaaaaaaaaa3333333333333333
+lease "$EMU" r9 "$T11"
+inbox "$EMU" r9 "$T11" 10 'echo a > /workspace/a.txt'
+start_runner eleven "$EMU" r9 "$T11" 8
+R11=$RPID
+wait_object "$EMU" sessions/r9/results/10.json 30
+cold "$EMU" r9 11 'echo cold > /workspace/c.txt; rm -f /workspace/a.txt'
+inbox "$EMU" r9 "$T11" 12 'cat /workspace/c.txt; ls /workspace/a.txt 2>&1; true'
+wait_object "$EMU" sessions/r9/results/12.json 30
+get "$EMU" sessions/r9/results/12.json "$tmp/result.json"
+check "the runner sees state.json's new generation and restores it first: the cold execution's files" \
+	eval 'holds "$tmp/result.json" "j.status === \"succeeded\" && /^cold\n/.test(j.stdout) && /No such file/.test(j.stdout)" && grep -q "restoring it" "$tmp/runner-eleven.err"'
+wait_exit "$R11" 30
+sanitizer_check "$tmp/runner-eleven.err"
+check "... and goes on serving, exiting 0 when idle" eval '[ "$RC" = 0 ] && grep -q "idle timeout" "$tmp/runner-eleven.err"'
+
 # --- a revoked lease ---------------------------------------------------------------
 
 echo "# a revoked lease"
