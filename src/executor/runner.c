@@ -552,7 +552,8 @@ next_request(Runner *r)
 	if (rc != 0)
 	{
 		say("runner: cannot list gs://%s/%s: %s", r->run.bucket, r->inbox_prefix, err.message);
-		return -1;
+		/* Never allowed to list (a service account limited to object names): it cannot serve. */
+		return err.kind == SB_ERR_FORBIDDEN || err.kind == SB_ERR_AUTH ? -2 : -1;
 	}
 	/* A request we ran or settled, put in the inbox again: it goes, quietly. */
 	for (int i = 0; i < scan.n_stale; i++)
@@ -1187,6 +1188,12 @@ loop(Runner *r)
 			}
 		}
 		id = next_request(r);
+		if (id == -2)
+		{
+			say("runner: the job's service account may not list the inbox; exiting "
+				"(the extension runs the session's requests as executions of their own)");
+			return 1;
+		}
 		if (id > 0)
 		{
 			int			t = take(r, id);
