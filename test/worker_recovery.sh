@@ -73,7 +73,8 @@ for _ in $(seq 50); do [ "$(q -c "SELECT exit_code FROM sandbox.list_background_
 check $? "its exit code is recorded by the restarted worker"
 
 # --- Cloud: 200 executions in flight, each taking seconds, survive the worker.
-q -c "ALTER SYSTEM SET cloudrun_sandbox.max_concurrent = 400" -c "SELECT pg_reload_conf()" >/dev/null
+# The exactly-once count is about cold executions (batched jobs:run): session runners off here.
+q -c "ALTER SYSTEM SET cloudrun_sandbox.max_concurrent = 400" -c "ALTER SYSTEM SET cloudrun_sandbox.cloud_runners = off" -c "SELECT pg_reload_conf()" >/dev/null
 # runs_of prints, for each request object of sessions $1*, how many tasks ran it
 # (objects are named by the sessions' storage keys, not their names).
 runs_of() {
@@ -114,7 +115,7 @@ cloud_round() {
 }
 cloud_round 'rk' kill
 cloud_round 'ri' immediate
-q -c "ALTER SYSTEM RESET cloudrun_sandbox.max_concurrent" -c "SELECT pg_reload_conf()" >/dev/null
+q -c "ALTER SYSTEM RESET cloudrun_sandbox.max_concurrent" -c "ALTER SYSTEM RESET cloudrun_sandbox.cloud_runners" -c "SELECT pg_reload_conf()" >/dev/null
 
 # --- Idle: no CPU, no queries.
 sleep 1
