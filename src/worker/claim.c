@@ -52,17 +52,20 @@ note_retry_due(void)
  * full_owners returns the roles (oid[]) that hold max_concurrent flights
  * already, most of them finished and waiting for a lock the role's own open
  * transaction holds: they get no more until those are recorded, so that what
- * the worker keeps in memory for one role stays bounded.
+ * the worker keeps in memory for one role stays bounded.  The flights in
+ * recorded (this transaction has just recorded them; they leave the list at
+ * its commit) hold no place: counting them would keep their role from its
+ * next commands with nothing left to wake the worker for them.
  */
 static Datum
-full_owners(void)
+full_owners(List *recorded)
 {
 	ArrayBuildState *a = initArrayResult(OIDOID, CurrentMemoryContext, false);
 	List	   *seen = NIL;
 	ListCell   *lc;
 
 	/* No role can hold max_concurrent flights while there are fewer in all. */
-	if (list_length(flights) < sb_max_concurrent)
+	if (list_length(flights) - list_length(recorded) < sb_max_concurrent)
 		return makeArrayResult(a, CurrentMemoryContext);
 	foreach(lc, flights)
 	{
@@ -74,7 +77,11 @@ full_owners(void)
 			continue;
 		seen = lappend_oid(seen, owner);
 		foreach(lc2, flights)
-			n += ((WorkerFlight *) lfirst(lc2))->owner == owner;
+		{
+			WorkerFlight *f = lfirst(lc2);
+
+			n += f->owner == owner && !list_member_ptr(recorded, f);
+		}
 		if (n >= sb_max_concurrent)
 			accumArrayResult(a, ObjectIdGetDatum(owner), false, OIDOID, CurrentMemoryContext);
 	}
@@ -90,9 +97,10 @@ full_owners(void)
  * (committed with the caller's transaction).  A session a synchronous exec
  * holds is skipped for now.  Appends the new flights, CLAIMED, to *claimed
  * as it goes (whose session locks a caller whose transaction fails releases).
+ * recorded lists the flights the caller's transaction has just recorded.
  */
 void
-claim(List **claimed)
+claim(List **claimed, List *recorded)
 {
 	static SPIPlanPtr plan_claim = NULL;
 	static SPIPlanPtr plan_launching = NULL;
@@ -128,7 +136,7 @@ claim(List **claimed)
 		SPI_keepplan(plan_claim);
 	}
 	args[0] = Int32GetDatum(room);
-	args[1] = full_owners();
+	args[1] = full_owners(recorded);
 	if (SPI_execute_plan(plan_claim, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not claim queued executions");
 	sessions_blocked = false;

@@ -15,6 +15,6 @@ extern bool sessions_blocked;
 /* The earliest time a retry waits for (0: none known): the loop looks at the queue then. */
 extern TimestampTz retry_due_at;
 
-extern void claim(List **claimed);
+extern void claim(List **claimed, List *recorded);
 
 #endif							/* SB_WORKER_CLAIM_H */

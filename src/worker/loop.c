@@ -321,7 +321,7 @@ finish_and_claim(bool claiming, List **claimed)
 		{
 			complete_finished(&d);
 			if (claiming)
-				claim(&c);
+				claim(&c, d);
 		}
 		PG_FINALLY();
 		{
@@ -502,8 +502,14 @@ sb_worker_main(Datum arg)
 			foreach(lc, claimed)
 				flights = keep_list(flights, lfirst(lc));
 			list_free(claimed);
-			/* Launches that failed at once are recorded now. */
+			/*
+			 * Launches that failed at once, and warm sandboxes that answered
+			 * already, are recorded now.  Nothing is claimed in this
+			 * transaction: their sessions' next commands are, at the next turn.
+			 */
 			done = finish_and_claim(false, NULL);
+			if (done != NIL)
+				woken = true;
 			after_commit(done);
 		}
 		flights_count();
