@@ -114,19 +114,30 @@ claim(List **claimed, List *recorded)
 	if (plan_claim == NULL)
 	{
 		plan_claim = SPI_prepare(
-			/* The oldest queued execution of each session with nothing in flight... */
-			"WITH heads AS (SELECT e.id, e.owner FROM sandbox.executions e "
-			"  WHERE e.status = 'queued' AND e.owner::oid <> ALL($2) "
-			"  AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= now()) "
-			"  AND e.id = (SELECT min(q.id) FROM sandbox.executions q "
-			"    WHERE q.session_id = e.session_id AND q.status IN ('queued', 'launching', 'running'))), "
+			/*
+			 * Each session's oldest active execution (its head), read as a
+			 * skip scan of executions_active_idx: one index probe per session
+			 * with something active, however long the queues are.  A session
+			 * has at most one execution in flight, always its head.
+			 */
+			"WITH RECURSIVE act AS ("
+			"  (SELECT e.session_id, e.id, e.status, e.owner, e.next_attempt_at FROM sandbox.executions e "
+			"    WHERE e.status IN ('queued', 'launching', 'running') AND e.session_id IS NOT NULL "
+			"    ORDER BY e.session_id, e.id LIMIT 1) "
+			"  UNION ALL "
+			"  SELECT n.* FROM act a, LATERAL (SELECT e.session_id, e.id, e.status, e.owner, e.next_attempt_at "
+			"    FROM sandbox.executions e WHERE e.status IN ('queued', 'launching', 'running') "
+			"    AND e.session_id > a.session_id ORDER BY e.session_id, e.id LIMIT 1) n), "
+			/* ...those queued are the candidates (a retry waits for its next_attempt_at)... */
+			"heads AS (SELECT id, owner FROM act WHERE status = 'queued' AND owner::oid <> ALL($2) "
+			"  AND (next_attempt_at IS NULL OR next_attempt_at <= now())), "
 			/* ...taken in turns between roles: each role's n-th comes after its runs in flight. */
-			"busy AS (SELECT owner, count(*) AS n FROM sandbox.executions "
-			"  WHERE status IN ('launching', 'running') GROUP BY owner), "
+			"busy AS (SELECT owner, count(*) AS n FROM act WHERE status <> 'queued' GROUP BY owner), "
 			"turns AS (SELECT h.id, COALESCE(b.n, 0) + row_number() OVER (PARTITION BY h.owner ORDER BY h.id) AS turn "
 			"  FROM heads h LEFT JOIN busy b ON b.owner = h.owner), "
+			/* Rechecked once locked: a cancel that committed meanwhile is not claimed. */
 			"c AS (SELECT e.id FROM sandbox.executions e JOIN turns t ON t.id = e.id "
-			"  ORDER BY t.turn, e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED) "
+			"  WHERE e.status = 'queued' ORDER BY t.turn, e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED) "
 			"SELECT e.id, e.session, e.owner, e.command, e.timeout, e.call_env, e.callback, "
 			"  s.backend, s.generation, e.session_id, s.storage_key, e.stdin, e.call_cwd, "
 			"  COALESCE(e.run_id, e.id) AS run_id, e.retries "
