@@ -11,6 +11,7 @@
 #include "driver.h"
 #include "gcloud.h"
 #include "live.h"
+#include "shared.h"
 #include "worker/reaper.h"
 
 #include "access/htup_details.h"
@@ -770,6 +771,34 @@ sb_history_prune_role(Oid role)
 }
 
 /*
+ * retention_prune_due says whether history_retention's prune is due, and if
+ * so takes it: once per PRUNE_INTERVAL_MS for the whole server (shared
+ * memory), not per backend, so that a client that connects for each call
+ * does not pay for a prune every time.  Without the preloaded library, per
+ * backend.
+ */
+static bool
+retention_prune_due(TimestampTz now)
+{
+	static TimestampTz last_prune = 0;
+	bool		due;
+
+	if (sb_shared == NULL)
+	{
+		due = TimestampDifferenceExceeds(last_prune, now, PRUNE_INTERVAL_MS);
+		if (due)
+			last_prune = now;
+		return due;
+	}
+	SpinLockAcquire(&sb_shared->mutex);
+	due = TimestampDifferenceExceeds(sb_shared->last_retention_prune, now, PRUNE_INTERVAL_MS);
+	if (due)
+		sb_shared->last_retention_prune = now;
+	SpinLockRelease(&sb_shared->mutex);
+	return due;
+}
+
+/*
  * sb_execution_prune deletes, in small batches and without waiting for any
  * lock, history older than history_retention and, once this backend has
  * added enough bytes, the caller's history beyond history_max_bytes_per_role.
@@ -777,7 +806,6 @@ sb_history_prune_role(Oid role)
 void
 sb_execution_prune(void)
 {
-	static TimestampTz last_prune = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	SbSpi		s;
 	Oid			types[1] = {TIMESTAMPTZOID};
@@ -805,10 +833,8 @@ sb_execution_prune(void)
 		history_bytes_added = 0;
 		(void) sb_history_prune_role(GetUserId());
 	}
-	if (sb_history_retention_s <= 0 ||
-		!TimestampDifferenceExceeds(last_prune, now, PRUNE_INTERVAL_MS))
+	if (sb_history_retention_s <= 0 || !retention_prune_due(now))
 		return;
-	last_prune = now;
 	spi_begin(&s);
 	values[0] = TimestampTzGetDatum(now - (int64) sb_history_retention_s * USECS_PER_SEC);
 	run(prepare(&plan_prune,

@@ -215,6 +215,7 @@ typedef struct SbBgLive
 extern List *sb_local_background_live(void);
 extern void sb_local_background_forget(const char *session, int64 handle);
 extern int	sb_local_live_open(const char *session, int64 id, int stream, bool create);
+extern bool sb_local_live_create(const char *session, int64 id, int fds[2]);
 extern void sb_local_live_forget(const char *session, int64 id);
 
 /* background.c: stop processes (pid and start time): SIGTERM, SIGKILL after a grace period. */

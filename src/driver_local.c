@@ -212,9 +212,7 @@ local_launch(const char *session, int64 id, const char *request, const SbPayload
 	/* A queued command's output is followed while it runs: see sb_local_live_open(). */
 	if (sb_driver_nonblocking && id > 0)
 	{
-		for (int i = 0; i < 2; i++)
-			run->live[i] = sb_local_live_open(session, id, i, true);
-		if (run->live[0] >= 0 && run->live[1] >= 0)
+		if (sb_local_live_create(session, id, run->live))
 		{
 			run->writer.fds[0] = run->live[0];
 			run->writer.fds[1] = run->live[1];

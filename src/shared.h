@@ -37,6 +37,7 @@ typedef struct SbShared
 	SbRoleError last_error;		/* the newest error of all: what a superuser sees */
 	SbRoleError role_errors[SB_ROLE_ERRORS];	/* each role's newest: what that role sees */
 	ConditionVariable completion_cv;	/* broadcast after each batch of completions */
+	TimestampTz last_retention_prune;	/* history_retention's last prune, by anyone */
 } SbShared;
 
 extern SbShared *sb_shared;

@@ -698,6 +698,39 @@ sb_local_live_open(const char *session, int64 id, int stream, bool create)
 	return fd;
 }
 
+/*
+ * sb_local_live_create makes execution id's two live output files, empty,
+ * for writing (fds[0] its stdout, fds[1] its stderr), opening the session's
+ * directory once for both.  false, with fds[] -1 and errno set, if it cannot.
+ */
+bool
+sb_local_live_create(const char *session, int64 id, int fds[2])
+{
+	char		name[64];
+	int			dir = open_live_dir(session, true);
+	int			save;
+
+	fds[0] = fds[1] = -1;
+	if (dir < 0)
+		return false;
+	for (int i = 0; i < 2; i++)
+	{
+		bg_name(name, sizeof(name), id, i == 0 ? "out" : "err");
+		fds[i] = open_bg_file(dir, name, O_WRONLY | O_CREAT | O_TRUNC);
+		if (fds[i] < 0)
+		{
+			save = errno;
+			if (i == 1)
+				close(fds[0]), fds[0] = -1;
+			close(dir);
+			errno = save;
+			return false;
+		}
+	}
+	close(dir);
+	return true;
+}
+
 /* sb_local_live_forget removes execution id's live output files, if any. */
 void
 sb_local_live_forget(const char *session, int64 id)

@@ -108,6 +108,7 @@ claim(List **claimed, List *recorded)
 	Datum		args[2];
 	Oid			argtypes[2] = {INT4OID, OIDARRAYOID};
 	ArrayBuildState *ids;
+	List	   *mine = NIL;
 
 	if (room <= 0)
 		return;
@@ -135,9 +136,8 @@ claim(List **claimed, List *recorded)
 			"busy AS (SELECT owner, count(*) AS n FROM act WHERE status <> 'queued' GROUP BY owner), "
 			"turns AS (SELECT h.id, COALESCE(b.n, 0) + row_number() OVER (PARTITION BY h.owner ORDER BY h.id) AS turn "
 			"  FROM heads h LEFT JOIN busy b ON b.owner = h.owner), "
-			/* Rechecked once locked: a cancel that committed meanwhile is not claimed. */
 			"c AS (SELECT e.id FROM sandbox.executions e JOIN turns t ON t.id = e.id "
-			"  WHERE e.status = 'queued' ORDER BY t.turn, e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED) "
+			"  ORDER BY t.turn, e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED) "
 			"SELECT e.id, e.session, e.owner, e.command, e.timeout, e.call_env, e.callback, "
 			"  s.backend, s.generation, e.session_id, s.storage_key, e.stdin, e.call_cwd, "
 			"  COALESCE(e.run_id, e.id) AS run_id, e.retries "
@@ -164,21 +164,50 @@ claim(List **claimed, List *recorded)
 			continue;
 		}
 		*claimed = keep_list(*claimed, f);
+		mine = lappend(mine, f);
 		accumArrayResult(ids, Int64GetDatum(f->id), false, INT8OID, CurrentMemoryContext);
 	}
-	if (*claimed != NIL)
+	if (mine != NIL)
 	{
 		Oid			t = INT8ARRAYOID;
 		Datum		a = makeArrayResult(ids, CurrentMemoryContext);
+		ListCell   *lc;
 
 		if (plan_launching == NULL)
 		{
+			/*
+			 * Its own snapshot, taken with the rows locked: one a cancel (or a
+			 * drop) changed after the claim's snapshot and before its lock is
+			 * not queued any more, and is let go.
+			 */
 			plan_launching = SPI_prepare("UPDATE sandbox.executions SET status = 'launching', "
-										 "started_at = now() WHERE id = ANY($1)", 1, &t);
+										 "started_at = now() WHERE id = ANY($1) AND status = 'queued' "
+										 "RETURNING id", 1, &t);
 			SPI_keepplan(plan_launching);
 		}
-		if (SPI_execute_plan(plan_launching, &a, NULL, false, 0) != SPI_OK_UPDATE)
+		if (SPI_execute_plan(plan_launching, &a, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 			elog(ERROR, "could not mark executions launching");
+		foreach(lc, mine)
+		{
+			WorkerFlight *f = lfirst(lc);
+			bool		marked = false;
+
+			for (uint64 i = 0; i < SPI_processed && !marked; i++)
+			{
+				bool		isnull;
+
+				marked = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+													 1, &isnull)) == f->id;
+			}
+			if (!marked)
+			{
+				*claimed = list_delete_ptr(*claimed, f);
+				if (f->failure == NULL)
+					(void) session_lock(f->session_id, false);
+				MemoryContextDelete(f->cxt);
+			}
+		}
 	}
+	list_free(mine);
 	note_retry_due();
 }
