@@ -52,8 +52,12 @@
  */
 #define HISTORY_ROW_BYTES 256
 
-/* History bytes this backend added since it last pruned its role's history by bytes. */
+/*
+ * History bytes this backend added since it last pruned its role's history by
+ * bytes, and how many of them the last chance was drawn for.
+ */
 static int64 history_bytes_added = 0;
+static int64 history_bytes_drawn = 0;
 
 /* Saved identity while running SPI as the extension owner. */
 typedef struct SbSpi
@@ -823,15 +827,23 @@ sb_execution_prune(void)
 
 	/*
 	 * The caller's role, once this backend added 1/64 of the bound since its
-	 * last prune, or before that with the chance of the part added: so a
-	 * client that connects once per call is pruned as often on average.
+	 * last prune, or before that with the chance of the bytes added since the
+	 * last draw (fresh / step): so a client that connects once per call is
+	 * pruned as often on average, once per step bytes.  (A draw against all
+	 * the bytes added since the last prune pruned every hundred calls or so,
+	 * reading the role's whole history each time.)
 	 */
-	if (sb_history_max_bytes() > 0 &&
-		(history_bytes_added >= step ||
-		 pg_prng_double(&pg_global_prng_state) * (double) step < (double) history_bytes_added))
+	if (sb_history_max_bytes() > 0)
 	{
-		history_bytes_added = 0;
-		(void) sb_history_prune_role(GetUserId());
+		int64		fresh = history_bytes_added - history_bytes_drawn;
+
+		history_bytes_drawn = history_bytes_added;
+		if (history_bytes_added >= step ||
+			pg_prng_double(&pg_global_prng_state) * (double) step < (double) fresh)
+		{
+			history_bytes_added = history_bytes_drawn = 0;
+			(void) sb_history_prune_role(GetUserId());
+		}
 	}
 	if (sb_history_retention_s <= 0 || !retention_prune_due(now))
 		return;
