@@ -1373,6 +1373,9 @@ runner_wanted(SbRun *run)
 	/* At the caps (the server's, the owner's), only a session that has one keeps using it. */
 	if (registry_hit(run, &info))
 		return true;
+	/* A session whose last runners could not work runs cold for a while (runners.c). */
+	if (sb_runner_backing_off(run->dir))
+		return false;
 	return (sb_cloud_max_runners == 0 || sb_runner_count(InvalidOid) < sb_cloud_max_runners) &&
 		(sb_cloud_max_runners_per_role == 0 ||
 		 sb_runner_count(sb_gc_role()) < sb_cloud_max_runners_per_role);
@@ -1555,6 +1558,9 @@ runner_gone(SbRun *run)
 	if (run->taken)
 		lost_result(run);
 	sb_runner_forget(run->dir, run->runner.token);
+	/* One this run started that never took its request: back off (runners.c). */
+	if (run->fresh_runner)
+		sb_runner_failed(run->dir);
 	run->rstep = RN_WITHDRAW;
 }
 

@@ -47,10 +47,31 @@ typedef struct RunnerEntry
 	SbRunnerInfo info;
 } RunnerEntry;
 
+/*
+ * A session whose runner, started by a call, ended without taking the call's
+ * request (it could not start, or could not read its inbox): no new runner
+ * for it until `until`; its calls run cold meanwhile.  The wait doubles with
+ * each such failure in a row (SB_RUNNER_BACKOFF_FIRST_S up to
+ * SB_RUNNER_BACKOFF_MAX_S) and ends when a runner serves a request.
+ * Without it, a runner that cannot work cost every command two jobs:run.
+ */
+#define SB_RUNNER_BACKOFF_FIRST_S 60
+#define SB_RUNNER_BACKOFF_MAX_S 1800
+
+typedef struct RunnerBackoff
+{
+	bool		used;
+	Oid			database;
+	char		dir[SB_RUNNER_DIR_MAX];
+	int			failures;
+	TimestampTz until;
+} RunnerBackoff;
+
 typedef struct RunnerRegistry
 {
 	LWLock	   *lock;
 	RunnerEntry entries[SB_RUNNER_CAPACITY];
+	RunnerBackoff backoff[SB_RUNNER_CAPACITY];
 } RunnerRegistry;
 
 static RunnerRegistry *registry = NULL;
@@ -191,10 +212,25 @@ sb_runner_put(const char *dir, const char *key, Oid owner, const SbRunnerInfo *i
 	LWLockRelease(registry->lock);
 }
 
+/* find_backoff returns dir's backoff record in this database, or NULL (lock held). */
+static RunnerBackoff *
+find_backoff(const char *dir)
+{
+	for (int i = 0; i < SB_RUNNER_CAPACITY; i++)
+	{
+		RunnerBackoff *b = &registry->backoff[i];
+
+		if (b->used && b->database == MyDatabaseId && strcmp(b->dir, dir) == 0)
+			return b;
+	}
+	return NULL;
+}
+
 void
 sb_runner_used(const char *dir, const char *token)
 {
 	RunnerEntry *e;
+	RunnerBackoff *b;
 
 	if (registry == NULL)
 		return;
@@ -205,7 +241,75 @@ sb_runner_used(const char *dir, const char *token)
 		e->info.last_request_at = GetCurrentTimestamp();
 		e->info.requests++;
 	}
+	/* A runner served the session: it has no failures in a row now. */
+	b = find_backoff(dir);
+	if (b != NULL)
+		b->used = false;
 	LWLockRelease(registry->lock);
+}
+
+/*
+ * sb_runner_failed records that a runner a call started for dir ended
+ * without taking the call's request: see RunnerBackoff.
+ */
+void
+sb_runner_failed(const char *dir)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	RunnerBackoff *b;
+	int64		wait_s;
+
+	if (registry == NULL || strlen(dir) >= SB_RUNNER_DIR_MAX)
+		return;
+	LWLockAcquire(registry->lock, LW_EXCLUSIVE);
+	b = find_backoff(dir);
+	if (b == NULL)
+	{
+		/* A free record, else the one whose wait ended first. */
+		for (int i = 0; i < SB_RUNNER_CAPACITY && b == NULL; i++)
+			if (!registry->backoff[i].used)
+				b = &registry->backoff[i];
+		if (b == NULL)
+		{
+			b = &registry->backoff[0];
+			for (int i = 1; i < SB_RUNNER_CAPACITY; i++)
+				if (registry->backoff[i].until < b->until)
+					b = &registry->backoff[i];
+		}
+		memset(b, 0, sizeof(*b));
+		b->used = true;
+		b->database = MyDatabaseId;
+		strlcpy(b->dir, dir, sizeof(b->dir));
+	}
+	/* Failures in a row: the last one's wait ended less than the longest wait ago. */
+	if (b->failures > 0 &&
+		now > TimestampTzPlusMilliseconds(b->until, (int64) SB_RUNNER_BACKOFF_MAX_S * 1000))
+		b->failures = 0;
+	b->failures = Min(b->failures + 1, 30);
+	wait_s = Min((int64) SB_RUNNER_BACKOFF_FIRST_S << (b->failures - 1), SB_RUNNER_BACKOFF_MAX_S);
+	b->until = TimestampTzPlusMilliseconds(now, wait_s * 1000);
+	LWLockRelease(registry->lock);
+	ereport(LOG,
+			(errmsg("cloudrun_sandbox: the session runner started for %s ended without taking "
+					"its request; the session's calls run as executions of their own for "
+					INT64_FORMAT " s", dir, wait_s)));
+}
+
+/* sb_runner_backing_off says whether dir is to start no new runner now (see RunnerBackoff). */
+bool
+sb_runner_backing_off(const char *dir)
+{
+	RunnerBackoff *b;
+	bool		off = false;
+
+	if (registry == NULL || strlen(dir) >= SB_RUNNER_DIR_MAX)
+		return false;
+	LWLockAcquire(registry->lock, LW_SHARED);
+	b = find_backoff(dir);
+	if (b != NULL && GetCurrentTimestamp() < b->until)
+		off = true;
+	LWLockRelease(registry->lock);
+	return off;
 }
 
 void

@@ -45,6 +45,8 @@ extern bool sb_runner_lookup(const char *dir, SbRunnerInfo *info);
 extern void sb_runner_put(const char *dir, const char *key, Oid owner, const SbRunnerInfo *info);
 extern void sb_runner_used(const char *dir, const char *token);
 extern void sb_runner_forget(const char *dir, const char *token);
+extern void sb_runner_failed(const char *dir);
+extern bool sb_runner_backing_off(const char *dir);
 extern int	sb_runner_count(Oid owner);
 
 #endif							/* SB_CLOUD_RUNNERS_H */

@@ -96,6 +96,23 @@ open_bg_dir_at(int session_fd, bool create, bool legacy)
 	return bg;
 }
 
+/*
+ * open_session_key opens the directory of a session named by its storage
+ * key, which is one path component, never a way up or down; -1 with errno
+ * set if it cannot.
+ */
+static int
+open_session_key(const char *session)
+{
+	if (session[0] == '\0' || strchr(session, '/') != NULL || strcmp(session, ".") == 0 ||
+		strcmp(session, "..") == 0)
+	{
+		errno = EINVAL;
+		return -1;
+	}
+	return sb_storage_try_open_session(session);
+}
+
 /* open_bg_dir is open_bg_dir_at for a session named by its storage key. */
 static int
 open_bg_dir(const char *session, bool create, bool legacy)
@@ -103,14 +120,7 @@ open_bg_dir(const char *session, bool create, bool legacy)
 	int			dir, bg;
 	int			save;
 
-	/* The session is one path component, never a way up or down. */
-	if (session[0] == '\0' || strchr(session, '/') != NULL || strcmp(session, ".") == 0 ||
-		strcmp(session, "..") == 0)
-	{
-		errno = EINVAL;
-		return -1;
-	}
-	dir = sb_storage_try_open_session(session);
+	dir = open_session_key(session);
 	if (dir < 0)
 		return -1;
 	bg = open_bg_dir_at(dir, create, legacy);
@@ -651,13 +661,7 @@ open_live_dir(const char *session, bool create)
 	int			dir, host, live;
 	int			save;
 
-	if (session[0] == '\0' || strchr(session, '/') != NULL || strcmp(session, ".") == 0 ||
-		strcmp(session, "..") == 0)
-	{
-		errno = EINVAL;
-		return -1;
-	}
-	dir = sb_storage_try_open_session(session);
+	dir = open_session_key(session);
 	if (dir < 0)
 		return -1;
 	host = open_dir_at(dir, "host", create);

@@ -2,8 +2,8 @@
 # test/unit/gcs_test_lib.sh: what the executor's tests against the emulator
 # share (sourced by test_executor_cloud.sh and test_executor_runner.sh): the
 # emulator's start, TAP lines, JSON checks and GCS objects through curl.
-# The sourcing script sets $tmp (a directory of its own), $emulator and
-# $BUCKET, and traps EXIT with cleanup.
+# The sourcing script sets $top (the repository), $emulator and $BUCKET, then
+# calls gcs_test_setup, which makes $tmp and traps EXIT with cleanup.
 
 PASS=0
 FAIL=0
@@ -11,6 +11,33 @@ N=0
 RUNS=0
 SANITIZER_REPORTS=0
 pids=()
+
+# gcs_test_setup NAME TOOL...: checks that the tools are there, makes $tmp,
+# traps EXIT with cleanup, and builds the executor with AddressSanitizer,
+# UBSan and LeakSanitizer (the Makefile's build: the sources are listed once,
+# there) into $EXE.
+gcs_test_setup() {
+	local name=$1 tool
+	shift
+	for tool in "$@"; do
+		if ! command -v "$tool" >/dev/null 2>&1; then
+			echo "test_$name: $tool is required" >&2
+			exit 2
+		fi
+	done
+	tmp=$(mktemp -d "/tmp/$name.XXXXXX")
+	chmod 755 "$tmp"
+	trap cleanup EXIT
+	EXE="$tmp/cloudrun-sandbox-executor"
+	if ! make -C "$top" -s cloudrun-sandbox-executor-asan \
+		PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" >&2 ||
+		! cp "$top/cloudrun-sandbox-executor-asan" "$EXE"; then
+		echo "test_$name: cannot build the executor" >&2
+		exit 2
+	fi
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+}
 
 # cleanup stops the emulators and removes $tmp.
 cleanup() {

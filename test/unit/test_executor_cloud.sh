@@ -20,31 +20,8 @@ top=$(cd "$here/../.." && pwd)
 emulator="$top/test/emulator/run"
 BUCKET=sandbox-test
 
-for tool in bwrap curl node tar cc; do
-	if ! command -v "$tool" >/dev/null 2>&1; then
-		echo "test_executor_cloud: $tool is required" >&2
-		exit 2
-	fi
-done
-
-tmp=$(mktemp -d /tmp/executor_cloud.XXXXXX)
-chmod 755 "$tmp"
-source "$(dirname "${BASH_SOURCE[0]}")/gcs_test_lib.sh"
-trap cleanup EXIT
-
-# --- build ---------------------------------------------------------------
-
-# The Makefile's AddressSanitizer build of the cloud executor (the sources are listed once, there).
-EXE="$tmp/cloudrun-sandbox-executor"
-if ! make -C "$top" -s cloudrun-sandbox-executor-asan \
-	PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" >&2 ||
-	! cp "$top/cloudrun-sandbox-executor-asan" "$EXE"; then
-	echo "test_executor_cloud: cannot build the executor" >&2
-	exit 2
-fi
-
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
-export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+source "$here/gcs_test_lib.sh"
+gcs_test_setup executor_cloud bwrap curl node tar cc
 
 # --- emulators -----------------------------------------------------------
 

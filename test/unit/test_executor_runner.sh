@@ -6,8 +6,8 @@
 # Like test_executor_cloud.sh: the executor is built with AddressSanitizer,
 # UBSan and LeakSanitizer, and runs under bwrap with a fresh directory bound
 # at /workspace, as a Cloud Run container would.  Requests are put in a
-# runner's inbox with curl, as the extension does (see
-# /work/tools/prompts/runner_spec.md and the README's "Session runners").
+# runner's inbox with curl, as the extension does (see the README's
+# "Session runners").
 # Every run's standard error is checked for sanitizer reports.
 #
 # usage: test/unit/test_executor_runner.sh
@@ -19,30 +19,8 @@ top=$(cd "$here/../.." && pwd)
 emulator="$top/test/emulator/run"
 BUCKET=sandbox-test
 
-for tool in bwrap curl node tar cc sha256sum; do
-	if ! command -v "$tool" >/dev/null 2>&1; then
-		echo "test_executor_runner: $tool is required" >&2
-		exit 2
-	fi
-done
-
-tmp=$(mktemp -d /tmp/executor_runner.XXXXXX)
-chmod 755 "$tmp"
-source "$(dirname "${BASH_SOURCE[0]}")/gcs_test_lib.sh"
-trap cleanup EXIT
-
-# --- build ---------------------------------------------------------------
-
-EXE="$tmp/cloudrun-sandbox-executor"
-if ! make -C "$top" -s cloudrun-sandbox-executor-asan \
-	PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" >&2 ||
-	! cp "$top/cloudrun-sandbox-executor-asan" "$EXE"; then
-	echo "test_executor_runner: cannot build the executor" >&2
-	exit 2
-fi
-
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
-export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+source "$here/gcs_test_lib.sh"
+gcs_test_setup executor_runner bwrap curl node tar cc sha256sum
 
 # --- emulators -----------------------------------------------------------
 

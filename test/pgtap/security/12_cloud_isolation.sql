@@ -12,7 +12,7 @@
 -- the executor's environment (/proc/1/environ) and a key file.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(24);
+SELECT plan(25);
 SET cloudrun_sandbox.backend = 'cloudrun';
 ALTER ROLE alice RESET ALL;
 ALTER ROLE bob RESET ALL;
@@ -151,10 +151,15 @@ SELECT ok((SELECT stdout !~ '"items"|BOB_SECRET|bob-s3cret' FROM sec12_role), 'n
 RESET ROLE;
 SELECT is(pg_temp.runs_of('sandbox-alice'), :alice_runs + pg_temp.per_command(), 'her command ran in her job');
 SELECT pg_temp.state_object('alice', 'sec12_alice2', :'root' || 'alice') AS alice_state \gset
+SELECT pg_temp.runs_of('sandbox-alice') AS alice_runs \gset
 SET ROLE alice;
 SELECT matches((SELECT stdout FROM sandbox.exec(pg_temp.attack(:'alice_md', :'alice_state'), 'sec12_alice2')),
 			   'victim=\[\{.* http=200\]', 'while her own state.json is hers to read (the token works)');
 RESET ROLE;
+-- The runner that could not list its inbox put the session on a backoff: its
+-- next command starts no runner, it is one execution.
+SELECT is(pg_temp.runs_of('sandbox-alice'), :alice_runs + 1,
+		  'a session whose runner could not work starts no new one for its next command');
 SELECT pg_temp.runs_of('sandbox-alice') AS alice_runs \gset
 SET ROLE alice;
 SELECT sandbox.submit('echo queued', 'sec12_alice3') AS q3 \gset
