@@ -1558,9 +1558,6 @@ runner_gone(SbRun *run)
 	if (run->taken)
 		lost_result(run);
 	sb_runner_forget(run->dir, run->runner.token);
-	/* One this run started that never took its request: back off (runners.c). */
-	if (run->fresh_runner)
-		sb_runner_failed(run->dir);
 	run->rstep = RN_WITHDRAW;
 }
 
@@ -1574,6 +1571,9 @@ runner_fallback_async(SbRun *run)
 	elog(LOG, "cloudrun_sandbox: session runner %s given up; execution " INT64_FORMAT
 		 " runs as a Cloud Run execution of its own",
 		 run->execution ? run->execution : "(not started)", run->id);
+	/* One this run started that never took its request: back off (runners.c). */
+	if (run->fresh_runner)
+		sb_runner_failed(run->dir);
 	run->rstep = RN_NONE;
 	/* Nothing the runner's checks or lookups started may be read as the cold run's. */
 	call_drop(&run->check);
@@ -1983,6 +1983,8 @@ runner_withdraw_sync(SbRun *run)
 	elog(LOG, "cloudrun_sandbox: session runner %s given up; execution " INT64_FORMAT
 		 " runs as a Cloud Run execution of its own",
 		 run->execution ? run->execution : "(not started)", run->id);
+	if (run->fresh_runner)
+		sb_runner_failed(run->dir);
 	sb_gc_gcs(&cfg);
 	if (sb_gcs_upload(&cfg, run->request_object, run->request_ref, strlen(run->request_ref),
 					  SB_GCS_ANY_GENERATION, NULL, &err) != 0)

@@ -12,7 +12,7 @@
 -- the executor's environment (/proc/1/environ) and a key file.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-SELECT plan(25);
+SELECT plan(27);
 SET cloudrun_sandbox.backend = 'cloudrun';
 ALTER ROLE alice RESET ALL;
 ALTER ROLE bob RESET ALL;
@@ -167,6 +167,13 @@ SELECT is((SELECT stdout FROM sandbox.wait(:q3, '60 s')), E'queued\n', 'a queued
 RESET ROLE;
 SELECT is((SELECT remote_name ~ '/jobs/sandbox-alice/executions/' FROM sandbox.executions WHERE id = :q3)
 		  AND pg_temp.runs_of('sandbox-alice') = :alice_runs + pg_temp.per_command(), true, 'runs in her job, not the worker''s');
+SELECT pg_temp.runs_of('sandbox-alice') AS alice_runs \gset
+SET ROLE alice;
+SELECT sandbox.submit('echo again', 'sec12_alice3') AS q4 \gset
+SELECT is((SELECT stdout FROM sandbox.wait(:q4, '60 s')), E'again\n', 'her next queued command in that session');
+RESET ROLE;
+SELECT is(pg_temp.runs_of('sandbox-alice'), :alice_runs + 1,
+		  'is one execution: the worker, too, starts no new runner for a session backing off');
 SELECT pg_temp.state_object('alice', 'sec12_alice3', :'root' || 'alice') AS q3_state \gset
 SELECT ok((SELECT count(*) = 1 FROM test.emu('list', :'bucket', :'q3_state') l WHERE l = :'q3_state'),
 		  'with its session''s objects under her prefix');
