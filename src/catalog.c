@@ -775,31 +775,69 @@ sb_history_prune_role(Oid role)
 }
 
 /*
- * retention_prune_due says whether history_retention's prune is due, and if
- * so takes it: once per PRUNE_INTERVAL_MS for the whole server (shared
- * memory), not per backend, so that a client that connects for each call
- * does not pay for a prune every time.  Without the preloaded library, per
- * backend.
+ * history_retention's prune runs at most once per PRUNE_INTERVAL_MS for the
+ * whole server (shared memory; per backend without the preloaded library),
+ * so that a client that connects for each call does not pay for a prune
+ * every time.  The interval starts when a prune that deleted less than a
+ * full batch commits: a prune rolled back, or held in an open transaction,
+ * leaves it due for everyone else (whose deletes skip the rows it holds),
+ * and a backlog is deleted batch after batch.
  */
+static TimestampTz local_last_prune = 0;
+static TimestampTz prune_done_at = 0;	/* this transaction's prune, to publish at commit */
+static bool prune_callback_registered = false;
+
+static void
+prune_xact_callback(XactEvent event, void *arg)
+{
+	if (prune_done_at == 0)
+		return;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+	{
+		if (sb_shared == NULL)
+			local_last_prune = Max(local_last_prune, prune_done_at);
+		else
+		{
+			SpinLockAcquire(&sb_shared->mutex);
+			if (sb_shared->last_retention_prune < prune_done_at)
+				sb_shared->last_retention_prune = prune_done_at;
+			SpinLockRelease(&sb_shared->mutex);
+		}
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		prune_done_at = 0;
+}
+
+/* retention_prune_due says whether history_retention's prune is due now. */
 static bool
 retention_prune_due(TimestampTz now)
 {
-	static TimestampTz last_prune = 0;
-	bool		due;
+	TimestampTz last = local_last_prune;
 
-	if (sb_shared == NULL)
+	if (prune_done_at != 0)
+		return false;			/* this transaction pruned already */
+	if (sb_shared != NULL)
 	{
-		due = TimestampDifferenceExceeds(last_prune, now, PRUNE_INTERVAL_MS);
-		if (due)
-			last_prune = now;
-		return due;
+		SpinLockAcquire(&sb_shared->mutex);
+		last = sb_shared->last_retention_prune;
+		SpinLockRelease(&sb_shared->mutex);
 	}
-	SpinLockAcquire(&sb_shared->mutex);
-	due = TimestampDifferenceExceeds(sb_shared->last_retention_prune, now, PRUNE_INTERVAL_MS);
-	if (due)
-		sb_shared->last_retention_prune = now;
-	SpinLockRelease(&sb_shared->mutex);
-	return due;
+	return TimestampDifferenceExceeds(last, now, PRUNE_INTERVAL_MS);
+}
+
+/* retention_pruned notes this transaction's prune, to start the interval if it commits. */
+static void
+retention_pruned(TimestampTz now, int64 deleted)
+{
+	if (deleted >= PRUNE_BATCH)
+		return;					/* more to delete: due again at once */
+	if (!prune_callback_registered)
+	{
+		RegisterXactCallback(prune_xact_callback, NULL);
+		prune_callback_registered = true;
+	}
+	prune_done_at = now;
 }
 
 /*
@@ -856,6 +894,7 @@ sb_execution_prune(void)
 				" FOR UPDATE SKIP LOCKED)",
 				1, types),
 		values, NULL, SPI_OK_DELETE);
+	retention_pruned(now, (int64) SPI_processed);
 	spi_end(&s);
 }
 

@@ -144,6 +144,20 @@ find(const char *dir)
 	return NULL;
 }
 
+/* find_backoff returns dir's backoff record in this database, or NULL (lock held). */
+static RunnerBackoff *
+find_backoff(const char *dir)
+{
+	for (int i = 0; i < SB_RUNNER_CAPACITY; i++)
+	{
+		RunnerBackoff *b = &registry->backoff[i];
+
+		if (b->used && b->database == MyDatabaseId && strcmp(b->dir, dir) == 0)
+			return b;
+	}
+	return NULL;
+}
+
 /* trusted says whether an entry's runner is still waiting for work, as far as we know. */
 static bool
 trusted(const RunnerEntry *e, TimestampTz now)
@@ -212,20 +226,6 @@ sb_runner_put(const char *dir, const char *key, Oid owner, const SbRunnerInfo *i
 	LWLockRelease(registry->lock);
 }
 
-/* find_backoff returns dir's backoff record in this database, or NULL (lock held). */
-static RunnerBackoff *
-find_backoff(const char *dir)
-{
-	for (int i = 0; i < SB_RUNNER_CAPACITY; i++)
-	{
-		RunnerBackoff *b = &registry->backoff[i];
-
-		if (b->used && b->database == MyDatabaseId && strcmp(b->dir, dir) == 0)
-			return b;
-	}
-	return NULL;
-}
-
 void
 sb_runner_used(const char *dir, const char *token)
 {
@@ -265,9 +265,12 @@ sb_runner_failed(const char *dir)
 	b = find_backoff(dir);
 	if (b == NULL)
 	{
-		/* A free record, else the one whose wait ended first. */
+		/* A free record, else one whose wait is over, else the one whose wait ends first. */
 		for (int i = 0; i < SB_RUNNER_CAPACITY && b == NULL; i++)
 			if (!registry->backoff[i].used)
+				b = &registry->backoff[i];
+		for (int i = 0; i < SB_RUNNER_CAPACITY && b == NULL; i++)
+			if (registry->backoff[i].until <= now)
 				b = &registry->backoff[i];
 		if (b == NULL)
 		{
@@ -323,6 +326,14 @@ sb_runner_forget(const char *dir, const char *token)
 	e = find(dir);
 	if (e != NULL && (token == NULL || strcmp(e->info.token, token) == 0))
 		e->used = false;
+	/* The session is gone (drop_session): its backoff goes too. */
+	if (token == NULL)
+	{
+		RunnerBackoff *b = find_backoff(dir);
+
+		if (b != NULL)
+			b->used = false;
+	}
 	LWLockRelease(registry->lock);
 }
 

@@ -289,6 +289,9 @@ wait_for_work(void)
 	if (sb_shared->wake_seq != wake_seen)
 		timeout = 0;
 	SpinLockRelease(&sb_shared->mutex);
+	/* This turn left something to look at (see the loop): no sleep. */
+	if (woken)
+		timeout = 0;
 	(void) WaitEventSetWait(set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
 	FreeWaitEventSet(set);
 	ResetLatch(MyLatch);
