@@ -98,7 +98,8 @@ cluster_start() {
 	chmod 755 "$CLUSTER_DIR"
 	[ "$(id -u)" = 0 ] && chown postgres: "$CLUSTER_DIR"
 	export PGDATA="$CLUSTER_DIR/data" PGHOST="$CLUSTER_DIR" PGUSER=postgres PGDATABASE=postgres
-	export PGPORT=${PGPORT:-$(( 20000 + RANDOM % 20000 ))}
+	local chosen_port=${PGPORT:-} attempt
+	export PGPORT=${PGPORT:-$(free_port)}
 	log "starting a throwaway cluster in $CLUSTER_DIR on port $PGPORT"
 	as_pg "$bindir/initdb" -D "$PGDATA" -U postgres -E UTF8 --locale=C.UTF-8 -A trust >/dev/null
 	cat >>"$PGDATA/postgresql.conf" <<CONF
@@ -111,8 +112,37 @@ max_connections = 50
 fsync = off
 ${CLUSTER_CONF:-}
 CONF
-	as_pg "$bindir/pg_ctl" -D "$PGDATA" -l "$CLUSTER_DIR/server.log" -w start >/dev/null
+	# A port taken between free_port and the bind (a client's ephemeral port,
+	# another test's listener) is retried with another, unless the caller chose it.
+	for attempt in 1 2 3 4 5; do
+		if as_pg "$bindir/pg_ctl" -D "$PGDATA" -l "$CLUSTER_DIR/server.log" -w start >/dev/null; then
+			break
+		fi
+		if [ -n "$chosen_port" ] || [ "$attempt" = 5 ] ||
+			! grep -q 'could not bind\|could not create any TCP/IP sockets\|already in use' "$CLUSTER_DIR/server.log"; then
+			log "the cluster did not start; its log:"
+			tail -n 30 "$CLUSTER_DIR/server.log" >&2
+			break
+		fi
+		export PGPORT=$(free_port)
+		echo "port = $PGPORT" | as_pg tee -a "$PGDATA/postgresql.conf" >/dev/null
+		log "port taken; starting again on port $PGPORT"
+	done
 	trap cluster_stop EXIT
+}
+
+# free_port prints a TCP port below the kernel's ephemeral range (so no client
+# connection can hold it) that nothing on 127.0.0.1 listens on now.
+free_port() {
+	local p
+	for _ in $(seq 50); do
+		p=$(( 20000 + RANDOM % 12000 ))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+	echo "$p"
 }
 
 # emulator_start starts test/emulator/run on a free port; sets EMULATOR_URL.
